@@ -1,0 +1,179 @@
+//! The events of a search, exactly as stored in its result stream (field `data`)
+//! and forwarded untouched to SSE clients.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::flight::Flight;
+
+/// One event of a search's result stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchEvent {
+    /// The search this event belongs to.
+    pub search_id: Uuid,
+    /// What happened; serialised as `status` plus its own fields.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// The event kinds, tagged by `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum EventKind {
+    /// A provider took the search. Written exactly once per search.
+    Processing {
+        /// Always empty; kept so every non-terminal event has `results`.
+        results: Vec<Flight>,
+    },
+    /// One supplier answered.
+    Result {
+        /// The supplier's airline code.
+        supplier: String,
+        /// Its offers (possibly none).
+        results: Vec<Flight>,
+    },
+    /// Terminal: every supplier answered or gave up.
+    Completed {
+        /// Offers over all `result` events of this search.
+        total_results: u32,
+    },
+    /// Terminal: the search could not be completed.
+    Failed {
+        /// Why.
+        error: EventError,
+    },
+}
+
+/// Why a search failed; `code` is meant for programs, `message` for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventError {
+    /// One of [`EventError::TIMEOUT`], [`EventError::DEAD_LETTERED`],
+    /// [`EventError::INVALID_REQUEST`], [`EventError::SUPPLIERS_UNAVAILABLE`].
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl EventError {
+    /// No terminal event within `SEARCH_TIMEOUT_SECS` of the POST.
+    pub const TIMEOUT: &'static str = "timeout";
+    /// The search was handed out more than `MAX_DELIVERIES` times.
+    pub const DEAD_LETTERED: &'static str = "dead_lettered";
+    /// The queued search could not be decoded.
+    pub const INVALID_REQUEST: &'static str = "invalid_request";
+    /// Every supplier failed.
+    pub const SUPPLIERS_UNAVAILABLE: &'static str = "suppliers_unavailable";
+
+    /// An error with the given code and message.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        EventError {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl EventKind {
+    /// True if and only if this event ends the search.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, EventKind::Completed { .. } | EventKind::Failed { .. })
+    }
+
+    /// The idempotency slot of this event: at most one event per slot is ever
+    /// written to a search's stream (see `scripts::APPEND_EVENT`). Both terminal
+    /// kinds share one slot, so a search has exactly one terminal event.
+    pub fn slot(&self) -> String {
+        match self {
+            EventKind::Processing { .. } => "processing".to_owned(),
+            EventKind::Result { supplier, .. } => format!("result:{supplier}"),
+            EventKind::Completed { .. } | EventKind::Failed { .. } => {
+                crate::keys::STATE_TERMINAL.to_owned()
+            }
+        }
+    }
+}
+
+impl SearchEvent {
+    /// The JSON stored in the stream and sent as SSE `data:`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a SearchEvent always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn id() -> Uuid {
+        Uuid::parse_str("6f1c2a9e-8a5b-4c2d-9e7f-0a1b2c3d4e5f").unwrap()
+    }
+
+    #[test]
+    fn events_serialise_to_the_contract_shapes() {
+        let cases = [
+            (
+                EventKind::Processing { results: vec![] },
+                json!({"search_id": id(), "status": "processing", "results": []}),
+            ),
+            (
+                EventKind::Result {
+                    supplier: "GA".into(),
+                    results: vec![],
+                },
+                json!({"search_id": id(), "status": "result", "supplier": "GA", "results": []}),
+            ),
+            (
+                EventKind::Completed { total_results: 7 },
+                json!({"search_id": id(), "status": "completed", "total_results": 7}),
+            ),
+            (
+                EventKind::Failed {
+                    error: EventError::new(EventError::TIMEOUT, "too slow"),
+                },
+                json!({"search_id": id(), "status": "failed", "error": {"code": "timeout", "message": "too slow"}}),
+            ),
+        ];
+        for (kind, expected) in cases {
+            let event = SearchEvent {
+                search_id: id(),
+                kind,
+            };
+            let text = event.to_json();
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+                expected
+            );
+            assert_eq!(serde_json::from_str::<SearchEvent>(&text).unwrap(), event);
+        }
+    }
+
+    #[test]
+    fn status_comes_right_after_search_id() {
+        let text = SearchEvent {
+            search_id: id(),
+            kind: EventKind::Completed { total_results: 1 },
+        }
+        .to_json();
+        assert!(
+            text.starts_with(&format!(r#"{{"search_id":"{}","status":"completed""#, id())),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn terminal_kinds_share_one_slot() {
+        let done = EventKind::Completed { total_results: 0 };
+        let failed = EventKind::Failed {
+            error: EventError::new(EventError::TIMEOUT, ""),
+        };
+        assert_eq!(done.slot(), failed.slot());
+        assert!(done.is_terminal() && failed.is_terminal());
+        let ga = EventKind::Result {
+            supplier: "GA".into(),
+            results: vec![],
+        };
+        assert_ne!(ga.slot(), EventKind::Processing { results: vec![] }.slot());
+        assert!(!ga.is_terminal());
+    }
+}

@@ -1,0 +1,71 @@
+//! Redis key, field and channel names. The first group is the public contract
+//! (fixed); the rest are this project's own and documented in README.md.
+
+use uuid::Uuid;
+
+/// Stream of submitted searches, consumed by provider-service in a consumer group.
+pub const REQUESTS_STREAM: &str = "flight.search.requested";
+
+/// Default consumer group on [`REQUESTS_STREAM`].
+pub const DEFAULT_CONSUMER_GROUP: &str = "provider-service";
+
+/// Prefix of each search's result stream; see [`results_key`].
+pub const RESULTS_PREFIX: &str = "flight.search.results:";
+
+/// Prefix of each search's state hash; see [`state_key`].
+pub const STATE_PREFIX: &str = "flight.search.state:";
+
+/// Stream where searches that cannot be processed end up, with the reason.
+pub const DEAD_LETTER_STREAM: &str = "flight.search.dead-letter";
+
+/// Pub/sub channel on which every appended event is announced (message: the
+/// search id), so main-service reads a result stream only when it changed.
+pub const EVENTS_CHANNEL: &str = "flight.search.events";
+
+/// Field of a result stream entry holding the event JSON.
+pub const DATA_FIELD: &str = "data";
+
+/// State hash field: POST time in Unix milliseconds, the start of the search timeout.
+pub const STATE_REQUESTED_AT: &str = "requested_at";
+
+/// State hash field: entry id of the search's one terminal event, once written.
+pub const STATE_TERMINAL: &str = "terminal";
+
+/// State hash field: SSE readers currently attached, over all main-service instances.
+pub const STATE_READERS: &str = "readers";
+
+/// Approximate length cap of [`REQUESTS_STREAM`] (`XADD MAXLEN ~`). Far above any
+/// plausible backlog, so trimming never removes a search that is still pending.
+pub const REQUESTS_MAXLEN: usize = 100_000;
+
+/// Approximate length cap of [`DEAD_LETTER_STREAM`].
+pub const DEAD_LETTER_MAXLEN: usize = 10_000;
+
+/// `flight.search.results:<search_id>`: the search's events, in order.
+pub fn results_key(search_id: Uuid) -> String {
+    format!("{RESULTS_PREFIX}{search_id}")
+}
+
+/// `flight.search.state:<search_id>`: what the search's stream alone cannot tell
+/// (that it was submitted, when, whether it ended, who is reading it).
+pub fn state_key(search_id: Uuid) -> String {
+    format!("{STATE_PREFIX}{search_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_contract() {
+        let id = Uuid::parse_str("6f1c2a9e-8a5b-4c2d-9e7f-0a1b2c3d4e5f").unwrap();
+        assert_eq!(
+            results_key(id),
+            "flight.search.results:6f1c2a9e-8a5b-4c2d-9e7f-0a1b2c3d4e5f"
+        );
+        assert_eq!(
+            state_key(id),
+            "flight.search.state:6f1c2a9e-8a5b-4c2d-9e7f-0a1b2c3d4e5f"
+        );
+    }
+}

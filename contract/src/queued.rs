@@ -1,0 +1,155 @@
+//! A search as queued on `flight.search.requested`: field names and decoding.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use crate::request::{Iata, SearchRequest, format_date, parse_date};
+
+/// A submitted search, as the queue carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueuedSearch {
+    /// The id handed to the client.
+    pub search_id: Uuid,
+    /// What to search for.
+    pub request: SearchRequest,
+    /// POST time, Unix milliseconds.
+    pub requested_at_ms: u64,
+}
+
+/// A queue entry that cannot be turned into a [`QueuedSearch`]: poison input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}` is {problem}")]
+pub struct DecodeError {
+    /// The offending field.
+    pub field: &'static str,
+    /// `missing` or `invalid`.
+    pub problem: &'static str,
+}
+
+impl QueuedSearch {
+    /// The entry's fields, in the order they are written.
+    pub fn to_fields(&self) -> [(&'static str, String); 6] {
+        let r = &self.request;
+        [
+            ("search_id", self.search_id.to_string()),
+            ("from", r.from.to_string()),
+            ("to", r.to.to_string()),
+            ("date", format_date(r.date)),
+            ("passengers", r.passengers.to_string()),
+            ("requested_at", self.requested_at_ms.to_string()),
+        ]
+    }
+
+    /// Reads an entry's fields back. The search id alone is decoded by
+    /// [`QueuedSearch::search_id_of`] so that poison entries can still be tied to
+    /// their search when the id survives.
+    pub fn from_fields(fields: &HashMap<String, Vec<u8>>) -> Result<QueuedSearch, DecodeError> {
+        let text = |field: &'static str| -> Result<&str, DecodeError> {
+            let raw = fields.get(field).ok_or(DecodeError {
+                field,
+                problem: "missing",
+            })?;
+            std::str::from_utf8(raw).map_err(|_| DecodeError {
+                field,
+                problem: "invalid",
+            })
+        };
+        let invalid = |field: &'static str| DecodeError {
+            field,
+            problem: "invalid",
+        };
+        let search_id = Self::search_id_of(fields)?;
+        let from = Iata::parse(text("from")?).ok_or(invalid("from"))?;
+        let to = Iata::parse(text("to")?).ok_or(invalid("to"))?;
+        let date = parse_date(text("date")?).ok_or(invalid("date"))?;
+        let passengers = text("passengers")?
+            .parse::<u8>()
+            .ok()
+            .filter(|p| crate::request::PASSENGERS.contains(&u64::from(*p)))
+            .ok_or(invalid("passengers"))?;
+        let requested_at_ms = text("requested_at")?
+            .parse()
+            .map_err(|_| invalid("requested_at"))?;
+        if from == to {
+            return Err(invalid("to"));
+        }
+        Ok(QueuedSearch {
+            search_id,
+            request: SearchRequest {
+                from,
+                to,
+                date,
+                passengers,
+            },
+            requested_at_ms,
+        })
+    }
+
+    /// The `search_id` field alone.
+    pub fn search_id_of(fields: &HashMap<String, Vec<u8>>) -> Result<Uuid, DecodeError> {
+        let raw = fields.get("search_id").ok_or(DecodeError {
+            field: "search_id",
+            problem: "missing",
+        })?;
+        std::str::from_utf8(raw)
+            .ok()
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .ok_or(DecodeError {
+                field: "search_id",
+                problem: "invalid",
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    fn sample() -> QueuedSearch {
+        QueuedSearch {
+            search_id: Uuid::new_v4(),
+            request: SearchRequest {
+                from: Iata::parse("CGK").unwrap(),
+                to: Iata::parse("DPS").unwrap(),
+                date: date!(2026 - 12 - 10),
+                passengers: 2,
+            },
+            requested_at_ms: 1_790_000_000_000,
+        }
+    }
+
+    fn as_map(q: &QueuedSearch) -> HashMap<String, Vec<u8>> {
+        q.to_fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.into_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn round_trips() {
+        let q = sample();
+        assert_eq!(QueuedSearch::from_fields(&as_map(&q)), Ok(q));
+    }
+
+    #[test]
+    fn poison_entries_name_the_bad_field() {
+        let q = sample();
+        let mut m = as_map(&q);
+        m.insert("passengers".into(), b"12".to_vec());
+        assert_eq!(
+            QueuedSearch::from_fields(&m).unwrap_err().field,
+            "passengers"
+        );
+        assert_eq!(QueuedSearch::search_id_of(&m), Ok(q.search_id));
+        m.remove("search_id");
+        assert_eq!(
+            QueuedSearch::from_fields(&m).unwrap_err(),
+            DecodeError {
+                field: "search_id",
+                problem: "missing"
+            }
+        );
+    }
+}

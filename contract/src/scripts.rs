@@ -1,0 +1,60 @@
+//! Lua scripts run inside Redis, where a check and the write it guards must be
+//! one atomic step. Both services load them by content (EVALSHA with fallback).
+
+/// Appends one event to a search's result stream, at most once per slot.
+///
+/// `KEYS[1]` result stream, `KEYS[2]` state hash; `ARGV[1]` slot (see
+/// `EventKind::slot`), `ARGV[2]` event JSON, `ARGV[3]` TTL seconds, `ARGV[4]` the
+/// events channel, `ARGV[5]` the search id.
+///
+/// Returns the new entry id, or nil when the slot is taken or the search already
+/// has its terminal event. This is what makes re-processing after a crash, or a
+/// timeout racing a late provider, invisible to clients: every supplier's offers
+/// appear once and there is exactly one terminal event. The XADD, both EXPIREs and
+/// the PUBLISH nudge happen together or not at all.
+pub const APPEND_EVENT: &str = r"
+if redis.call('HEXISTS', KEYS[2], 'terminal') == 1 or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
+  return false
+end
+local id = redis.call('XADD', KEYS[1], '*', 'data', ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], id)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return id
+";
+
+/// Registers an SSE reader of a search and says what the reader will find.
+///
+/// `KEYS[1]` state hash, `KEYS[2]` result stream. Returns `{0}` for an unknown
+/// search, `{2, terminal_id}` for a finished search whose stream is gone, and
+/// otherwise `{1, requested_at, terminal_id}` (empty strings when unset) after
+/// counting one more reader. A missing state hash is never created here, so a
+/// stray reader cannot leave a key without TTL behind.
+pub const ATTACH_READER: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if redis.call('EXISTS', KEYS[2]) == 0 then return {0} end
+  return {1, '', ''}
+end
+local terminal = redis.call('HGET', KEYS[1], 'terminal') or ''
+if terminal ~= '' and redis.call('EXISTS', KEYS[2]) == 0 then return {2, terminal} end
+redis.call('HINCRBY', KEYS[1], 'readers', 1)
+return {1, redis.call('HGET', KEYS[1], 'requested_at') or '', terminal}
+";
+
+/// Unregisters an SSE reader and deletes the result stream if that reader saw
+/// the terminal event and was the last one.
+///
+/// `KEYS[1]` state hash, `KEYS[2]` result stream; `ARGV[1]` `1` if the reader
+/// received the terminal event. Returns 1 if the stream was deleted. A reader
+/// that left mid-search (`ARGV[1]` `0`) never deletes: it may come back with
+/// Last-Event-ID.
+pub const DETACH_READER: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local left = redis.call('HINCRBY', KEYS[1], 'readers', -1)
+if ARGV[1] == '1' and left <= 0 then
+  redis.call('HSET', KEYS[1], 'readers', 0)
+  return redis.call('DEL', KEYS[2])
+end
+return 0
+";

@@ -1,0 +1,171 @@
+//! Reading configuration from environment variables.
+//!
+//! Services describe their configuration as a typed struct built from a lookup
+//! function (`Fn(&str) -> Option<String>`), so tests pass a map instead of
+//! mutating the process environment. Every value is validated at start; the first
+//! bad one stops the service with a single line naming it.
+
+use std::fmt::Display;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A variable holds a value the service cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}={value} is not valid: {reason}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub name: &'static str,
+    /// Its value as given.
+    pub value: String,
+    /// What a valid value looks like.
+    pub reason: String,
+}
+
+/// Looks variables up through `lookup`; [`Vars::from_env`] reads the process environment.
+pub struct Vars<F> {
+    lookup: F,
+}
+
+impl Vars<fn(&str) -> Option<String>> {
+    /// Variables from the process environment.
+    pub fn from_env() -> Self {
+        Vars {
+            lookup: |name| std::env::var(name).ok(),
+        }
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    /// Variables from an arbitrary lookup (tests use a map).
+    pub fn new(lookup: F) -> Self {
+        Vars { lookup }
+    }
+
+    /// The raw value, if set and not empty.
+    pub fn raw(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// Parses `name` with `parse`, or returns `default` when unset.
+    pub fn parse_with<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(value) => parse(value.trim()).map_err(|reason| ConfigError {
+                name,
+                value,
+                reason,
+            }),
+        }
+    }
+
+    /// Parses `name` with [`FromStr`], or returns `default` when unset.
+    pub fn parse<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        self.parse_with(name, default, |v| v.parse::<T>().map_err(|e| e.to_string()))
+    }
+
+    /// An integer within `range`, or `default` when unset.
+    pub fn int_in(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64, ConfigError> {
+        self.parse_with(name, default, |v| match v.parse::<u64>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(format!(
+                "expected a whole number from {} to {}",
+                range.start(),
+                range.end()
+            )),
+        })
+    }
+
+    /// A duration in whole seconds within `range`.
+    pub fn secs(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        self.int_in(name, default, range).map(Duration::from_secs)
+    }
+
+    /// A duration in whole milliseconds within `range`.
+    pub fn millis(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        self.int_in(name, default, range).map(Duration::from_millis)
+    }
+
+    /// A Redis URL that the client library accepts.
+    pub fn redis_url(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        self.parse_with(name, default.to_owned(), |v| {
+            redis::Client::open(v)
+                .map(|_| v.to_owned())
+                .map_err(|e| format!("expected redis://host:port[/db] ({e})"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vars<impl Fn(&str) -> Option<String>> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Vars::new(move |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_unset_or_blank() {
+        let v = vars(&[("B", "  ")]);
+        assert_eq!(v.int_in("A", 7, 1..=9), Ok(7));
+        assert_eq!(v.int_in("B", 7, 1..=9), Ok(7));
+    }
+
+    #[test]
+    fn errors_name_the_variable_and_value() {
+        let v = vars(&[("SEARCH_TIMEOUT_SECS", "soon")]);
+        let err = v.secs("SEARCH_TIMEOUT_SECS", 60, 1..=3600).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "SEARCH_TIMEOUT_SECS=soon is not valid: expected a whole number from 1 to 3600"
+        );
+    }
+
+    #[test]
+    fn out_of_range_is_rejected() {
+        let v = vars(&[("N", "0")]);
+        assert!(v.int_in("N", 5, 1..=10).is_err());
+    }
+
+    #[test]
+    fn redis_urls_are_checked() {
+        assert!(
+            vars(&[("REDIS_URL", "redis://127.0.0.1:6379")])
+                .redis_url("REDIS_URL", "")
+                .is_ok()
+        );
+        assert!(
+            vars(&[("REDIS_URL", "http://nope")])
+                .redis_url("REDIS_URL", "")
+                .is_err()
+        );
+    }
+}

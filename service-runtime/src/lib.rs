@@ -1,0 +1,16 @@
+//! Process plumbing shared by `main-service` and `provider-service`: everything a
+//! service needs around its own domain logic, written once.
+//!
+//! * [`config`]: typed configuration read from environment variables through a
+//!   lookup function, failing fast with `NAME=value is not valid: why`.
+//! * [`telemetry`]: tracing setup, text or JSON (`LOG_FORMAT`).
+//! * [`shutdown`]: one cancellation token per process, fired by SIGINT or SIGTERM.
+//! * [`redis_link`]: the shared Redis connection, usable while Redis is down,
+//!   with readiness and capped backoff.
+//! * [`probe`]: the `--healthcheck` client used by container health checks.
+
+pub mod config;
+pub mod probe;
+pub mod redis_link;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,183 @@
+//! The Redis link: one multiplexed, self-reconnecting connection for ordinary
+//! commands, plus what long-lived dedicated connections (blocking reads, pub/sub)
+//! need to reconnect politely.
+//!
+//! A service starts whether or not Redis is up. [`RedisLink::new`] connects
+//! lazily; [`RedisLink::watch`] pings once a second and keeps [`RedisLink::is_ready`]
+//! current, logging one line per change of state rather than one per failure.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio_util::sync::CancellationToken;
+
+/// Non-blocking commands answer within this, or count as failed.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How often readiness is re-checked.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Shared handle to Redis. Cloning is cheap; all clones share one connection.
+#[derive(Clone)]
+pub struct RedisLink {
+    /// For dedicated connections (blocking XREADGROUP, pub/sub), which must never
+    /// share the multiplexed connection: a blocked command would stall every other.
+    client: redis::Client,
+    /// The multiplexed connection for every non-blocking command.
+    commands: ConnectionManager,
+    /// Result of the latest ping, shared by all clones.
+    state: Arc<LinkState>,
+}
+
+impl RedisLink {
+    /// Creates the link without connecting. Fails only if `url` is not a Redis URL.
+    pub fn new(url: &str) -> redis::RedisResult<RedisLink> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let commands = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        Ok(RedisLink {
+            client,
+            commands,
+            state: Arc::new(LinkState::new("redis")),
+        })
+    }
+
+    /// The multiplexed connection (a cheap clone). Never send blocking commands on it.
+    pub fn commands(&self) -> ConnectionManager {
+        self.commands.clone()
+    }
+
+    /// The client, for opening dedicated connections.
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// True if and only if the latest ping succeeded.
+    pub fn is_ready(&self) -> bool {
+        self.state.is_up()
+    }
+
+    /// Pings Redis every second until `shutdown`, keeping readiness current.
+    pub async fn watch(self, shutdown: CancellationToken) {
+        let mut conn = self.commands();
+        loop {
+            let ping: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+            match ping {
+                Ok(_) => self.state.up(),
+                Err(e) => self.state.down(&e),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(PING_INTERVAL) => {}
+            }
+        }
+    }
+}
+
+/// Up/down state of a connection, logged only when it changes.
+pub struct LinkState {
+    /// What the log lines call this connection.
+    name: &'static str,
+    /// 0 = never checked, 1 = up, 2 = down.
+    state: AtomicU8,
+}
+
+impl LinkState {
+    /// A connection not yet checked.
+    pub const fn new(name: &'static str) -> LinkState {
+        LinkState {
+            name,
+            state: AtomicU8::new(0),
+        }
+    }
+
+    /// Records a success; logs if the connection was down or unchecked.
+    pub fn up(&self) {
+        if self.state.swap(1, Ordering::Relaxed) != 1 {
+            tracing::info!(connection = self.name, "connection up");
+        }
+    }
+
+    /// Records a failure; logs if the connection was up or unchecked.
+    pub fn down(&self, error: &dyn std::fmt::Display) {
+        if self.state.swap(2, Ordering::Relaxed) != 2 {
+            tracing::warn!(connection = self.name, %error, "connection down");
+        }
+    }
+
+    /// True if and only if the latest report was a success.
+    pub fn is_up(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == 1
+    }
+}
+
+/// Capped exponential backoff for reconnect loops on dedicated connections.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    /// First delay, and the delay after a [`Backoff::reset`].
+    min: Duration,
+    /// Delays never exceed this.
+    max: Duration,
+    /// The delay [`Backoff::next_delay`] returns next.
+    next: Duration,
+}
+
+impl Backoff {
+    /// Starts at `min`, doubles per failure, never exceeds `max`.
+    pub fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    /// The delay to wait now; the following one is twice as long, up to the cap.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.max);
+        delay
+    }
+
+    /// Back to the first delay, after a success.
+    pub fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+impl Default for Backoff {
+    /// 100 ms doubling up to 5 s.
+    fn default() -> Self {
+        Backoff::new(Duration::from_millis(100), Duration::from_secs(5))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let delays: Vec<u128> = (0..4).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(delays, [100, 200, 350, 350]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn link_state_tracks_the_latest_report() {
+        let s = LinkState::new("test");
+        assert!(!s.is_up());
+        s.up();
+        assert!(s.is_up());
+        s.down(&"refused");
+        assert!(!s.is_up());
+    }
+}

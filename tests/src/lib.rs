@@ -1,1 +1,61 @@
-//! placeholder
+//! Test support for the end-to-end and fault suites.
+//!
+//! Everything here is real: [`redis_server::RedisServer`] starts `redis-server` on a
+//! free port, [`services`] starts the real service binaries as child processes, and
+//! [`http`]/[`sse`] speak HTTP/1.1 to them over TCP. [`stack::Stack`] bundles the
+//! three, or, when `FLIGHT_SEARCH_URL` is set, attaches to a stack that is already
+//! running (with `REDIS_URL` pointing at its Redis) so the same suite can check a
+//! compose deployment.
+
+pub mod http;
+pub mod redis_server;
+pub mod services;
+pub mod sse;
+pub mod stack;
+
+use std::time::Duration;
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics with `what` after
+/// `limit`. The suites wait on conditions with this, never on fixed sleeps.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+/// A date `days` ahead of today (UTC) as `YYYY-MM-DD`.
+pub fn date_in(days: i64) -> String {
+    let date = time::OffsetDateTime::now_utc().date() + time::Duration::days(days);
+    contract::request::format_date(date)
+}
+
+/// The JSON body of a valid search.
+pub fn search_body(from: &str, to: &str, days_ahead: i64, passengers: u8) -> String {
+    serde_json::json!({
+        "from": from,
+        "to": to,
+        "date": date_in(days_ahead),
+        "passengers": passengers,
+    })
+    .to_string()
+}

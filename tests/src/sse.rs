@@ -1,0 +1,187 @@
+//! An SSE client that keeps everything the server sent, so tests can check the
+//! framing as well as the events.
+
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use http_body_util::BodyExt;
+use hyper::Method;
+use hyper::body::Incoming;
+
+use crate::http::{Error, send};
+
+/// One thing the server sent, separated by a blank line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// `retry: <ms>`.
+    Retry(u64),
+    /// A `: comment` (keep-alive).
+    Comment(String),
+    /// `id:` plus `data:`.
+    Event(Event),
+}
+
+/// An event with its id and parsed JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The `id:` field (a Redis stream entry id).
+    pub id: String,
+    /// The `data:` field, parsed.
+    pub data: serde_json::Value,
+}
+
+impl Event {
+    /// The event's `status` field.
+    pub fn status(&self) -> &str {
+        self.data["status"].as_str().unwrap_or("")
+    }
+
+    /// True if and only if this is `completed` or `failed`.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.status(), "completed" | "failed")
+    }
+}
+
+/// An open event stream.
+pub struct SseStream {
+    /// Response status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: hyper::HeaderMap,
+    /// The body, `None` once it ended.
+    body: Option<Incoming>,
+    /// Bytes received but not yet split into items.
+    buffer: BytesMut,
+}
+
+impl SseStream {
+    /// Opens `url`, sending `Last-Event-ID` when given.
+    pub async fn open(url: &str, last_event_id: Option<&str>) -> Result<SseStream, Error> {
+        let mut headers = vec![("accept", "text/event-stream")];
+        if let Some(id) = last_event_id {
+            headers.push(("last-event-id", id));
+        }
+        let response = send(Method::GET, url, &headers, bytes::Bytes::new()).await?;
+        let (parts, body) = response.into_parts();
+        Ok(SseStream {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: Some(body),
+            buffer: BytesMut::new(),
+        })
+    }
+
+    /// The next item, `Ok(None)` when the server ended the response, or an error
+    /// when nothing arrives within `limit`.
+    pub async fn next_item(&mut self, limit: Duration) -> Result<Option<Item>, Error> {
+        loop {
+            if let Some(end) = find_blank_line(&self.buffer) {
+                let block = self.buffer.split_to(end);
+                self.buffer.advance(2);
+                return Ok(Some(parse_block(&block)?));
+            }
+            let Some(body) = self.body.as_mut() else {
+                return Ok(None);
+            };
+            match tokio::time::timeout(limit, body.frame()).await {
+                Err(_) => return Err(format!("no SSE data within {limit:?}").into()),
+                Ok(None) => {
+                    self.body = None;
+                    if !self.buffer.is_empty() {
+                        return Err(format!("stream ended mid-item: {:?}", self.buffer).into());
+                    }
+                }
+                Ok(Some(frame)) => {
+                    if let Ok(data) = frame?.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next event, skipping `retry:` and comments.
+    pub async fn next_event(&mut self, limit: Duration) -> Result<Option<Event>, Error> {
+        while let Some(item) = self.next_item(limit).await? {
+            if let Item::Event(event) = item {
+                return Ok(Some(event));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every event up to and including the terminal one, then checks that the
+    /// server ended the response right after it.
+    pub async fn until_terminal(&mut self, limit: Duration) -> Result<Vec<Event>, Error> {
+        let mut events = Vec::new();
+        loop {
+            match self.next_event(limit).await? {
+                None => {
+                    return Err(format!("stream ended before a terminal event: {events:?}").into());
+                }
+                Some(event) => {
+                    let terminal = event.is_terminal();
+                    events.push(event);
+                    if terminal {
+                        break;
+                    }
+                }
+            }
+        }
+        match self.next_item(limit).await? {
+            None => Ok(events),
+            Some(extra) => Err(format!("data after the terminal event: {extra:?}").into()),
+        }
+    }
+}
+
+fn find_blank_line(buffer: &[u8]) -> Option<usize> {
+    buffer.windows(2).position(|w| w == b"\n\n")
+}
+
+fn parse_block(block: &[u8]) -> Result<Item, Error> {
+    let text = std::str::from_utf8(block)?;
+    let (mut id, mut data) = (None, None);
+    for line in text.lines() {
+        if let Some(comment) = line.strip_prefix(':') {
+            return Ok(Item::Comment(comment.trim().to_owned()));
+        } else if let Some(ms) = line.strip_prefix("retry: ") {
+            return Ok(Item::Retry(ms.parse()?));
+        } else if let Some(v) = line.strip_prefix("id: ") {
+            id = Some(v.to_owned());
+        } else if let Some(v) = line.strip_prefix("data: ") {
+            if data.is_some() {
+                return Err("more than one data line".into());
+            }
+            data = Some(serde_json::from_str(v)?);
+        } else {
+            return Err(format!("unexpected SSE line {line:?}").into());
+        }
+    }
+    match (id, data) {
+        (Some(id), Some(data)) => Ok(Item::Event(Event { id, data })),
+        _ => Err(format!("incomplete SSE event {text:?}").into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_three_kinds_of_block() {
+        assert_eq!(parse_block(b"retry: 2000").unwrap(), Item::Retry(2000));
+        assert_eq!(
+            parse_block(b": keep-alive").unwrap(),
+            Item::Comment("keep-alive".into())
+        );
+        let Item::Event(e) = parse_block(b"id: 1-0\ndata: {\"status\":\"completed\"}").unwrap()
+        else {
+            panic!("not an event")
+        };
+        assert_eq!(e.id, "1-0");
+        assert!(e.is_terminal());
+        assert!(parse_block(b"event: x\ndata: {}").is_err());
+        assert!(parse_block(b"id: 1-0\ndata: {}\ndata: {}").is_err());
+    }
+}

@@ -1,0 +1,243 @@
+//! A whole flight-search deployment for a test: started locally, or attached to a
+//! running one when `FLIGHT_SEARCH_URL` (and `REDIS_URL`) are set.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::http::{self, Response};
+use crate::redis_server::RedisServer;
+use crate::services::{Kind, Service};
+use crate::sse::{Event, SseStream};
+
+/// Supplier latency for tests: short, but long enough that results arrive one by one.
+pub const TEST_LATENCY_MS: &str = "20-150";
+
+/// The processes of a locally started stack.
+pub struct Local {
+    /// The Redis server.
+    pub redis: RedisServer,
+    /// main-service instances (usually one).
+    pub mains: Vec<Service>,
+    /// provider-service instances.
+    pub providers: Vec<Service>,
+}
+
+impl Local {
+    /// Starts one more provider with the stack's provider settings plus `env`.
+    pub async fn add_provider(&mut self, env: &[(&str, &str)]) -> &mut Service {
+        let provider = Service::start(Kind::Provider, &self.redis.url(), env).await;
+        self.providers.push(provider);
+        self.providers.last_mut().expect("just pushed")
+    }
+}
+
+/// A deployment under test.
+pub struct Stack {
+    /// main-service base URL.
+    base_url: String,
+    /// Redis URL, for checking what the services wrote.
+    redis_url: String,
+    /// The processes, when this test started them.
+    local: Option<Local>,
+}
+
+/// What to start; ignored when attaching to a running stack.
+pub struct StackBuilder {
+    /// Extra environment for main-service.
+    main_env: Vec<(String, String)>,
+    /// Extra environment for each provider.
+    provider_env: Vec<(String, String)>,
+    /// Number of providers to start (0 for tests that start them later).
+    providers: usize,
+    /// Number of main-service instances.
+    mains: usize,
+    /// Refuse to attach to a running stack (the test needs process control).
+    local_only: bool,
+}
+
+impl StackBuilder {
+    /// Sets a main-service variable.
+    pub fn main_env(mut self, name: &str, value: &str) -> Self {
+        self.main_env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets a provider variable.
+    pub fn provider_env(mut self, name: &str, value: &str) -> Self {
+        self.provider_env.push((name.into(), value.into()));
+        self
+    }
+
+    /// How many providers to start.
+    pub fn providers(mut self, n: usize) -> Self {
+        self.providers = n;
+        self
+    }
+
+    /// How many main-service instances to start.
+    pub fn mains(mut self, n: usize) -> Self {
+        self.mains = n;
+        self
+    }
+
+    /// Always start a local stack, even when `FLIGHT_SEARCH_URL` is set.
+    pub fn local_only(mut self) -> Self {
+        self.local_only = true;
+        self
+    }
+
+    /// Starts (or attaches to) the stack.
+    pub async fn start(self) -> Stack {
+        if !self.local_only
+            && let Ok(base_url) = std::env::var("FLIGHT_SEARCH_URL")
+        {
+            let redis_url = std::env::var("REDIS_URL")
+                .expect("FLIGHT_SEARCH_URL needs REDIS_URL too (the stack's Redis)");
+            return Stack {
+                base_url: base_url.trim_end_matches('/').to_owned(),
+                redis_url,
+                local: None,
+            };
+        }
+        let redis = RedisServer::start().await;
+        let pairs = |v: &[(String, String)]| -> Vec<(String, String)> { v.to_vec() };
+        let main_env = pairs(&self.main_env);
+        let mut mains = Vec::new();
+        for _ in 0..self.mains {
+            let env: Vec<(&str, &str)> = main_env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            mains.push(Service::start(Kind::Main, &redis.url(), &env).await);
+        }
+        let mut local = Local {
+            redis,
+            mains,
+            providers: Vec::new(),
+        };
+        let mut provider_env = vec![("MOCK_LATENCY_MS".to_owned(), TEST_LATENCY_MS.to_owned())];
+        provider_env.extend(pairs(&self.provider_env));
+        for _ in 0..self.providers {
+            let env: Vec<(&str, &str)> = provider_env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            local.add_provider(&env).await;
+        }
+        Stack {
+            base_url: local.mains[0].base_url(),
+            redis_url: local.redis.url(),
+            local: Some(local),
+        }
+    }
+}
+
+impl Stack {
+    /// One main-service, one provider, fast suppliers.
+    pub fn builder() -> StackBuilder {
+        StackBuilder {
+            main_env: Vec::new(),
+            provider_env: Vec::new(),
+            providers: 1,
+            mains: 1,
+            local_only: false,
+        }
+    }
+
+    /// The default stack.
+    pub async fn start() -> Stack {
+        Stack::builder().start().await
+    }
+
+    /// True if and only if this test attached to a running stack.
+    pub fn is_remote(&self) -> bool {
+        self.local.is_none()
+    }
+
+    /// The local processes; panics for a remote stack (build with `local_only`).
+    pub fn local(&mut self) -> &mut Local {
+        self.local
+            .as_mut()
+            .expect("this test needs a local stack (StackBuilder::local_only)")
+    }
+
+    /// main-service base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `base_url` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// The stream URL of a search.
+    pub fn stream_url(&self, search_id: Uuid) -> String {
+        self.url(&format!("/api/flights/search/{search_id}/stream"))
+    }
+
+    /// A new connection to the stack's Redis.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis_url.as_str())
+            .expect("valid REDIS_URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to the stack's redis")
+    }
+
+    /// POSTs a search body and returns the raw response.
+    pub async fn post(&self, body: &str) -> Response {
+        http::post_json(&self.url("/api/flights/search"), body)
+            .await
+            .expect("POST search")
+    }
+
+    /// Submits a search that must be accepted; returns its id.
+    pub async fn submit(&self, body: &str) -> Uuid {
+        let response = self.post(body).await;
+        assert_eq!(response.status, 202, "POST {body}: {:?}", response.body);
+        let id = response.json()["data"]["search_id"]
+            .as_str()
+            .expect("search_id")
+            .to_owned();
+        id.parse().expect("search_id is a UUID")
+    }
+
+    /// Opens a search's event stream (optionally resuming after `last_event_id`).
+    pub async fn open(&self, search_id: Uuid, last_event_id: Option<&str>) -> SseStream {
+        SseStream::open(&self.stream_url(search_id), last_event_id)
+            .await
+            .expect("open SSE stream")
+    }
+
+    /// Opens a search's stream and reads it to the terminal event.
+    pub async fn events(&self, search_id: Uuid) -> Vec<Event> {
+        let mut stream = self.open(search_id, None).await;
+        assert_eq!(stream.status, 200, "stream of {search_id}");
+        stream
+            .until_terminal(Duration::from_secs(30))
+            .await
+            .expect("events to the terminal one")
+    }
+
+    /// The text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = http::get(&self.url("/metrics"))
+            .await
+            .expect("GET /metrics");
+        assert_eq!(response.status, 200);
+        String::from_utf8(response.body.to_vec()).expect("metrics are text")
+    }
+
+    /// True if and only if the key exists in the stack's Redis.
+    pub async fn key_exists(&self, key: &str) -> bool {
+        let mut redis = self.redis().await;
+        redis::cmd("EXISTS")
+            .arg(key)
+            .query_async::<i64>(&mut redis)
+            .await
+            .expect("EXISTS")
+            == 1
+    }
+}

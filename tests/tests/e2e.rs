@@ -1,0 +1,477 @@
+//! The end-to-end suite: the whole path a user walks, through HTTP and Redis
+//! only, so it runs against a local stack or, with `FLIGHT_SEARCH_URL` and
+//! `REDIS_URL`, against a running deployment.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use contract::EntryId;
+use contract::keys::{REQUESTS_STREAM, results_key};
+use hyper::Method;
+use tests::http::{self, Response};
+use tests::sse::{Event, Item};
+use tests::stack::Stack;
+use tests::{eventually, search_body};
+use uuid::Uuid;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A random 3-letter code, so a test can recognise its own queue entries.
+fn unique_code() -> String {
+    let n = Uuid::new_v4().as_u128();
+    (0..3)
+        .map(|i| (b'A' + ((n >> (i * 8)) % 26) as u8) as char)
+        .collect()
+}
+
+/// Checks the shape every complete sequence must have and returns the offers count.
+fn assert_complete_sequence(search_id: Uuid, events: &[Event]) -> u64 {
+    assert!(events.len() >= 3, "too few events: {events:?}");
+    assert_eq!(events[0].status(), "processing", "{events:?}");
+    assert_eq!(events[0].data["results"], serde_json::json!([]));
+    let (last, middle) = events[1..].split_last().expect("non-empty");
+    assert_eq!(last.status(), "completed", "{events:?}");
+    assert_eq!(events.iter().filter(|e| e.is_terminal()).count(), 1);
+    let mut suppliers = HashSet::new();
+    let mut offers = 0;
+    for event in middle {
+        assert_eq!(event.status(), "result", "{event:?}");
+        let supplier = event.data["supplier"]
+            .as_str()
+            .expect("supplier")
+            .to_owned();
+        assert!(suppliers.insert(supplier), "supplier twice: {events:?}");
+        offers += event.data["results"].as_array().expect("results").len() as u64;
+    }
+    assert!(!middle.is_empty(), "no supplier answered: {events:?}");
+    for event in events {
+        assert_eq!(event.data["search_id"], search_id.to_string());
+    }
+    let ids: Vec<EntryId> = events
+        .iter()
+        .map(|e| e.id.parse().expect("entry id"))
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids not increasing: {ids:?}"
+    );
+    assert_eq!(last.data["total_results"].as_u64(), Some(offers));
+    offers
+}
+
+#[tokio::test]
+async fn a_search_streams_processing_results_and_completed_then_its_key_is_deleted() {
+    let stack = Stack::start().await;
+    let response = stack.post(&search_body("cgk", "dps", 14, 2)).await;
+    assert_eq!(response.status, 202);
+    let body = response.json();
+    let id: Uuid = body["data"]["search_id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(id.get_version_num(), 4);
+    assert_eq!(
+        body,
+        serde_json::json!({"success": true, "message": "Search request submitted",
+                           "data": {"search_id": id.to_string(), "status": "processing"}})
+    );
+    assert_eq!(
+        response.header("location"),
+        Some(format!("/api/flights/search/{id}/stream").as_str())
+    );
+
+    let mut stream = stack.open(id, None).await;
+    assert_eq!(stream.status, 200);
+    assert_eq!(stream.headers["content-type"], "text/event-stream");
+    assert_eq!(stream.headers["cache-control"], "no-cache");
+    assert_eq!(stream.headers["x-accel-buffering"], "no");
+    assert!(
+        matches!(stream.next_item(LIMIT).await.unwrap(), Some(Item::Retry(_))),
+        "retry first"
+    );
+    let events = stream.until_terminal(LIMIT).await.unwrap();
+    let offers = assert_complete_sequence(id, &events);
+    assert!(offers > 0, "CGK-DPS has flights");
+    for event in &events[1..events.len() - 1] {
+        for flight in event.data["results"].as_array().unwrap() {
+            assert_eq!(flight["from"], "CGK");
+            assert_eq!(flight["to"], "DPS");
+            let amount = flight["price"]["amount"].as_u64().unwrap();
+            assert_eq!(flight["price"]["total"].as_u64(), Some(amount * 2));
+            assert!(flight["seats_available"].as_u64().unwrap() >= 2);
+            assert!(
+                flight["departure_time"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&tests::date_in(14))
+            );
+        }
+    }
+
+    let key = results_key(id);
+    eventually("the results key to be deleted", LIMIT, || async {
+        (!stack.key_exists(&key).await).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_stored_json_reaches_the_client_untouched() {
+    let stack = Stack::start().await;
+    let id = stack.submit(&search_body("SUB", "CGK", 3, 1)).await;
+    // A second reader that stays attached keeps the stream alive for the comparison.
+    let mut holder = stack.open(id, None).await;
+    let events = stack.events(id).await;
+    let mut redis = stack.redis().await;
+    let stored: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(results_key(id))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), events.len());
+    for ((entry_id, fields), event) in stored.iter().zip(&events) {
+        assert_eq!(entry_id, &event.id);
+        assert_eq!(fields[0].0, "data");
+        let stored: serde_json::Value = serde_json::from_str(&fields[0].1).unwrap();
+        assert_eq!(stored, event.data);
+    }
+    holder.until_terminal(LIMIT).await.unwrap();
+}
+
+#[tokio::test]
+async fn two_clients_of_one_search_both_get_the_whole_sequence() {
+    let stack = Stack::start().await;
+    let id = stack.submit(&search_body("CGK", "KNO", 5, 3)).await;
+    let (a, b) = tokio::join!(stack.events(id), stack.events(id));
+    assert_complete_sequence(id, &a);
+    assert_eq!(a, b);
+}
+
+#[tokio::test]
+async fn last_event_id_resumes_with_no_gap_and_no_duplicate() {
+    let stack = Stack::start().await;
+    let id = stack.submit(&search_body("CGK", "UPG", 9, 1)).await;
+    // Readers that stay attached keep the search's stream alive while others resume.
+    let mut full_reader = stack.open(id, None).await;
+    let mut late_reader = stack.open(id, None).await;
+
+    let mut first = stack.open(id, None).await;
+    let opening = first.next_event(LIMIT).await.unwrap().expect("processing");
+    drop(first);
+
+    let mut resumed = stack.open(id, Some(&opening.id)).await;
+    assert_eq!(resumed.status, 200);
+    let rest = resumed.until_terminal(LIMIT).await.unwrap();
+    let full = full_reader.until_terminal(LIMIT).await.unwrap();
+    let mut joined = vec![opening];
+    joined.extend(rest);
+    assert_eq!(joined, full);
+
+    // The query-string form resumes the same way.
+    let url = format!("{}?last_event_id={}", stack.stream_url(id), full[1].id);
+    let mut by_query = tests::sse::SseStream::open(&url, None).await.unwrap();
+    assert_eq!(by_query.status, 200);
+    assert_eq!(by_query.until_terminal(LIMIT).await.unwrap(), full[2..]);
+    assert_eq!(late_reader.until_terminal(LIMIT).await.unwrap(), full);
+}
+
+#[tokio::test]
+async fn a_finished_search_answers_410_or_204_with_last_event_id() {
+    let stack = Stack::start().await;
+    let id = stack.submit(&search_body("DPS", "CGK", 20, 1)).await;
+    let events = stack.events(id).await;
+    let key = results_key(id);
+    eventually("the results key to be deleted", LIMIT, || async {
+        (!stack.key_exists(&key).await).then_some(())
+    })
+    .await;
+
+    let gone = http::get(&stack.stream_url(id)).await.unwrap();
+    assert_eq!(gone.status, 410);
+    assert_error_envelope(&gone, None);
+
+    let last = &events.last().unwrap().id;
+    let with_header = http::request(
+        Method::GET,
+        &stack.stream_url(id),
+        &[("last-event-id", last)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(with_header.status, 204);
+    let with_query = http::get(&format!("{}?last_event_id={last}", stack.stream_url(id)))
+        .await
+        .unwrap();
+    assert_eq!(with_query.status, 204);
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_search_ids() {
+    let stack = Stack::start().await;
+    let unknown = http::get(&stack.stream_url(Uuid::new_v4())).await.unwrap();
+    assert_eq!(unknown.status, 404);
+    assert_error_envelope(&unknown, None);
+
+    let malformed = http::get(&stack.url("/api/flights/search/not-a-uuid/stream"))
+        .await
+        .unwrap();
+    assert_eq!(malformed.status, 400);
+    assert_error_envelope(&malformed, Some("search_id"));
+
+    let id = stack.submit(&search_body("CGK", "DPS", 2, 1)).await;
+    let bad_resume = http::request(
+        Method::GET,
+        &stack.stream_url(id),
+        &[("last-event-id", "yesterday")],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad_resume.status, 400);
+    assert_error_envelope(&bad_resume, Some("last_event_id"));
+    stack.events(id).await;
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_wrong_methods_405_with_allow() {
+    let stack = Stack::start().await;
+    let missing = http::get(&stack.url("/api/nothing-here")).await.unwrap();
+    assert_eq!(missing.status, 404);
+    assert_error_envelope(&missing, None);
+
+    let get_search = http::get(&stack.url("/api/flights/search")).await.unwrap();
+    assert_eq!(get_search.status, 405);
+    assert_eq!(get_search.header("allow"), Some("POST"));
+    assert_error_envelope(&get_search, None);
+
+    let stream = stack.stream_url(Uuid::new_v4());
+    let post_stream = http::request(Method::POST, &stream, &[], "").await.unwrap();
+    assert_eq!(post_stream.status, 405);
+    assert!(post_stream.header("allow").unwrap().contains("GET"));
+
+    let delete_health = http::request(Method::DELETE, &stack.url("/healthz"), &[], "")
+        .await
+        .unwrap();
+    assert_eq!(delete_health.status, 405);
+}
+
+#[tokio::test]
+async fn rejected_requests_get_the_right_status_and_write_nothing() {
+    let stack = Stack::start().await;
+    let code = unique_code();
+    let date = tests::date_in(10);
+    let valid = format!(r#"{{"from":"{code}","to":"DPS","date":"{date}","passengers":2}}"#);
+    let url = stack.url("/api/flights/search");
+    let post = |content_type: Option<&'static str>, body: String| {
+        let url = url.clone();
+        async move {
+            let headers: Vec<(&str, &str)> = content_type
+                .map(|c| ("content-type", c))
+                .into_iter()
+                .collect();
+            http::request(Method::POST, &url, &headers, body)
+                .await
+                .unwrap()
+        }
+    };
+    let json = Some("application/json");
+
+    let cases: Vec<(Response, u16, Option<&str>)> = vec![
+        (post(json, "{\"from\":".into()).await, 400, None),
+        (post(json, "[1,2]".into()).await, 400, None),
+        (
+            post(
+                json,
+                valid.replace("\"passengers\":2", "\"passengers\":\"2\""),
+            )
+            .await,
+            400,
+            Some("passengers"),
+        ),
+        (
+            post(json, valid.replace("\"passengers\":2", "\"passengers\":10")).await,
+            400,
+            Some("passengers"),
+        ),
+        (
+            post(json, valid.replace(&date, "2020-01-01")).await,
+            400,
+            Some("date"),
+        ),
+        (
+            post(json, valid.replace(&date, &tests::date_in(366))).await,
+            400,
+            Some("date"),
+        ),
+        (
+            post(json, valid.replace(&date, "2027-02-30")).await,
+            400,
+            Some("date"),
+        ),
+        (
+            post(
+                json,
+                valid.replace("\"DPS\"", &format!("\"{}\"", code.to_lowercase())),
+            )
+            .await,
+            400,
+            Some("to"),
+        ),
+        (
+            post(json, valid.replace("\"DPS\"", "\"DP\"")).await,
+            400,
+            Some("to"),
+        ),
+        (
+            post(json, valid.replace("}", ",\"cabin\":\"first\"}")).await,
+            400,
+            Some("cabin"),
+        ),
+        (post(None, valid.clone()).await, 415, None),
+        (post(Some("text/plain"), valid.clone()).await, 415, None),
+        (
+            post(Some("text/plain"), "{\"from\":".into()).await,
+            415,
+            None,
+        ),
+        (post(json, format!("{valid:17000}")).await, 413, None),
+        (
+            post(Some("text/plain"), format!("{:17000}", "nope")).await,
+            413,
+            None,
+        ),
+    ];
+    for (i, (response, status, field)) in cases.iter().enumerate() {
+        assert_eq!(response.status, *status, "case {i}: {:?}", response.body);
+        assert_error_envelope(response, *field);
+    }
+
+    let charset = post(
+        Some("application/json; charset=utf-8"),
+        valid.replace("\"passengers\":2", "\"passengers\":0"),
+    )
+    .await;
+    assert_eq!(
+        charset.status, 400,
+        "a JSON content type with charset is JSON"
+    );
+
+    let mut redis = stack.redis().await;
+    let recent: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+        .arg(REQUESTS_STREAM)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(5000)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let written = recent
+        .iter()
+        .filter(|(_, f)| f.iter().any(|(_, v)| v == &code))
+        .count();
+    assert_eq!(written, 0, "a rejected request was queued");
+}
+
+#[tokio::test]
+async fn many_concurrent_searches_all_complete() {
+    let stack = Stack::start().await;
+    let routes = [
+        ("CGK", "DPS"),
+        ("SUB", "CGK"),
+        ("KNO", "CGK"),
+        ("CGK", "SIN"),
+        ("UPG", "DPS"),
+    ];
+    let searches = futures_util::future::join_all((0..200).map(|i| {
+        let (from, to) = routes[i % routes.len()];
+        let stack = &stack;
+        async move {
+            let id = stack
+                .submit(&search_body(from, to, 1 + (i % 30) as i64, 1))
+                .await;
+            let events = stack.events(id).await;
+            assert_complete_sequence(id, &events);
+        }
+    }));
+    tokio::time::timeout(Duration::from_secs(120), searches)
+        .await
+        .expect("200 searches in 2 minutes");
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer() {
+    let stack = Stack::start().await;
+    assert_eq!(http::get(&stack.url("/healthz")).await.unwrap().status, 200);
+    assert_eq!(http::get(&stack.url("/readyz")).await.unwrap().status, 200);
+    let id = stack.submit(&search_body("CGK", "DPS", 4, 1)).await;
+    stack.events(id).await;
+    let metrics = stack.metrics().await;
+    for series in [
+        "flight_search_http_requests_total",
+        "flight_search_http_request_duration_seconds_bucket",
+        "flight_search_sse_streams_open",
+        "flight_search_sse_events_delivered_total",
+        "flight_search_searches_submitted_total",
+        "flight_search_searches_completed_total",
+        "flight_search_search_time_to_first_result_seconds_bucket",
+        "flight_search_search_time_to_completion_seconds_bucket",
+        "flight_search_hub_feeds_active",
+        "flight_search_redis_up",
+    ] {
+        assert!(
+            tests::http::metric(&metrics, series).is_some(),
+            "{series} missing:\n{metrics}"
+        );
+    }
+    assert!(
+        tests::http::metric(&metrics, "flight_search_searches_submitted_total").unwrap() >= 1.0
+    );
+    assert_eq!(
+        tests::http::metric(&metrics, "flight_search_redis_up"),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn the_demo_page_is_served() {
+    let stack = Stack::start().await;
+    let page = http::get(&stack.url("/")).await.unwrap();
+    assert_eq!(page.status, 200);
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let text = String::from_utf8_lossy(&page.body);
+    assert!(text.contains("EventSource"), "the page uses EventSource");
+}
+
+/// Checks the error envelope, and that `field` (when given) is among its errors.
+fn assert_error_envelope(response: &Response, field: Option<&str>) {
+    assert!(
+        response
+            .header("content-type")
+            .unwrap_or("")
+            .starts_with("application/json"),
+        "{:?}",
+        response.headers
+    );
+    let body = response.json();
+    assert_eq!(body["success"], false, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    if let Some(field) = field {
+        let errors = body["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no errors: {body}"));
+        assert!(
+            errors.iter().any(
+                |e| e["field"] == field && e["message"].as_str().is_some_and(|m| !m.is_empty())
+            ),
+            "no error for {field}: {body}"
+        );
+    }
+}

@@ -1,0 +1,243 @@
+//! Behaviour that needs control over the processes: waiting before a provider
+//! exists, timeouts, Redis outages at the front door, disconnect cleanup,
+//! shutdown and start-up configuration errors. Always runs on a local stack.
+
+use std::process::Command;
+use std::time::Duration;
+
+use contract::keys::{results_key, state_key};
+use tests::http::{self, metric};
+use tests::services::binary_path;
+use tests::sse::Item;
+use tests::stack::Stack;
+use tests::{eventually, search_body};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+async fn gauge(stack: &Stack, series: &str) -> f64 {
+    metric(&stack.metrics().await, series).unwrap_or_else(|| panic!("{series} missing"))
+}
+
+async fn redis_clients(stack: &Stack) -> usize {
+    let mut redis = stack.redis().await;
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    list.lines().count()
+}
+
+#[tokio::test]
+async fn a_client_that_connects_before_any_provider_ran_waits_and_then_completes() {
+    let mut stack = Stack::builder().local_only().providers(0).start().await;
+    let id = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
+    let mut stream = stack.open(id, None).await;
+    assert_eq!(stream.status, 200, "an existing search is never 404");
+    assert!(matches!(
+        stream.next_item(LIMIT).await.unwrap(),
+        Some(Item::Retry(_))
+    ));
+    assert!(
+        stream.next_item(Duration::from_millis(500)).await.is_err(),
+        "nothing to send before a provider runs"
+    );
+
+    stack.local().add_provider(&[]).await;
+    let events = stream.until_terminal(LIMIT).await.unwrap();
+    assert_eq!(events.first().unwrap().status(), "processing");
+    assert_eq!(events.last().unwrap().status(), "completed");
+}
+
+#[tokio::test]
+async fn idle_streams_carry_keep_alive_comments() {
+    let stack = Stack::builder()
+        .local_only()
+        .providers(0)
+        .main_env("SSE_HEARTBEAT_SECS", "1")
+        .main_env("SSE_RETRY_MS", "1234")
+        .start()
+        .await;
+    let id = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
+    let mut stream = stack.open(id, None).await;
+    assert_eq!(
+        stream.next_item(LIMIT).await.unwrap(),
+        Some(Item::Retry(1234))
+    );
+    assert_eq!(
+        stream.next_item(Duration::from_secs(3)).await.unwrap(),
+        Some(Item::Comment("keep-alive".into()))
+    );
+}
+
+#[tokio::test]
+async fn a_search_without_a_provider_times_out_with_a_failed_event() {
+    let stack = Stack::builder()
+        .local_only()
+        .providers(0)
+        .main_env("SEARCH_TIMEOUT_SECS", "2")
+        .start()
+        .await;
+    let id = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
+    let events = stack.events(id).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].status(), "failed");
+    assert_eq!(events[0].data["error"]["code"], "timeout");
+    assert!(
+        events[0].data["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    let key = results_key(id);
+    eventually("the results key to be deleted", LIMIT, || async {
+        (!stack.key_exists(&key).await).then_some(())
+    })
+    .await;
+    assert!(
+        stack
+            .metrics()
+            .await
+            .contains("flight_search_searches_timed_out_total 1")
+    );
+}
+
+#[tokio::test]
+async fn redis_down_means_503_with_retry_after_and_recovery_when_it_returns() {
+    let mut stack = Stack::builder().local_only().start().await;
+    let pending = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
+    stack.events(pending).await;
+
+    stack.local().redis.stop();
+    let url = stack.url("/readyz");
+    eventually("readiness to drop", LIMIT, || async {
+        (http::get(&url).await.ok()?.status == 503).then_some(())
+    })
+    .await;
+    let refused = stack.post(&search_body("CGK", "DPS", 6, 2)).await;
+    assert_eq!(refused.status, 503);
+    assert!(refused.header("retry-after").is_some());
+    assert_eq!(refused.json()["success"], false);
+    let stream = http::get(&stack.stream_url(uuid::Uuid::new_v4()))
+        .await
+        .unwrap();
+    assert_eq!(stream.status, 503);
+    assert!(stream.header("retry-after").is_some());
+
+    stack.local().redis.restart().await;
+    eventually("readiness to return", LIMIT, || async {
+        (http::get(&url).await.ok()?.status == 200).then_some(())
+    })
+    .await;
+    let id = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
+    assert_eq!(stack.events(id).await.last().unwrap().status(), "completed");
+}
+
+#[tokio::test]
+async fn disconnected_clients_release_everything_and_never_delete_the_stream() {
+    let stack = Stack::builder().local_only().providers(0).start().await;
+    let id = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
+    let clients_before = redis_clients(&stack).await;
+
+    let mut streams = Vec::new();
+    for _ in 0..50 {
+        let mut stream = stack.open(id, None).await;
+        assert!(matches!(
+            stream.next_item(LIMIT).await.unwrap(),
+            Some(Item::Retry(_))
+        ));
+        streams.push(stream);
+    }
+    assert_eq!(gauge(&stack, "flight_search_sse_streams_open").await, 50.0);
+    assert_eq!(gauge(&stack, "flight_search_hub_feeds_active").await, 1.0);
+    assert_eq!(
+        redis_clients(&stack).await,
+        clients_before,
+        "SSE clients cost no Redis connections"
+    );
+
+    drop(streams);
+    eventually(
+        "streams and feeds to be released",
+        Duration::from_secs(5),
+        || async {
+            let text = stack.metrics().await;
+            (metric(&text, "flight_search_sse_streams_open") == Some(0.0)
+                && metric(&text, "flight_search_hub_feeds_active") == Some(0.0))
+            .then_some(())
+        },
+    )
+    .await;
+    let mut redis = stack.redis().await;
+    eventually("every reader to be detached", LIMIT, || {
+        let mut redis = redis.clone();
+        async move {
+            let readers: Option<i64> = redis::cmd("HGET")
+                .arg(state_key(id))
+                .arg("readers")
+                .query_async(&mut redis)
+                .await
+                .ok()?;
+            (readers == Some(0)).then_some(())
+        }
+    })
+    .await;
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(state_key(id))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(exists, 1, "a search abandoned mid-way stays resumable");
+}
+
+#[tokio::test]
+async fn sigterm_ends_open_streams_cleanly_within_the_grace_period() {
+    let mut stack = Stack::builder()
+        .local_only()
+        .providers(0)
+        .main_env("SHUTDOWN_GRACE_SECS", "3")
+        .start()
+        .await;
+    let id = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
+    let mut streams = Vec::new();
+    for _ in 0..5 {
+        let mut stream = stack.open(id, None).await;
+        assert!(matches!(
+            stream.next_item(LIMIT).await.unwrap(),
+            Some(Item::Retry(_))
+        ));
+        streams.push(stream);
+    }
+    let (took, success) = stack.local().mains[0].terminate().await;
+    assert!(success, "clean exit status");
+    assert!(took < Duration::from_secs(3), "exit took {took:?}");
+    for stream in &mut streams {
+        assert_eq!(
+            stream.next_item(LIMIT).await.unwrap(),
+            None,
+            "response ended with its final chunk"
+        );
+    }
+}
+
+#[test]
+fn a_bad_setting_stops_each_service_with_one_line_naming_it() {
+    for (binary, name, value) in [
+        ("main-service", "SEARCH_TIMEOUT_SECS", "soon"),
+        ("main-service", "HTTP_ADDR", "nowhere"),
+        ("provider-service", "MOCK_FAILURE_RATE", "2"),
+        ("provider-service", "PROVIDER_CONCURRENCY", "0"),
+    ] {
+        let output = Command::new(binary_path(binary))
+            .env(name, value)
+            .env("REDIS_URL", "redis://127.0.0.1:1")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{binary} {name}={value} started");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{binary}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{name}={value}")),
+            "{binary}: {stderr}"
+        );
+    }
+}

@@ -253,8 +253,31 @@ if (( NEED_RUST )); then
         ln -s "../../rustup/toolchains/$rust_version-$host_triple/bin/$(basename "$b")" \
             "$dir/usr/local/cargo/bin/$(basename "$b")"
     done
-    # Crates come from crates.io as usual. If this host reaches it only through
-    # a proxy, hand that to cargo inside the image (stand-in only).
+    # Crates come from crates.io as usual. If this host reaches it through a
+    # TLS-inspecting gateway or a proxy, the image gets the host's extra CA
+    # certificates and the proxy setting (stand-in only).
+    host_bundle="${CARGO_HTTP_CAINFO:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}"
+    if [[ -f "$host_bundle" ]]; then
+        extra="$(awk -v out="$dir/usr/local/share/ca-certificates" '
+            FNR == 1 { file++ }
+            /-----BEGIN CERTIFICATE-----/ { inc = 1; body = ""; pem = $0 "\n"; next }
+            inc {
+                pem = pem $0 "\n"
+                if ($0 ~ /-----END CERTIFICATE-----/) {
+                    inc = 0
+                    if (file == 1) seen[body] = 1
+                    else if (!(body in seen)) {
+                        n++; fn = sprintf("%s/host-extra-%d.crt", out, n)
+                        printf "%s", pem > fn; close(fn)
+                    }
+                } else body = body $0
+            }
+            END { print n + 0 }' "$dir/etc/ssl/certs/ca-certificates.crt" "$host_bundle")"
+        if (( extra > 0 )); then
+            chroot "$dir" update-ca-certificates >/dev/null 2>&1
+            log "added $extra CA certificate(s) this host trusts beyond Debian's to $RUST_IMAGE"
+        fi
+    fi
     proxy="${HTTPS_PROXY:-${https_proxy:-${HTTP_PROXY:-${http_proxy:-}}}}"
     if [[ -n "$proxy" ]]; then
         printf '[http]\nproxy = "%s"\n' "$proxy" >"$dir/usr/local/cargo/config.toml"

@@ -241,3 +241,36 @@ impl Stack {
             == 1
     }
 }
+
+/// Follows a search like a browser's EventSource: whenever the response ends
+/// or fails before the terminal event, reconnects with the last id received.
+/// Returns every event once; panics on a duplicate id or after `limit`.
+pub async fn follow(stack_url: &str, search_id: Uuid, limit: Duration) -> Vec<Event> {
+    let url = format!("{stack_url}/api/flights/search/{search_id}/stream");
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut events: Vec<Event> = Vec::new();
+    while tokio::time::Instant::now() < deadline {
+        let last = events.last().map(|e| e.id.clone());
+        let Ok(mut stream) = SseStream::open(&url, last.as_deref()).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        if stream.status != 200 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        while let Ok(Some(event)) = stream.next_event(Duration::from_secs(5)).await {
+            assert!(
+                events.iter().all(|e| e.id != event.id),
+                "duplicate event {} for {search_id}",
+                event.id
+            );
+            let terminal = event.is_terminal();
+            events.push(event);
+            if terminal {
+                return events;
+            }
+        }
+    }
+    panic!("{search_id}: no terminal event within {limit:?}; got {events:?}");
+}

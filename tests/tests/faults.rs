@@ -1,0 +1,414 @@
+//! Fault tests on real processes: providers killed mid-search, Redis restarted
+//! under load, main-service restarted under open streams, poison input, searches
+//! handed out too often, and several instances of each service sharing one Redis.
+//! Every test is bounded in time and proves that nothing is lost or doubled as
+//! clients see it.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM, results_key};
+use tests::sse::Event;
+use tests::stack::{Stack, follow};
+use tests::{eventually, search_body};
+use uuid::Uuid;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Asserts what a client must see whatever happened behind the scenes: one
+/// `processing` first, each supplier once, exactly one terminal event last, and
+/// a `completed` total equal to the offers received (so no result went missing).
+fn assert_exactly_once(id: Uuid, events: &[Event]) {
+    assert_eq!(
+        events.first().map(Event::status),
+        Some("processing"),
+        "{id}: {events:?}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.status() == "processing").count(),
+        1,
+        "{id}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.is_terminal()).count(),
+        1,
+        "{id}: {events:?}"
+    );
+    assert!(events.last().unwrap().is_terminal(), "{id}");
+    let mut suppliers = HashSet::new();
+    let mut offers = 0;
+    for event in events.iter().filter(|e| e.status() == "result") {
+        let supplier = event.data["supplier"].as_str().unwrap().to_owned();
+        assert!(
+            suppliers.insert(supplier.clone()),
+            "{id}: {supplier} answered twice"
+        );
+        offers += event.data["results"].as_array().unwrap().len() as u64;
+    }
+    let last = events.last().unwrap();
+    if last.status() == "completed" {
+        assert_eq!(
+            last.data["total_results"].as_u64(),
+            Some(offers),
+            "{id}: offers went missing"
+        );
+    }
+}
+
+async fn results_so_far(stack: &Stack, id: Uuid) -> Vec<String> {
+    let mut redis = stack.redis().await;
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(results_key(id))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    entries
+        .into_iter()
+        .map(|(_, fields)| fields[0].1.clone())
+        .collect()
+}
+
+async fn pending_count(stack: &Stack) -> i64 {
+    let mut redis = stack.redis().await;
+    let summary: redis::Value = redis::cmd("XPENDING")
+        .arg(REQUESTS_STREAM)
+        .arg("provider-service")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    match summary {
+        redis::Value::Array(items) => redis::from_redis_value(items[0].clone()).unwrap(),
+        other => panic!("XPENDING: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_provider_killed_mid_search_is_replaced_and_the_client_sees_each_offer_once() {
+    let mut stack = Stack::builder().local_only().providers(0).start().await;
+    let slow = [("MOCK_LATENCY_MS", "300-6000"), ("CLAIM_IDLE_MS", "1000")];
+    stack.local().add_provider(&slow).await;
+    let id = stack.submit(&search_body("CGK", "DPS", 7, 2)).await;
+    let url = stack.base_url().to_owned();
+    let client = tokio::spawn(async move { follow(&url, id, LIMIT).await });
+
+    eventually("a first supplier result", LIMIT, || async {
+        results_so_far(&stack, id)
+            .await
+            .iter()
+            .any(|e| e.contains(r#""status":"result""#))
+            .then_some(())
+    })
+    .await;
+    let before = results_so_far(&stack, id).await;
+    assert!(
+        !before.iter().any(|e| e.contains("completed")),
+        "killed too late: {before:?}"
+    );
+    stack.local().providers[0].kill();
+
+    stack
+        .local()
+        .add_provider(&[("CLAIM_IDLE_MS", "1000")])
+        .await;
+    let events = client.await.unwrap();
+    assert_eq!(events.last().unwrap().status(), "completed", "{events:?}");
+    assert_exactly_once(id, &events);
+    eventually("nothing left pending", LIMIT, || async {
+        (pending_count(&stack).await == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_accepted_search_completes_across_a_redis_restart() {
+    let mut stack = Stack::builder()
+        .local_only()
+        .provider_env("MOCK_LATENCY_MS", "200-1500")
+        .start()
+        .await;
+    let mut accepted = Vec::new();
+    for i in 0..20 {
+        accepted.push(stack.submit(&search_body("CGK", "DPS", 1 + i, 1)).await);
+    }
+    let url = stack.base_url().to_owned();
+    let clients: Vec<_> = accepted
+        .iter()
+        .map(|&id| {
+            let url = url.clone();
+            tokio::spawn(async move { (id, follow(&url, id, Duration::from_secs(90)).await) })
+        })
+        .collect();
+
+    stack.local().redis.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await; // the outage itself
+    stack.local().redis.restart().await;
+
+    for client in clients {
+        let (id, events) = client.await.unwrap();
+        assert_eq!(
+            events.last().unwrap().status(),
+            "completed",
+            "{id}: {events:?}"
+        );
+        assert_exactly_once(id, &events);
+    }
+    let after = stack.submit(&search_body("SUB", "DPS", 3, 1)).await;
+    assert_eq!(
+        stack.events(after).await.last().unwrap().status(),
+        "completed"
+    );
+}
+
+#[tokio::test]
+async fn clients_resume_across_a_main_service_restart_with_no_gap_or_duplicate() {
+    let mut stack = Stack::builder()
+        .local_only()
+        .provider_env("MOCK_LATENCY_MS", "500-4000")
+        .start()
+        .await;
+    let ids: Vec<Uuid> = futures_util::future::join_all((0..10).map(|i| {
+        let body = search_body("CGK", "SIN", 2 + i, 2);
+        let stack = &stack;
+        async move { stack.submit(&body).await }
+    }))
+    .await;
+    let url = stack.base_url().to_owned();
+    let clients: Vec<_> = ids
+        .iter()
+        .map(|&id| {
+            let url = url.clone();
+            tokio::spawn(async move { (id, follow(&url, id, LIMIT).await) })
+        })
+        .collect();
+    eventually("streams to be open", LIMIT, || async {
+        let text = stack.metrics().await;
+        (tests::http::metric(&text, "flight_search_sse_streams_open") == Some(10.0)).then_some(())
+    })
+    .await;
+
+    let (took, clean) = stack.local().mains[0].terminate().await;
+    assert!(
+        clean && took < Duration::from_secs(5),
+        "SIGTERM exit: clean={clean} after {took:?}"
+    );
+    stack.local().mains[0].spawn().await;
+
+    for client in clients {
+        let (id, events) = client.await.unwrap();
+        assert_eq!(events.last().unwrap().status(), "completed", "{id}");
+        assert_exactly_once(id, &events);
+    }
+}
+
+#[tokio::test]
+async fn a_poison_entry_is_dead_lettered_once_and_acknowledged() {
+    let stack = Stack::builder().local_only().start().await;
+    let id = Uuid::new_v4();
+    let mut redis = stack.redis().await;
+    let entry: String = redis::cmd("XADD")
+        .arg(REQUESTS_STREAM)
+        .arg("*")
+        .arg("search_id")
+        .arg(id.to_string())
+        .arg("passengers")
+        .arg("a crowd")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    let dead: Vec<(String, Vec<(String, String)>)> = eventually("the dead letter", LIMIT, || {
+        let mut redis = redis.clone();
+        async move {
+            let dead: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+                .arg(DEAD_LETTER_STREAM)
+                .arg("-")
+                .arg("+")
+                .query_async(&mut redis)
+                .await
+                .ok()?;
+            (!dead.is_empty()).then_some(dead)
+        }
+    })
+    .await;
+    assert_eq!(dead.len(), 1, "dead-lettered once: {dead:?}");
+    assert!(
+        dead[0]
+            .1
+            .iter()
+            .any(|(k, v)| k == "entry_id" && v == &entry),
+        "{dead:?}"
+    );
+    eventually("the entry to be acknowledged", LIMIT, || async {
+        (pending_count(&stack).await == 0).then_some(())
+    })
+    .await;
+
+    let events = results_so_far(&stack, id).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        events[0].contains(r#""code":"invalid_request""#),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_search_handed_out_too_often_fails_with_dead_lettered() {
+    let mut stack = Stack::builder().local_only().providers(0).start().await;
+    let id = stack.submit(&search_body("CGK", "DPS", 5, 1)).await;
+    // Two consumers take the search and die without acknowledging it.
+    let mut redis = stack.redis().await;
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("provider-service")
+        .arg("crashed-1")
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(REQUESTS_STREAM)
+        .arg(">")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd("XAUTOCLAIM")
+        .arg(REQUESTS_STREAM)
+        .arg("provider-service")
+        .arg("crashed-2")
+        .arg(0)
+        .arg("0-0")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    stack
+        .local()
+        .add_provider(&[("MAX_DELIVERIES", "2"), ("CLAIM_IDLE_MS", "500")])
+        .await;
+    let events = stack.events(id).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].status(), "failed");
+    assert_eq!(events[0].data["error"]["code"], "dead_lettered");
+    eventually("nothing left pending", LIMIT, || async {
+        (pending_count(&stack).await == 0).then_some(())
+    })
+    .await;
+    let dead: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(DEAD_LETTER_STREAM)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+}
+
+#[tokio::test]
+async fn two_providers_and_two_front_doors_process_each_of_500_searches_once() {
+    let stack = Stack::builder()
+        .local_only()
+        .providers(2)
+        .mains(2)
+        .start()
+        .await;
+    let mut stack = stack;
+    let fronts: Vec<String> = stack.local().mains.iter().map(|m| m.base_url()).collect();
+    let routes = [
+        ("CGK", "DPS"),
+        ("SUB", "CGK"),
+        ("KNO", "CGK"),
+        ("UPG", "DPS"),
+    ];
+    let runs = futures_util::future::join_all((0..500).map(|i| {
+        let (post_to, read_from) = (&fronts[i % 2], &fronts[(i + 1) % 2]);
+        let (from, to) = routes[i % routes.len()];
+        async move {
+            let body = search_body(from, to, 1 + (i % 60) as i64, 1);
+            let response = tests::http::post_json(&format!("{post_to}/api/flights/search"), &body)
+                .await
+                .unwrap();
+            assert_eq!(response.status, 202);
+            let id: Uuid = response.json()["data"]["search_id"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let events = follow(read_from, id, Duration::from_secs(120)).await;
+            assert_eq!(events.last().unwrap().status(), "completed");
+            assert_exactly_once(id, &events);
+        }
+    }));
+    tokio::time::timeout(Duration::from_secs(180), runs)
+        .await
+        .expect("500 searches in 3 minutes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_searches_survive_providers_killed_every_few_seconds() {
+    let provider_env = [("CLAIM_IDLE_MS", "1000"), ("MOCK_LATENCY_MS", "50-400")];
+    let mut stack = Stack::builder().local_only().providers(0).start().await;
+    for _ in 0..3 {
+        stack.local().add_provider(&provider_env).await;
+    }
+    let url = stack.base_url().to_owned();
+    let clients: Vec<_> = (0..1000)
+        .map(|i| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let body = search_body("CGK", "DPS", 1 + (i % 90), 1);
+                let response = tests::http::post_json(&format!("{url}/api/flights/search"), &body)
+                    .await
+                    .unwrap();
+                assert_eq!(response.status, 202);
+                let id: Uuid = response.json()["data"]["search_id"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                (id, follow(&url, id, Duration::from_secs(240)).await)
+            })
+        })
+        .collect();
+
+    let mut kills = 0;
+    let mut done = futures_util::future::join_all(clients);
+    let results = loop {
+        tokio::select! {
+            results = &mut done => break results,
+            _ = tokio::time::sleep(Duration::from_secs(3)) => {
+                let local = stack.local();
+                let victim = kills % local.providers.len();
+                local.providers[victim].kill();
+                local.providers[victim].spawn().await;
+                kills += 1;
+            }
+        }
+    };
+    let mut offers_duplicated = 0;
+    let mut terminal = 0;
+    for result in results {
+        let (id, events) = result.unwrap();
+        assert_exactly_once(id, &events);
+        terminal += events.iter().filter(|e| e.is_terminal()).count();
+        let mut seen = HashSet::new();
+        for event in events.iter().filter(|e| e.status() == "result") {
+            for flight in event.data["results"].as_array().unwrap() {
+                if !seen.insert(
+                    flight["flight_number"].to_string()
+                        + flight["departure_time"].as_str().unwrap(),
+                ) {
+                    offers_duplicated += 1;
+                }
+            }
+        }
+    }
+    println!(
+        "1000 searches, {kills} provider kills: {terminal} terminal events, {offers_duplicated} duplicated offers"
+    );
+    assert_eq!(terminal, 1000);
+    assert_eq!(offers_duplicated, 0);
+    assert!(
+        kills >= 3,
+        "the run was too short to kill providers ({kills})"
+    );
+}

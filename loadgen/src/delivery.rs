@@ -1,0 +1,348 @@
+//! The scenarios in which the load generator produces the events itself
+//! (`idle` and `latency`): POST searches, open SSE clients in worker processes,
+//! optionally hold them idle while sampling, then append every search's events
+//! through `APPEND_EVENT` and check what each client received.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::cli::{Common, FleetArgs};
+use crate::clock::now_us;
+use crate::cpu::CpuReading;
+use crate::errors::Errors;
+use crate::fleet::Fleet;
+use crate::producer::Producer;
+use crate::report::{Report, per_sec};
+use crate::sampler::Sampler;
+use crate::searches::submit_all;
+use crate::stack::{PROVIDER_SERVICE, Stack, find_process};
+use crate::verify::{self, Plan};
+use crate::worker::WorkerPlan;
+
+/// POSTs in flight while submitting the searches.
+const POST_CONCURRENCY: usize = 32;
+
+/// Clients per extra loopback source address when spreading automatically:
+/// well below the ~28k ephemeral ports each address gives.
+const CLIENTS_PER_SOURCE: usize = 10_000;
+
+/// How long a response may stay open after its terminal event.
+const END_GRACE: Duration = Duration::from_secs(5);
+
+/// How often progress is printed while holding.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// Extra time the parent gives workers past their own deadline to report.
+const REPORT_GRACE: Duration = Duration::from_secs(15);
+
+/// One run of `idle` or `latency`.
+pub struct DeliveryRun<'a> {
+    /// `idle` or `latency`.
+    pub name: &'static str,
+    /// Target and sampling options.
+    pub common: &'a Common,
+    /// Client placement and events per search.
+    pub fleet: &'a FleetArgs,
+    /// SSE clients, spread evenly over the searches.
+    pub connections: usize,
+    /// Searches to POST.
+    pub searches: usize,
+    /// Idle time between connecting and producing; zero to skip.
+    pub hold: Duration,
+    /// Appends per second, or as fast as possible.
+    pub rate: Option<f64>,
+}
+
+/// The source addresses to spread `connections` over towards `target`.
+pub fn source_addrs(
+    target: IpAddr,
+    connections: usize,
+    requested: Option<usize>,
+) -> Vec<Option<IpAddr>> {
+    let wanted = requested.unwrap_or(if connections > CLIENTS_PER_SOURCE {
+        connections.div_ceil(CLIENTS_PER_SOURCE)
+    } else {
+        0
+    });
+    if wanted == 0 || !target.is_loopback() || !target.is_ipv4() {
+        return vec![None];
+    }
+    (0..wanted.min(250))
+        .map(|k| Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + k as u8))))
+        .collect()
+}
+
+/// Assigns client `i` to search `i mod searches` and source `i mod sources`,
+/// and cuts the clients into workers of at most `per_worker`.
+pub fn place_clients(
+    searches: &[Uuid],
+    sources: &[Option<IpAddr>],
+    connections: usize,
+    per_worker: usize,
+) -> Vec<Vec<(Uuid, Option<IpAddr>)>> {
+    let clients: Vec<(Uuid, Option<IpAddr>)> = (0..connections)
+        .map(|i| (searches[i % searches.len()], sources[i % sources.len()]))
+        .collect();
+    clients
+        .chunks(per_worker.max(1))
+        .map(<[_]>::to_vec)
+        .collect()
+}
+
+impl DeliveryRun<'_> {
+    /// The default overall limit: setup, hold and production with margin.
+    fn default_deadline(&self) -> Duration {
+        let events = self.searches * (usize::from(self.fleet.results_per_search) + 2);
+        let producing = self.rate.map_or(0.0, |rate| events as f64 / rate);
+        self.hold + Duration::from_secs_f64(producing) + Duration::from_secs(300)
+    }
+
+    /// Runs the scenario.
+    pub async fn run(&self) -> Result<Report, String> {
+        let started = Instant::now();
+        let deadline = started
+            + self
+                .common
+                .deadline
+                .unwrap_or_else(|| self.default_deadline());
+        let mut errors = Errors::new();
+        let mut stack = Stack::connect(self.common).await?;
+        if let Some(pid) = find_process(PROVIDER_SERVICE)? {
+            return Err(format!(
+                "{PROVIDER_SERVICE} is running (pid {pid}): stop it, loadgen is the producer in this scenario"
+            ));
+        }
+        if self.hold > Duration::ZERO
+            && let Some(timeout) = stack.search_timeout_secs()
+            && Duration::from_secs(timeout) < self.hold + Duration::from_secs(30)
+        {
+            eprintln!(
+                "loadgen: warning: main-service's SEARCH_TIMEOUT_SECS={timeout} is shorter than --hold plus connecting; \
+                 its timeout events will end the searches first (restart it with e.g. SEARCH_TIMEOUT_SECS=600)"
+            );
+        }
+        let sampler = Sampler::start(stack.probe().await?, self.common.sample_interval);
+        let mut phases = BTreeMap::new();
+
+        eprintln!("loadgen: posting {} searches", self.searches);
+        let post_start = Instant::now();
+        let submitted = submit_all(
+            &stack.target,
+            self.searches,
+            POST_CONCURRENCY,
+            deadline,
+            &mut errors,
+        )
+        .await;
+        let post_secs = post_start.elapsed().as_secs_f64();
+        phases.insert("post", post_secs);
+        if submitted.is_empty() {
+            return Err(format!("no search was accepted: {:?}", errors.samples));
+        }
+        // The baseline is the last sample after every POST was answered.
+        tokio::time::sleep(self.common.sample_interval + Duration::from_millis(200)).await;
+        let baseline = sampler.take().rss_last_kib;
+
+        let ids: Vec<Uuid> = submitted.iter().map(|s| s.search_id).collect();
+        let sources = source_addrs(
+            stack.target.addr.ip(),
+            self.connections,
+            self.fleet.source_addrs,
+        );
+        let placement = place_clients(
+            &ids,
+            &sources,
+            self.connections,
+            self.fleet.clients_per_worker,
+        );
+        let mut clients: HashMap<Uuid, usize> = HashMap::new();
+        for &(id, _) in placement.iter().flatten() {
+            *clients.entry(id).or_default() += 1;
+        }
+        let worker_deadline_us = now_us()
+            + deadline
+                .saturating_duration_since(Instant::now())
+                .as_micros() as u64;
+        let plans: Vec<WorkerPlan> = placement
+            .into_iter()
+            .map(|streams| WorkerPlan {
+                addr: stack.target.addr,
+                host: stack.target.host.clone(),
+                streams,
+                connect_concurrency: self.fleet.connect_concurrency,
+                deadline_us: worker_deadline_us,
+                end_grace_ms: END_GRACE.as_millis() as u64,
+            })
+            .collect();
+        eprintln!(
+            "loadgen: opening {} SSE streams from {} worker processes{}",
+            self.connections,
+            plans.len(),
+            match sources.as_slice() {
+                [None] => String::new(),
+                many => format!(" over {} source addresses", many.len()),
+            }
+        );
+        let connect_start = Instant::now();
+        let fleet = Fleet::spawn(plans).await?;
+        let (opened, failed) = fleet.wait_connected(deadline).await;
+        phases.insert("connect", connect_start.elapsed().as_secs_f64());
+        eprintln!("loadgen: {opened} streams open, {failed} failed");
+
+        let connect_window = sampler.take();
+        let phase_start =
+            CpuReading::take(stack.main_pid, None, &mut stack.redis, &mut errors).await;
+        let mut hold_window = None;
+        if self.hold > Duration::ZERO {
+            let hold_start = Instant::now();
+            let hold_end = (hold_start + self.hold).min(deadline);
+            while Instant::now() < hold_end {
+                tokio::time::sleep_until((Instant::now() + PROGRESS_EVERY).min(hold_end)).await;
+                eprintln!(
+                    "loadgen: holding, {:.0}s/{:.0}s, {} streams open",
+                    hold_start.elapsed().as_secs_f64(),
+                    self.hold.as_secs_f64(),
+                    fleet.open_now()
+                );
+            }
+            phases.insert("hold", hold_start.elapsed().as_secs_f64());
+            hold_window = Some(sampler.take());
+        }
+        let hold_cpu = CpuReading::take(stack.main_pid, None, &mut stack.redis, &mut errors).await;
+
+        eprintln!(
+            "loadgen: appending {} events per search{}",
+            usize::from(self.fleet.results_per_search) + 2,
+            self.rate
+                .map_or(String::new(), |r| format!(" at {r} events/s"))
+        );
+        let mut producer = Producer::connect(&stack.redis_client)
+            .await
+            .map_err(|e| format!("producer's Redis connection: {e}"))?;
+        let deliver_start_us = now_us();
+        let deliver_start = Instant::now();
+        let production = producer
+            .produce(
+                &ids,
+                self.fleet.results_per_search.into(),
+                self.rate,
+                deadline,
+                &mut errors,
+            )
+            .await;
+        let peak_open = fleet.peak_open();
+        let reports = fleet.finish(deadline + REPORT_GRACE, &mut errors).await;
+        phases.insert("deliver", deliver_start.elapsed().as_secs_f64());
+        let deliver_cpu =
+            CpuReading::take(stack.main_pid, None, &mut stack.redis, &mut errors).await;
+        let deliver_window = sampler.take();
+        errors.merge(sampler.stop());
+
+        let expected = verify::expected_ids(&mut stack.redis, &ids, &mut errors)
+            .await
+            .map_err(|e| format!("reading the state hashes back: {e}"))?;
+        let posted_at: HashMap<Uuid, u64> = submitted
+            .iter()
+            .map(|s| (s.search_id, s.posted_at_us))
+            .collect();
+        let delivery = verify::verify(
+            &Plan {
+                clients: &clients,
+                expected: &expected,
+                posted_at: &posted_at,
+                sent_at: &production.sent_at,
+            },
+            &reports,
+        );
+        errors.merge(delivery.errors);
+
+        let connected = hold_window.map_or(connect_window.merge(&deliver_window), |hold| {
+            connect_window.merge(&hold).merge(&deliver_window)
+        });
+        // Memory per connection is read while every client is connected and
+        // idle: during the hold, or right after connecting without one.
+        let held = hold_window.unwrap_or(connect_window);
+        let per_connection = match (baseline, held.rss_peak_kib) {
+            (Some(base), Some(peak)) if opened > 0 => {
+                Some(((peak as f64 - base as f64) * 1024.0 / opened as f64).round())
+            }
+            _ => None,
+        };
+        let cpu = if self.hold > Duration::ZERO {
+            hold_cpu.since(&phase_start)
+        } else {
+            deliver_cpu.since(&hold_cpu)
+        };
+        let completed_secs = delivery
+            .last_terminal_at_us
+            .map(|last| last.saturating_sub(deliver_start_us) as f64 / 1e6);
+        Ok(Report {
+            scenario: self.name,
+            searches_submitted: submitted.len() as u64,
+            searches_completed: delivery.searches_completed,
+            submitted_per_sec: per_sec(submitted.len() as u64, post_secs),
+            completed_per_sec: completed_secs
+                .and_then(|secs| per_sec(delivery.searches_completed, secs)),
+            connections_requested: self.connections as u64,
+            connections_opened: opened as u64,
+            peak_sse_connections: peak_open as u64,
+            server_sse_streams_open_peak: connected.streams_open_peak,
+            server_hub_feeds_active_peak: connected.feeds_active_peak,
+            post_to_first_event_ms: delivery.first_event.summary(),
+            post_to_terminal_ms: delivery.terminal.summary(),
+            delivery_latency_ms: delivery.delivery.summary(),
+            events_appended: Some(production.appended),
+            events_expected: delivery.events_expected,
+            events_received: delivery.events_received,
+            events_lost: delivery.events_lost,
+            main_pid: stack.main_pid,
+            main_rss_baseline_kib: baseline,
+            main_rss_peak_kib: connected.rss_peak_kib,
+            main_rss_per_connection_bytes: per_connection,
+            redis_connected_clients_peak: connected.redis_clients_peak,
+            loadgen_redis_clients: 3,
+            main_redis_connections_peak: connected.main_redis_connections_peak,
+            cpu,
+            phase_secs: phases,
+            wall_secs: started.elapsed().as_secs_f64(),
+            errors: BTreeMap::new(),
+            error_samples: Vec::new(),
+        }
+        .with_errors(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spreads_over_source_addresses_only_when_needed() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(source_addrs(lo, 1000, None), vec![None]);
+        let auto = source_addrs(lo, 19_000, None);
+        assert_eq!(auto.len(), 2);
+        assert_eq!(auto[1], Some("127.0.0.3".parse().unwrap()));
+        assert_eq!(source_addrs(lo, 10, Some(3)).len(), 3);
+        assert_eq!(
+            source_addrs("10.0.0.1".parse().unwrap(), 19_000, None),
+            vec![None]
+        );
+    }
+
+    #[test]
+    fn clients_are_spread_evenly_over_searches_and_workers() {
+        let searches: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+        let placed = place_clients(&searches, &[None], 10, 4);
+        assert_eq!(placed.iter().map(Vec::len).collect::<Vec<_>>(), [4, 4, 2]);
+        let all: Vec<Uuid> = placed.into_iter().flatten().map(|(id, _)| id).collect();
+        for s in &searches {
+            let n = all.iter().filter(|id| *id == s).count();
+            assert!((3..=4).contains(&n));
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! `loadgen`: benchmarks SSE delivery of a running flight-search deployment.
+//!
+//! Three scenarios, each a subcommand (see [`cli`]):
+//!
+//! * `idle`: thousands of SSE clients held idle (spread over worker processes
+//!   and loopback source addresses), sampling main-service's RSS and Redis
+//!   connections, then one delivery to all of them ([`delivery`]).
+//! * `latency`: one client per search and a steady event rate, measuring the
+//!   time from right before each `APPEND_EVENT` to its receipt ([`delivery`]).
+//! * `throughput`: end-to-end searches per second with the real
+//!   provider-service ([`throughput`]).
+//!
+//! In the first two the load generator is the producer ([`producer`]); every
+//! client's events are checked against the entry ids Redis recorded
+//! ([`verify`]): exactly once, in order, response ended after the terminal event.
+//! The SSE clients ([`subscriber`]) speak HTTP/1.1 directly over `TcpStream`
+//! ([`http`], [`sse`]) so that tens of thousands cost little. Measurements of
+//! the system come from `/proc` ([`procfs`]), Redis `INFO` ([`redis_info`]) and
+//! main-service's `/metrics` ([`sampler`], [`cpu`]).
+
+pub mod cli;
+pub mod clock;
+pub mod cpu;
+pub mod delivery;
+pub mod errors;
+pub mod fleet;
+pub mod http;
+pub mod procfs;
+pub mod producer;
+pub mod redis_info;
+pub mod report;
+pub mod sampler;
+pub mod searches;
+pub mod sse;
+pub mod stack;
+pub mod subscriber;
+pub mod summary;
+pub mod throughput;
+pub mod verify;
+pub mod worker;
+
+use std::process::ExitCode;
+
+use cli::{Cli, Scenario};
+use delivery::DeliveryRun;
+
+/// Runs the command line's scenario, prints its report, and returns the exit
+/// status: 0 if and only if nothing failed and nothing was lost, 1 if the run
+/// found failures, 2 if it could not run.
+pub fn run(cli: Cli) -> ExitCode {
+    if let Scenario::Worker = cli.scenario {
+        // Many idle sockets need no parallelism; one thread keeps a worker small.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        return match runtime.block_on(worker::run()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("loadgen {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let outcome = runtime.block_on(async {
+        match &cli.scenario {
+            Scenario::Idle(args) => {
+                DeliveryRun {
+                    name: "idle",
+                    common: &args.common,
+                    fleet: &args.fleet,
+                    connections: args.connections,
+                    searches: args.searches.unwrap_or(args.connections / 19).max(1),
+                    hold: args.hold,
+                    rate: args.rate,
+                }
+                .run()
+                .await
+            }
+            Scenario::Latency(args) => {
+                DeliveryRun {
+                    name: "latency",
+                    common: &args.common,
+                    fleet: &args.fleet,
+                    connections: args.searches,
+                    searches: args.searches,
+                    hold: std::time::Duration::ZERO,
+                    rate: Some(args.rate),
+                }
+                .run()
+                .await
+            }
+            Scenario::Throughput(args) => throughput::run(args).await,
+            Scenario::Worker => unreachable!("handled above"),
+        }
+    });
+    match outcome {
+        Ok(report) => {
+            print!("{}", report.human());
+            println!("{}", report.json_line());
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

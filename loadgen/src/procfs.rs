@@ -1,0 +1,255 @@
+//! What `/proc` says about the measured processes: resident memory, CPU time,
+//! environment, and which of their sockets are TCP connections to Redis.
+//!
+//! Parsing is separate from reading so that the formats are pinned down by
+//! tests; readers return `io::Error` naming the file.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::path::Path;
+
+/// Clock ticks per second of the times in `/proc/<pid>/stat`. The kernel reports
+/// them in `USER_HZ`, which is 100 on every architecture Linux exports to user
+/// space (`sysconf(_SC_CLK_TCK)`); reading it would take `unsafe` libc calls.
+pub const USER_HZ: f64 = 100.0;
+
+/// `TCP_ESTABLISHED` in the `st` column of `/proc/net/tcp`.
+const ESTABLISHED: &str = "01";
+
+fn read(path: &str) -> io::Result<String> {
+    fs::read_to_string(path).map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))
+}
+
+/// `VmRSS` in KiB from the text of `/proc/<pid>/status`.
+pub fn parse_vm_rss_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Resident memory of `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> io::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    parse_vm_rss_kib(&read(&path)?)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: no VmRSS")))
+}
+
+/// `utime + stime` in clock ticks from the text of `/proc/<pid>/stat`. The
+/// command name may contain spaces and parentheses, so fields are counted from
+/// the last `)`.
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After the name come field 3 (state) onwards; utime and stime are 14 and 15.
+    let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
+    let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// CPU seconds (user + system) `pid` has used so far, over all its threads.
+pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    parse_cpu_ticks(&read(&path)?)
+        .map(|ticks| ticks as f64 / USER_HZ)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: unparsable")))
+}
+
+/// The value of `name` in the text of `/proc/<pid>/environ` (NUL-separated).
+pub fn parse_environ<'a>(environ: &'a str, name: &str) -> Option<&'a str> {
+    environ
+        .split('\0')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// The value of environment variable `name` in process `pid`, if set.
+pub fn environ_var(pid: u32, name: &str) -> io::Result<Option<String>> {
+    let raw = fs::read(format!("/proc/{pid}/environ"))?;
+    Ok(parse_environ(&String::from_utf8_lossy(&raw), name).map(str::to_owned))
+}
+
+/// True if and only if a process with this `comm` and `cmdline` runs the binary
+/// `name`. `comm` holds at most 15 bytes of the name, so the first word of the
+/// command line decides when the name is longer.
+pub fn is_named(comm: &str, cmdline: &[u8], name: &str) -> bool {
+    let short = &name[..name.len().min(15)];
+    if comm.trim_end() != short {
+        return false;
+    }
+    let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+    let argv0 = String::from_utf8_lossy(argv0);
+    Path::new(argv0.as_ref())
+        .file_name()
+        .is_some_and(|f| f == name)
+}
+
+/// Every process running the binary `name`.
+pub fn pids_named(name: &str) -> io::Result<Vec<u32>> {
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc")? {
+        let entry = entry?;
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A process may exit between listing and reading: skip it.
+        let (Ok(comm), Ok(cmdline)) = (
+            fs::read_to_string(format!("/proc/{pid}/comm")),
+            fs::read(format!("/proc/{pid}/cmdline")),
+        ) else {
+            continue;
+        };
+        if is_named(&comm, &cmdline, name) {
+            pids.push(pid);
+        }
+    }
+    pids.sort_unstable();
+    Ok(pids)
+}
+
+/// The inode of a `/proc/<pid>/fd/*` link target such as `socket:[12345]`.
+pub fn parse_socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// Inodes of every socket `pid` has open.
+pub fn socket_inodes(pid: u32) -> io::Result<HashSet<u64>> {
+    let dir = format!("/proc/{pid}/fd");
+    let entries =
+        fs::read_dir(&dir).map_err(|e| io::Error::new(e.kind(), format!("{dir}: {e}")))?;
+    let mut inodes = HashSet::new();
+    for entry in entries {
+        // A descriptor closed since the listing has no link any more: skip it.
+        if let Ok(target) = fs::read_link(entry?.path())
+            && let Some(inode) = target.to_str().and_then(parse_socket_inode)
+        {
+            inodes.insert(inode);
+        }
+    }
+    Ok(inodes)
+}
+
+/// Counts established connections in the text of `/proc/net/tcp` or `tcp6`
+/// whose remote port is `port` and whose inode is in `inodes`.
+pub fn count_connections_to_port(table: &str, port: u16, inodes: &HashSet<u64>) -> usize {
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(remote), Some(state), Some(inode)) = (f.get(2), f.get(3), f.get(9)) else {
+                return false;
+            };
+            let remote_port = remote
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            remote_port == Some(port)
+                && *state == ESTABLISHED
+                && inode.parse().is_ok_and(|i: u64| inodes.contains(&i))
+        })
+        .count()
+}
+
+/// Established TCP connections from `pid` to remote port `port`, IPv4 and IPv6,
+/// seen in the process's own network namespace.
+pub fn connections_to_port(pid: u32, port: u16) -> io::Result<usize> {
+    let inodes = socket_inodes(pid)?;
+    let mut count = 0;
+    for table in ["tcp", "tcp6"] {
+        let path = format!("/proc/{pid}/net/{table}");
+        match read(&path) {
+            Ok(text) => count += count_connections_to_port(&text, port, &inodes),
+            // No IPv6 in this kernel or namespace: nothing to count there.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_vm_rss() {
+        let status = "Name:\tmain-service\nVmPeak:\t  900 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
+        assert_eq!(parse_vm_rss_kib(status), Some(12345));
+        assert_eq!(parse_vm_rss_kib("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn reads_cpu_ticks_even_with_odd_names() {
+        let stat = "4242 (main (x) service) S 1 4242 4242 0 -1 4194560 500 0 0 0 120 35 0 0 20 0 3 0 100 1000 50 ";
+        assert_eq!(parse_cpu_ticks(stat), Some(155));
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn reads_environment_variables_exactly() {
+        let env = "PATH=/bin\0SEARCH_TIMEOUT_SECS_X=1\0SEARCH_TIMEOUT_SECS=600\0";
+        assert_eq!(parse_environ(env, "SEARCH_TIMEOUT_SECS"), Some("600"));
+        assert_eq!(parse_environ(env, "HOME"), None);
+    }
+
+    #[test]
+    fn matches_names_longer_than_comm() {
+        assert!(is_named(
+            "main-service\n",
+            b"target/release/main-service\0",
+            "main-service"
+        ));
+        assert!(is_named(
+            "provider-servic\n",
+            b"/x/provider-service\0--flag\0",
+            "provider-service"
+        ));
+        assert!(!is_named(
+            "main-service\n",
+            b"/x/main-service-old\0",
+            "main-service"
+        ));
+        assert!(!is_named("bash\n", b"main-service\0", "main-service"));
+    }
+
+    #[test]
+    fn reads_socket_links() {
+        assert_eq!(parse_socket_inode("socket:[98765]"), Some(98765));
+        assert_eq!(parse_socket_inode("pipe:[98765]"), None);
+        assert_eq!(parse_socket_inode("/dev/null"), None);
+    }
+
+    #[test]
+    fn counts_only_established_connections_of_the_process_to_the_port() {
+        // 0x18F6 = 6390; 0x46A2 = 18082.
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:46A2 0100007F:18F6 01 00000000:00000000 00:00000000 00000000  1000        0 111 1 0 20 4 30 10 -1
+   1: 0100007F:46A3 0100007F:18F6 01 00000000:00000000 00:00000000 00000000  1000        0 222 1 0 20 4 30 10 -1
+   2: 0100007F:18F6 0100007F:46A2 01 00000000:00000000 00:00000000 00000000  1000        0 333 1 0 20 4 30 10 -1
+   3: 0100007F:46A4 0100007F:18F6 06 00000000:00000000 00:00000000 00000000  1000        0 444 1 0 20 4 30 10 -1
+   4: 0100007F:46A5 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 555 1 0 20 4 30 10 -1
+";
+        let mine: HashSet<u64> = [111, 333, 444, 555].into();
+        assert_eq!(count_connections_to_port(table, 6390, &mine), 1);
+        let tcp6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000001000000:C350 00000000000000000000000001000000:18F6 01 00000000:00000000 00:00000000 00000000  1000        0 777 1 0 20 4 30 10 -1
+";
+        assert_eq!(count_connections_to_port(tcp6, 6390, &[777].into()), 1);
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id();
+        assert!(rss_kib(me).unwrap() > 0);
+        assert!(cpu_seconds(me).unwrap() >= 0.0);
+        assert!(socket_inodes(me).is_ok());
+    }
+}

@@ -1,0 +1,195 @@
+//! The end-to-end scenario with the real provider-service: lanes that each
+//! POST a search, read its event stream to the end, and go on with the next,
+//! until every search has run. All clients live in this process: at most
+//! `--concurrency` streams are open at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::cli::ThroughputArgs;
+use crate::cpu::CpuReading;
+use crate::errors::Errors;
+use crate::http::HttpConnection;
+use crate::report::{Report, per_sec};
+use crate::sampler::Sampler;
+use crate::searches::{Submitted, search_body, submit};
+use crate::stack::{PROVIDER_SERVICE, Stack, find_process};
+use crate::subscriber::{StreamReport, Subscription};
+use crate::verify::{self, Plan};
+
+/// Default overall limit.
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(900);
+
+/// How long a response may stay open after its terminal event.
+const END_GRACE: Duration = Duration::from_secs(5);
+
+/// Streams open now and at most, over all lanes.
+#[derive(Default)]
+struct OpenStreams {
+    /// Open now.
+    now: AtomicUsize,
+    /// Most open at once.
+    peak: AtomicUsize,
+}
+
+/// What one lane did.
+#[derive(Default)]
+struct Lane {
+    /// Searches it submitted.
+    submitted: Vec<Submitted>,
+    /// One report per submitted search.
+    reports: Vec<StreamReport>,
+    /// Its failed POSTs.
+    errors: Errors,
+}
+
+/// Runs the scenario.
+pub async fn run(args: &ThroughputArgs) -> Result<Report, String> {
+    let started = Instant::now();
+    let deadline = started + args.common.deadline.unwrap_or(DEFAULT_DEADLINE);
+    let mut errors = Errors::new();
+    let mut stack = Stack::connect(&args.common).await?;
+    let provider_pid = match args.provider_pid {
+        Some(pid) => Some(pid),
+        None => find_process(PROVIDER_SERVICE)?,
+    };
+    if provider_pid.is_none() {
+        eprintln!(
+            "loadgen: no {PROVIDER_SERVICE} process found on this machine: its CPU will be missing"
+        );
+    }
+    let sampler = Sampler::start(stack.probe().await?, args.common.sample_interval);
+    tokio::time::sleep(args.common.sample_interval + Duration::from_millis(200)).await;
+    let baseline = sampler.take().rss_last_kib;
+
+    eprintln!(
+        "loadgen: running {} searches, {} at a time",
+        args.searches, args.concurrency
+    );
+    let cpu_start =
+        CpuReading::take(stack.main_pid, provider_pid, &mut stack.redis, &mut errors).await;
+    let run_start = Instant::now();
+    let body = Arc::new(search_body());
+    let next = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(OpenStreams::default());
+    let mut lanes = JoinSet::new();
+    for _ in 0..args.concurrency.clamp(1, args.searches.max(1)) {
+        let (target, body, next, open) = (
+            stack.target.clone(),
+            body.clone(),
+            next.clone(),
+            open.clone(),
+        );
+        let searches = args.searches;
+        lanes.spawn(async move {
+            let mut lane = Lane::default();
+            let mut conn = HttpConnection::new(target.clone());
+            while next.fetch_add(1, Ordering::Relaxed) < searches {
+                let submitted = match submit(&mut conn, &body, deadline).await {
+                    Ok(submitted) => submitted,
+                    Err((kind, detail)) => {
+                        lane.errors.record(kind, detail);
+                        continue;
+                    }
+                };
+                let subscription = Subscription {
+                    target: target.clone(),
+                    search_id: submitted.search_id,
+                    source: None,
+                    deadline,
+                    end_grace: END_GRACE,
+                };
+                let report = match subscription.open().await {
+                    Ok(stream) => {
+                        let now = open.now.fetch_add(1, Ordering::Relaxed) + 1;
+                        open.peak.fetch_max(now, Ordering::Relaxed);
+                        let report = subscription.read(stream).await;
+                        open.now.fetch_sub(1, Ordering::Relaxed);
+                        report
+                    }
+                    Err(outcome) => StreamReport {
+                        search_id: submitted.search_id,
+                        opened_at_us: None,
+                        events: Vec::new(),
+                        outcome,
+                    },
+                };
+                lane.submitted.push(submitted);
+                lane.reports.push(report);
+            }
+            lane
+        });
+    }
+    let mut submitted = Vec::with_capacity(args.searches);
+    let mut reports = Vec::with_capacity(args.searches);
+    while let Some(joined) = lanes.join_next().await {
+        let lane = joined.map_err(|e| format!("a lane failed: {e}"))?;
+        submitted.extend(lane.submitted);
+        reports.extend(lane.reports);
+        errors.merge(lane.errors);
+    }
+    let run_secs = run_start.elapsed().as_secs_f64();
+    let cpu_end =
+        CpuReading::take(stack.main_pid, provider_pid, &mut stack.redis, &mut errors).await;
+    let window = sampler.take();
+    errors.merge(sampler.stop());
+
+    let ids: Vec<Uuid> = submitted.iter().map(|s| s.search_id).collect();
+    let expected = verify::expected_ids(&mut stack.redis, &ids, &mut errors)
+        .await
+        .map_err(|e| format!("reading the state hashes back: {e}"))?;
+    let clients: HashMap<Uuid, usize> = ids.iter().map(|&id| (id, 1)).collect();
+    let posted_at: HashMap<Uuid, u64> = submitted
+        .iter()
+        .map(|s| (s.search_id, s.posted_at_us))
+        .collect();
+    let delivery = verify::verify(
+        &Plan {
+            clients: &clients,
+            expected: &expected,
+            posted_at: &posted_at,
+            sent_at: &HashMap::new(),
+        },
+        &reports,
+    );
+    errors.merge(delivery.errors);
+    let opened = reports.iter().filter(|r| r.opened_at_us.is_some()).count();
+    Ok(Report {
+        scenario: "throughput",
+        searches_submitted: submitted.len() as u64,
+        searches_completed: delivery.searches_completed,
+        submitted_per_sec: per_sec(submitted.len() as u64, run_secs),
+        completed_per_sec: per_sec(delivery.searches_completed, run_secs),
+        connections_requested: args.searches as u64,
+        connections_opened: opened as u64,
+        peak_sse_connections: open.peak.load(Ordering::Relaxed) as u64,
+        server_sse_streams_open_peak: window.streams_open_peak,
+        server_hub_feeds_active_peak: window.feeds_active_peak,
+        post_to_first_event_ms: delivery.first_event.summary(),
+        post_to_terminal_ms: delivery.terminal.summary(),
+        delivery_latency_ms: None,
+        events_appended: None,
+        events_expected: delivery.events_expected,
+        events_received: delivery.events_received,
+        events_lost: delivery.events_lost,
+        main_pid: stack.main_pid,
+        main_rss_baseline_kib: baseline,
+        main_rss_peak_kib: window.rss_peak_kib,
+        main_rss_per_connection_bytes: None,
+        redis_connected_clients_peak: window.redis_clients_peak,
+        loadgen_redis_clients: 2,
+        main_redis_connections_peak: window.main_redis_connections_peak,
+        cpu: cpu_end.since(&cpu_start),
+        phase_secs: BTreeMap::from([("run", run_secs)]),
+        wall_secs: started.elapsed().as_secs_f64(),
+        errors: BTreeMap::new(),
+        error_samples: Vec::new(),
+    }
+    .with_errors(errors))
+}

@@ -1,0 +1,292 @@
+//! The provider's configuration, read once at start from environment variables.
+//!
+//! Every value is validated before anything connects; the first bad one stops the
+//! process with `NAME=value is not valid: why`. Built from
+//! [`service_runtime::config::Vars`] so tests pass a map instead of touching the
+//! process environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use service_runtime::config::{ConfigError, Vars};
+use service_runtime::telemetry::LogFormat;
+
+/// Everything the provider can be told from outside.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where Redis is; the only shared state between the services.
+    pub redis_url: String,
+    /// Address of the admin server (/healthz, /readyz, /metrics); the provider
+    /// has no other HTTP surface.
+    pub metrics_addr: SocketAddr,
+    /// TTL refreshed on every write to a search's result stream and state hash,
+    /// so abandoned searches clean themselves up.
+    pub results_ttl: Duration,
+    /// Consumer group on the request stream; replicas in one group share the work.
+    pub consumer_group: String,
+    /// This replica's name in the group; must be unique per live replica, or two
+    /// replicas would share (and heartbeat) one pending list.
+    pub consumer_name: String,
+    /// Searches processed at once; bounds memory and Redis load under a backlog.
+    pub concurrency: usize,
+    /// Simulated supplier response times.
+    pub mock_latency: MockLatency,
+    /// Chance, 0 to 1, that a simulated supplier call fails.
+    pub mock_failure_rate: f64,
+    /// How long a delivered search may sit unacknowledged before another
+    /// consumer may claim it; also the `min-idle-time` of every claim.
+    pub claim_idle: Duration,
+    /// Deliveries after which a search is dead-lettered instead of retried, so a
+    /// search that crashes its provider cannot take the fleet down in turn.
+    pub max_deliveries: u64,
+    /// How long in-flight searches may run on after SIGTERM before they are left
+    /// pending for another replica.
+    pub shutdown_grace: Duration,
+    /// Log line format.
+    pub log_format: LogFormat,
+}
+
+/// The span supplier response times are drawn from, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MockLatency {
+    /// Fastest answer.
+    pub min_ms: u64,
+    /// Slowest answer; equal to `min_ms` for a fixed latency.
+    pub max_ms: u64,
+}
+
+/// Longest simulated latency accepted, so a typo cannot park every search for hours.
+const MAX_MOCK_LATENCY_MS: u64 = 120_000;
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_vars(&Vars::from_env())
+    }
+
+    /// Reads and validates every variable, in the order of the design table.
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Config, ConfigError> {
+        Ok(Config {
+            redis_url: vars.redis_url("REDIS_URL", "redis://127.0.0.1:6379")?,
+            metrics_addr: metrics_addr(vars)?,
+            results_ttl: vars.secs("RESULTS_TTL_SECS", 1800, 1..=604_800)?,
+            consumer_group: name(vars, "CONSUMER_GROUP")?
+                .unwrap_or_else(|| contract::keys::DEFAULT_CONSUMER_GROUP.to_owned()),
+            consumer_name: name(vars, "CONSUMER_NAME")?.unwrap_or_else(default_consumer_name),
+            concurrency: vars.int_in("PROVIDER_CONCURRENCY", 64, 1..=10_000)? as usize,
+            mock_latency: vars.parse_with(
+                "MOCK_LATENCY_MS",
+                MockLatency {
+                    min_ms: 200,
+                    max_ms: 1500,
+                },
+                MockLatency::parse,
+            )?,
+            mock_failure_rate: vars.parse_with("MOCK_FAILURE_RATE", 0.0, |v| {
+                match v.parse::<f64>() {
+                    Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+                    _ => Err("expected a number from 0 to 1".to_owned()),
+                }
+            })?,
+            claim_idle: vars.millis("CLAIM_IDLE_MS", 15_000, 100..=86_400_000)?,
+            max_deliveries: vars.int_in("MAX_DELIVERIES", 3, 1..=1000)?,
+            shutdown_grace: vars.secs("SHUTDOWN_GRACE_SECS", 10, 0..=3600)?,
+            log_format: vars.parse("LOG_FORMAT", LogFormat::Text)?,
+        })
+    }
+}
+
+/// `METRICS_ADDR` alone, for `--healthcheck`, which must not fail on an
+/// unrelated bad variable.
+pub fn metrics_addr<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<SocketAddr, ConfigError> {
+    vars.parse_with("METRICS_ADDR", ([0, 0, 0, 0], 9091).into(), |v| {
+        v.parse()
+            .map_err(|_| "expected host:port, e.g. 0.0.0.0:9091".to_owned())
+    })
+}
+
+impl MockLatency {
+    /// `a-b` (inclusive, a ≤ b) or a single number of milliseconds.
+    fn parse(text: &str) -> Result<MockLatency, String> {
+        let reason = || {
+            format!(
+                "expected milliseconds as `min-max` or one number, each from 0 to {MAX_MOCK_LATENCY_MS}"
+            )
+        };
+        let ms = |part: &str| match part.trim().parse::<u64>() {
+            Ok(n) if n <= MAX_MOCK_LATENCY_MS => Ok(n),
+            _ => Err(reason()),
+        };
+        let (min_ms, max_ms) = match text.split_once('-') {
+            Some((a, b)) => (ms(a)?, ms(b)?),
+            None => {
+                let n = ms(text)?;
+                (n, n)
+            }
+        };
+        if min_ms > max_ms {
+            return Err(format!(
+                "{reason}; the first bound must not exceed the second",
+                reason = reason()
+            ));
+        }
+        Ok(MockLatency { min_ms, max_ms })
+    }
+}
+
+/// A group or consumer name: optional, one word (Redis would take anything, but
+/// a name with spaces is almost certainly a quoting mistake).
+fn name<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+    var: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    vars.parse_with(var, None, |v| {
+        if v.chars().any(char::is_whitespace) {
+            Err("expected a name without whitespace".to_owned())
+        } else {
+            Ok(Some(v.to_owned()))
+        }
+    })
+}
+
+/// Host name plus process id: unique per replica, and recognisable in XPENDING.
+fn default_consumer_name() -> String {
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|path| {
+            std::fs::read_to_string(path)
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "provider".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_vars(&Vars::new(move |k: &str| map.get(k).cloned()))
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(c.metrics_addr, "0.0.0.0:9091".parse().unwrap());
+        assert_eq!(c.results_ttl, Duration::from_secs(1800));
+        assert_eq!(c.consumer_group, "provider-service");
+        assert!(
+            c.consumer_name
+                .ends_with(&format!("-{}", std::process::id())),
+            "{}",
+            c.consumer_name
+        );
+        assert_eq!(c.concurrency, 64);
+        assert_eq!(
+            c.mock_latency,
+            MockLatency {
+                min_ms: 200,
+                max_ms: 1500
+            }
+        );
+        assert_eq!(c.mock_failure_rate, 0.0);
+        assert_eq!(c.claim_idle, Duration::from_millis(15_000));
+        assert_eq!(c.max_deliveries, 3);
+        assert_eq!(c.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let c = config(&[
+            ("REDIS_URL", "redis://redis:6379/2"),
+            ("METRICS_ADDR", "127.0.0.1:19091"),
+            ("RESULTS_TTL_SECS", "60"),
+            ("CONSUMER_GROUP", "g1"),
+            ("CONSUMER_NAME", "worker-7"),
+            ("PROVIDER_CONCURRENCY", "8"),
+            ("MOCK_LATENCY_MS", "0"),
+            ("MOCK_FAILURE_RATE", "0.25"),
+            ("CLAIM_IDLE_MS", "2000"),
+            ("MAX_DELIVERIES", "5"),
+            ("SHUTDOWN_GRACE_SECS", "0"),
+            ("LOG_FORMAT", "json"),
+        ])
+        .unwrap();
+        assert_eq!(c.redis_url, "redis://redis:6379/2");
+        assert_eq!(c.metrics_addr, "127.0.0.1:19091".parse().unwrap());
+        assert_eq!(c.results_ttl, Duration::from_secs(60));
+        assert_eq!(
+            (c.consumer_group.as_str(), c.consumer_name.as_str()),
+            ("g1", "worker-7")
+        );
+        assert_eq!(c.concurrency, 8);
+        assert_eq!(
+            c.mock_latency,
+            MockLatency {
+                min_ms: 0,
+                max_ms: 0
+            }
+        );
+        assert_eq!(c.mock_failure_rate, 0.25);
+        assert_eq!(c.claim_idle, Duration::from_secs(2));
+        assert_eq!(c.max_deliveries, 5);
+        assert_eq!(c.shutdown_grace, Duration::ZERO);
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn latency_is_a_range_or_one_number() {
+        assert_eq!(
+            MockLatency::parse("3000"),
+            Ok(MockLatency {
+                min_ms: 3000,
+                max_ms: 3000
+            })
+        );
+        assert_eq!(
+            MockLatency::parse("100-250"),
+            Ok(MockLatency {
+                min_ms: 100,
+                max_ms: 250
+            })
+        );
+        for bad in ["250-100", "-5", "1-", "a-b", "1-2-3", "1.5", "999999999"] {
+            assert!(MockLatency::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_bad_value_is_named_in_one_line() {
+        let err = config(&[("MOCK_FAILURE_RATE", "1.5")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "MOCK_FAILURE_RATE=1.5 is not valid: expected a number from 0 to 1"
+        );
+        let err = config(&[("MOCK_LATENCY_MS", "fast")]).unwrap_err();
+        assert_eq!(err.name, "MOCK_LATENCY_MS");
+        assert!(!err.to_string().contains('\n'));
+        for (name, value) in [
+            ("PROVIDER_CONCURRENCY", "0"),
+            ("MAX_DELIVERIES", "three"),
+            ("CLAIM_IDLE_MS", "-1"),
+            ("METRICS_ADDR", "localhost"),
+            ("LOG_FORMAT", "xml"),
+            ("CONSUMER_NAME", "two words"),
+            ("MOCK_FAILURE_RATE", "NaN"),
+        ] {
+            let err = config(&[(name, value)]).unwrap_err();
+            assert_eq!(err.name, name, "{value}");
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Prometheus metrics, all prefixed `flight_search_provider_`, served on
+//! `/metrics` by the admin server.
+//!
+//! Label values are fixed strings (supplier codes, error codes, Redis operation
+//! names), so no label can grow without bound. Known label values are created at
+//! start so dashboards see zeros rather than missing series.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Content type of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Label for counters split by the failure code written to the client.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    /// An `EventError` code.
+    pub code: &'static str,
+}
+
+/// Label for per-supplier series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SupplierLabel {
+    /// Airline code of the supplier.
+    pub supplier: &'static str,
+}
+
+/// Label for dead letters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why the entry was set aside.
+    pub reason: &'static str,
+}
+
+/// Label for Redis failures.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabel {
+    /// Which operation failed (`read`, `append`, `ack`, ...).
+    pub op: &'static str,
+}
+
+/// Every metric the provider exports. Handles are cheap clones sharing the
+/// registered series.
+pub struct Metrics {
+    /// Owns the series for encoding.
+    registry: Registry,
+    /// Searches holding a concurrency permit right now; saturation shows as this
+    /// sitting at `PROVIDER_CONCURRENCY`.
+    pub searches_in_flight: Gauge,
+    /// Searches this process finished with a `completed` event.
+    pub searches_completed: Counter,
+    /// Searches this process finished with a `failed` event, by code.
+    pub searches_failed: Family<CodeLabel, Counter>,
+    /// Time each supplier call took, answered or failed.
+    pub supplier_call_duration: Family<SupplierLabel, Histogram>,
+    /// Supplier calls that failed, by supplier.
+    pub supplier_failures: Family<SupplierLabel, Counter>,
+    /// Idle searches taken over from another (or a previous) consumer.
+    pub claims: Counter,
+    /// Entries moved to the dead-letter stream, by reason.
+    pub dead_letters: Family<ReasonLabel, Counter>,
+    /// Entries delivered to the group and not yet acknowledged, as of the last sweep.
+    pub pending_entries: Gauge,
+    /// Failed Redis operations, by operation.
+    pub redis_errors: Family<OpLabel, Counter>,
+    /// 1 while both the command connection and the reader are up; set on scrape.
+    pub redis_up: Gauge,
+}
+
+/// Supplier calls take from nothing (benchmarks) to several seconds.
+const CALL_BUCKETS: [f64; 13] = [
+    0.005, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
+];
+
+impl Metrics {
+    /// Registers every series; `suppliers` and the known codes start at zero.
+    pub fn new(suppliers: &[&'static str]) -> Metrics {
+        let mut metrics = Metrics {
+            registry: Registry::with_prefix("flight_search_provider"),
+            searches_in_flight: Gauge::default(),
+            searches_completed: Counter::default(),
+            searches_failed: Family::default(),
+            supplier_call_duration: Family::new_with_constructor(|| Histogram::new(CALL_BUCKETS)),
+            supplier_failures: Family::default(),
+            claims: Counter::default(),
+            dead_letters: Family::default(),
+            pending_entries: Gauge::default(),
+            redis_errors: Family::default(),
+            redis_up: Gauge::default(),
+        };
+        let registry = &mut metrics.registry;
+        registry.register(
+            "searches_in_flight",
+            "Searches being processed now",
+            metrics.searches_in_flight.clone(),
+        );
+        registry.register(
+            "searches_completed",
+            "Searches finished with a completed event",
+            metrics.searches_completed.clone(),
+        );
+        registry.register(
+            "searches_failed",
+            "Searches finished with a failed event, by code",
+            metrics.searches_failed.clone(),
+        );
+        registry.register(
+            "supplier_call_duration_seconds",
+            "Duration of supplier calls, answered or failed",
+            metrics.supplier_call_duration.clone(),
+        );
+        registry.register(
+            "supplier_failures",
+            "Supplier calls that failed",
+            metrics.supplier_failures.clone(),
+        );
+        registry.register(
+            "claims",
+            "Idle pending searches claimed for processing",
+            metrics.claims.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Queue entries moved to the dead-letter stream, by reason",
+            metrics.dead_letters.clone(),
+        );
+        registry.register(
+            "pending_entries",
+            "Entries delivered to the consumer group and not yet acknowledged",
+            metrics.pending_entries.clone(),
+        );
+        registry.register(
+            "redis_errors",
+            "Failed Redis operations, by operation",
+            metrics.redis_errors.clone(),
+        );
+        registry.register(
+            "redis_up",
+            "1 if Redis is reachable for commands and for reading the queue",
+            metrics.redis_up.clone(),
+        );
+        for &supplier in suppliers {
+            let label = SupplierLabel { supplier };
+            metrics.supplier_failures.get_or_create_owned(&label);
+            metrics.supplier_call_duration.get_or_create_owned(&label);
+        }
+        for code in [
+            contract::EventError::SUPPLIERS_UNAVAILABLE,
+            contract::EventError::INVALID_REQUEST,
+            contract::EventError::DEAD_LETTERED,
+        ] {
+            metrics
+                .searches_failed
+                .get_or_create_owned(&CodeLabel { code });
+        }
+        metrics
+    }
+
+    /// Counts one failed Redis operation.
+    pub fn redis_error(&self, op: &'static str) {
+        self.redis_errors.get_or_create(&OpLabel { op }).inc();
+    }
+
+    /// The registry in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_prefix_and_known_labels_start_at_zero() {
+        let m = Metrics::new(&["GA", "JT"]);
+        m.searches_completed.inc();
+        m.redis_error("ack");
+        let text = m.encode();
+        for line in [
+            "flight_search_provider_searches_completed_total 1",
+            "flight_search_provider_searches_in_flight 0",
+            r#"flight_search_provider_supplier_failures_total{supplier="JT"} 0"#,
+            r#"flight_search_provider_searches_failed_total{code="dead_lettered"} 0"#,
+            r#"flight_search_provider_redis_errors_total{op="ack"} 1"#,
+            r#"flight_search_provider_supplier_call_duration_seconds_count{supplier="GA"} 0"#,
+            "flight_search_provider_claims_total 0",
+            "flight_search_provider_pending_entries 0",
+            "flight_search_provider_redis_up 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+}

@@ -1,15 +1,152 @@
 //! provider-service: the worker behind the flight search.
 //!
+//! It consumes `flight.search.requested` in a Redis consumer group, asks several
+//! mock airline suppliers concurrently, and writes each supplier's offers to the
+//! search's result stream as soon as they arrive, then one terminal event.
+//! Redis is the only state: replicas share work through the group, and a
+//! replica that dies mid-search has its entries claimed and finished by another.
+//!
 //! * [`config`]: the environment variables, validated at start.
+//! * [`consumer`]: the read loop on its own connection, bounded by a semaphore.
+//! * [`search`]: processing one search, resumable after a crash.
+//! * [`recovery`]: claiming idle entries and dead-lettering hopeless ones.
+//! * [`events`]: appending events through the idempotent script.
+//! * [`queue`]: the request stream's group commands and the dead-letter stream.
 //! * [`supplier`], [`schedule`], [`catalogue`], [`rng`]: the mock airline APIs
 //!   and their deterministic timetables.
-//! * [`metrics`]: the Prometheus series.
+//! * [`admin`], [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 
+pub mod admin;
 pub mod catalogue;
 pub mod config;
+pub mod consumer;
+pub mod events;
 pub mod metrics;
+pub mod queue;
+pub mod recovery;
 pub mod rng;
 pub mod schedule;
+pub mod search;
 pub mod supplier;
 
+use std::sync::Arc;
+
+use service_runtime::redis_link::{LinkState, RedisLink};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
 pub use config::Config;
+
+use crate::admin::Admin;
+use crate::consumer::Consumer;
+use crate::events::ResultStreams;
+use crate::metrics::Metrics;
+use crate::queue::Queue;
+use crate::recovery::Recovery;
+use crate::search::Worker;
+
+/// Why the provider could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Redis client could not be created from `REDIS_URL`.
+    #[error("cannot create the Redis client: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// A Redis command that failed, and which step of the work it was.
+#[derive(Debug, thiserror::Error)]
+#[error("redis {op} failed: {source}")]
+pub struct RedisFailure {
+    /// The operation, as labelled in `redis_errors_total`.
+    pub op: &'static str,
+    /// What Redis or the connection said.
+    #[source]
+    pub source: redis::RedisError,
+}
+
+impl RedisFailure {
+    /// True if and only if trying again may succeed: the connection dropped or
+    /// timed out, Redis is still loading, and the like; not a script or type error.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self.source.retry_method(), redis::RetryMethod::NoRetry)
+    }
+}
+
+/// Runs the provider until `shutdown`: serves the admin endpoints on `admin`,
+/// reads and processes searches, sweeps for abandoned ones. On shutdown it stops
+/// reading at once, lets running searches finish within the grace period, and
+/// leaves whatever is unfinished pending for another replica.
+pub async fn run(
+    admin: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let metrics = Arc::new(Metrics::new(&supplier::codes()));
+    let link = RedisLink::new(&config.redis_url)?;
+    let queue = Queue::new(
+        link.commands(),
+        config.consumer_group.clone(),
+        config.consumer_name.clone(),
+        config.claim_idle,
+        Arc::clone(&metrics),
+    );
+    let results = ResultStreams::new(link.commands(), config.results_ttl, Arc::clone(&metrics));
+    let suppliers = supplier::all(config.mock_latency, config.mock_failure_rate, &metrics);
+    let worker = Arc::new(Worker::new(queue, results, suppliers, Arc::clone(&metrics)));
+    let permits = Arc::new(Semaphore::new(config.concurrency));
+    let reader = Arc::new(LinkState::new("redis-reader"));
+
+    tracing::info!(
+        consumer = config.consumer_name,
+        group = config.consumer_group,
+        concurrency = config.concurrency,
+        admin = %admin.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
+        "provider starting"
+    );
+
+    let background = TaskTracker::new();
+    let admin_stop = CancellationToken::new();
+    background.spawn(link.clone().watch(admin_stop.clone()));
+    background.spawn(
+        Arc::new(Admin {
+            link: link.clone(),
+            reader: Arc::clone(&reader),
+            shutdown: shutdown.clone(),
+            metrics,
+        })
+        .serve(admin, admin_stop.clone()),
+    );
+
+    let work = TaskTracker::new();
+    work.spawn(
+        Consumer::new(
+            Arc::clone(&worker),
+            Arc::clone(&permits),
+            link.client().clone(),
+            reader,
+        )
+        .run(shutdown.clone()),
+    );
+    work.spawn(
+        Recovery::new(
+            Arc::clone(&worker),
+            permits,
+            link,
+            config.claim_idle,
+            config.max_deliveries,
+        )
+        .run(shutdown.clone()),
+    );
+
+    shutdown.cancelled().await;
+    work.close();
+    work.wait().await;
+    worker.drain(config.shutdown_grace).await;
+    admin_stop.cancel();
+    background.close();
+    background.wait().await;
+    tracing::info!("provider stopped");
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! The admin server on `METRICS_ADDR`, for orchestrators and Prometheus:
+//!
+//! * `GET /healthz`: 200 while the process runs (liveness).
+//! * `GET /readyz`: 200 if and only if Redis answers on the command connection
+//!   and the read loop is connected, and the process is not shutting down;
+//!   otherwise 503.
+//! * `GET /metrics`: the Prometheus metrics, OpenMetrics text format.
+//!
+//! Any other path is 404; another method on these paths is 405 with `Allow`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use service_runtime::redis_link::{LinkState, RedisLink};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{self, Metrics};
+
+/// Open admin connections get this long to finish once the server stops.
+const DRAIN: Duration = Duration::from_secs(1);
+
+/// What the admin endpoints report on.
+pub struct Admin {
+    /// The command connection; its readiness is half of ours.
+    pub link: RedisLink,
+    /// The read loop's connection; the other half.
+    pub reader: Arc<LinkState>,
+    /// The process-wide shutdown signal: a draining replica is not ready.
+    pub shutdown: CancellationToken,
+    /// The metrics to serve.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Admin {
+    /// True if and only if this replica can take work now.
+    fn is_ready(&self) -> bool {
+        !self.shutdown.is_cancelled() && self.link.is_ready() && self.reader.is_up()
+    }
+
+    /// Serves `listener` until `stop`, then gives open connections [`DRAIN`].
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
+        let graceful = GracefulShutdown::new();
+        loop {
+            let stream = tokio::select! {
+                () = stop.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        // Typically out of file descriptors: back off instead of spinning.
+                        tracing::warn!(%error, "admin accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let admin = Arc::clone(&self);
+            let service = service_fn(move |req| {
+                let admin = Arc::clone(&admin);
+                async move { Ok::<_, Infallible>(admin.route(&req)) }
+            });
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(error) = conn.await {
+                    tracing::debug!(%error, "admin connection ended with an error");
+                }
+            });
+        }
+        let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
+    }
+
+    fn route(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/readyz") if self.is_ready() => text(StatusCode::OK, "ready\n"),
+            (&Method::GET, "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            (&Method::GET, "/metrics") => {
+                self.metrics
+                    .redis_up
+                    .set(i64::from(self.link.is_ready() && self.reader.is_up()));
+                let mut response = Response::new(Full::new(Bytes::from(self.metrics.encode())));
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    metrics::CONTENT_TYPE.parse().expect("valid header"),
+                );
+                response
+            }
+            (_, "/healthz" | "/readyz" | "/metrics") => {
+                let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+                response
+                    .headers_mut()
+                    .insert(ALLOW, "GET".parse().expect("valid header"));
+                response
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+}
+
+/// A plain-text response.
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        "text/plain; charset=utf-8".parse().expect("valid header"),
+    );
+    response
+}

@@ -1,0 +1,181 @@
+//! The read loop: takes new searches off `flight.search.requested` for this
+//! consumer and hands each to the worker.
+//!
+//! It reads on a connection of its own, because `XREADGROUP ... BLOCK` would
+//! stall every other command sharing a multiplexed connection, with a response
+//! timeout above the BLOCK time. It reads only when a concurrency permit is free
+//! and never more entries than there are free permits, so a backlog waits in
+//! Redis (where other replicas can take it) rather than in this process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+use service_runtime::redis_link::{Backoff, LinkState};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::search::Worker;
+
+/// How long one XREADGROUP waits for new entries.
+const BLOCK: Duration = Duration::from_secs(2);
+
+/// Slack on top of [`BLOCK`] before a read counts as hung.
+const RESPONSE_SLACK: Duration = Duration::from_secs(3);
+
+/// Reconnect attempts are at most this far apart, so reading resumes within
+/// about one BLOCK period of Redis coming back.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
+
+/// Time allowed to open the reader's connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The read loop's state.
+pub struct Consumer {
+    /// Processes what is read; owns the queue handle.
+    worker: Arc<Worker>,
+    /// The concurrency bound, shared with the recovery sweep.
+    permits: Arc<Semaphore>,
+    /// Opens the reader's dedicated connection.
+    client: redis::Client,
+    /// Up/down of the reader's connection; part of readiness.
+    state: Arc<LinkState>,
+}
+
+impl Consumer {
+    /// A read loop for `worker`'s consumer, reporting its connection in `state`.
+    pub fn new(
+        worker: Arc<Worker>,
+        permits: Arc<Semaphore>,
+        client: redis::Client,
+        state: Arc<LinkState>,
+    ) -> Consumer {
+        Consumer {
+            worker,
+            permits,
+            client,
+            state,
+        }
+    }
+
+    /// Reads until `stop`. A read in progress is abandoned at once and its
+    /// connection dropped, which makes Redis forget the blocked read.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut backoff = Backoff::new(Duration::from_millis(100), MAX_RECONNECT_DELAY);
+        let mut reader: Option<MultiplexedConnection> = None;
+        loop {
+            let first = tokio::select! {
+                () = stop.cancelled() => return,
+                permit = Arc::clone(&self.permits).acquire_owned() => {
+                    permit.expect("the semaphore is never closed")
+                }
+            };
+            if reader.is_none() {
+                match self.connect().await {
+                    Ok(conn) => {
+                        self.state.up();
+                        backoff.reset();
+                        reader = Some(conn);
+                    }
+                    Err(error) => {
+                        self.state.down(&error);
+                        drop(first);
+                        if self.pause(&mut backoff, &stop).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+            let conn = reader.as_mut().expect("connected above");
+            let count = 1 + self.permits.available_permits();
+            let read = tokio::select! {
+                () = stop.cancelled() => return,
+                read = self.worker.queue.read(conn, count, BLOCK) => read,
+            };
+            match read {
+                Ok(entries) => {
+                    if self.dispatch(entries, first, &stop).await {
+                        return;
+                    }
+                }
+                Err(error) if matches!(error.code(), Some("NOGROUP" | "UNBLOCKED")) => {
+                    // The stream or group was deleted under us (UNBLOCKED: while
+                    // this read was waiting on it): recreate, then read again.
+                    self.worker.metrics.redis_error("read");
+                    tracing::warn!(%error, "consumer group missing; recreating it");
+                    if self.worker.queue.ensure_group(conn).await.is_err()
+                        && self.pause(&mut backoff, &stop).await
+                    {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    self.worker.metrics.redis_error("read");
+                    self.state.down(&error);
+                    reader = None;
+                    drop(first);
+                    if self.pause(&mut backoff, &stop).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts a search per entry, each with a permit: `first` for the first
+    /// entry, fresh ones for the rest (free when the read was sized, unless the
+    /// sweep took some since). Returns true if `stop` fired meanwhile; entries
+    /// not started then stay pending for a claim.
+    async fn dispatch(
+        &self,
+        entries: Vec<crate::queue::Entry>,
+        first: OwnedSemaphorePermit,
+        stop: &CancellationToken,
+    ) -> bool {
+        let mut permit = Some(first);
+        for entry in entries {
+            let held = match permit.take() {
+                Some(p) => p,
+                None => tokio::select! {
+                    () = stop.cancelled() => return true,
+                    p = Arc::clone(&self.permits).acquire_owned() => {
+                        p.expect("the semaphore is never closed")
+                    }
+                },
+            };
+            self.worker.start(entry, 1, held);
+        }
+        false
+    }
+
+    /// Opens the dedicated connection and makes sure the group exists, which it
+    /// may not after Redis lost its data.
+    async fn connect(&self) -> Result<MultiplexedConnection, crate::RedisFailure> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(BLOCK + RESPONSE_SLACK));
+        let mut conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|source| {
+                self.worker.metrics.redis_error("connect");
+                crate::RedisFailure {
+                    op: "connect",
+                    source,
+                }
+            })?;
+        self.worker.queue.ensure_group(&mut conn).await?;
+        Ok(conn)
+    }
+
+    /// Waits out the next backoff delay. Returns true if `stop` fired instead.
+    async fn pause(&self, backoff: &mut Backoff, stop: &CancellationToken) -> bool {
+        tokio::select! {
+            () = stop.cancelled() => true,
+            () = tokio::time::sleep(backoff.next_delay()) => false,
+        }
+    }
+}

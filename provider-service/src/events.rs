@@ -1,0 +1,166 @@
+//! Writing a search's events, and reading back what earlier attempts wrote.
+//!
+//! Every append goes through `contract::scripts::APPEND_EVENT`, which writes at
+//! most one event per slot (`processing`, `result:<supplier>`, terminal), pairs
+//! the XADD with EXPIRE and publishes the nudge main-service waits on, all in one
+//! atomic step. A nil answer means the slot was already taken: another attempt
+//! (or main-service's timeout) got there first, which is normal, not an error.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use contract::keys::{DATA_FIELD, EVENTS_CHANNEL, STATE_TERMINAL, results_key, state_key};
+use contract::scripts::APPEND_EVENT;
+use contract::{EventKind, SearchEvent};
+use redis::Value;
+use redis::aio::ConnectionManager;
+use uuid::Uuid;
+
+use crate::RedisFailure;
+use crate::metrics::Metrics;
+use crate::queue::entries_of;
+
+/// What a search's stores already hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// The `processing` event was written.
+    pub processing: bool,
+    /// Suppliers with a `result` event, and how many offers each carried.
+    pub answered: BTreeMap<String, u32>,
+    /// The search has its terminal event (seen in the stream or, once
+    /// main-service deleted a delivered stream, in the state hash).
+    pub terminal: bool,
+}
+
+impl History {
+    /// True if and only if nothing has been written for the search yet.
+    pub fn is_empty(&self) -> bool {
+        !self.processing && self.answered.is_empty() && !self.terminal
+    }
+
+    /// Offers over every `result` event.
+    pub fn total_results(&self) -> u32 {
+        self.answered.values().sum()
+    }
+
+    fn record(&mut self, kind: EventKind) {
+        match kind {
+            EventKind::Processing { .. } => self.processing = true,
+            EventKind::Result { supplier, results } => {
+                self.answered.insert(supplier, results.len() as u32);
+            }
+            EventKind::Completed { .. } | EventKind::Failed { .. } => self.terminal = true,
+        }
+    }
+}
+
+/// Every search's result stream and state hash.
+#[derive(Clone)]
+pub struct ResultStreams {
+    /// Shared connection for every command here.
+    conn: ConnectionManager,
+    /// The append script, sent by hash with automatic fallback to its body.
+    append: Arc<redis::Script>,
+    /// TTL refreshed by every append.
+    ttl: Duration,
+    /// Where Redis failures are counted.
+    metrics: Arc<Metrics>,
+}
+
+impl ResultStreams {
+    /// Handles on every search's stores, appending with TTL `ttl`.
+    pub fn new(conn: ConnectionManager, ttl: Duration, metrics: Arc<Metrics>) -> ResultStreams {
+        ResultStreams {
+            conn,
+            append: Arc::new(redis::Script::new(APPEND_EVENT)),
+            ttl,
+            metrics,
+        }
+    }
+
+    /// Appends one event unless its slot is taken or the search already ended.
+    /// Returns the new entry id, or `None` when nothing was written.
+    pub async fn append(
+        &self,
+        search_id: Uuid,
+        kind: EventKind,
+    ) -> Result<Option<String>, RedisFailure> {
+        let slot = kind.slot();
+        let event = SearchEvent { search_id, kind };
+        self.append
+            .key(results_key(search_id))
+            .key(state_key(search_id))
+            .arg(slot)
+            .arg(event.to_json())
+            .arg(self.ttl.as_secs())
+            .arg(EVENTS_CHANNEL)
+            .arg(search_id.to_string())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.failed("append", e))
+    }
+
+    /// What earlier attempts wrote for `search_id`.
+    pub async fn history(&self, search_id: Uuid) -> Result<History, RedisFailure> {
+        let (stream, terminal): (Value, bool) = redis::pipe()
+            .cmd("XRANGE")
+            .arg(results_key(search_id))
+            .arg("-")
+            .arg("+")
+            .cmd("HEXISTS")
+            .arg(state_key(search_id))
+            .arg(STATE_TERMINAL)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.failed("history", e))?;
+        let mut history = History {
+            terminal,
+            ..History::default()
+        };
+        for entry in entries_of(stream).map_err(|e| self.failed("history", e))? {
+            let Some(data) = entry.fields.get(DATA_FIELD) else {
+                continue;
+            };
+            match serde_json::from_slice::<SearchEvent>(data) {
+                Ok(event) => history.record(event.kind),
+                Err(error) => tracing::warn!(
+                    %search_id,
+                    entry_id = entry.id,
+                    %error,
+                    "ignoring an unreadable event in a result stream"
+                ),
+            }
+        }
+        Ok(history)
+    }
+
+    fn failed(&self, op: &'static str, source: redis::RedisError) -> RedisFailure {
+        self.metrics.redis_error(op);
+        RedisFailure { op, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contract::EventError;
+
+    #[test]
+    fn history_counts_offers_per_supplier_and_sees_the_end() {
+        let mut h = History::default();
+        assert!(h.is_empty());
+        h.record(EventKind::Processing { results: vec![] });
+        h.record(EventKind::Result {
+            supplier: "GA".into(),
+            results: vec![],
+        });
+        assert!(!h.is_empty() && !h.terminal);
+        assert_eq!(h.total_results(), 0);
+        assert!(h.answered.contains_key("GA"));
+        h.record(EventKind::Failed {
+            error: EventError::new(EventError::TIMEOUT, "late"),
+        });
+        assert!(h.terminal);
+    }
+}

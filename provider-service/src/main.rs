@@ -1,0 +1,41 @@
+//! The provider-service binary: configuration, logging, the admin listener and
+//! the shutdown signal; everything else is [`provider_service::run`].
+
+use std::process::ExitCode;
+
+use provider_service::Config;
+use service_runtime::config::Vars;
+use service_runtime::{probe, shutdown, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("--healthcheck") {
+        return match provider_service::config::metrics_addr(&Vars::from_env()) {
+            Ok(addr) if probe::healthz(addr).await => ExitCode::SUCCESS,
+            _ => ExitCode::FAILURE,
+        };
+    }
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("provider-service: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let admin = match tokio::net::TcpListener::bind(config.metrics_addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(addr = %config.metrics_addr, %error, "cannot bind METRICS_ADDR");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = shutdown::on_signal();
+    match provider_service::run(admin, config, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "provider-service failed");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Taking over searches whose consumer died, and setting aside the ones that
+//! cannot be processed.
+//!
+//! Every `min(CLAIM_IDLE_MS / 2, 5 s)` the sweep:
+//!
+//! 1. records the group's pending count;
+//! 2. resets the idle time of the entries this replica is working on, so a slow
+//!    but live search is never taken over;
+//! 3. lists entries idle for `CLAIM_IDLE_MS` (`XPENDING ... IDLE`) and, for each:
+//!    * delivered `MAX_DELIVERIES` times already: claims it, writes it to the
+//!      dead-letter stream, gives its search a terminal `failed` event
+//!      (`dead_lettered`) and acknowledges it: a search that keeps killing its
+//!      provider must not take the whole fleet down in turn;
+//!    * otherwise: claims it and processes it like a fresh delivery (the resume
+//!      logic in `search` makes that invisible to clients);
+//!    * its data trimmed from the stream: acknowledges it, nothing to process.
+//!
+//! Every claim passes `min-idle-time = CLAIM_IDLE_MS`, so when two sweeps race
+//! for one entry only the first gets it. Poison entries (fields that do not
+//! decode) are dead-lettered at once, never retried.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use contract::{DecodeError, EventError, EventKind, QueuedSearch};
+use service_runtime::redis_link::RedisLink;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::RedisFailure;
+use crate::metrics::{CodeLabel, ReasonLabel};
+use crate::queue::{Claim, Entry, Idle};
+use crate::search::Worker;
+
+/// Most entries looked at per sweep; the rest wait for the next one.
+const SWEEP_BATCH: usize = 100;
+
+/// Longest pause between sweeps, whatever `CLAIM_IDLE_MS` is.
+const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why an entry is set aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadLetter {
+    /// Its fields do not make a search.
+    Invalid(DecodeError),
+    /// It was handed out this many times without being acknowledged.
+    MaxDeliveries(u64),
+}
+
+impl DeadLetter {
+    /// The `reason` field and metric label.
+    fn reason(&self) -> &'static str {
+        match self {
+            DeadLetter::Invalid(_) => "invalid_request",
+            DeadLetter::MaxDeliveries(_) => "max_deliveries_exceeded",
+        }
+    }
+
+    /// The `failed` event code the search's client sees.
+    fn code(&self) -> &'static str {
+        match self {
+            DeadLetter::Invalid(_) => EventError::INVALID_REQUEST,
+            DeadLetter::MaxDeliveries(_) => EventError::DEAD_LETTERED,
+        }
+    }
+
+    /// What the search's client is told.
+    fn client_error(&self) -> EventError {
+        let message = match self {
+            DeadLetter::Invalid(e) => format!("the queued search could not be read: {e}"),
+            DeadLetter::MaxDeliveries(n) => format!(
+                "the search was attempted {n} times without finishing and has been set aside"
+            ),
+        };
+        EventError::new(self.code(), message)
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            DeadLetter::Invalid(e) => e.to_string(),
+            DeadLetter::MaxDeliveries(n) => {
+                format!("delivered {n} times without an acknowledgement")
+            }
+        }
+    }
+}
+
+/// Writes `entry` to the dead-letter stream, ends its search with `failed` if
+/// its search id can still be read, and acknowledges it. Safe to repeat after
+/// a crash: the event append is idempotent; the dead-letter stream may then hold
+/// the entry twice.
+pub async fn dead_letter(
+    worker: &Worker,
+    entry: &Entry,
+    why: DeadLetter,
+    deliveries: u64,
+) -> Result<(), RedisFailure> {
+    let reason = why.reason();
+    let detail = why.detail();
+    worker
+        .queue
+        .dead_letter(entry, reason, &detail, deliveries)
+        .await?;
+    let search_id = QueuedSearch::search_id_of(&entry.fields).ok();
+    let mut failed_written = false;
+    if let Some(id) = search_id {
+        let error = why.client_error();
+        failed_written = worker
+            .results
+            .append(id, EventKind::Failed { error })
+            .await?
+            .is_some();
+    }
+    worker.queue.ack(&entry.id).await?;
+    worker
+        .metrics
+        .dead_letters
+        .get_or_create(&ReasonLabel { reason })
+        .inc();
+    if failed_written {
+        worker
+            .metrics
+            .searches_failed
+            .get_or_create(&CodeLabel { code: why.code() })
+            .inc();
+    }
+    tracing::warn!(
+        entry_id = entry.id,
+        search_id = search_id.map(|id| id.to_string()),
+        reason,
+        detail,
+        deliveries,
+        failed_written,
+        "queue entry dead-lettered"
+    );
+    Ok(())
+}
+
+/// The periodic sweep over the group's pending entries.
+pub struct Recovery {
+    /// Processes what is claimed; owns the queue and result handles.
+    worker: Arc<Worker>,
+    /// The concurrency bound shared with the read loop: claimed searches count too.
+    permits: Arc<Semaphore>,
+    /// Readiness of the command connection; sweeping while it is down would
+    /// only log failures.
+    link: RedisLink,
+    /// Time between sweeps.
+    interval: Duration,
+    /// Deliveries after which an entry is dead-lettered.
+    max_deliveries: u64,
+}
+
+impl Recovery {
+    /// A sweep every `min(claim_idle / 2, 5 s)`.
+    pub fn new(
+        worker: Arc<Worker>,
+        permits: Arc<Semaphore>,
+        link: RedisLink,
+        claim_idle: Duration,
+        max_deliveries: u64,
+    ) -> Recovery {
+        Recovery {
+            worker,
+            permits,
+            link,
+            interval: (claim_idle / 2).min(MAX_SWEEP_INTERVAL),
+            max_deliveries,
+        }
+    }
+
+    /// Sweeps until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut ticks = tokio::time::interval(self.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            if !self.link.is_ready() {
+                continue;
+            }
+            match self.sweep(&stop).await {
+                Ok(()) => {}
+                Err(failure) if failure.source.code() == Some("NOGROUP") => {
+                    // Redis lost the stream (restarted empty, or it was
+                    // deleted): recreate the group rather than wait for the
+                    // read loop's next reconnect.
+                    if let Err(error) = self
+                        .worker
+                        .queue
+                        .ensure_group(&mut self.link.commands())
+                        .await
+                    {
+                        tracing::warn!(%error, "cannot recreate the consumer group");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "recovery sweep failed"),
+            }
+        }
+    }
+
+    async fn sweep(&self, stop: &CancellationToken) -> Result<(), RedisFailure> {
+        let queue = &self.worker.queue;
+        let pending = queue.pending_count().await?;
+        self.worker.metrics.pending_entries.set(pending as i64);
+        if pending == 0 {
+            return Ok(());
+        }
+        let ours = self.worker.in_flight();
+        if !ours.is_empty() {
+            queue.heartbeat(&ours).await?;
+        }
+        for idle in queue.idle_entries(SWEEP_BATCH).await? {
+            if ours.contains(&idle.id) {
+                continue;
+            }
+            if idle.deliveries >= self.max_deliveries {
+                self.retire(idle).await?;
+                continue;
+            }
+            // Claimed work is bounded like read work; when every permit stays
+            // busy for a whole interval, the rest waits for the next sweep.
+            let permit = tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                () = tokio::time::sleep(self.interval) => return Ok(()),
+                permit = Arc::clone(&self.permits).acquire_owned() => {
+                    permit.expect("the semaphore is never closed")
+                }
+            };
+            match queue.claim(&idle.id).await? {
+                Claim::Taken(entry) => {
+                    self.worker.metrics.claims.inc();
+                    tracing::info!(
+                        entry_id = idle.id,
+                        from_consumer = idle.consumer,
+                        idle_ms = idle.idle_ms,
+                        deliveries = idle.deliveries + 1,
+                        "claimed an idle search"
+                    );
+                    self.worker.start(entry, idle.deliveries + 1, permit);
+                }
+                Claim::Trimmed => self.drop_trimmed(&idle).await?,
+                Claim::Lost => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Dead-letters an entry that used up its deliveries.
+    async fn retire(&self, idle: Idle) -> Result<(), RedisFailure> {
+        match self.worker.queue.claim(&idle.id).await? {
+            Claim::Taken(entry) => {
+                dead_letter(
+                    &self.worker,
+                    &entry,
+                    DeadLetter::MaxDeliveries(idle.deliveries),
+                    idle.deliveries,
+                )
+                .await
+            }
+            Claim::Trimmed => self.drop_trimmed(&idle).await,
+            Claim::Lost => Ok(()),
+        }
+    }
+
+    async fn drop_trimmed(&self, idle: &Idle) -> Result<(), RedisFailure> {
+        self.worker.queue.ack(&idle.id).await?;
+        tracing::warn!(
+            entry_id = idle.id,
+            from_consumer = idle.consumer,
+            deliveries = idle.deliveries,
+            "pending entry was trimmed from the stream; acknowledged without processing"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,327 @@
+//! Processing one queued search, from delivery to acknowledgement.
+//!
+//! A search may be delivered more than once: after a crash its entry is claimed
+//! by another consumer, which must carry on rather than start over. So each
+//! attempt first reads back what earlier ones wrote, asks only the suppliers that
+//! have not answered, and counts every answer, old and new, in the total. The
+//! append script keeps one event per slot, so clients see each supplier once and
+//! exactly one terminal event however many attempts ran. The entry is
+//! acknowledged only after the terminal event is in Redis; until then it stays
+//! pending and another consumer can finish the job.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use contract::{EventError, EventKind, QueuedSearch};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use service_runtime::redis_link::Backoff;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::RedisFailure;
+use crate::events::ResultStreams;
+use crate::metrics::{CodeLabel, Metrics};
+use crate::queue::{Entry, Queue};
+use crate::recovery::{self, DeadLetter};
+use crate::supplier::Supplier;
+
+/// Attempts per delivery when Redis fails transiently.
+const MAX_ATTEMPTS: u32 = 8;
+/// First pause between attempts.
+const RETRY_MIN: Duration = Duration::from_millis(250);
+/// Longest pause between attempts; with [`MAX_ATTEMPTS`] about 20 s in all,
+/// enough to ride out a Redis restart.
+const RETRY_MAX: Duration = Duration::from_secs(4);
+
+/// Runs searches as tasks and knows which entries it is working on.
+pub struct Worker {
+    /// The request stream: acknowledgements and dead letters.
+    pub queue: Queue,
+    /// Where events are written and read back.
+    pub results: ResultStreams,
+    /// The airline APIs every search asks.
+    suppliers: Vec<Supplier>,
+    /// Counters and gauges.
+    pub metrics: Arc<Metrics>,
+    /// Every search task, so shutdown can wait for them.
+    tasks: TaskTracker,
+    /// Entry ids being processed here: the sweep heartbeats them and never
+    /// claims them.
+    in_flight: Mutex<HashSet<String>>,
+    /// Cancelled when the shutdown grace period is over: searches still running
+    /// stop where they are, leaving their entries pending.
+    abandon: CancellationToken,
+}
+
+impl Worker {
+    /// A worker with no searches running.
+    pub fn new(
+        queue: Queue,
+        results: ResultStreams,
+        suppliers: Vec<Supplier>,
+        metrics: Arc<Metrics>,
+    ) -> Worker {
+        Worker {
+            queue,
+            results,
+            suppliers,
+            metrics,
+            tasks: TaskTracker::new(),
+            in_flight: Mutex::new(HashSet::new()),
+            abandon: CancellationToken::new(),
+        }
+    }
+
+    /// Processes `entry` in its own task, which holds `permit` until it ends.
+    /// `deliveries` counts this one.
+    pub fn start(self: &Arc<Self>, entry: Entry, deliveries: u64, permit: OwnedSemaphorePermit) {
+        let guard = InFlight::enter(self, &entry.id);
+        let worker = Arc::clone(self);
+        self.tasks.spawn(async move {
+            let _permit = permit;
+            let _guard = guard;
+            tokio::select! {
+                () = worker.abandon.cancelled() => {
+                    tracing::warn!(
+                        entry_id = entry.id,
+                        "search unfinished at shutdown; left pending for another consumer"
+                    );
+                }
+                () = worker.process(&entry, deliveries) => {}
+            }
+        });
+    }
+
+    /// Entry ids being processed right now.
+    pub fn in_flight(&self) -> Vec<String> {
+        self.in_flight
+            .lock()
+            .expect("in-flight set poisoned")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Waits for running searches up to `grace`, then abandons the rest.
+    pub async fn drain(&self, grace: Duration) {
+        self.tasks.close();
+        if !self.tasks.is_empty() {
+            tracing::info!(
+                in_flight = self.tasks.len(),
+                "waiting for in-flight searches"
+            );
+        }
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            let left = self.in_flight();
+            tracing::warn!(
+                left = left.len(),
+                entries = ?left,
+                "shutdown grace period over; abandoning unfinished searches"
+            );
+            self.abandon.cancel();
+            self.tasks.wait().await;
+        }
+    }
+
+    /// Handles `entry`, retrying here while Redis fails transiently (a restart,
+    /// a dropped connection): the entry stays ours and heartbeated, so clients
+    /// wait seconds rather than `CLAIM_IDLE_MS`. After [`MAX_ATTEMPTS`], or on
+    /// an error that will not go away by itself, the entry is left pending for
+    /// the claim path, which counts deliveries.
+    async fn process(&self, entry: &Entry, deliveries: u64) {
+        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
+        for attempt in 1..=MAX_ATTEMPTS {
+            let failure = match self.handle(entry, deliveries).await {
+                Ok(()) => return,
+                Err(failure) => failure,
+            };
+            if !failure.is_transient() || attempt == MAX_ATTEMPTS {
+                tracing::warn!(
+                    entry_id = entry.id,
+                    %failure,
+                    attempt,
+                    "search attempt failed; entry left pending for a claim"
+                );
+                return;
+            }
+            tracing::debug!(
+                entry_id = entry.id,
+                %failure,
+                attempt,
+                "search attempt failed; retrying"
+            );
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+
+    async fn handle(&self, entry: &Entry, deliveries: u64) -> Result<(), RedisFailure> {
+        match QueuedSearch::from_fields(&entry.fields) {
+            Ok(search) => self.search(&entry.id, search, deliveries).await,
+            Err(error) => {
+                recovery::dead_letter(self, entry, DeadLetter::Invalid(error), deliveries).await
+            }
+        }
+    }
+
+    async fn search(
+        &self,
+        entry_id: &str,
+        search: QueuedSearch,
+        deliveries: u64,
+    ) -> Result<(), RedisFailure> {
+        let started = Instant::now();
+        let id = search.search_id;
+        let request = search.request;
+        let route = format!("{}-{}", request.from, request.to);
+        let date = request.date_text();
+
+        let before = self.results.history(id).await?;
+        let resumed = !before.is_empty();
+        if before.terminal {
+            self.queue.ack(entry_id).await?;
+            tracing::info!(
+                search_id = %id,
+                entry_id,
+                route,
+                date,
+                deliveries,
+                "search already finished; acknowledged"
+            );
+            return Ok(());
+        }
+        tracing::info!(
+            search_id = %id,
+            entry_id,
+            route,
+            date,
+            passengers = request.passengers,
+            deliveries,
+            resumed,
+            answered_before = before.answered.len(),
+            "search started"
+        );
+
+        if !before.processing {
+            self.results
+                .append(id, EventKind::Processing { results: vec![] })
+                .await?;
+        }
+
+        let mut calls: FuturesUnordered<_> = self
+            .suppliers
+            .iter()
+            .filter(|s| !before.answered.contains_key(s.code()))
+            .map(|s| async move { (s.code(), s.search(&request).await) })
+            .collect();
+        while let Some((supplier, answer)) = calls.next().await {
+            if let Ok(results) = answer {
+                self.results
+                    .append(
+                        id,
+                        EventKind::Result {
+                            supplier: supplier.to_owned(),
+                            results,
+                        },
+                    )
+                    .await?;
+            }
+        }
+
+        // Read back rather than add up locally: the stream is what clients see,
+        // and a concurrent attempt may have added answers this one missed.
+        let after = self.results.history(id).await?;
+        let answered = after.answered.len();
+        let total = after.total_results();
+        let terminal = if answered == 0 {
+            EventKind::Failed {
+                error: EventError::new(
+                    EventError::SUPPLIERS_UNAVAILABLE,
+                    "no airline supplier answered; please try again",
+                ),
+            }
+        } else {
+            EventKind::Completed {
+                total_results: total,
+            }
+        };
+        let outcome = match (after.terminal, answered) {
+            (true, _) => "ended_elsewhere",
+            (false, 0) => "failed",
+            (false, _) => "completed",
+        };
+        let written = if after.terminal {
+            None
+        } else {
+            self.results.append(id, terminal).await?
+        };
+        self.queue.ack(entry_id).await?;
+
+        if written.is_some() {
+            if answered == 0 {
+                self.metrics
+                    .searches_failed
+                    .get_or_create(&CodeLabel {
+                        code: EventError::SUPPLIERS_UNAVAILABLE,
+                    })
+                    .inc();
+            } else {
+                self.metrics.searches_completed.inc();
+            }
+        }
+        tracing::info!(
+            search_id = %id,
+            entry_id,
+            route,
+            date,
+            outcome,
+            terminal_written = written.is_some(),
+            suppliers_answered = answered,
+            suppliers = self.suppliers.len(),
+            total_results = total,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            resumed,
+            "search finished"
+        );
+        Ok(())
+    }
+}
+
+/// Marks an entry as being processed here for as long as it lives.
+struct InFlight {
+    /// The worker whose set holds the id.
+    worker: Arc<Worker>,
+    /// The entry being processed.
+    id: String,
+}
+
+impl InFlight {
+    fn enter(worker: &Arc<Worker>, id: &str) -> InFlight {
+        worker
+            .in_flight
+            .lock()
+            .expect("in-flight set poisoned")
+            .insert(id.to_owned());
+        worker.metrics.searches_in_flight.inc();
+        InFlight {
+            worker: Arc::clone(worker),
+            id: id.to_owned(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.worker
+            .in_flight
+            .lock()
+            .expect("in-flight set poisoned")
+            .remove(&self.id);
+        self.worker.metrics.searches_in_flight.dec();
+    }
+}

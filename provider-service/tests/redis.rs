@@ -1,0 +1,468 @@
+//! The provider against a real `redis-server` (started per test on a free port):
+//! a fresh search, a search resumed after a crash, poison input and a search
+//! handed out too often, readiness and a shutdown that runs out of grace. Each
+//! test drives the same `run` the binary calls.
+
+use std::collections::HashMap;
+use std::net::TcpListener as StdListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM, results_key, state_key};
+use contract::scripts::APPEND_EVENT;
+use contract::{EventKind, Iata, QueuedSearch, SearchEvent, SearchRequest};
+use provider_service::Config;
+use redis::aio::MultiplexedConnection;
+use service_runtime::config::Vars;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A throwaway `redis-server`, killed on Drop.
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    async fn start() -> RedisServer {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed to run these tests");
+        let server = RedisServer { child, port };
+        let started = Instant::now();
+        while server.connect().await.is_err() {
+            assert!(started.elapsed() < LIMIT, "redis-server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn connect(&self) -> redis::RedisResult<MultiplexedConnection> {
+        redis::Client::open(self.url())?
+            .get_multiplexed_async_connection()
+            .await
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A provider running in-process, stopped by [`Provider::stop`].
+struct Provider {
+    admin: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), provider_service::Error>>,
+}
+
+impl Provider {
+    async fn start(redis: &RedisServer, extra: &[(&str, &str)]) -> Provider {
+        let mut vars: HashMap<String, String> = [
+            ("REDIS_URL", redis.url()),
+            ("CONSUMER_NAME", format!("test-{}", free_port())),
+            ("MOCK_LATENCY_MS", "0".to_owned()),
+            ("SHUTDOWN_GRACE_SECS", "2".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = Config::from_vars(&Vars::new(move |k: &str| vars.get(k).cloned())).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(provider_service::run(listener, config, shutdown.clone()));
+        Provider {
+            admin,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let mut stream = tokio::net::TcpStream::connect(self.admin).await.unwrap();
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.unwrap();
+        let status = text[9..12].parse().unwrap();
+        (status, text)
+    }
+
+    async fn stop(self) -> Duration {
+        let started = Instant::now();
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+        started.elapsed()
+    }
+}
+
+fn search(from: &str, to: &str) -> QueuedSearch {
+    QueuedSearch {
+        search_id: Uuid::new_v4(),
+        request: SearchRequest {
+            from: Iata::parse(from).unwrap(),
+            to: Iata::parse(to).unwrap(),
+            date: time::macros::date!(2026 - 12 - 10),
+            passengers: 2,
+        },
+        requested_at_ms: 1_790_000_000_000,
+    }
+}
+
+async fn enqueue(conn: &mut MultiplexedConnection, fields: &[(&str, &str)]) -> String {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(REQUESTS_STREAM).arg("*");
+    for (k, v) in fields {
+        cmd.arg(*k).arg(*v);
+    }
+    cmd.query_async(conn).await.unwrap()
+}
+
+async fn enqueue_search(conn: &mut MultiplexedConnection, q: &QueuedSearch) -> String {
+    let fields = q.to_fields();
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    enqueue(conn, &pairs).await
+}
+
+async fn events(conn: &mut MultiplexedConnection, id: Uuid) -> Vec<SearchEvent> {
+    let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(results_key(id))
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .unwrap();
+    entries
+        .into_iter()
+        .map(|(_, fields)| serde_json::from_str(&fields["data"]).unwrap())
+        .collect()
+}
+
+/// Waits for the search's terminal event and returns every event.
+async fn finished(conn: &mut MultiplexedConnection, id: Uuid) -> Vec<SearchEvent> {
+    let started = Instant::now();
+    loop {
+        let seen = events(conn, id).await;
+        if seen.last().is_some_and(|e| e.kind.is_terminal()) {
+            return seen;
+        }
+        assert!(started.elapsed() < LIMIT, "no terminal event: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn pending(conn: &mut MultiplexedConnection) -> u64 {
+    let reply: redis::Value = redis::cmd("XPENDING")
+        .arg(REQUESTS_STREAM)
+        .arg("provider-service")
+        .query_async(conn)
+        .await
+        .unwrap();
+    match reply {
+        redis::Value::Array(items) => redis::from_redis_value(items[0].clone()).unwrap(),
+        other => panic!("XPENDING: {other:?}"),
+    }
+}
+
+/// Suppliers in `events`, checking each appears once, and their offers.
+fn answers(events: &[SearchEvent]) -> (Vec<String>, u32) {
+    let mut suppliers = Vec::new();
+    let mut offers = 0;
+    for e in events {
+        if let EventKind::Result { supplier, results } = &e.kind {
+            assert!(!suppliers.contains(supplier), "{supplier} twice");
+            suppliers.push(supplier.clone());
+            offers += results.len() as u32;
+        }
+    }
+    (suppliers, offers)
+}
+
+async fn append(conn: &mut MultiplexedConnection, id: Uuid, kind: EventKind) {
+    let slot = kind.slot();
+    let json = SearchEvent {
+        search_id: id,
+        kind,
+    }
+    .to_json();
+    let _: Option<String> = redis::Script::new(APPEND_EVENT)
+        .key(results_key(id))
+        .key(state_key(id))
+        .arg(slot)
+        .arg(json)
+        .arg(60)
+        .arg("flight.search.events")
+        .arg(id.to_string())
+        .invoke_async(conn)
+        .await
+        .unwrap();
+}
+
+/// A consumer that takes an entry and dies: the entry stays pending on it.
+async fn take_and_die(conn: &mut MultiplexedConnection, consumer: &str) {
+    let _: redis::Value = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(REQUESTS_STREAM)
+        .arg("provider-service")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await
+        .or_else(|e| {
+            if e.code() == Some("BUSYGROUP") {
+                Ok(redis::Value::Okay)
+            } else {
+                Err(e)
+            }
+        })
+        .unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("provider-service")
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(REQUESTS_STREAM)
+        .arg(">")
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_search_gets_processing_one_result_per_supplier_and_a_matching_total() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connect().await.unwrap();
+    let q = search("CGK", "DPS");
+    enqueue_search(&mut conn, &q).await;
+    let provider = Provider::start(&redis, &[]).await;
+
+    let seen = finished(&mut conn, q.search_id).await;
+    assert!(
+        matches!(seen[0].kind, EventKind::Processing { .. }),
+        "{seen:?}"
+    );
+    let (suppliers, offers) = answers(&seen);
+    assert_eq!(suppliers.len(), 6, "{suppliers:?}");
+    assert!(offers > 0);
+    assert_eq!(
+        seen.last().unwrap().kind,
+        EventKind::Completed {
+            total_results: offers
+        }
+    );
+    assert_eq!(seen.len(), 8);
+    assert_eq!(pending(&mut conn).await, 0);
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(results_key(q.search_id))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((1..=1800).contains(&ttl), "{ttl}");
+
+    let (status, _) = provider.get("/readyz").await;
+    assert_eq!(status, 200);
+    let (_, metrics) = provider.get("/metrics").await;
+    assert!(metrics.contains("flight_search_provider_searches_completed_total 1"));
+    assert!(provider.stop().await < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_crashed_search_is_claimed_and_finished_without_asking_answered_suppliers_again() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connect().await.unwrap();
+    let q = search("CGK", "DPS");
+    enqueue_search(&mut conn, &q).await;
+    take_and_die(&mut conn, "crashed").await;
+    // What the crashed consumer got written: processing and GA's offers,
+    // made recognisable by being empty (GA has flights on this route).
+    append(
+        &mut conn,
+        q.search_id,
+        EventKind::Processing { results: vec![] },
+    )
+    .await;
+    append(
+        &mut conn,
+        q.search_id,
+        EventKind::Result {
+            supplier: "GA".into(),
+            results: vec![],
+        },
+    )
+    .await;
+
+    let provider = Provider::start(&redis, &[("CLAIM_IDLE_MS", "200")]).await;
+    let seen = finished(&mut conn, q.search_id).await;
+    let processing = seen
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Processing { .. }))
+        .count();
+    assert_eq!(processing, 1, "{seen:?}");
+    let (suppliers, offers) = answers(&seen);
+    assert_eq!(suppliers.len(), 6, "{suppliers:?}");
+    assert_eq!(suppliers[0], "GA");
+    assert_eq!(
+        seen.last().unwrap().kind,
+        EventKind::Completed {
+            total_results: offers
+        }
+    );
+    assert_eq!(pending(&mut conn).await, 0);
+
+    let (_, metrics) = provider.get("/metrics").await;
+    assert!(
+        metrics.contains("flight_search_provider_claims_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"flight_search_provider_supplier_call_duration_seconds_count{supplier="GA"} 0"#
+        ),
+        "GA was asked again:\n{metrics}"
+    );
+    assert!(metrics.contains(
+        r#"flight_search_provider_supplier_call_duration_seconds_count{supplier="JT"} 1"#
+    ));
+    provider.stop().await;
+}
+
+#[tokio::test]
+async fn poison_and_exhausted_entries_are_dead_lettered_with_a_failed_event() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connect().await.unwrap();
+    let exhausted = search("SUB", "UPG");
+    let exhausted_entry = enqueue_search(&mut conn, &exhausted).await;
+    take_and_die(&mut conn, "crashed-1").await;
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg(REQUESTS_STREAM)
+        .arg("provider-service")
+        .arg("crashed-2")
+        .arg(0)
+        .arg(&exhausted_entry)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let poison_id = Uuid::new_v4();
+    let poison_entry = enqueue(
+        &mut conn,
+        &[
+            ("search_id", &poison_id.to_string()),
+            ("passengers", "a crowd"),
+        ],
+    )
+    .await;
+    let nameless_entry = enqueue(&mut conn, &[("garbage", "yes")]).await;
+
+    let provider =
+        Provider::start(&redis, &[("MAX_DELIVERIES", "2"), ("CLAIM_IDLE_MS", "200")]).await;
+
+    let poisoned = finished(&mut conn, poison_id).await;
+    assert_eq!(poisoned.len(), 1);
+    let EventKind::Failed { error } = &poisoned[0].kind else {
+        panic!("{poisoned:?}")
+    };
+    assert_eq!(error.code, "invalid_request");
+
+    let retired = finished(&mut conn, exhausted.search_id).await;
+    assert_eq!(retired.len(), 1);
+    let EventKind::Failed { error } = &retired[0].kind else {
+        panic!("{retired:?}")
+    };
+    assert_eq!(error.code, "dead_lettered");
+    assert!(error.message.contains("2 times"), "{}", error.message);
+
+    let started = Instant::now();
+    while pending(&mut conn).await != 0 {
+        assert!(started.elapsed() < LIMIT, "entries left pending");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dead: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(DEAD_LETTER_STREAM)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let by_entry: HashMap<&str, &HashMap<String, String>> = dead
+        .iter()
+        .map(|(_, f)| (f["entry_id"].as_str(), f))
+        .collect();
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    assert_eq!(by_entry[poison_entry.as_str()]["reason"], "invalid_request");
+    assert_eq!(
+        by_entry[poison_entry.as_str()]["orig.passengers"],
+        "a crowd"
+    );
+    assert_eq!(by_entry[nameless_entry.as_str()]["orig.garbage"], "yes");
+    assert_eq!(
+        by_entry[exhausted_entry.as_str()]["reason"],
+        "max_deliveries_exceeded"
+    );
+    assert_eq!(by_entry[exhausted_entry.as_str()]["deliveries"], "2");
+    provider.stop().await;
+}
+
+#[tokio::test]
+async fn becomes_ready_and_leaves_unfinished_work_pending_after_the_grace_period() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connect().await.unwrap();
+    let provider = Provider::start(
+        &redis,
+        &[("MOCK_LATENCY_MS", "10000"), ("SHUTDOWN_GRACE_SECS", "1")],
+    )
+    .await;
+    let started = Instant::now();
+    while provider.get("/readyz").await.0 != 200 {
+        assert!(started.elapsed() < LIMIT, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let q = search("CGK", "DPS");
+    enqueue_search(&mut conn, &q).await;
+    while events(&mut conn, q.search_id).await.is_empty() {
+        assert!(started.elapsed() < LIMIT, "search never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let took = provider.stop().await;
+    assert!(
+        (Duration::from_millis(900)..Duration::from_secs(3)).contains(&took),
+        "{took:?}"
+    );
+    assert_eq!(pending(&mut conn).await, 1, "unfinished work stays pending");
+    assert_eq!(events(&mut conn, q.search_id).await.len(), 1);
+}

@@ -16,7 +16,8 @@ use service_runtime::redis_link::{Backoff, LinkState};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::search::Worker;
+use crate::queue::Entry;
+use crate::search::{Held, Worker};
 
 /// How long one XREADGROUP waits for new entries.
 const BLOCK: Duration = Duration::from_secs(2);
@@ -126,17 +127,19 @@ impl Consumer {
 
     /// Starts a search per entry, each with a permit: `first` for the first
     /// entry, fresh ones for the rest (free when the read was sized, unless the
-    /// sweep took some since). Returns true if `stop` fired meanwhile; entries
-    /// not started then stay pending for a claim.
+    /// sweep took some since). Every entry is held from the start, so the sweep
+    /// leaves alone those still waiting for a permit. Returns true if `stop`
+    /// fired meanwhile; entries not started then stay pending for a claim.
     async fn dispatch(
         &self,
-        entries: Vec<crate::queue::Entry>,
+        entries: Vec<Entry>,
         first: OwnedSemaphorePermit,
         stop: &CancellationToken,
     ) -> bool {
+        let held: Vec<Held> = entries.into_iter().map(|e| self.worker.hold(e)).collect();
         let mut permit = Some(first);
-        for entry in entries {
-            let held = match permit.take() {
+        for entry in held {
+            let permit = match permit.take() {
                 Some(p) => p,
                 None => tokio::select! {
                     () = stop.cancelled() => return true,
@@ -145,7 +148,7 @@ impl Consumer {
                     }
                 },
             };
-            self.worker.start(entry, 1, held);
+            self.worker.start(entry, 1, permit);
         }
         false
     }

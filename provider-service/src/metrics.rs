@@ -48,8 +48,8 @@ pub struct OpLabel {
 pub struct Metrics {
     /// Owns the series for encoding.
     registry: Registry,
-    /// Searches holding a concurrency permit right now; saturation shows as this
-    /// sitting at `PROVIDER_CONCURRENCY`.
+    /// Searches taken by this replica and not yet finished; saturation shows as
+    /// this sitting at `PROVIDER_CONCURRENCY`.
     pub searches_in_flight: Gauge,
     /// Searches this process finished with a `completed` event.
     pub searches_completed: Counter,

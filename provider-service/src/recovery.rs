@@ -239,7 +239,8 @@ impl Recovery {
                         deliveries = idle.deliveries + 1,
                         "claimed an idle search"
                     );
-                    self.worker.start(entry, idle.deliveries + 1, permit);
+                    let held = self.worker.hold(entry);
+                    self.worker.start(held, idle.deliveries + 1, permit);
                 }
                 Claim::Trimmed => self.drop_trimmed(&idle).await?,
                 Claim::Lost => {}

@@ -75,14 +75,26 @@ impl Worker {
         }
     }
 
-    /// Processes `entry` in its own task, which holds `permit` until it ends.
-    /// `deliveries` counts this one.
-    pub fn start(self: &Arc<Self>, entry: Entry, deliveries: u64, permit: OwnedSemaphorePermit) {
-        let guard = InFlight::enter(self, &entry.id);
+    /// Marks `entry` as taken by this replica, from the moment it was delivered
+    /// until its task ends: the sweep heartbeats it and never claims it, even
+    /// while it still waits for a permit.
+    pub fn hold(self: &Arc<Self>, entry: Entry) -> Held {
+        Held {
+            guard: InFlight::enter(self, &entry.id),
+            entry,
+        }
+    }
+
+    /// Processes a held entry in its own task, which keeps `permit` until it
+    /// ends. `deliveries` counts this one.
+    pub fn start(self: &Arc<Self>, held: Held, deliveries: u64, permit: OwnedSemaphorePermit) {
         let worker = Arc::clone(self);
         self.tasks.spawn(async move {
             let _permit = permit;
-            let _guard = guard;
+            let Held {
+                entry,
+                guard: _guard,
+            } = held;
             tokio::select! {
                 () = worker.abandon.cancelled() => {
                     tracing::warn!(
@@ -290,6 +302,14 @@ impl Worker {
         );
         Ok(())
     }
+}
+
+/// An entry this replica has taken and not yet finished.
+pub struct Held {
+    /// The queued search.
+    entry: Entry,
+    /// Keeps the entry in the in-flight set while it is held.
+    guard: InFlight,
 }
 
 /// Marks an entry as being processed here for as long as it lives.

@@ -30,7 +30,9 @@ fn free_port() -> u16 {
 
 /// A throwaway `redis-server`, killed on Drop.
 struct RedisServer {
+    /// The server process, killed on Drop so no test leaks one.
     child: Child,
+    /// Its port, free when the test started.
     port: u16,
 }
 
@@ -49,10 +51,16 @@ impl RedisServer {
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server must be installed to run these tests");
-        let server = RedisServer { child, port };
+        let mut server = RedisServer { child, port };
         let started = Instant::now();
-        while server.connect().await.is_err() {
-            assert!(started.elapsed() < LIMIT, "redis-server did not start");
+        while let Err(error) = server.connect().await {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("redis-server on port {port} exited with {status}");
+            }
+            assert!(
+                started.elapsed() < LIMIT,
+                "redis-server on port {port} does not answer: {error}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         server
@@ -78,8 +86,11 @@ impl Drop for RedisServer {
 
 /// A provider running in-process, stopped by [`Provider::stop`].
 struct Provider {
+    /// Where its admin server listens, for /readyz and /metrics.
     admin: std::net::SocketAddr,
+    /// Stands in for SIGTERM.
     shutdown: CancellationToken,
+    /// `run` itself, so a test sees how and when it returns.
     task: tokio::task::JoinHandle<Result<(), provider_service::Error>>,
 }
 

@@ -345,7 +345,13 @@ async fn two_providers_and_two_front_doors_process_each_of_500_searches_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_searches_survive_providers_killed_every_few_seconds() {
-    let provider_env = [("CLAIM_IDLE_MS", "1000"), ("MOCK_LATENCY_MS", "50-400")];
+    // 3 providers of 16 slots with sub-second suppliers: long enough for several
+    // kills, short enough for CI.
+    let provider_env = [
+        ("CLAIM_IDLE_MS", "1000"),
+        ("MOCK_LATENCY_MS", "100-800"),
+        ("PROVIDER_CONCURRENCY", "16"),
+    ];
     let mut stack = Stack::builder().local_only().providers(0).start().await;
     for _ in 0..3 {
         stack.local().add_provider(&provider_env).await;
@@ -375,7 +381,7 @@ async fn a_thousand_searches_survive_providers_killed_every_few_seconds() {
     let results = loop {
         tokio::select! {
             results = &mut done => break results,
-            _ = tokio::time::sleep(Duration::from_secs(3)) => {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {
                 let local = stack.local();
                 let victim = kills % local.providers.len();
                 local.providers[victim].kill();

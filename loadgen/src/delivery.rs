@@ -15,11 +15,12 @@ use crate::clock::now_us;
 use crate::cpu::CpuReading;
 use crate::errors::Errors;
 use crate::fleet::Fleet;
+use crate::procfs;
 use crate::producer::Producer;
 use crate::report::{Report, per_sec};
 use crate::sampler::Sampler;
 use crate::searches::submit_all;
-use crate::stack::{PROVIDER_SERVICE, Stack, find_process};
+use crate::stack::{PROVIDER_SERVICE, Stack};
 use crate::verify::{self, Plan};
 use crate::worker::WorkerPlan;
 
@@ -32,6 +33,10 @@ const CLIENTS_PER_SOURCE: usize = 10_000;
 
 /// How long a response may stay open after its terminal event.
 const END_GRACE: Duration = Duration::from_secs(5);
+
+/// Default sampling period: `/proc/<pid>/fd` of main-service has one entry
+/// per client, so sampling is not free.
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often progress is printed while holding.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -101,9 +106,14 @@ impl DeliveryRun<'_> {
         self.hold + Duration::from_secs_f64(producing) + Duration::from_secs(300)
     }
 
+    fn sample_interval(&self) -> Duration {
+        self.common.sample_interval.unwrap_or(SAMPLE_INTERVAL)
+    }
+
     /// Runs the scenario.
     pub async fn run(&self) -> Result<Report, String> {
         let started = Instant::now();
+        let load_start = procfs::load_average();
         let deadline = started
             + self
                 .common
@@ -111,9 +121,9 @@ impl DeliveryRun<'_> {
                 .unwrap_or_else(|| self.default_deadline());
         let mut errors = Errors::new();
         let mut stack = Stack::connect(self.common).await?;
-        if let Some(pid) = find_process(PROVIDER_SERVICE)? {
+        if let Some(pid) = stack.provider_pid()? {
             return Err(format!(
-                "{PROVIDER_SERVICE} is running (pid {pid}): stop it, loadgen is the producer in this scenario"
+                "{PROVIDER_SERVICE} (pid {pid}) is connected to this Redis: stop it, loadgen is the producer in this scenario"
             ));
         }
         if self.hold > Duration::ZERO
@@ -125,7 +135,7 @@ impl DeliveryRun<'_> {
                  its timeout events will end the searches first (restart it with e.g. SEARCH_TIMEOUT_SECS=600)"
             );
         }
-        let sampler = Sampler::start(stack.probe().await?, self.common.sample_interval);
+        let sampler = Sampler::start(stack.probe().await?, self.sample_interval());
         let mut phases = BTreeMap::new();
 
         eprintln!("loadgen: posting {} searches", self.searches);
@@ -144,7 +154,7 @@ impl DeliveryRun<'_> {
             return Err(format!("no search was accepted: {:?}", errors.samples));
         }
         // The baseline is the last sample after every POST was answered.
-        tokio::time::sleep(self.common.sample_interval + Duration::from_millis(200)).await;
+        tokio::time::sleep(self.sample_interval() + Duration::from_millis(200)).await;
         let baseline = sampler.take().rss_last_kib;
 
         let ids: Vec<Uuid> = submitted.iter().map(|s| s.search_id).collect();
@@ -263,20 +273,18 @@ impl DeliveryRun<'_> {
         let connected = hold_window.map_or(connect_window.merge(&deliver_window), |hold| {
             connect_window.merge(&hold).merge(&deliver_window)
         });
-        // Memory per connection is read while every client is connected and
-        // idle: during the hold, or right after connecting without one.
-        let held = hold_window.unwrap_or(connect_window);
+        // Memory per connection is an idle figure: read during the hold only.
+        let held = hold_window.unwrap_or_default();
         let per_connection = match (baseline, held.rss_peak_kib) {
-            (Some(base), Some(peak)) if opened > 0 => {
+            (Some(base), Some(peak)) if opened > 0 && hold_window.is_some() => {
                 Some(((peak as f64 - base as f64) * 1024.0 / opened as f64).round())
             }
             _ => None,
         };
-        let cpu = if self.hold > Duration::ZERO {
-            hold_cpu.since(&phase_start)
-        } else {
-            deliver_cpu.since(&hold_cpu)
-        };
+        let mut cpu = BTreeMap::from([("deliver", deliver_cpu.since(&hold_cpu))]);
+        if self.hold > Duration::ZERO {
+            cpu.insert("hold", hold_cpu.since(&phase_start));
+        }
         let completed_secs = delivery
             .last_terminal_at_us
             .map(|last| last.saturating_sub(deliver_start_us) as f64 / 1e6);
@@ -307,6 +315,7 @@ impl DeliveryRun<'_> {
             loadgen_redis_clients: 3,
             main_redis_connections_peak: connected.main_redis_connections_peak,
             cpu,
+            load_average: (load_start, procfs::load_average()),
             phase_secs: phases,
             wall_secs: started.elapsed().as_secs_f64(),
             errors: BTreeMap::new(),

@@ -14,11 +14,18 @@ use std::path::Path;
 /// space (`sysconf(_SC_CLK_TCK)`); reading it would take `unsafe` libc calls.
 pub const USER_HZ: f64 = 100.0;
 
-/// `TCP_ESTABLISHED` in the `st` column of `/proc/net/tcp`.
-const ESTABLISHED: &str = "01";
-
 fn read(path: &str) -> io::Result<String> {
     fs::read_to_string(path).map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))
+}
+
+/// The 1-minute load average from the text of `/proc/loadavg`.
+pub fn parse_load_average(loadavg: &str) -> Option<f64> {
+    loadavg.split_whitespace().next()?.parse().ok()
+}
+
+/// The machine's 1-minute load average, if readable.
+pub fn load_average() -> Option<f64> {
+    parse_load_average(&read("/proc/loadavg").ok()?)
 }
 
 /// `VmRSS` in KiB from the text of `/proc/<pid>/status`.
@@ -137,42 +144,82 @@ pub fn socket_inodes(pid: u32) -> io::Result<HashSet<u64>> {
     Ok(inodes)
 }
 
-/// Counts established connections in the text of `/proc/net/tcp` or `tcp6`
-/// whose remote port is `port` and whose inode is in `inodes`.
-pub fn count_connections_to_port(table: &str, port: u16, inodes: &HashSet<u64>) -> usize {
+/// One row of `/proc/net/tcp` or `tcp6`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSocket {
+    /// Local port.
+    pub local_port: u16,
+    /// Remote port (0 for a listener).
+    pub remote_port: u16,
+    /// The `st` column: kernel TCP state number.
+    pub state: u8,
+    /// Socket inode, as in `/proc/<pid>/fd` links.
+    pub inode: u64,
+}
+
+impl TcpSocket {
+    /// `TCP_ESTABLISHED`.
+    pub const ESTABLISHED: u8 = 0x01;
+    /// `TCP_LISTEN`.
+    pub const LISTEN: u8 = 0x0A;
+}
+
+/// The rows of the text of `/proc/net/tcp` or `tcp6` (addresses are ignored:
+/// ports, state and inode are what identify a process's connections here).
+pub fn parse_tcp_table(table: &str) -> Vec<TcpSocket> {
+    let port = |addr: &str| {
+        addr.rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+    };
     table
         .lines()
         .skip(1)
-        .filter(|line| {
+        .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
-            let (Some(remote), Some(state), Some(inode)) = (f.get(2), f.get(3), f.get(9)) else {
-                return false;
-            };
-            let remote_port = remote
-                .rsplit_once(':')
-                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-            remote_port == Some(port)
-                && *state == ESTABLISHED
-                && inode.parse().is_ok_and(|i: u64| inodes.contains(&i))
+            Some(TcpSocket {
+                local_port: port(f.get(1)?)?,
+                remote_port: port(f.get(2)?)?,
+                state: u8::from_str_radix(f.get(3)?, 16).ok()?,
+                inode: f.get(9)?.parse().ok()?,
+            })
         })
-        .count()
+        .collect()
 }
 
-/// Established TCP connections from `pid` to remote port `port`, IPv4 and IPv6,
-/// seen in the process's own network namespace.
-pub fn connections_to_port(pid: u32, port: u16) -> io::Result<usize> {
+/// The TCP sockets of process `pid`, IPv4 and IPv6, as seen in its own
+/// network namespace.
+pub fn tcp_sockets(pid: u32) -> io::Result<Vec<TcpSocket>> {
     let inodes = socket_inodes(pid)?;
-    let mut count = 0;
+    let mut sockets = Vec::new();
     for table in ["tcp", "tcp6"] {
         let path = format!("/proc/{pid}/net/{table}");
         match read(&path) {
-            Ok(text) => count += count_connections_to_port(&text, port, &inodes),
+            Ok(text) => sockets.extend(
+                parse_tcp_table(&text)
+                    .into_iter()
+                    .filter(|s| inodes.contains(&s.inode)),
+            ),
             // No IPv6 in this kernel or namespace: nothing to count there.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(count)
+    Ok(sockets)
+}
+
+/// Established TCP connections from `pid` to remote port `port`.
+pub fn connections_to_port(pid: u32, port: u16) -> io::Result<usize> {
+    Ok(tcp_sockets(pid)?
+        .iter()
+        .filter(|s| s.state == TcpSocket::ESTABLISHED && s.remote_port == port)
+        .count())
+}
+
+/// True if and only if `pid` has a listening socket on `port`.
+pub fn listens_on(pid: u32, port: u16) -> io::Result<bool> {
+    Ok(tcp_sockets(pid)?
+        .iter()
+        .any(|s| s.state == TcpSocket::LISTEN && s.local_port == port))
 }
 
 #[cfg(test)]
@@ -184,6 +231,15 @@ mod tests {
         let status = "Name:\tmain-service\nVmPeak:\t  900 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
         assert_eq!(parse_vm_rss_kib(status), Some(12345));
         assert_eq!(parse_vm_rss_kib("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn reads_the_load_average() {
+        assert_eq!(
+            parse_load_average("6.97 7.32 4.64 3/812 14306\n"),
+            Some(6.97)
+        );
+        assert_eq!(parse_load_average(""), None);
     }
 
     #[test]
@@ -228,21 +284,51 @@ mod tests {
     }
 
     #[test]
-    fn counts_only_established_connections_of_the_process_to_the_port() {
+    fn parses_tcp_tables() {
         // 0x18F6 = 6390; 0x46A2 = 18082.
         let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:46A2 0100007F:18F6 01 00000000:00000000 00:00000000 00000000  1000        0 111 1 0 20 4 30 10 -1
-   1: 0100007F:46A3 0100007F:18F6 01 00000000:00000000 00:00000000 00000000  1000        0 222 1 0 20 4 30 10 -1
-   2: 0100007F:18F6 0100007F:46A2 01 00000000:00000000 00:00000000 00000000  1000        0 333 1 0 20 4 30 10 -1
-   3: 0100007F:46A4 0100007F:18F6 06 00000000:00000000 00:00000000 00000000  1000        0 444 1 0 20 4 30 10 -1
-   4: 0100007F:46A5 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 555 1 0 20 4 30 10 -1
+   1: 0100007F:46A3 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 222 1 0 20 4 30 10 -1
 ";
-        let mine: HashSet<u64> = [111, 333, 444, 555].into();
-        assert_eq!(count_connections_to_port(table, 6390, &mine), 1);
+        assert_eq!(
+            parse_tcp_table(table),
+            [
+                TcpSocket {
+                    local_port: 18082,
+                    remote_port: 6390,
+                    state: TcpSocket::ESTABLISHED,
+                    inode: 111
+                },
+                TcpSocket {
+                    local_port: 18083,
+                    remote_port: 0,
+                    state: TcpSocket::LISTEN,
+                    inode: 222
+                },
+            ]
+        );
         let tcp6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 00000000000000000000000001000000:C350 00000000000000000000000001000000:18F6 01 00000000:00000000 00:00000000 00000000  1000        0 777 1 0 20 4 30 10 -1
+   0: 00000000000000000000000001000000:C350 00000000000000000000000001000000:18F6 06 00000000:00000000 00:00000000 00000000  1000        0 777 1 0 20 4 30 10 -1
 ";
-        assert_eq!(count_connections_to_port(tcp6, 6390, &[777].into()), 1);
+        assert_eq!(
+            parse_tcp_table(tcp6),
+            [TcpSocket {
+                local_port: 50000,
+                remote_port: 6390,
+                state: 6,
+                inode: 777
+            }]
+        );
+    }
+
+    #[test]
+    fn finds_this_process_listening_and_connected() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let me = std::process::id();
+        assert!(listens_on(me, port).unwrap());
+        assert_eq!(connections_to_port(me, port).unwrap(), 1);
     }
 
     #[test]

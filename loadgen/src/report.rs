@@ -62,9 +62,12 @@ pub struct Report {
     pub loadgen_redis_clients: u64,
     /// Established TCP connections from main-service to the Redis port, peak.
     pub main_redis_connections_peak: Option<u64>,
-    /// CPU over the measured phase (`idle`: the hold; `latency`: delivery;
-    /// `throughput`: the whole run).
-    pub cpu: CpuUsage,
+    /// CPU by phase: `hold` and `deliver` (`idle`), `deliver` (`latency`),
+    /// `run` (`throughput`).
+    pub cpu: BTreeMap<&'static str, CpuUsage>,
+    /// 1-minute load average of the machine at the start and end of the run:
+    /// anything else running on it shows here.
+    pub load_average: (Option<f64>, Option<f64>),
     /// Duration of each phase, seconds.
     pub phase_secs: BTreeMap<&'static str, f64>,
     /// Whole run, seconds.
@@ -155,13 +158,15 @@ impl Report {
             self.loadgen_redis_clients,
             count(self.main_redis_connections_peak),
         );
-        let _ = writeln!(
-            out,
-            "cpu           main-service {}, provider-service {}, redis {}",
-            opt(self.cpu.main_percent, "%"),
-            opt(self.cpu.provider_percent, "%"),
-            opt(self.cpu.redis_percent, "%"),
-        );
+        for (phase, cpu) in &self.cpu {
+            let _ = writeln!(
+                out,
+                "cpu ({phase:7}) main-service {}, provider-service {}, redis {}",
+                opt(cpu.main_percent, "%"),
+                opt(cpu.provider_percent, "%"),
+                opt(cpu.redis_percent, "%"),
+            );
+        }
         let phases: Vec<String> = self
             .phase_secs
             .iter()

@@ -33,10 +33,12 @@ pub struct Stack {
     pub main_pid: Option<u32>,
 }
 
-/// The single process named `name`: `None` if there is none, an error if
-/// there are several (the caller must then name one).
-pub fn find_process(name: &str) -> Result<Option<u32>, String> {
+/// The single process running binary `name` for which `ours` holds (other
+/// deployments may run on the same machine): `None` if there is none, an error
+/// if there are several (the caller must then name one).
+pub fn find_process(name: &str, ours: impl Fn(u32) -> bool) -> Result<Option<u32>, String> {
     let pids = procfs::pids_named(name).map_err(|e| format!("scanning /proc: {e}"))?;
+    let pids: Vec<u32> = pids.into_iter().filter(|&pid| ours(pid)).collect();
     match pids.as_slice() {
         [] => Ok(None),
         [pid] => Ok(Some(*pid)),
@@ -79,11 +81,16 @@ impl Stack {
             .map_err(|e| format!("{}: INFO clients: {e}", common.redis))?;
         let main_pid = match common.main_pid {
             Some(pid) => Some(pid),
-            None => find_process(MAIN_SERVICE)?,
+            None => {
+                let port = target.addr.port();
+                find_process(MAIN_SERVICE, |pid| {
+                    procfs::listens_on(pid, port).unwrap_or(false)
+                })?
+            }
         };
         if main_pid.is_none() {
             eprintln!(
-                "loadgen: no {MAIN_SERVICE} process found: RSS, CPU and Redis connection counts will be missing (use --main-pid)"
+                "loadgen: no {MAIN_SERVICE} process listening on the --url port found: RSS, CPU and Redis connection counts will be missing (use --main-pid)"
             );
         }
         Ok(Stack {
@@ -92,6 +99,16 @@ impl Stack {
             redis_client,
             redis,
             main_pid,
+        })
+    }
+
+    /// The single provider-service process connected to this Redis, if any.
+    pub fn provider_pid(&self) -> Result<Option<u32>, String> {
+        let Some(port) = self.redis_port else {
+            return Ok(None);
+        };
+        find_process(PROVIDER_SERVICE, |pid| {
+            procfs::connections_to_port(pid, port).is_ok_and(|n| n > 0)
         })
     }
 

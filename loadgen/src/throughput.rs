@@ -16,15 +16,19 @@ use crate::cli::ThroughputArgs;
 use crate::cpu::CpuReading;
 use crate::errors::Errors;
 use crate::http::HttpConnection;
+use crate::procfs;
 use crate::report::{Report, per_sec};
 use crate::sampler::Sampler;
 use crate::searches::{Submitted, search_body, submit};
-use crate::stack::{PROVIDER_SERVICE, Stack, find_process};
+use crate::stack::{PROVIDER_SERVICE, Stack};
 use crate::subscriber::{StreamReport, Subscription};
 use crate::verify::{self, Plan};
 
 /// Default overall limit.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(900);
+
+/// Default sampling period: a run lasts seconds, and holds few connections.
+const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How long a response may stay open after its terminal event.
 const END_GRACE: Duration = Duration::from_secs(5);
@@ -52,20 +56,22 @@ struct Lane {
 /// Runs the scenario.
 pub async fn run(args: &ThroughputArgs) -> Result<Report, String> {
     let started = Instant::now();
+    let load_start = procfs::load_average();
     let deadline = started + args.common.deadline.unwrap_or(DEFAULT_DEADLINE);
     let mut errors = Errors::new();
     let mut stack = Stack::connect(&args.common).await?;
     let provider_pid = match args.provider_pid {
         Some(pid) => Some(pid),
-        None => find_process(PROVIDER_SERVICE)?,
+        None => stack.provider_pid()?,
     };
     if provider_pid.is_none() {
         eprintln!(
-            "loadgen: no {PROVIDER_SERVICE} process found on this machine: its CPU will be missing"
+            "loadgen: no {PROVIDER_SERVICE} process connected to this Redis found: its CPU will be missing (use --provider-pid)"
         );
     }
-    let sampler = Sampler::start(stack.probe().await?, args.common.sample_interval);
-    tokio::time::sleep(args.common.sample_interval + Duration::from_millis(200)).await;
+    let interval = args.common.sample_interval.unwrap_or(SAMPLE_INTERVAL);
+    let sampler = Sampler::start(stack.probe().await?, interval);
+    tokio::time::sleep(interval + Duration::from_millis(200)).await;
     let baseline = sampler.take().rss_last_kib;
 
     eprintln!(
@@ -185,7 +191,8 @@ pub async fn run(args: &ThroughputArgs) -> Result<Report, String> {
         redis_connected_clients_peak: window.redis_clients_peak,
         loadgen_redis_clients: 2,
         main_redis_connections_peak: window.main_redis_connections_peak,
-        cpu: cpu_end.since(&cpu_start),
+        cpu: BTreeMap::from([("run", cpu_end.since(&cpu_start))]),
+        load_average: (load_start, procfs::load_average()),
         phase_secs: BTreeMap::from([("run", run_secs)]),
         wall_secs: started.elapsed().as_secs_f64(),
         errors: BTreeMap::new(),

@@ -15,7 +15,7 @@
 #   TEST_MOCK_LATENCY_MS  supplier latency in the test stack (default 20-150)
 set -euo pipefail
 
-E2E_CMD="${E2E_CMD:-cargo nextest run -p tests --no-fail-fast}"
+E2E_CMD="${E2E_CMD:-cargo nextest run -p tests --test e2e --no-fail-fast}"
 PROJECT="${COMPOSE_TEST_PROJECT:-flight-search-test}"
 REPLICAS="${PROVIDER_REPLICAS:-3}"
 HEALTH_TIMEOUT="${HEALTH_TIMEOUT:-240}"

@@ -1,1 +1,74 @@
-//! placeholder
+//! main-service: the HTTP front door of the flight search.
+//!
+//! It validates searches and queues them in Redis (`POST /api/flights/search`).
+//! See [`routes`] for the endpoints.
+//!
+//! The binary is a thin wrapper around [`run`]; tests call `run` directly with a
+//! listener on `127.0.0.1:0`.
+
+mod api_error;
+mod app;
+mod config;
+mod metrics;
+mod queue;
+mod response;
+mod routes;
+mod server;
+mod submit;
+
+use std::sync::Arc;
+
+use service_runtime::redis_link::RedisLink;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+use app::App;
+use metrics::Metrics;
+use queue::SearchQueue;
+
+/// Why the service could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Redis client could not be created from `REDIS_URL`.
+    #[error("cannot set up the Redis client: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled, then drains:
+/// connections get `SHUTDOWN_GRACE_SECS` to finish.
+///
+/// Redis does not need to be up: requests that need it answer 503 until it is.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let redis = RedisLink::new(&config.redis_url)?;
+    let metrics = Arc::new(Metrics::new());
+    tokio::spawn(redis.clone().watch(shutdown.clone()));
+    let app = Arc::new(App {
+        queue: Arc::new(SearchQueue::new(redis.clone(), config.results_ttl)),
+        config,
+        redis,
+        metrics,
+    });
+    tokio::spawn(
+        app.queue
+            .clone()
+            .keep_group(app.metrics.clone(), shutdown.clone()),
+    );
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "listening");
+    }
+    server::serve(listener, app, shutdown).await;
+    Ok(())
+}
+
+/// The current time in Unix milliseconds, the unit of `requested_at`.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,165 @@
+//! Why a request was refused, and how each reason is answered: a status code and
+//! the JSON error envelope `{"success":false,"message":…,"errors":[…]}`.
+//!
+//! Messages are written for API users; internal errors (Redis, I/O) are logged
+//! where they happen and reach clients only as a generic 503.
+
+use contract::FieldError;
+use hyper::header::{ALLOW, HeaderValue, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+use crate::response::{self, Body};
+
+/// Seconds a client should wait before retrying while Redis is unavailable.
+const RETRY_AFTER_SECS: &str = "2";
+
+/// The JSON body of every error answer.
+#[derive(Debug, Serialize)]
+pub struct Envelope<'a> {
+    /// Always false; lets clients tell errors from successes by one field.
+    success: bool,
+    /// What went wrong, for people.
+    message: String,
+    /// The fields at fault; omitted when none is.
+    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    errors: &'a [FieldError],
+}
+
+/// A request that gets an error answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed; `errors` names the fields at fault, if any.
+    #[error("{message}")]
+    BadRequest {
+        /// What is wrong overall.
+        message: String,
+        /// The fields at fault.
+        errors: Vec<FieldError>,
+    },
+    /// 404: no route has this path.
+    #[error("no such endpoint")]
+    NoRoute,
+    /// 405: the path exists but not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed {
+        /// The `Allow` header value.
+        allow: &'static str,
+    },
+    /// 408: the request body did not arrive in time.
+    #[error("request body not received in time")]
+    BodyTimeout,
+    /// 413: the request body is over the limit.
+    #[error("request body must be at most {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// 415: the body is not declared as JSON.
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    /// 503: Redis cannot be reached; the request had no effect.
+    #[error("service temporarily unavailable, retry shortly")]
+    Unavailable,
+}
+
+impl ApiError {
+    /// The status code this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The error envelope; `errors` appears only when fields are at fault.
+    pub fn envelope(&self) -> Envelope<'_> {
+        Envelope {
+            success: false,
+            message: self.to_string(),
+            errors: match self {
+                ApiError::BadRequest { errors, .. } => errors,
+                _ => &[],
+            },
+        }
+    }
+
+    /// The complete response, with `Allow` or `Retry-After` where they apply.
+    pub fn into_response(self) -> Response<Body> {
+        let mut response = response::json(self.status(), &self.envelope());
+        let headers = response.headers_mut();
+        match self {
+            ApiError::MethodNotAllowed { allow } => {
+                headers.insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::Unavailable => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn envelope(err: &ApiError) -> Value {
+        serde_json::to_value(err.envelope()).unwrap()
+    }
+
+    #[test]
+    fn field_errors_appear_in_the_envelope() {
+        let err = ApiError::BadRequest {
+            message: "request has invalid fields".into(),
+            errors: vec![FieldError {
+                field: "date".into(),
+                message: "is required".into(),
+            }],
+        };
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            envelope(&err),
+            json!({"success": false, "message": "request has invalid fields",
+                   "errors": [{"field": "date", "message": "is required"}]})
+        );
+    }
+
+    #[test]
+    fn errors_without_fields_carry_only_a_message() {
+        let body = envelope(&ApiError::NoRoute);
+        assert_eq!(
+            body,
+            json!({"success": false, "message": "no such endpoint"})
+        );
+        let bad = ApiError::BadRequest {
+            message: "request body is not valid JSON".into(),
+            errors: vec![],
+        };
+        assert!(envelope(&bad).get("errors").is_none());
+        let text = String::from_utf8(serde_json::to_vec(&bad.envelope()).unwrap()).unwrap();
+        assert!(text.starts_with(r#"{"success":false,"message":"#), "{text}");
+    }
+
+    #[test]
+    fn headers_follow_the_status() {
+        let r = ApiError::MethodNotAllowed { allow: "POST" }.into_response();
+        assert_eq!(r.status(), 405);
+        assert_eq!(r.headers()[ALLOW], "POST");
+        let r = ApiError::Unavailable.into_response();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[RETRY_AFTER], "2");
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert_eq!(
+            ApiError::PayloadTooLarge { limit: 16384 }.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+    }
+}

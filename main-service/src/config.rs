@@ -1,0 +1,119 @@
+//! main-service configuration, read once from environment variables.
+//!
+//! Names and defaults follow the design brief. Every value is validated at start so a typo stops the
+//! process with one line naming the variable instead of surfacing at the first
+//! request.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use service_runtime::config::{ConfigError, Vars};
+use service_runtime::telemetry::LogFormat;
+
+/// Everything main-service reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where Redis is (`REDIS_URL`); the only shared state.
+    pub redis_url: String,
+    /// Where the HTTP API, health and metrics listen (`HTTP_ADDR`).
+    pub http_addr: SocketAddr,
+    /// Lifetime of a search's keys after their last write (`RESULTS_TTL_SECS`),
+    /// so abandoned searches clean themselves up.
+    pub results_ttl: Duration,
+    /// How long after its POST a search may run before main-service ends it with
+    /// a `timeout` failure (`SEARCH_TIMEOUT_SECS`).
+    pub search_timeout: Duration,
+    /// Idle time between `: keep-alive` comments (`SSE_HEARTBEAT_SECS`), which keep
+    /// proxies from closing quiet streams and reveal dead clients.
+    pub sse_heartbeat: Duration,
+    /// The reconnect delay suggested to EventSource clients (`SSE_RETRY_MS`).
+    pub sse_retry: Duration,
+    /// Upper bound on shutdown (`SHUTDOWN_GRACE_SECS`): open streams end, then
+    /// connections get this long to finish.
+    pub shutdown_grace: Duration,
+    /// Log line format (`LOG_FORMAT`).
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_vars(&Vars::from_env())
+    }
+
+    /// Reads variables through `vars`; tests pass a map.
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Config, ConfigError> {
+        Ok(Config {
+            redis_url: vars.redis_url("REDIS_URL", "redis://127.0.0.1:6379")?,
+            http_addr: vars.parse_with(
+                "HTTP_ADDR",
+                SocketAddr::from(([0, 0, 0, 0], 8080)),
+                |v| {
+                    v.parse()
+                        .map_err(|_| "expected ip:port, e.g. 0.0.0.0:8080".to_owned())
+                },
+            )?,
+            results_ttl: vars.secs("RESULTS_TTL_SECS", 1800, 1..=30 * 24 * 3600)?,
+            search_timeout: vars.secs("SEARCH_TIMEOUT_SECS", 60, 1..=3600)?,
+            sse_heartbeat: vars.secs("SSE_HEARTBEAT_SECS", 15, 1..=3600)?,
+            sse_retry: vars.millis("SSE_RETRY_MS", 2000, 0..=3_600_000)?,
+            shutdown_grace: vars.secs("SHUTDOWN_GRACE_SECS", 10, 0..=3600)?,
+            log_format: vars.parse("LOG_FORMAT", LogFormat::Text)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_vars(&Vars::new(move |k| map.get(k).cloned()))
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(c.http_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.results_ttl, Duration::from_secs(1800));
+        assert_eq!(c.search_timeout, Duration::from_secs(60));
+        assert_eq!(c.sse_heartbeat, Duration::from_secs(15));
+        assert_eq!(c.sse_retry, Duration::from_millis(2000));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn values_are_read() {
+        let c = config(&[
+            ("HTTP_ADDR", "127.0.0.1:18080"),
+            ("SSE_RETRY_MS", "1234"),
+            ("LOG_FORMAT", "json"),
+        ])
+        .unwrap();
+        assert_eq!(c.http_addr.port(), 18080);
+        assert_eq!(c.sse_retry, Duration::from_millis(1234));
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn a_bad_value_is_named_in_one_line() {
+        let err = config(&[("SEARCH_TIMEOUT_SECS", "soon")]).unwrap_err();
+        assert_eq!(err.name, "SEARCH_TIMEOUT_SECS");
+        assert!(
+            err.to_string()
+                .starts_with("SEARCH_TIMEOUT_SECS=soon is not valid")
+        );
+        let err = config(&[("HTTP_ADDR", "nowhere")]).unwrap_err();
+        assert_eq!(err.to_string().lines().count(), 1);
+        assert!(err.to_string().contains("HTTP_ADDR=nowhere"));
+        assert!(config(&[("SSE_HEARTBEAT_SECS", "0")]).is_err());
+        assert!(config(&[("LOG_FORMAT", "yaml")]).is_err());
+    }
+}

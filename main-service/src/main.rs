@@ -1,0 +1,49 @@
+//! The `main-service` binary: configuration, logging, the listener and the
+//! shutdown signal around [`main_service::run`].
+//!
+//! `main-service --healthcheck` asks a running instance's `/healthz` instead and
+//! exits 0 if it answered 200, 1 otherwise (container health checks).
+
+use std::process::ExitCode;
+
+use main_service::Config;
+use service_runtime::{probe, shutdown, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::from_env();
+    if std::env::args().skip(1).any(|arg| arg == "--healthcheck") {
+        let healthy = match config {
+            Ok(config) => probe::healthz(config.http_addr).await,
+            Err(_) => false,
+        };
+        return if healthy {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    let config = match config {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let listener = match tokio::net::TcpListener::bind(config.http_addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("cannot listen on HTTP_ADDR={}: {error}", config.http_addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = shutdown::on_signal();
+    match main_service::run(listener, config, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "main-service stopped");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Prometheus metrics (prefix `flight_search_`), served at `GET /metrics`.
+//!
+//! Label values are always from a fixed set (route patterns, known methods,
+//! status codes, Redis operation names), never raw input, so a client cannot
+//! grow the number of series.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// `Content-Type` of the exposition the encoder writes (OpenMetrics text).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Labels of one HTTP request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The route pattern, e.g. `/api/flights/search/{search_id}/stream`.
+    pub route: &'static str,
+    /// The method, or `other` for anything unusual.
+    pub method: &'static str,
+    /// The response status code.
+    pub status: u16,
+}
+
+/// Labels naming a route.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The route pattern.
+    pub route: &'static str,
+}
+
+/// Labels naming a Redis operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    /// What main-service was doing, e.g. `submit`, `attach`, `fetch`.
+    pub op: &'static str,
+}
+
+/// A histogram family keyed by route.
+type RouteHistograms = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+/// Every metric main-service exports, registered once.
+pub struct Metrics {
+    /// Holds the metrics below for encoding (they share their values with it).
+    registry: Registry,
+    /// `http_requests_total{route,method,status}`.
+    pub http_requests: Family<RequestLabels, Counter>,
+    /// `http_request_duration_seconds{route}`: time to the response head (for
+    /// SSE, until the stream starts, not its whole life).
+    pub http_request_duration: RouteHistograms,
+    /// `sse_streams_open`: event streams currently attached.
+    pub sse_streams_open: Gauge,
+    /// `sse_events_delivered_total`: events handed to clients (not keep-alives).
+    pub sse_events_delivered: Counter,
+    /// `searches_submitted_total`: accepted POSTs.
+    pub searches_submitted: Counter,
+    /// `searches_completed_total`: `completed` events first seen by this instance.
+    pub searches_completed: Counter,
+    /// `searches_failed_total`: `failed` events first seen by this instance,
+    /// timeouts included.
+    pub searches_failed: Counter,
+    /// `searches_timed_out_total`: timeout events this instance wrote.
+    pub searches_timed_out: Counter,
+    /// `search_time_to_first_result_seconds`: POST to the hub reading the first
+    /// `result` event.
+    pub time_to_first_result: Histogram,
+    /// `search_time_to_completion_seconds`: POST to the hub reading the terminal event.
+    pub time_to_completion: Histogram,
+    /// `hub_feeds_active`: searches with at least one local client.
+    pub hub_feeds_active: Gauge,
+    /// `sse_clients_dropped_slow_total`: connections cut off because the client
+    /// stopped accepting bytes.
+    pub sse_clients_dropped_slow: Counter,
+    /// `redis_errors_total{op}`.
+    pub redis_errors: Family<OpLabels, Counter>,
+    /// `redis_up`: 1 while the Redis link answers pings; set when scraped.
+    pub redis_up: Gauge,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Metrics {
+        let mut m = Metrics {
+            registry: Registry::with_prefix("flight_search"),
+            http_requests: Family::default(),
+            http_request_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+            }),
+            sse_streams_open: Gauge::default(),
+            sse_events_delivered: Counter::default(),
+            searches_submitted: Counter::default(),
+            searches_completed: Counter::default(),
+            searches_failed: Counter::default(),
+            searches_timed_out: Counter::default(),
+            time_to_first_result: Histogram::new(exponential_buckets(0.025, 2.0, 14)),
+            time_to_completion: Histogram::new(exponential_buckets(0.025, 2.0, 14)),
+            hub_feeds_active: Gauge::default(),
+            sse_clients_dropped_slow: Counter::default(),
+            redis_errors: Family::default(),
+            redis_up: Gauge::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "http_requests",
+            "HTTP requests answered",
+            m.http_requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "Time from request to response head",
+            m.http_request_duration.clone(),
+        );
+        r.register(
+            "sse_streams_open",
+            "Open event streams",
+            m.sse_streams_open.clone(),
+        );
+        r.register(
+            "sse_events_delivered",
+            "Events handed to SSE clients",
+            m.sse_events_delivered.clone(),
+        );
+        r.register(
+            "searches_submitted",
+            "Searches accepted",
+            m.searches_submitted.clone(),
+        );
+        r.register(
+            "searches_completed",
+            "Searches seen completing",
+            m.searches_completed.clone(),
+        );
+        r.register(
+            "searches_failed",
+            "Searches seen failing, timeouts included",
+            m.searches_failed.clone(),
+        );
+        r.register(
+            "searches_timed_out",
+            "Searches this instance ended with a timeout",
+            m.searches_timed_out.clone(),
+        );
+        r.register(
+            "search_time_to_first_result_seconds",
+            "Time from POST to the first supplier result",
+            m.time_to_first_result.clone(),
+        );
+        r.register(
+            "search_time_to_completion_seconds",
+            "Time from POST to the terminal event",
+            m.time_to_completion.clone(),
+        );
+        r.register(
+            "hub_feeds_active",
+            "Searches with at least one local SSE client",
+            m.hub_feeds_active.clone(),
+        );
+        r.register(
+            "sse_clients_dropped_slow",
+            "Connections dropped because the client stopped reading",
+            m.sse_clients_dropped_slow.clone(),
+        );
+        r.register(
+            "redis_errors",
+            "Failed Redis operations",
+            m.redis_errors.clone(),
+        );
+        r.register("redis_up", "1 if Redis answers pings", m.redis_up.clone());
+        m
+    }
+
+    /// Counts a failed Redis operation.
+    pub fn redis_error(&self, op: &'static str) {
+        self.redis_errors.get_or_create(&OpLabels { op }).inc();
+    }
+
+    /// Records one answered HTTP request.
+    pub fn request(&self, labels: RequestLabels, took: Duration) {
+        self.http_request_duration
+            .get_or_create(&RouteLabels {
+                route: labels.route,
+            })
+            .observe(took.as_secs_f64());
+        self.http_requests.get_or_create(&labels).inc();
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_prefix_and_suffixes() {
+        let m = Metrics::new();
+        m.searches_timed_out.inc();
+        m.request(
+            RequestLabels {
+                route: "/healthz",
+                method: "GET",
+                status: 200,
+            },
+            Duration::from_millis(3),
+        );
+        m.redis_error("fetch");
+        let text = m.encode();
+        for line in [
+            "flight_search_searches_timed_out_total 1",
+            "flight_search_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1",
+            "flight_search_redis_errors_total{op=\"fetch\"} 1",
+            "flight_search_sse_streams_open 0",
+            "flight_search_hub_feeds_active 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        assert!(text.contains("flight_search_http_request_duration_seconds_bucket{"));
+        assert!(text.contains("flight_search_search_time_to_first_result_seconds_bucket{"));
+    }
+}

@@ -1,0 +1,120 @@
+//! The search queue, `flight.search.requested`, as main-service writes it.
+//!
+//! A submission writes the search's state hash and its queue entry in one
+//! MULTI/EXEC: a search is either fully accepted (its stream can be opened at
+//! once, and a provider will pick it up) or not written at all.
+//!
+//! The consumer group is created here too (from id `0`, with MKSTREAM), so a
+//! search posted before any provider ever ran, or after Redis lost its data, is
+//! still delivered to the group: at start, after every Redis outage, and before
+//! the first submission that finds it not yet created.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use contract::QueuedSearch;
+use contract::keys::{
+    DEFAULT_CONSUMER_GROUP, REQUESTS_MAXLEN, REQUESTS_STREAM, STATE_REQUESTED_AT, state_key,
+};
+use redis::streams::StreamMaxlen;
+use service_runtime::redis_link::RedisLink;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// How often the group task looks at the link's readiness.
+const GROUP_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The writer side of the search queue.
+pub(crate) struct SearchQueue {
+    /// The multiplexed connection.
+    redis: RedisLink,
+    /// TTL of each search's state hash.
+    results_ttl: Duration,
+    /// True while the consumer group is known to exist: set on creation,
+    /// cleared when the link goes down (Redis may come back without it).
+    group_ready: AtomicBool,
+}
+
+impl SearchQueue {
+    /// A queue writer; the group is created by [`SearchQueue::keep_group`] or
+    /// the first submission.
+    pub(crate) fn new(redis: RedisLink, results_ttl: Duration) -> SearchQueue {
+        SearchQueue {
+            redis,
+            results_ttl,
+            group_ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Records the search as submitted and queues it, atomically.
+    pub(crate) async fn enqueue(&self, search: &QueuedSearch) -> redis::RedisResult<()> {
+        if !self.group_ready.load(Ordering::Acquire) {
+            self.create_group().await?;
+        }
+        let state = state_key(search.search_id);
+        redis::pipe()
+            .atomic()
+            .hset(&state, STATE_REQUESTED_AT, search.requested_at_ms)
+            .ignore()
+            .expire(&state, self.results_ttl.as_secs() as i64)
+            .ignore()
+            .xadd_maxlen(
+                REQUESTS_STREAM,
+                StreamMaxlen::Approx(REQUESTS_MAXLEN),
+                "*",
+                &search.to_fields(),
+            )
+            .ignore()
+            .query_async(&mut self.redis.commands())
+            .await
+    }
+
+    /// Creates the consumer group at start and whenever the Redis link is ready
+    /// again after being down, until `shutdown`.
+    pub(crate) async fn keep_group(
+        self: Arc<Self>,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) {
+        let mut link_was_up = true;
+        loop {
+            if !self.group_ready.load(Ordering::Acquire)
+                && link_was_up
+                && let Err(error) = self.create_group().await
+            {
+                metrics.redis_error("group_create");
+                tracing::debug!(%error, "could not create the consumer group yet");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(GROUP_CHECK_INTERVAL) => {}
+            }
+            link_was_up = self.redis.is_ready();
+            if !link_was_up {
+                self.group_ready.store(false, Ordering::Release);
+            }
+        }
+    }
+
+    /// `XGROUP CREATE flight.search.requested provider-service 0 MKSTREAM`; an
+    /// existing group (BUSYGROUP) is success.
+    async fn create_group(&self) -> redis::RedisResult<()> {
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(REQUESTS_STREAM)
+            .arg(DEFAULT_CONSUMER_GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.redis.commands())
+            .await;
+        match created {
+            Err(error) if error.code() != Some("BUSYGROUP") => Err(error),
+            _ => {
+                self.group_ready.store(true, Ordering::Release);
+                Ok(())
+            }
+        }
+    }
+}

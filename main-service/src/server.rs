@@ -1,0 +1,78 @@
+//! The HTTP/1.1 server: accept loop, one task per connection, graceful drain.
+//!
+//! Per-connection cost matters when tens of thousands of event streams are
+//! open. hyper's http1 connection keeps a read buffer and a write buffer of
+//! 8 KiB each for its whole life; neither can be configured smaller
+//! (`max_buf_size` has an 8 KiB floor and only caps growth), and they are most of
+//! what an idle connection costs. `max_buf_size` is lowered from hyper's ~400 KiB
+//! default, which bounds how much a slow reader's connection may buffer if hyper
+//! ever has to flatten writes.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::routes;
+
+/// Time a client gets to send a complete request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Cap on hyper's per-connection buffers.
+const MAX_BUF_SIZE: usize = 64 * 1024;
+
+/// Pause after a failed accept (e.g. out of file descriptors), so the loop does
+/// not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves connections until `shutdown`, then stops accepting and waits for
+/// connections to finish, for at most the grace period.
+pub(crate) async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_BUF_SIZE);
+    loop {
+        let (socket, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        // Small writes (event frames) must leave at once, not wait for an ACK.
+        let _ = socket.set_nodelay(true);
+        let app = app.clone();
+        let service = service_fn(move |req| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(routes::handle(app, req).await) }
+        });
+        let serving = graceful.watch(http.serve_connection(TokioIo::new(socket), service));
+        tokio::spawn(async move {
+            if let Err(error) = serving.await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let deadline = Instant::now() + app.config.shutdown_grace;
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep_until(deadline) => {
+            tracing::warn!("grace period over; closing the remaining connections");
+        }
+    }
+}

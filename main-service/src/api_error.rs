@@ -40,6 +40,9 @@ pub enum ApiError {
     /// 404: no route has this path.
     #[error("no such endpoint")]
     NoRoute,
+    /// 404: the search id is well formed but was never submitted (or expired).
+    #[error("search not found")]
+    UnknownSearch,
     /// 405: the path exists but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed {
@@ -49,6 +52,9 @@ pub enum ApiError {
     /// 408: the request body did not arrive in time.
     #[error("request body not received in time")]
     BodyTimeout,
+    /// 410: the search finished and its events were deleted.
+    #[error("search finished and its results are gone")]
+    SearchGone,
     /// 413: the request body is over the limit.
     #[error("request body must be at most {limit} bytes")]
     PayloadTooLarge {
@@ -64,13 +70,26 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A 400 about one field.
+    pub fn field(field: &str, message: impl Into<String>) -> ApiError {
+        let message = message.into();
+        ApiError::BadRequest {
+            message: format!("invalid {field}"),
+            errors: vec![FieldError {
+                field: field.to_owned(),
+                message,
+            }],
+        }
+    }
+
     /// The status code this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::NoRoute | ApiError::UnknownSearch => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::SearchGone => StatusCode::GONE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -117,27 +136,21 @@ mod tests {
 
     #[test]
     fn field_errors_appear_in_the_envelope() {
-        let err = ApiError::BadRequest {
-            message: "request has invalid fields".into(),
-            errors: vec![FieldError {
-                field: "date".into(),
-                message: "is required".into(),
-            }],
-        };
+        let err = ApiError::field("search_id", "must be a UUID");
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
         assert_eq!(
             envelope(&err),
-            json!({"success": false, "message": "request has invalid fields",
-                   "errors": [{"field": "date", "message": "is required"}]})
+            json!({"success": false, "message": "invalid search_id",
+                   "errors": [{"field": "search_id", "message": "must be a UUID"}]})
         );
     }
 
     #[test]
     fn errors_without_fields_carry_only_a_message() {
-        let body = envelope(&ApiError::NoRoute);
+        let body = envelope(&ApiError::UnknownSearch);
         assert_eq!(
             body,
-            json!({"success": false, "message": "no such endpoint"})
+            json!({"success": false, "message": "search not found"})
         );
         let bad = ApiError::BadRequest {
             message: "request body is not valid JSON".into(),

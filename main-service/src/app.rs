@@ -3,19 +3,62 @@
 use std::sync::Arc;
 
 use service_runtime::redis_link::RedisLink;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::queue::SearchQueue;
 
 /// The service's shared state, one per process, behind an `Arc`.
 pub(crate) struct App {
-    /// Settings the handlers read.
+    /// Settings the handlers read (retry delay, TTL, timeouts).
     pub config: Config,
-    /// Redis, for readiness.
+    /// Redis for attach and detach.
     pub redis: RedisLink,
     /// Where submissions go.
     pub queue: Arc<SearchQueue>,
+    /// Delivery of events to SSE clients.
+    pub hub: Arc<Hub>,
     /// Everything counted.
     pub metrics: Arc<Metrics>,
+    /// Detach tasks spawned when streams end; shutdown waits for them so readers
+    /// are unregistered before the process exits.
+    pub readers: TaskTracker,
+    /// Cancelled at shutdown; every event stream watches it and ends with its
+    /// final chunk instead of holding the drain up.
+    pub closing: CancellationToken,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use service_runtime::config::Vars;
+
+    /// A complete app whose Redis is unreachable (nothing listens on port 1), for
+    /// tests of what happens before any Redis answer.
+    pub(crate) fn app() -> Arc<App> {
+        let vars =
+            Vars::new(|name| (name == "REDIS_URL").then(|| "redis://127.0.0.1:1".to_owned()));
+        let config = Config::from_vars(&vars).unwrap();
+        let redis = RedisLink::new(&config.redis_url).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let shutdown = CancellationToken::new();
+        let hub = Hub::start(
+            redis.clone(),
+            metrics.clone(),
+            crate::hub::Settings::from(&config),
+            shutdown.child_token(),
+        );
+        Arc::new(App {
+            queue: Arc::new(SearchQueue::new(redis.clone(), config.results_ttl)),
+            config,
+            redis,
+            hub,
+            metrics,
+            readers: TaskTracker::new(),
+            closing: shutdown,
+        })
+    }
 }

@@ -1,7 +1,10 @@
 //! main-service: the HTTP front door of the flight search.
 //!
-//! It validates searches and queues them in Redis (`POST /api/flights/search`).
-//! See [`routes`] for the endpoints.
+//! It validates searches and queues them in Redis (`POST /api/flights/search`),
+//! and streams each search's events to any number of Server-Sent Events clients
+//! (`GET /api/flights/search/{id}/stream`), reading each event from Redis once
+//! per instance however many clients watch it. See [`routes`] for the endpoints
+//! and [`hub`] for how events reach clients.
 //!
 //! The binary is a thin wrapper around [`run`]; tests call `run` directly with a
 //! listener on `127.0.0.1:0`.
@@ -9,11 +12,16 @@
 mod api_error;
 mod app;
 mod config;
+mod connection;
+mod hub;
 mod metrics;
 mod queue;
+mod reader;
 mod response;
 mod routes;
 mod server;
+mod sse;
+mod stream;
 mod submit;
 
 use std::sync::Arc;
@@ -21,10 +29,12 @@ use std::sync::Arc;
 use service_runtime::redis_link::RedisLink;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 
 use app::App;
+use hub::Hub;
 use metrics::Metrics;
 use queue::SearchQueue;
 
@@ -37,7 +47,8 @@ pub enum Error {
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then drains:
-/// connections get `SHUTDOWN_GRACE_SECS` to finish.
+/// open event streams end cleanly, connections get `SHUTDOWN_GRACE_SECS` to
+/// finish, and readers are detached from Redis within the same period.
 ///
 /// Redis does not need to be up: requests that need it answer 503 until it is.
 pub async fn run(
@@ -48,11 +59,20 @@ pub async fn run(
     let redis = RedisLink::new(&config.redis_url)?;
     let metrics = Arc::new(Metrics::new());
     tokio::spawn(redis.clone().watch(shutdown.clone()));
+    let hub = Hub::start(
+        redis.clone(),
+        metrics.clone(),
+        hub::Settings::from(&config),
+        shutdown.child_token(),
+    );
     let app = Arc::new(App {
+        closing: shutdown.child_token(),
         queue: Arc::new(SearchQueue::new(redis.clone(), config.results_ttl)),
         config,
         redis,
+        hub,
         metrics,
+        readers: TaskTracker::new(),
     });
     tokio::spawn(
         app.queue
@@ -62,7 +82,14 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "listening");
     }
-    server::serve(listener, app, shutdown).await;
+    let deadline = server::serve(listener, app.clone(), shutdown).await;
+    app.readers.close();
+    if tokio::time::timeout_at(deadline, app.readers.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over before every reader was detached");
+    }
     Ok(())
 }
 

@@ -38,3 +38,10 @@ pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body>
     let text = serde_json::to_vec(value).expect("response bodies always serialise");
     with_body(status, "application/json", text)
 }
+
+/// A response with no body, e.g. 204.
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(full(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}

@@ -3,13 +3,14 @@
 //! | method | path | answer |
 //! |---|---|---|
 //! | `POST` | `/api/flights/search` | 202, the search is queued ([`crate::submit`]) |
+//! | `GET` | `/api/flights/search/{search_id}/stream` | 200 event stream ([`crate::stream`]) |
 //! | `GET` | `/` | the demo page |
 //! | `GET` | `/healthz` | 200 while the process runs |
 //! | `GET` | `/readyz` | 200 while Redis answers, else 503 |
 //! | `GET` | `/metrics` | Prometheus exposition |
 //!
-//! Any other method on these paths is 405 with `Allow`, `HEAD` included. Any
-//! other path is 404.
+//! Any other method on these paths is 405 with `Allow`; `HEAD` included, so a
+//! probe never attaches a stream reader. Any other path is 404.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,15 +22,18 @@ use uuid::Uuid;
 
 use crate::api_error::ApiError;
 use crate::app::App;
+use crate::connection::Connection;
 use crate::metrics::{self, RequestLabels};
 use crate::response::{self, Body};
-use crate::submit;
+use crate::{stream, submit};
 
 /// The demo page.
 const INDEX_HTML: &str = include_str!("../static/index.html");
 
 /// Route pattern of the search submission.
 const SEARCH: &str = "/api/flights/search";
+/// Route pattern of a search's event stream.
+const STREAM: &str = "/api/flights/search/{search_id}/stream";
 /// Route label of requests no route matched.
 const UNMATCHED: &str = "unmatched";
 
@@ -39,7 +43,7 @@ pub(crate) struct SearchIdLog(pub Uuid);
 
 /// Where a request goes.
 #[derive(Debug, PartialEq, Eq)]
-enum Endpoint {
+enum Endpoint<'a> {
     /// `GET /`.
     Index,
     /// `GET /healthz`.
@@ -50,13 +54,15 @@ enum Endpoint {
     Metrics,
     /// `POST /api/flights/search`.
     Submit,
+    /// `GET /api/flights/search/{search_id}/stream`, with the raw id segment.
+    Stream(&'a str),
     /// Answered with an error without a handler.
     Refuse(ApiError),
 }
 
 /// Matches a method and path to a route pattern (the metrics label) and an
 /// endpoint.
-fn route(method: &Method, path: &str) -> (&'static str, Endpoint) {
+fn route<'a>(method: &Method, path: &'a str) -> (&'static str, Endpoint<'a>) {
     let get = |endpoint| {
         if method == Method::GET {
             endpoint
@@ -74,8 +80,19 @@ fn route(method: &Method, path: &str) -> (&'static str, Endpoint) {
             SEARCH,
             Endpoint::Refuse(ApiError::MethodNotAllowed { allow: "POST" }),
         ),
-        _ => (UNMATCHED, Endpoint::Refuse(ApiError::NoRoute)),
+        _ => match stream_id(path) {
+            Some(id) => (STREAM, get(Endpoint::Stream(id))),
+            None => (UNMATCHED, Endpoint::Refuse(ApiError::NoRoute)),
+        },
     }
+}
+
+/// The `{search_id}` segment of a stream path.
+fn stream_id(path: &str) -> Option<&str> {
+    let id = path
+        .strip_prefix("/api/flights/search/")?
+        .strip_suffix("/stream")?;
+    (!id.contains('/')).then_some(id)
 }
 
 /// A bounded label value for a method.
@@ -92,9 +109,15 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Answers one request.
-pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+/// Answers one request arriving on `connection`.
+pub(crate) async fn handle(
+    app: Arc<App>,
+    connection: Arc<Connection>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let started = Instant::now();
+    // A client sends its next request only after reading the previous response.
+    connection.release_finished_reader();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let (pattern, endpoint) = route(&method, &path);
@@ -112,9 +135,10 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
             response::with_body(StatusCode::OK, metrics::CONTENT_TYPE, app.metrics.encode())
         }
         // Boxed: hyper keeps the allocation of a connection's request future for
-        // the connection's whole life, so the large state of the submission
-        // (body reading, a Redis round trip) must not be inlined into it.
+        // the connection's whole life, so the large states of these two (Redis
+        // round trips, body reading) must not be inlined into it.
         Endpoint::Submit => Box::pin(submit::submit(&app, req)).await,
+        Endpoint::Stream(id) => Box::pin(stream::open(&app, &req, id, &connection)).await,
         Endpoint::Refuse(error) => error.into_response(),
     };
     let took = started.elapsed();
@@ -156,12 +180,20 @@ mod tests {
             ("/metrics", Endpoint::Metrics)
         );
         assert_eq!(route(&Method::POST, SEARCH), (SEARCH, Endpoint::Submit));
+        assert_eq!(
+            route(&Method::GET, "/api/flights/search/abc/stream"),
+            (STREAM, Endpoint::Stream("abc"))
+        );
     }
 
     #[test]
     fn wrong_methods_are_405_with_allow() {
         let refused = |allow| Endpoint::Refuse(ApiError::MethodNotAllowed { allow });
         assert_eq!(route(&Method::GET, SEARCH), (SEARCH, refused("POST")));
+        assert_eq!(
+            route(&Method::POST, "/api/flights/search/abc/stream"),
+            (STREAM, refused("GET"))
+        );
         assert_eq!(
             route(&Method::DELETE, "/healthz"),
             ("/healthz", refused("GET"))
@@ -171,7 +203,13 @@ mod tests {
 
     #[test]
     fn other_paths_are_404_under_one_label() {
-        for path in ["/api/nothing-here", "/api/flights/search/", "/healthz/"] {
+        for path in [
+            "/api/nothing-here",
+            "/api/flights/search/",
+            "/api/flights/search/a/b/stream",
+            "/api/flights/search/abc/stream/",
+            "/healthz/",
+        ] {
             assert_eq!(
                 route(&Method::GET, path),
                 (UNMATCHED, Endpoint::Refuse(ApiError::NoRoute)),

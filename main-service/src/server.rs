@@ -7,6 +7,9 @@
 //! what an idle connection costs. `max_buf_size` is lowered from hyper's ~400 KiB
 //! default, which bounds how much a slow reader's connection may buffer if hyper
 //! ever has to flatten writes.
+//!
+//! Event frames are `Bytes` shared by every client of a search and reach the
+//! socket through hyper's vectored write queue without a copy.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
+use crate::connection::Connection;
 use crate::routes;
 
 /// Time a client gets to send a complete request head.
@@ -33,9 +37,14 @@ const MAX_BUF_SIZE: usize = 64 * 1024;
 /// not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves connections until `shutdown`, then stops accepting and waits for
-/// connections to finish, for at most the grace period.
-pub(crate) async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
+/// Serves connections until `shutdown`, then stops accepting, lets open streams
+/// end (they watch `app.closing`) and waits for connections to finish, for at
+/// most the grace period. Returns the end of the grace period.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: CancellationToken,
+) -> Instant {
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -55,10 +64,12 @@ pub(crate) async fn serve(listener: TcpListener, app: Arc<App>, shutdown: Cancel
         };
         // Small writes (event frames) must leave at once, not wait for an ACK.
         let _ = socket.set_nodelay(true);
+        let connection = Arc::new(Connection::default());
         let app = app.clone();
         let service = service_fn(move |req| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(routes::handle(app, req).await) }
+            let connection = connection.clone();
+            async move { Ok::<_, Infallible>(routes::handle(app, connection, req).await) }
         });
         let serving = graceful.watch(http.serve_connection(TokioIo::new(socket), service));
         tokio::spawn(async move {
@@ -69,10 +80,13 @@ pub(crate) async fn serve(listener: TcpListener, app: Arc<App>, shutdown: Cancel
     }
     drop(listener);
     let deadline = Instant::now() + app.config.shutdown_grace;
+    // Normally already cancelled with `shutdown`, of which it is a child.
+    app.closing.cancel();
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep_until(deadline) => {
             tracing::warn!("grace period over; closing the remaining connections");
         }
     }
+    deadline
 }

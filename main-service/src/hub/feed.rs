@@ -1,0 +1,369 @@
+//! One search's events as this instance has read them, shared by every local
+//! client of the search.
+//!
+//! Entries are kept as finished SSE frames (`Bytes`), so a thousand clients of one
+//! search share one copy of each event and one Redis read of it; a client only
+//! holds a cursor into the list. The list lives as long as the search has a local
+//! client, and a search has a handful of events, so keeping all of them lets late
+//! joiners and `Last-Event-ID` resumes be served from memory.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{PoisonError, RwLock};
+
+use bytes::Bytes;
+use contract::{EntryId, EventError};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::sse;
+
+/// The events of one search read so far, plus the bookkeeping the hub needs.
+pub(super) struct Feed {
+    /// The search.
+    pub(super) search_id: Uuid,
+    /// `flight.search.results:<id>`, built once because every fetch needs it.
+    pub(super) results_key: String,
+    /// POST time (Unix ms), where the search timeout starts.
+    pub(super) requested_at_ms: u64,
+    /// True if the search was still running when the feed was created, so its
+    /// outcome is news to this instance and goes into the metrics.
+    pub(super) fresh: bool,
+    /// What has been read, behind a lock that is never held across an await.
+    log: RwLock<Log>,
+    /// Bumped after each append; every client waits on a receiver of it.
+    changes: watch::Sender<()>,
+    /// Set while a fetch is queued, so a burst of nudges costs one read.
+    pub(super) fetch_wanted: AtomicBool,
+    /// Set while (or after) this instance writes the timeout event, so the
+    /// deadline timer and the sweep never write it twice at once.
+    pub(super) expiring: AtomicBool,
+    /// Local clients watching; changed only under the hub's map lock.
+    pub(super) watchers: AtomicUsize,
+}
+
+/// The entries of a feed and what they tell.
+#[derive(Default)]
+struct Log {
+    /// Every event read, in stream order.
+    entries: Vec<Entry>,
+    /// The last stream entry read (also entries without `data`), where the next
+    /// fetch starts.
+    last_id: Option<EntryId>,
+    /// The terminal entry, once read; nothing after it is ever delivered.
+    terminal: Option<EntryId>,
+    /// Whether a `result` event has been read, for the first-result metric.
+    seen_result: bool,
+}
+
+/// One event, ready to send.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// Its stream entry id, the SSE `id:`.
+    pub id: EntryId,
+    /// The complete SSE frame.
+    pub frame: Bytes,
+    /// What the event says, parsed once here rather than once per client.
+    pub kind: EntryKind,
+}
+
+/// The kind of an event, as far as delivery and metrics care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EntryKind {
+    /// `processing`, or anything not recognised: delivered, ends nothing.
+    Progress,
+    /// A supplier's `result`.
+    Result,
+    /// Terminal `completed`.
+    Completed,
+    /// Terminal `failed` for any reason but a timeout.
+    Failed,
+    /// Terminal `failed` with code `timeout`.
+    TimedOut,
+}
+
+/// What one append added.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Appended {
+    /// New events.
+    pub count: usize,
+    /// True if the first `result` event was among them.
+    pub first_result: bool,
+    /// The terminal event's kind, if it was among them.
+    pub terminal: Option<EntryKind>,
+}
+
+impl EntryKind {
+    /// Reads `status` (and a failure's `error.code`) from an event's JSON. Only
+    /// these fields matter, so an event with offers this version does not know
+    /// still ends the stream when it should.
+    pub fn of(data: &[u8]) -> EntryKind {
+        match status_after_search_id(data) {
+            Some(b"processing") => EntryKind::Progress,
+            Some(b"result") => EntryKind::Result,
+            Some(b"completed") => EntryKind::Completed,
+            _ => EntryKind::parse(data),
+        }
+    }
+
+    /// The full parse, for `failed` events (small; their code matters) and for
+    /// JSON that does not start the way the contract writes it.
+    fn parse(data: &[u8]) -> EntryKind {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            status: String,
+            #[serde(default)]
+            error: Option<serde_json::Value>,
+        }
+        let Ok(head) = serde_json::from_slice::<Head>(data) else {
+            return EntryKind::Progress;
+        };
+        match head.status.as_str() {
+            "result" => EntryKind::Result,
+            "completed" => EntryKind::Completed,
+            "failed" => {
+                let code = head.error.as_ref().and_then(|e| e.get("code"));
+                if code.and_then(|c| c.as_str()) == Some(EventError::TIMEOUT) {
+                    EntryKind::TimedOut
+                } else {
+                    EntryKind::Failed
+                }
+            }
+            _ => EntryKind::Progress,
+        }
+    }
+
+    /// True if and only if this event ends the search.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            EntryKind::Completed | EntryKind::Failed | EntryKind::TimedOut
+        )
+    }
+}
+
+/// The `status` of an event serialised as the contract writes it,
+/// `{"search_id":"<uuid>","status":"<status>",…`, read without parsing the
+/// rest: result events can be large, and every one is classified.
+fn status_after_search_id(data: &[u8]) -> Option<&[u8]> {
+    let rest = data.strip_prefix(br#"{"search_id":""#)?;
+    let rest = rest.get(36..)?.strip_prefix(br#"","status":""#)?;
+    let end = rest.iter().take(16).position(|&b| b == b'"')?;
+    Some(&rest[..end])
+}
+
+impl Feed {
+    /// An empty feed.
+    pub(super) fn new(search_id: Uuid, requested_at_ms: u64, fresh: bool) -> Feed {
+        Feed {
+            search_id,
+            results_key: contract::keys::results_key(search_id),
+            requested_at_ms,
+            fresh,
+            log: RwLock::default(),
+            changes: watch::Sender::new(()),
+            fetch_wanted: AtomicBool::new(false),
+            expiring: AtomicBool::new(false),
+            watchers: AtomicUsize::new(0),
+        }
+    }
+
+    /// Appends entries read from the result stream (id and `data` field, `None`
+    /// when missing) and wakes the clients. Entries at or before the last one read
+    /// are skipped, so overlapping fetches are harmless, and so is everything
+    /// after the terminal event.
+    pub(super) fn append(
+        &self,
+        entries: impl IntoIterator<Item = (EntryId, Option<Vec<u8>>)>,
+    ) -> Appended {
+        let mut appended = Appended::default();
+        {
+            let mut log = self.log.write().unwrap_or_else(PoisonError::into_inner);
+            for (id, data) in entries {
+                if log.terminal.is_some() || log.last_id.is_some_and(|last| id <= last) {
+                    continue;
+                }
+                log.last_id = Some(id);
+                let Some(data) = data else {
+                    continue;
+                };
+                let kind = EntryKind::of(&data);
+                if kind == EntryKind::Result && !log.seen_result {
+                    log.seen_result = true;
+                    appended.first_result = true;
+                }
+                if kind.is_terminal() {
+                    log.terminal = Some(id);
+                    appended.terminal = Some(kind);
+                }
+                log.entries.push(Entry {
+                    id,
+                    frame: sse::event(id, &data),
+                    kind,
+                });
+                appended.count += 1;
+            }
+        }
+        if appended.count > 0 {
+            self.changes.send_replace(());
+        }
+        appended
+    }
+
+    /// The first entry after `cursor` (from the start for `None`).
+    pub(super) fn after(&self, cursor: Option<EntryId>) -> Option<Entry> {
+        let log = self.log.read().unwrap_or_else(PoisonError::into_inner);
+        let next = log.entries.partition_point(|e| Some(e.id) <= cursor);
+        log.entries.get(next).cloned()
+    }
+
+    /// Where the next fetch starts.
+    pub(super) fn last_id(&self) -> Option<EntryId> {
+        self.log
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last_id
+    }
+
+    /// The terminal entry's id, once read.
+    pub(super) fn terminal(&self) -> Option<EntryId> {
+        self.log
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .terminal
+    }
+
+    /// True if and only if the terminal entry has been read.
+    pub(super) fn is_terminal(&self) -> bool {
+        self.terminal().is_some()
+    }
+
+    /// A receiver woken after every append.
+    pub(super) fn changes(&self) -> watch::Receiver<()> {
+        self.changes.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> EntryId {
+        EntryId { ms: 1000, seq: n }
+    }
+
+    fn data(status: &str) -> Option<Vec<u8>> {
+        Some(format!(r#"{{"search_id":"x","status":"{status}","results":[]}}"#).into_bytes())
+    }
+
+    #[test]
+    fn contract_shaped_events_are_classified_from_their_prefix() {
+        let id = "6f1c2a9e-8a5b-4c2d-9e7f-0a1b2c3d4e5f";
+        let event = |rest: &str| format!(r#"{{"search_id":"{id}","status":{rest}}}"#);
+        assert_eq!(
+            EntryKind::of(event(r#""result","supplier":"GA","results":[]"#).as_bytes()),
+            EntryKind::Result
+        );
+        assert_eq!(
+            EntryKind::of(event(r#""completed","total_results":3"#).as_bytes()),
+            EntryKind::Completed
+        );
+        assert_eq!(
+            EntryKind::of(event(r#""failed","error":{"code":"timeout","message":"m"}"#).as_bytes()),
+            EntryKind::TimedOut
+        );
+        assert_eq!(
+            status_after_search_id(event(r#""processing","results":[]"#).as_bytes()),
+            Some(&b"processing"[..])
+        );
+        assert_eq!(status_after_search_id(br#"{"status":"completed"}"#), None);
+    }
+
+    #[test]
+    fn kinds_are_read_from_status_and_error_code() {
+        assert_eq!(
+            EntryKind::of(br#"{"status":"processing"}"#),
+            EntryKind::Progress
+        );
+        assert_eq!(
+            EntryKind::of(br#"{"status":"result","results":[1]}"#),
+            EntryKind::Result
+        );
+        assert_eq!(
+            EntryKind::of(br#"{"status":"completed"}"#),
+            EntryKind::Completed
+        );
+        assert_eq!(
+            EntryKind::of(br#"{"status":"failed","error":{"code":"timeout","message":"m"}}"#),
+            EntryKind::TimedOut
+        );
+        assert_eq!(
+            EntryKind::of(br#"{"status":"failed","error":{"code":"dead_lettered"}}"#),
+            EntryKind::Failed
+        );
+        assert_eq!(
+            EntryKind::of(br#"{"status":"failed","error":7}"#),
+            EntryKind::Failed
+        );
+        assert_eq!(EntryKind::of(b"not json"), EntryKind::Progress);
+        assert!(EntryKind::TimedOut.is_terminal() && !EntryKind::Result.is_terminal());
+    }
+
+    #[test]
+    fn appends_skip_what_was_read_and_stop_at_the_terminal_event() {
+        let feed = Feed::new(Uuid::nil(), 0, true);
+        let first = feed.append([(id(1), data("processing")), (id(2), data("result"))]);
+        assert_eq!(
+            first,
+            Appended {
+                count: 2,
+                first_result: true,
+                terminal: None
+            }
+        );
+        let again = feed.append([
+            (id(2), data("result")),
+            (id(3), None),
+            (id(4), data("result")),
+            (id(5), data("completed")),
+            (id(6), data("result")),
+        ]);
+        assert_eq!(
+            again,
+            Appended {
+                count: 2,
+                first_result: false,
+                terminal: Some(EntryKind::Completed)
+            }
+        );
+        assert_eq!(feed.terminal(), Some(id(5)));
+        assert_eq!(feed.last_id(), Some(id(5)));
+    }
+
+    #[test]
+    fn a_cursor_reads_the_entries_after_it_in_order() {
+        let feed = Feed::new(Uuid::nil(), 0, true);
+        feed.append([
+            (id(1), data("processing")),
+            (id(3), None),
+            (id(4), data("result")),
+        ]);
+        let first = feed.after(None).unwrap();
+        assert_eq!(first.id, id(1));
+        assert!(first.frame.starts_with(b"id: 1000-1\ndata: {"));
+        assert_eq!(feed.after(Some(id(1))).unwrap().id, id(4));
+        assert_eq!(feed.after(Some(id(2))).unwrap().id, id(4));
+        assert!(feed.after(Some(id(4))).is_none());
+    }
+
+    #[test]
+    fn clients_are_woken_by_appends_only() {
+        let feed = Feed::new(Uuid::nil(), 0, true);
+        let mut changes = feed.changes();
+        assert!(!changes.has_changed().unwrap());
+        feed.append([(id(1), None)]);
+        assert!(!changes.has_changed().unwrap());
+        feed.append([(id(2), data("processing"))]);
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+    }
+}

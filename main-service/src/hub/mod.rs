@@ -1,0 +1,311 @@
+//! The delivery hub: one shared [`Feed`] per search with local clients, kept
+//! current on a constant number of Redis connections however many clients there
+//! are.
+//!
+//! * [`nudges`]: one pub/sub connection; the append script publishes the search id
+//!   after every write, and a nudge marks that search's feed for a fetch.
+//! * [`fetcher`]: reads new entries with `XRANGE` on the shared multiplexed
+//!   connection, many searches concurrently, and wakes the feed's clients.
+//! * [`sweep`]: re-reads unfinished feeds every two seconds, because pub/sub drops
+//!   messages while disconnected, and ends searches that reach their timeout.
+//! * a heartbeat: one hub-wide tick that idle clients turn into keep-alive
+//!   comments, instead of a timer per client.
+//!
+//! A client holds a [`Subscription`]: a cursor into its search's feed plus two
+//! watch receivers. Dropping it releases the feed when it was the last.
+
+mod feed;
+mod fetcher;
+mod nudges;
+mod sweep;
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry as MapEntry;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use contract::EntryId;
+use service_runtime::redis_link::{LinkState, RedisLink};
+use tokio::sync::{mpsc, watch};
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::metrics::Metrics;
+
+use feed::Feed;
+pub(crate) use feed::{Entry, EntryKind};
+
+/// What the hub needs from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// Time from POST to the timeout event.
+    pub search_timeout: Duration,
+    /// TTL passed to the append script with the timeout event.
+    pub results_ttl: Duration,
+    /// Interval of the keep-alive tick.
+    pub heartbeat: Duration,
+}
+
+impl From<&crate::config::Config> for Settings {
+    fn from(config: &crate::config::Config) -> Settings {
+        Settings {
+            search_timeout: config.search_timeout,
+            results_ttl: config.results_ttl,
+            heartbeat: config.sse_heartbeat,
+        }
+    }
+}
+
+/// Shared state of the delivery machinery; see the module docs.
+pub(crate) struct Hub {
+    /// Feeds of searches with at least one local client. A std mutex: it is held
+    /// for map lookups only, never across an await.
+    feeds: Mutex<HashMap<Uuid, Arc<Feed>>>,
+    /// Feeds to read, consumed by the fetcher task.
+    fetch_queue: mpsc::UnboundedSender<Arc<Feed>>,
+    /// The keep-alive tick every idle client waits on.
+    ticks: watch::Sender<()>,
+    /// The multiplexed connection for reads and timeout writes; the client for
+    /// the pub/sub connection.
+    redis: RedisLink,
+    /// Where outcomes and Redis failures are counted.
+    metrics: Arc<Metrics>,
+    /// Timeout, TTL and heartbeat.
+    settings: Settings,
+    /// Stops the hub's tasks.
+    shutdown: CancellationToken,
+    /// Outcome of the hub's latest command (read or timeout write), so an outage
+    /// is logged once rather than once per feed.
+    link: LinkState,
+}
+
+/// A client's place in its search's feed.
+pub(crate) struct Subscription {
+    /// To release the feed on drop.
+    hub: Arc<Hub>,
+    /// The search's events.
+    feed: Arc<Feed>,
+    /// Woken by appends to the feed.
+    changes: watch::Receiver<()>,
+    /// Woken by the keep-alive tick.
+    ticks: watch::Receiver<()>,
+    /// The last entry delivered (or the client's `Last-Event-ID`).
+    cursor: Option<EntryId>,
+}
+
+/// What a subscription has for its client now.
+pub(crate) enum Next {
+    /// The next event.
+    Entry(Entry),
+    /// Nothing yet.
+    Wait,
+    /// The client already has the terminal event (it resumed after it).
+    Ended,
+}
+
+/// Why [`Subscription::wait`] returned.
+pub(crate) enum Wake {
+    /// The feed has new entries.
+    Entries,
+    /// Keep-alive time.
+    Tick,
+}
+
+impl Hub {
+    /// Creates the hub and starts its tasks, which run until `shutdown`.
+    pub(crate) fn start(
+        redis: RedisLink,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> Arc<Hub> {
+        let (fetch_queue, fetches) = mpsc::unbounded_channel();
+        let hub = Arc::new(Hub {
+            feeds: Mutex::default(),
+            fetch_queue,
+            ticks: watch::Sender::new(()),
+            redis,
+            metrics,
+            settings,
+            shutdown,
+            link: LinkState::new("redis-hub"),
+        });
+        tokio::spawn(fetcher::run(hub.clone(), fetches));
+        tokio::spawn(nudges::run(hub.clone()));
+        tokio::spawn(sweep::run(hub.clone()));
+        tokio::spawn(heartbeat(hub.clone()));
+        hub
+    }
+
+    /// Subscribes a client to a search, creating the search's feed if this is its
+    /// first local client. `requested_at_ms` is the POST time when known;
+    /// `finished` says whether the search already had its terminal event when the
+    /// client attached; `after` is the client's `Last-Event-ID`.
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        search_id: Uuid,
+        requested_at_ms: Option<u64>,
+        finished: bool,
+        after: Option<EntryId>,
+    ) -> Subscription {
+        let (feed, created) = {
+            let mut feeds = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
+            let (feed, created) = match feeds.entry(search_id) {
+                MapEntry::Occupied(e) => (e.get().clone(), false),
+                MapEntry::Vacant(e) => {
+                    let feed = Arc::new(Feed::new(
+                        search_id,
+                        requested_at_ms.unwrap_or_else(crate::unix_ms),
+                        !finished && requested_at_ms.is_some(),
+                    ));
+                    e.insert(feed.clone());
+                    (feed, true)
+                }
+            };
+            feed.watchers.fetch_add(1, Ordering::Relaxed);
+            (feed, created)
+        };
+        if created {
+            self.metrics.hub_feeds_active.inc();
+            self.want_fetch(&feed);
+            if !finished {
+                tokio::spawn(sweep::expire_at_deadline(
+                    self.clone(),
+                    Arc::downgrade(&feed),
+                ));
+            }
+        }
+        Subscription {
+            hub: self.clone(),
+            changes: feed.changes(),
+            ticks: self.ticks.subscribe(),
+            feed,
+            cursor: after,
+        }
+    }
+
+    /// Drops one watcher of `feed`, and the feed itself when it was the last.
+    fn release(&self, feed: &Arc<Feed>) {
+        let mut feeds = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
+        if feed.watchers.fetch_sub(1, Ordering::Relaxed) == 1
+            && feeds
+                .get(&feed.search_id)
+                .is_some_and(|current| Arc::ptr_eq(current, feed))
+        {
+            feeds.remove(&feed.search_id);
+            self.metrics.hub_feeds_active.dec();
+        }
+    }
+
+    /// Queues a read of `feed` unless one is already queued or the feed is done.
+    fn want_fetch(&self, feed: &Arc<Feed>) {
+        if feed.is_terminal() || feed.fetch_wanted.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Fails only once the fetcher stopped at shutdown, when reads no longer matter.
+        let _ = self.fetch_queue.send(feed.clone());
+    }
+
+    /// A search's stream changed: read it if a local client watches it.
+    fn nudge(&self, search_id: Uuid) {
+        let feed = self
+            .feeds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&search_id)
+            .cloned();
+        if let Some(feed) = feed {
+            self.want_fetch(&feed);
+        }
+    }
+
+    /// Every current feed, copied out so the lock is not held while using them.
+    fn feeds(&self) -> Vec<Arc<Feed>> {
+        self.feeds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Queues a read of every unfinished feed.
+    fn fetch_all(&self) {
+        for feed in self.feeds() {
+            self.want_fetch(&feed);
+        }
+    }
+
+    /// Counts what an append revealed about the search's progress, for feeds
+    /// that watched the search while it ran.
+    fn record(&self, feed: &Feed, appended: &feed::Appended) {
+        if !feed.fresh {
+            return;
+        }
+        let since_post =
+            Duration::from_millis(crate::unix_ms().saturating_sub(feed.requested_at_ms));
+        if appended.first_result {
+            self.metrics
+                .time_to_first_result
+                .observe(since_post.as_secs_f64());
+        }
+        if let Some(kind) = appended.terminal {
+            self.metrics
+                .time_to_completion
+                .observe(since_post.as_secs_f64());
+            match kind {
+                EntryKind::Completed => self.metrics.searches_completed.inc(),
+                _ => self.metrics.searches_failed.inc(),
+            };
+        }
+    }
+}
+
+impl Subscription {
+    /// The next event for this client, advancing its cursor.
+    pub(crate) fn next(&mut self) -> Next {
+        // Marked before reading, so an append racing this read still wakes `wait`.
+        self.changes.mark_unchanged();
+        if let Some(entry) = self.feed.after(self.cursor) {
+            self.cursor = Some(entry.id);
+            return Next::Entry(entry);
+        }
+        match self.feed.terminal() {
+            Some(terminal) if Some(terminal) <= self.cursor => Next::Ended,
+            _ => Next::Wait,
+        }
+    }
+
+    /// Waits for new entries or the next keep-alive tick.
+    pub(crate) async fn wait(&mut self) -> Wake {
+        // Neither sender can be dropped while this subscription holds the feed
+        // and the hub, so neither branch can return an error in a loop.
+        tokio::select! {
+            _ = self.changes.changed() => Wake::Entries,
+            _ = self.ticks.changed() => Wake::Tick,
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.release(&self.feed);
+    }
+}
+
+/// Ticks the keep-alive clock until shutdown.
+async fn heartbeat(hub: Arc<Hub>) {
+    let mut interval = tokio::time::interval(hub.settings.heartbeat);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        tokio::select! {
+            _ = hub.shutdown.cancelled() => return,
+            _ = interval.tick() => {
+                hub.ticks.send_replace(());
+            }
+        }
+    }
+}

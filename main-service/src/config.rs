@@ -1,6 +1,7 @@
 //! main-service configuration, read once from environment variables.
 //!
-//! Names and defaults follow the design brief. Every value is validated at start so a typo stops the
+//! Names and defaults follow the design brief; `SSE_STALL_TIMEOUT_SECS` is this
+//! service's own addition. Every value is validated at start so a typo stops the
 //! process with one line naming the variable instead of surfacing at the first
 //! request.
 
@@ -28,6 +29,10 @@ pub struct Config {
     pub sse_heartbeat: Duration,
     /// The reconnect delay suggested to EventSource clients (`SSE_RETRY_MS`).
     pub sse_retry: Duration,
+    /// How long a client may accept no bytes before it is disconnected
+    /// (`SSE_STALL_TIMEOUT_SECS`), so a reader that stopped reading cannot pin its
+    /// connection forever.
+    pub sse_stall_timeout: Duration,
     /// Upper bound on shutdown (`SHUTDOWN_GRACE_SECS`): open streams end, then
     /// connections get this long to finish.
     pub shutdown_grace: Duration,
@@ -57,6 +62,7 @@ impl Config {
             search_timeout: vars.secs("SEARCH_TIMEOUT_SECS", 60, 1..=3600)?,
             sse_heartbeat: vars.secs("SSE_HEARTBEAT_SECS", 15, 1..=3600)?,
             sse_retry: vars.millis("SSE_RETRY_MS", 2000, 0..=3_600_000)?,
+            sse_stall_timeout: vars.secs("SSE_STALL_TIMEOUT_SECS", 10, 1..=3600)?,
             shutdown_grace: vars.secs("SHUTDOWN_GRACE_SECS", 10, 0..=3600)?,
             log_format: vars.parse("LOG_FORMAT", LogFormat::Text)?,
         })
@@ -85,6 +91,7 @@ mod tests {
         assert_eq!(c.search_timeout, Duration::from_secs(60));
         assert_eq!(c.sse_heartbeat, Duration::from_secs(15));
         assert_eq!(c.sse_retry, Duration::from_millis(2000));
+        assert_eq!(c.sse_stall_timeout, Duration::from_secs(10));
         assert_eq!(c.shutdown_grace, Duration::from_secs(10));
         assert_eq!(c.log_format, LogFormat::Text);
     }

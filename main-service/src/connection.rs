@@ -8,20 +8,34 @@
 //! The connection parks that reader here; dropping the connection (every holder
 //! gone when hyper finishes with it) detaches it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use crate::reader::Reader;
 
-/// Per-connection state, shared behind an `Arc` by the service and the
-/// responses on the connection.
+/// Per-connection state, shared behind an `Arc` by the socket wrapper, the
+/// service and the responses on the connection.
 #[derive(Default)]
 pub(crate) struct Connection {
+    /// Set when the connection is cut off because the client stopped reading,
+    /// so the stream that ends with it reports why.
+    stalled: AtomicBool,
     /// The reader of a stream that ended with its terminal event, until the
     /// client is known to have read the response.
     finished_reader: Mutex<Option<Reader>>,
 }
 
 impl Connection {
+    /// Records that the connection is being cut off as stalled.
+    pub(crate) fn mark_stalled(&self) {
+        self.stalled.store(true, Ordering::Relaxed);
+    }
+
+    /// True if and only if the connection was cut off for not reading.
+    pub(crate) fn is_stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
+    }
+
     /// Keeps the reader of a stream that delivered its terminal event until the
     /// client is done with the response.
     pub(crate) fn keep_finished_reader(&self, reader: Reader) {

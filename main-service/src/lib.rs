@@ -21,6 +21,7 @@ mod response;
 mod routes;
 mod server;
 mod sse;
+mod stall;
 mod stream;
 mod submit;
 

@@ -9,7 +9,8 @@
 //! ever has to flatten writes.
 //!
 //! Event frames are `Bytes` shared by every client of a search and reach the
-//! socket through hyper's vectored write queue without a copy.
+//! socket through hyper's vectored write queue without a copy, which
+//! [`StallWatch`] preserves by forwarding `is_write_vectored`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::connection::Connection;
 use crate::routes;
+use crate::stall::StallWatch;
 
 /// Time a client gets to send a complete request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,13 +67,20 @@ pub(crate) async fn serve(
         // Small writes (event frames) must leave at once, not wait for an ACK.
         let _ = socket.set_nodelay(true);
         let connection = Arc::new(Connection::default());
+        let io = StallWatch::new(
+            socket,
+            peer,
+            app.config.sse_stall_timeout,
+            connection.clone(),
+            app.metrics.clone(),
+        );
         let app = app.clone();
         let service = service_fn(move |req| {
             let app = app.clone();
             let connection = connection.clone();
             async move { Ok::<_, Infallible>(routes::handle(app, connection, req).await) }
         });
-        let serving = graceful.watch(http.serve_connection(TokioIo::new(socket), service));
+        let serving = graceful.watch(http.serve_connection(TokioIo::new(io), service));
         tokio::spawn(async move {
             if let Err(error) = serving.await {
                 tracing::debug!(%peer, %error, "connection ended with an error");

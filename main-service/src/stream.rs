@@ -9,7 +9,8 @@
 //! the end right after the terminal event.
 //!
 //! The body owns everything the stream holds (its subscription, its reader), so
-//! however the response ends (terminal event, client gone, shutdown) dropping the body releases all of it. The one exception is the
+//! however the response ends (terminal event, client gone, stalled client,
+//! shutdown) dropping the body releases all of it. The one exception is the
 //! reader of a stream that delivered its terminal event: it is handed to the
 //! connection and detached once the client has read the response (see
 //! [`crate::connection`]), because only then may its leaving delete the
@@ -204,7 +205,7 @@ struct StreamEnd {
     /// The Redis registration; `None` only while being handed over on drop.
     reader: Option<Reader>,
     /// The connection the stream runs on: it keeps a finished stream's reader
-    /// until the client has read the response.
+    /// until the client has read the response, and knows if it was cut off.
     connection: Arc<Connection>,
     /// Events delivered.
     events: u64,
@@ -263,6 +264,7 @@ impl Drop for StreamEnd {
             Some(EndReason::Terminal) => "terminal",
             Some(EndReason::Timeout) => "timeout",
             Some(EndReason::Shutdown) => "shutdown",
+            None if self.connection.is_stalled() => "slow",
             None => "client_gone",
         };
         tracing::info!(

@@ -38,6 +38,9 @@ const END_GRACE: Duration = Duration::from_secs(5);
 /// per client, so sampling is not free.
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Pause before the idle baseline, so that work triggered by the POSTs is done.
+const SETTLE: Duration = Duration::from_millis(500);
+
 /// How often progress is printed while holding.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
@@ -135,7 +138,7 @@ impl DeliveryRun<'_> {
                  its timeout events will end the searches first (restart it with e.g. SEARCH_TIMEOUT_SECS=600)"
             );
         }
-        let sampler = Sampler::start(stack.probe().await?, self.sample_interval());
+        let mut probe = stack.probe().await?;
         let mut phases = BTreeMap::new();
 
         eprintln!("loadgen: posting {} searches", self.searches);
@@ -153,9 +156,10 @@ impl DeliveryRun<'_> {
         if submitted.is_empty() {
             return Err(format!("no search was accepted: {:?}", errors.samples));
         }
-        // The baseline is the last sample after every POST was answered.
-        tokio::time::sleep(self.sample_interval() + Duration::from_millis(200)).await;
-        let baseline = sampler.take().rss_last_kib;
+        // The baseline: every POST answered, no client connected yet.
+        tokio::time::sleep(SETTLE).await;
+        let baseline = probe.sample(&mut errors).await.rss_kib;
+        let sampler = Sampler::start(probe, self.sample_interval());
 
         let ids: Vec<Uuid> = submitted.iter().map(|s| s.search_id).collect();
         let sources = source_addrs(
@@ -244,6 +248,7 @@ impl DeliveryRun<'_> {
                 &mut errors,
             )
             .await;
+        phases.insert("produce", production.elapsed.as_secs_f64());
         let peak_open = fleet.peak_open();
         let reports = fleet.finish(deadline + REPORT_GRACE, &mut errors).await;
         phases.insert("deliver", deliver_start.elapsed().as_secs_f64());

@@ -70,9 +70,9 @@ pub async fn run(args: &ThroughputArgs) -> Result<Report, String> {
         );
     }
     let interval = args.common.sample_interval.unwrap_or(SAMPLE_INTERVAL);
-    let sampler = Sampler::start(stack.probe().await?, interval);
-    tokio::time::sleep(interval + Duration::from_millis(200)).await;
-    let baseline = sampler.take().rss_last_kib;
+    let mut probe = stack.probe().await?;
+    let baseline = probe.sample(&mut errors).await.rss_kib;
+    let sampler = Sampler::start(probe, interval);
 
     eprintln!(
         "loadgen: running {} searches, {} at a time",

@@ -123,6 +123,15 @@ async fn redis_down_means_503_with_retry_after_and_recovery_when_it_returns() {
     assert_eq!(stream.status, 503);
     assert!(stream.header("retry-after").is_some());
 
+    let errors = metric(
+        &stack.metrics().await,
+        "flight_search_redis_errors_total{op=\"submit\"}",
+    );
+    assert!(
+        errors >= Some(1.0),
+        "the refused POST is counted as a Redis error: {errors:?}"
+    );
+
     stack.local().redis.restart().await;
     eventually("readiness to return", LIMIT, || async {
         (http::get(&url).await.ok()?.status == 200).then_some(())
@@ -240,4 +249,140 @@ fn a_bad_setting_stops_each_service_with_one_line_naming_it() {
             "{binary}: {stderr}"
         );
     }
+}
+
+/// Parses an OpenMetrics exposition into (family name → TYPE) and checks its
+/// framing: every sample belongs to a declared family and the text ends with `# EOF`.
+fn families(exposition: &str) -> std::collections::HashMap<String, String> {
+    let mut types = std::collections::HashMap::new();
+    for line in exposition.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE line has a kind");
+            types.insert(name.to_owned(), kind.to_owned());
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let name = line.split(['{', ' ']).next().unwrap();
+            let value = line.rsplit(' ').next().unwrap();
+            assert!(value.parse::<f64>().is_ok(), "bad sample value in {line:?}");
+            assert!(
+                types.keys().any(|family| name.starts_with(family.as_str())),
+                "sample {name} without a TYPE line"
+            );
+        }
+    }
+    assert_eq!(
+        exposition.lines().last(),
+        Some("# EOF"),
+        "exposition not terminated"
+    );
+    types
+}
+
+#[tokio::test]
+async fn both_services_expose_health_readiness_and_the_documented_metrics() {
+    let mut stack = Stack::builder().local_only().start().await;
+    let id = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
+    stack.events(id).await;
+
+    let main = families(&stack.metrics().await);
+    for (family, kind) in [
+        ("flight_search_http_requests", "counter"),
+        ("flight_search_http_request_duration_seconds", "histogram"),
+        ("flight_search_sse_streams_open", "gauge"),
+        ("flight_search_sse_events_delivered", "counter"),
+        ("flight_search_sse_clients_dropped_slow", "counter"),
+        ("flight_search_searches_submitted", "counter"),
+        ("flight_search_searches_completed", "counter"),
+        ("flight_search_searches_failed", "counter"),
+        ("flight_search_searches_timed_out", "counter"),
+        (
+            "flight_search_search_time_to_first_result_seconds",
+            "histogram",
+        ),
+        (
+            "flight_search_search_time_to_completion_seconds",
+            "histogram",
+        ),
+        ("flight_search_hub_feeds_active", "gauge"),
+        ("flight_search_redis_up", "gauge"),
+    ] {
+        assert_eq!(
+            main.get(family).map(String::as_str),
+            Some(kind),
+            "main-service {family}"
+        );
+    }
+
+    let provider = stack.local().providers[0].base_url();
+    assert_eq!(
+        http::get(&format!("{provider}/healthz"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        http::get(&format!("{provider}/readyz"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let text = String::from_utf8(
+        http::get(&format!("{provider}/metrics"))
+            .await
+            .unwrap()
+            .body
+            .to_vec(),
+    )
+    .unwrap();
+    let provider_families = families(&text);
+    for (family, kind) in [
+        ("flight_search_provider_searches_in_flight", "gauge"),
+        ("flight_search_provider_searches_completed", "counter"),
+        ("flight_search_provider_searches_failed", "counter"),
+        (
+            "flight_search_provider_supplier_call_duration_seconds",
+            "histogram",
+        ),
+        ("flight_search_provider_supplier_failures", "counter"),
+        ("flight_search_provider_claims", "counter"),
+        ("flight_search_provider_pending_entries", "gauge"),
+        ("flight_search_provider_redis_up", "gauge"),
+    ] {
+        assert_eq!(
+            provider_families.get(family).map(String::as_str),
+            Some(kind),
+            "provider {family}"
+        );
+    }
+    assert_eq!(
+        metric(&text, "flight_search_provider_searches_completed_total"),
+        Some(1.0)
+    );
+    assert_eq!(metric(&text, "flight_search_provider_redis_up"), Some(1.0));
+    assert!(
+        metric(
+            &text,
+            "flight_search_provider_supplier_call_duration_seconds_count{supplier=\"GA\""
+        )
+        .is_some(),
+        "per-supplier latency:\n{text}"
+    );
+    let main_text = stack.metrics().await;
+    assert_eq!(
+        metric(&main_text, "flight_search_searches_submitted_total"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&main_text, "flight_search_searches_completed_total"),
+        Some(1.0)
+    );
+    assert!(
+        metric(
+            &main_text,
+            "flight_search_http_requests_total{route=\"/api/flights/search\""
+        )
+        .is_some(),
+        "requests by route:\n{main_text}"
+    );
 }

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::hub::Hub;
+use crate::hub::{self, Hub};
 use crate::metrics::Metrics;
 use crate::queue::SearchQueue;
 
@@ -31,6 +31,33 @@ pub(crate) struct App {
     pub closing: CancellationToken,
 }
 
+impl App {
+    /// Builds the shared state and starts the hub's tasks, which stop when
+    /// `shutdown` is cancelled.
+    pub(crate) fn start(
+        config: Config,
+        redis: RedisLink,
+        shutdown: &CancellationToken,
+    ) -> Arc<App> {
+        let metrics = Arc::new(Metrics::new());
+        let hub = Hub::start(
+            redis.clone(),
+            metrics.clone(),
+            hub::Settings::from(&config),
+            shutdown.child_token(),
+        );
+        Arc::new(App {
+            closing: shutdown.child_token(),
+            queue: Arc::new(SearchQueue::new(redis.clone(), config.results_ttl)),
+            config,
+            redis,
+            hub,
+            metrics,
+            readers: TaskTracker::new(),
+        })
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -43,22 +70,6 @@ pub(crate) mod tests {
             Vars::new(|name| (name == "REDIS_URL").then(|| "redis://127.0.0.1:1".to_owned()));
         let config = Config::from_vars(&vars).unwrap();
         let redis = RedisLink::new(&config.redis_url).unwrap();
-        let metrics = Arc::new(Metrics::new());
-        let shutdown = CancellationToken::new();
-        let hub = Hub::start(
-            redis.clone(),
-            metrics.clone(),
-            crate::hub::Settings::from(&config),
-            shutdown.child_token(),
-        );
-        Arc::new(App {
-            queue: Arc::new(SearchQueue::new(redis.clone(), config.results_ttl)),
-            config,
-            redis,
-            hub,
-            metrics,
-            readers: TaskTracker::new(),
-            closing: shutdown,
-        })
+        App::start(config, redis, &CancellationToken::new())
     }
 }

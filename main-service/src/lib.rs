@@ -25,19 +25,13 @@ mod stall;
 mod stream;
 mod submit;
 
-use std::sync::Arc;
-
 use service_runtime::redis_link::RedisLink;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 
 use app::App;
-use hub::Hub;
-use metrics::Metrics;
-use queue::SearchQueue;
 
 /// Why the service could not run.
 #[derive(Debug, thiserror::Error)]
@@ -58,23 +52,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let redis = RedisLink::new(&config.redis_url)?;
-    let metrics = Arc::new(Metrics::new());
     tokio::spawn(redis.clone().watch(shutdown.clone()));
-    let hub = Hub::start(
-        redis.clone(),
-        metrics.clone(),
-        hub::Settings::from(&config),
-        shutdown.child_token(),
-    );
-    let app = Arc::new(App {
-        closing: shutdown.child_token(),
-        queue: Arc::new(SearchQueue::new(redis.clone(), config.results_ttl)),
-        config,
-        redis,
-        hub,
-        metrics,
-        readers: TaskTracker::new(),
-    });
+    let app = App::start(config, redis, &shutdown);
     tokio::spawn(
         app.queue
             .clone()

@@ -28,6 +28,8 @@ pub struct Event {
     pub id: String,
     /// The `data:` field, parsed.
     pub data: serde_json::Value,
+    /// The `data:` field exactly as sent.
+    pub raw: String,
 }
 
 impl Event {
@@ -141,7 +143,7 @@ fn find_blank_line(buffer: &[u8]) -> Option<usize> {
 
 fn parse_block(block: &[u8]) -> Result<Item, Error> {
     let text = std::str::from_utf8(block)?;
-    let (mut id, mut data) = (None, None);
+    let (mut id, mut data, mut raw) = (None, None, None);
     for line in text.lines() {
         if let Some(comment) = line.strip_prefix(':') {
             return Ok(Item::Comment(comment.trim().to_owned()));
@@ -154,12 +156,13 @@ fn parse_block(block: &[u8]) -> Result<Item, Error> {
                 return Err("more than one data line".into());
             }
             data = Some(serde_json::from_str(v)?);
+            raw = Some(v.to_owned());
         } else {
             return Err(format!("unexpected SSE line {line:?}").into());
         }
     }
-    match (id, data) {
-        (Some(id), Some(data)) => Ok(Item::Event(Event { id, data })),
+    match (id, data, raw) {
+        (Some(id), Some(data), Some(raw)) => Ok(Item::Event(Event { id, data, raw })),
         _ => Err(format!("incomplete SSE event {text:?}").into()),
     }
 }

@@ -230,6 +230,38 @@ impl Stack {
         String::from_utf8(response.body.to_vec()).expect("metrics are text")
     }
 
+    /// The entries of a search's result stream as `(entry id, data JSON)`.
+    pub async fn stored_events(&self, search_id: Uuid) -> Vec<(String, String)> {
+        let mut redis = self.redis().await;
+        let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+            .arg(contract::keys::results_key(search_id))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut redis)
+            .await
+            .expect("XRANGE");
+        entries
+            .into_iter()
+            .map(|(id, mut fields)| {
+                assert_eq!(fields.len(), 1, "{id}: one field per entry");
+                let (name, data) = fields.remove(0);
+                assert_eq!(name, contract::keys::DATA_FIELD);
+                (id, data)
+            })
+            .collect()
+    }
+
+    /// Connections to the stack's Redis in CLIENT LIST, not counting the one asking.
+    pub async fn redis_clients(&self) -> usize {
+        let mut redis = self.redis().await;
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut redis)
+            .await
+            .expect("CLIENT LIST");
+        list.lines().count() - 1
+    }
+
     /// True if and only if the key exists in the stack's Redis.
     pub async fn key_exists(&self, key: &str) -> bool {
         let mut redis = self.redis().await;

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM, results_key};
+use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM};
 use tests::sse::Event;
 use tests::stack::{Stack, follow};
 use tests::{eventually, search_body};
@@ -56,17 +56,11 @@ fn assert_exactly_once(id: Uuid, events: &[Event]) {
 }
 
 async fn results_so_far(stack: &Stack, id: Uuid) -> Vec<String> {
-    let mut redis = stack.redis().await;
-    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(results_key(id))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut redis)
+    stack
+        .stored_events(id)
         .await
-        .unwrap();
-    entries
         .into_iter()
-        .map(|(_, fields)| fields[0].1.clone())
+        .map(|(_, data)| data)
         .collect()
 }
 

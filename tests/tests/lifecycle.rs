@@ -18,16 +18,6 @@ async fn gauge(stack: &Stack, series: &str) -> f64 {
     metric(&stack.metrics().await, series).unwrap_or_else(|| panic!("{series} missing"))
 }
 
-async fn redis_clients(stack: &Stack) -> usize {
-    let mut redis = stack.redis().await;
-    let list: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    list.lines().count()
-}
-
 #[tokio::test]
 async fn a_client_that_connects_before_any_provider_ran_waits_and_then_completes() {
     let mut stack = Stack::builder().local_only().providers(0).start().await;
@@ -145,7 +135,7 @@ async fn redis_down_means_503_with_retry_after_and_recovery_when_it_returns() {
 async fn disconnected_clients_release_everything_and_never_delete_the_stream() {
     let stack = Stack::builder().local_only().providers(0).start().await;
     let id = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
-    let clients_before = redis_clients(&stack).await;
+    let clients_before = stack.redis_clients().await;
 
     let mut streams = Vec::new();
     for _ in 0..50 {
@@ -159,7 +149,7 @@ async fn disconnected_clients_release_everything_and_never_delete_the_stream() {
     assert_eq!(gauge(&stack, "flight_search_sse_streams_open").await, 50.0);
     assert_eq!(gauge(&stack, "flight_search_hub_feeds_active").await, 1.0);
     assert_eq!(
-        redis_clients(&stack).await,
+        stack.redis_clients().await,
         clients_before,
         "SSE clients cost no Redis connections"
     );

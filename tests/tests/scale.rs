@@ -15,18 +15,6 @@ use uuid::Uuid;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// Connections main-service holds to Redis: every client in CLIENT LIST except
-/// the one asking.
-async fn redis_connections(stack: &Stack) -> usize {
-    let mut redis = stack.redis().await;
-    let list: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    list.lines().count() - 1
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_clients_share_a_constant_number_of_redis_connections() {
     let mut stack = Stack::builder().local_only().providers(0).start().await;
@@ -59,7 +47,7 @@ async fn two_thousand_clients_share_a_constant_number_of_redis_connections() {
         metric(&metrics, "flight_search_hub_feeds_active"),
         Some(20.0)
     );
-    let held = redis_connections(&stack).await;
+    let held = stack.redis_clients().await;
     assert!(
         held <= 4,
         "main-service holds {held} Redis connections for 2000 clients"
@@ -90,7 +78,7 @@ async fn two_thousand_clients_share_a_constant_number_of_redis_connections() {
     })
     .await;
     let provider_connections = 4;
-    assert!(redis_connections(&stack).await <= 4 + provider_connections);
+    assert!(stack.redis_clients().await <= 4 + provider_connections);
     for id in searches {
         let key = results_key(id);
         eventually("finished searches to be deleted", LIMIT, || async {

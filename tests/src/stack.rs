@@ -195,13 +195,7 @@ impl Stack {
 
     /// Submits a search that must be accepted; returns its id.
     pub async fn submit(&self, body: &str) -> Uuid {
-        let response = self.post(body).await;
-        assert_eq!(response.status, 202, "POST {body}: {:?}", response.body);
-        let id = response.json()["data"]["search_id"]
-            .as_str()
-            .expect("search_id")
-            .to_owned();
-        id.parse().expect("search_id is a UUID")
+        submit_to(&self.base_url, body).await
     }
 
     /// Opens a search's event stream (optionally resuming after `last_event_id`).
@@ -272,6 +266,20 @@ impl Stack {
             .expect("EXISTS")
             == 1
     }
+}
+
+/// Submits a search to the main-service at `base_url`, which must accept it;
+/// returns its id.
+pub async fn submit_to(base_url: &str, body: &str) -> Uuid {
+    let response = http::post_json(&format!("{base_url}/api/flights/search"), body)
+        .await
+        .expect("POST search");
+    assert_eq!(response.status, 202, "POST {body}: {:?}", response.body);
+    let id = response.json()["data"]["search_id"]
+        .as_str()
+        .expect("search_id")
+        .to_owned();
+    id.parse().expect("search_id is a UUID")
 }
 
 /// Follows a search like a browser's EventSource: whenever the response ends

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM};
 use tests::sse::Event;
-use tests::stack::{Stack, follow};
+use tests::stack::{Stack, follow, submit_to};
 use tests::{eventually, search_body};
 use uuid::Uuid;
 
@@ -318,15 +318,7 @@ async fn two_providers_and_two_front_doors_process_each_of_500_searches_once() {
         let (from, to) = routes[i % routes.len()];
         async move {
             let body = search_body(from, to, 1 + (i % 60) as i64, 1);
-            let response = tests::http::post_json(&format!("{post_to}/api/flights/search"), &body)
-                .await
-                .unwrap();
-            assert_eq!(response.status, 202);
-            let id: Uuid = response.json()["data"]["search_id"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap();
+            let id = submit_to(post_to, &body).await;
             let events = follow(read_from, id, Duration::from_secs(120)).await;
             assert_eq!(events.last().unwrap().status(), "completed");
             assert_exactly_once(id, &events);
@@ -356,15 +348,7 @@ async fn a_thousand_searches_survive_providers_killed_every_few_seconds() {
             let url = url.clone();
             tokio::spawn(async move {
                 let body = search_body("CGK", "DPS", 1 + (i % 90), 1);
-                let response = tests::http::post_json(&format!("{url}/api/flights/search"), &body)
-                    .await
-                    .unwrap();
-                assert_eq!(response.status, 202);
-                let id: Uuid = response.json()["data"]["search_id"]
-                    .as_str()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
+                let id = submit_to(&url, &body).await;
                 (id, follow(&url, id, Duration::from_secs(240)).await)
             })
         })

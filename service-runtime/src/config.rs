@@ -109,6 +109,12 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         self.int_in(name, default, range).map(Duration::from_millis)
     }
 
+    /// `RESULTS_TTL_SECS`, read the same way by both services: from one second
+    /// to seven days (default 30 minutes).
+    pub fn results_ttl(&self) -> Result<Duration, ConfigError> {
+        self.secs("RESULTS_TTL_SECS", 1800, 1..=7 * 24 * 3600)
+    }
+
     /// A Redis URL that the client library accepts.
     pub fn redis_url(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
         self.parse_with(name, default.to_owned(), |v| {

@@ -8,9 +8,12 @@
 //! * [`redis_link`]: the shared Redis connection, usable while Redis is down,
 //!   with readiness and capped backoff.
 //! * [`probe`]: the `--healthcheck` client used by container health checks.
+//! * [`streams`]: consumer-group creation and event appends, the Redis writes
+//!   both services make to the contract's streams.
 
 pub mod config;
 pub mod probe;
 pub mod redis_link;
 pub mod shutdown;
+pub mod streams;
 pub mod telemetry;

@@ -13,8 +13,9 @@ pub struct QueuedSearch {
     pub search_id: Uuid,
     /// What to search for.
     pub request: SearchRequest,
-    /// POST time, Unix milliseconds.
-    pub requested_at_ms: u64,
+    /// POST time, Unix milliseconds. Optional in the contract: producers other
+    /// than main-service may queue searches with the fixed fields only.
+    pub requested_at_ms: Option<u64>,
 }
 
 /// A queue entry that cannot be turned into a [`QueuedSearch`]: poison input.
@@ -29,16 +30,19 @@ pub struct DecodeError {
 
 impl QueuedSearch {
     /// The entry's fields, in the order they are written.
-    pub fn to_fields(&self) -> [(&'static str, String); 6] {
+    pub fn to_fields(&self) -> Vec<(&'static str, String)> {
         let r = &self.request;
-        [
+        let mut fields = vec![
             ("search_id", self.search_id.to_string()),
             ("from", r.from.to_string()),
             ("to", r.to.to_string()),
             ("date", format_date(r.date)),
             ("passengers", r.passengers.to_string()),
-            ("requested_at", self.requested_at_ms.to_string()),
-        ]
+        ];
+        if let Some(ms) = self.requested_at_ms {
+            fields.push(("requested_at", ms.to_string()));
+        }
+        fields
     }
 
     /// Reads an entry's fields back. The search id alone is decoded by
@@ -68,9 +72,8 @@ impl QueuedSearch {
             .ok()
             .filter(|p| crate::request::PASSENGERS.contains(&u64::from(*p)))
             .ok_or(invalid("passengers"))?;
-        let requested_at_ms = text("requested_at")?
-            .parse()
-            .map_err(|_| invalid("requested_at"))?;
+        // Informational only, so a missing or odd value does not poison the search.
+        let requested_at_ms = text("requested_at").ok().and_then(|t| t.parse().ok());
         if from == to {
             return Err(invalid("to"));
         }
@@ -116,7 +119,7 @@ mod tests {
                 date: date!(2026 - 12 - 10),
                 passengers: 2,
             },
-            requested_at_ms: 1_790_000_000_000,
+            requested_at_ms: Some(1_790_000_000_000),
         }
     }
 
@@ -131,6 +134,19 @@ mod tests {
     fn round_trips() {
         let q = sample();
         assert_eq!(QueuedSearch::from_fields(&as_map(&q)), Ok(q));
+    }
+
+    #[test]
+    fn the_fixed_fields_alone_are_enough() {
+        let q = QueuedSearch {
+            requested_at_ms: None,
+            ..sample()
+        };
+        let mut m = as_map(&q);
+        assert!(!m.contains_key("requested_at"));
+        assert_eq!(QueuedSearch::from_fields(&m), Ok(q));
+        m.insert("requested_at".into(), b"yesterday".to_vec());
+        assert_eq!(QueuedSearch::from_fields(&m), Ok(q));
     }
 
     #[test]

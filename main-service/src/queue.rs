@@ -54,9 +54,11 @@ impl SearchQueue {
             self.create_group().await?;
         }
         let state = state_key(search.search_id);
+        // The timeout counts from here, so the state hash always gets a time.
+        let requested_at_ms = search.requested_at_ms.unwrap_or_else(crate::unix_ms);
         redis::pipe()
             .atomic()
-            .hset(&state, STATE_REQUESTED_AT, search.requested_at_ms)
+            .hset(&state, STATE_REQUESTED_AT, requested_at_ms)
             .ignore()
             .expire(&state, self.results_ttl.as_secs() as i64)
             .ignore()

@@ -111,7 +111,7 @@ async fn try_submit(app: &App, req: Request<Incoming>) -> Result<Uuid, ApiError>
     let queued = QueuedSearch {
         search_id: Uuid::new_v4(),
         request,
-        requested_at_ms: crate::unix_ms(),
+        requested_at_ms: Some(crate::unix_ms()),
     };
     app.queue.enqueue(&queued).await.map_err(|error| {
         app.metrics.redis_error("submit");

@@ -43,6 +43,8 @@ impl RedisServer {
             .args([
                 "--port",
                 &port.to_string(),
+                "--bind",
+                "127.0.0.1",
                 "--save",
                 "",
                 "--appendonly",
@@ -149,7 +151,7 @@ fn search(from: &str, to: &str) -> QueuedSearch {
             date: time::macros::date!(2026 - 12 - 10),
             passengers: 2,
         },
-        requested_at_ms: 1_790_000_000_000,
+        requested_at_ms: Some(1_790_000_000_000),
     }
 }
 

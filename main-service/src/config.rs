@@ -19,7 +19,9 @@ pub struct Config {
     /// Where the HTTP API, health and metrics listen (`HTTP_ADDR`).
     pub http_addr: SocketAddr,
     /// Lifetime of a search's keys after their last write (`RESULTS_TTL_SECS`),
-    /// so abandoned searches clean themselves up.
+    /// so abandoned searches clean themselves up. Never shorter than
+    /// `search_timeout`: the keys written at POST must still exist when the
+    /// search times out.
     pub results_ttl: Duration,
     /// How long after its POST a search may run before main-service ends it with
     /// a `timeout` failure (`SEARCH_TIMEOUT_SECS`).
@@ -48,7 +50,7 @@ impl Config {
 
     /// Reads variables through `vars`; tests pass a map.
     pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Config, ConfigError> {
-        Ok(Config {
+        let config = Config {
             redis_url: vars.redis_url("REDIS_URL", "redis://127.0.0.1:6379")?,
             http_addr: vars.parse_with(
                 "HTTP_ADDR",
@@ -58,14 +60,25 @@ impl Config {
                         .map_err(|_| "expected ip:port, e.g. 0.0.0.0:8080".to_owned())
                 },
             )?,
-            results_ttl: vars.secs("RESULTS_TTL_SECS", 1800, 1..=30 * 24 * 3600)?,
+            results_ttl: vars.results_ttl()?,
             search_timeout: vars.secs("SEARCH_TIMEOUT_SECS", 60, 1..=3600)?,
             sse_heartbeat: vars.secs("SSE_HEARTBEAT_SECS", 15, 1..=3600)?,
             sse_retry: vars.millis("SSE_RETRY_MS", 2000, 0..=3_600_000)?,
             sse_stall_timeout: vars.secs("SSE_STALL_TIMEOUT_SECS", 10, 1..=3600)?,
             shutdown_grace: vars.secs("SHUTDOWN_GRACE_SECS", 10, 0..=3600)?,
             log_format: vars.parse("LOG_FORMAT", LogFormat::Text)?,
-        })
+        };
+        if config.results_ttl < config.search_timeout {
+            return Err(ConfigError {
+                name: "RESULTS_TTL_SECS",
+                value: config.results_ttl.as_secs().to_string(),
+                reason: format!(
+                    "must be at least SEARCH_TIMEOUT_SECS ({}), or a search's keys expire before it times out",
+                    config.search_timeout.as_secs()
+                ),
+            });
+        }
+        Ok(config)
     }
 }
 
@@ -122,5 +135,36 @@ mod tests {
         assert!(err.to_string().contains("HTTP_ADDR=nowhere"));
         assert!(config(&[("SSE_HEARTBEAT_SECS", "0")]).is_err());
         assert!(config(&[("LOG_FORMAT", "yaml")]).is_err());
+    }
+
+    #[test]
+    fn the_results_ttl_is_read_as_the_provider_reads_it() {
+        let c = config(&[
+            ("RESULTS_TTL_SECS", "604800"),
+            ("SEARCH_TIMEOUT_SECS", "60"),
+        ])
+        .unwrap();
+        assert_eq!(c.results_ttl, Duration::from_secs(7 * 24 * 3600));
+        let err = config(&[("RESULTS_TTL_SECS", "604801")]).unwrap_err();
+        assert_eq!(err.name, "RESULTS_TTL_SECS");
+    }
+
+    #[test]
+    fn keys_must_outlive_the_search_timeout() {
+        assert!(config(&[("RESULTS_TTL_SECS", "60"), ("SEARCH_TIMEOUT_SECS", "60")]).is_ok());
+        let err = config(&[("RESULTS_TTL_SECS", "30"), ("SEARCH_TIMEOUT_SECS", "60")]).unwrap_err();
+        assert_eq!(err.name, "RESULTS_TTL_SECS");
+        let line = err.to_string();
+        assert_eq!(line.lines().count(), 1);
+        assert!(
+            line.starts_with("RESULTS_TTL_SECS=30 is not valid"),
+            "{line}"
+        );
+        assert!(line.contains("SEARCH_TIMEOUT_SECS (60)"), "{line}");
+        let err = config(&[("SEARCH_TIMEOUT_SECS", "3600")]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("RESULTS_TTL_SECS=1800"),
+            "{err}"
+        );
     }
 }

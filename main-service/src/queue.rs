@@ -19,6 +19,7 @@ use contract::keys::{
 };
 use redis::streams::StreamMaxlen;
 use service_runtime::redis_link::RedisLink;
+use service_runtime::streams;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -100,23 +101,11 @@ impl SearchQueue {
         }
     }
 
-    /// `XGROUP CREATE flight.search.requested provider-service 0 MKSTREAM`; an
-    /// existing group (BUSYGROUP) is success.
+    /// Creates the default consumer group (`provider-service`), and remembers
+    /// that it exists.
     async fn create_group(&self) -> redis::RedisResult<()> {
-        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(REQUESTS_STREAM)
-            .arg(DEFAULT_CONSUMER_GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut self.redis.commands())
-            .await;
-        match created {
-            Err(error) if error.code() != Some("BUSYGROUP") => Err(error),
-            _ => {
-                self.group_ready.store(true, Ordering::Release);
-                Ok(())
-            }
-        }
+        streams::create_group(&mut self.redis.commands(), DEFAULT_CONSUMER_GROUP).await?;
+        self.group_ready.store(true, Ordering::Release);
+        Ok(())
     }
 }

@@ -7,21 +7,17 @@
 //! search never has two terminal events.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, LazyLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use contract::keys::{EVENTS_CHANNEL, state_key};
-use contract::{EventError, EventKind, SearchEvent, scripts};
-use redis::Script;
+use contract::{EventError, EventKind, SearchEvent};
+use service_runtime::streams;
 use tokio::time::MissedTickBehavior;
 
 use super::{Feed, Hub};
 
 /// Interval of the re-read of unfinished feeds.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
-
-/// The append script, hashed once.
-static APPEND_EVENT: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::APPEND_EVENT));
 
 /// Every two seconds until shutdown: queue a read of every unfinished feed, and
 /// retry timeouts whose first write failed.
@@ -85,16 +81,8 @@ async fn expire(hub: Arc<Hub>, feed: Arc<Feed>) {
         search_id: feed.search_id,
         kind,
     };
-    let written: redis::RedisResult<Option<String>> = APPEND_EVENT
-        .key(&feed.results_key)
-        .key(state_key(feed.search_id))
-        .arg(event.kind.slot())
-        .arg(event.to_json())
-        .arg(hub.settings.results_ttl.as_secs())
-        .arg(EVENTS_CHANNEL)
-        .arg(feed.search_id.to_string())
-        .invoke_async(&mut hub.redis.commands())
-        .await;
+    let written =
+        streams::append_event(&mut hub.redis.commands(), &event, hub.settings.results_ttl).await;
     match written {
         Ok(Some(entry_id)) => {
             hub.link.up();

@@ -26,33 +26,44 @@ return id
 
 /// Registers an SSE reader of a search and says what the reader will find.
 ///
-/// `KEYS[1]` state hash, `KEYS[2]` result stream. Returns `{0}` for an unknown
-/// search, `{2, terminal_id}` for a finished search whose stream is gone, and
-/// otherwise `{1, requested_at, terminal_id}` (empty strings when unset) after
-/// counting one more reader. A missing state hash is never created here, so a
-/// stray reader cannot leave a key without TTL behind.
+/// `KEYS[1]` state hash, `KEYS[2]` result stream; `ARGV[1]` a token naming this
+/// reader, new for every attach. Returns `{0}` for an unknown search,
+/// `{2, terminal_id}` for a finished search whose stream is gone, and otherwise
+/// `{1, requested_at, terminal_id, counted}` (empty strings when unset).
+/// `counted` is 1 when the reader was registered: `readers` went up by one and
+/// the field `reader:<token>` records it, so [`DETACH_READER`] can tell a
+/// registered reader from one that never was. It is 0 when the state hash is
+/// missing (a result stream without one): a missing hash is never created here,
+/// so a stray reader cannot leave a key without TTL behind, and there is
+/// nothing to undo. Running it twice with one token counts the reader once.
 pub const ATTACH_READER: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   if redis.call('EXISTS', KEYS[2]) == 0 then return {0} end
-  return {1, '', ''}
+  return {1, '', '', 0}
 end
 local terminal = redis.call('HGET', KEYS[1], 'terminal') or ''
 if terminal ~= '' and redis.call('EXISTS', KEYS[2]) == 0 then return {2, terminal} end
-redis.call('HINCRBY', KEYS[1], 'readers', 1)
-return {1, redis.call('HGET', KEYS[1], 'requested_at') or '', terminal}
+if redis.call('HSETNX', KEYS[1], 'reader:' .. ARGV[1], 1) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'readers', 1)
+end
+return {1, redis.call('HGET', KEYS[1], 'requested_at') or '', terminal, 1}
 ";
 
 /// Unregisters an SSE reader and deletes the result stream if that reader saw
 /// the terminal event and was the last one.
 ///
-/// `KEYS[1]` state hash, `KEYS[2]` result stream; `ARGV[1]` `1` if the reader
-/// received the terminal event. Returns 1 if the stream was deleted. A reader
-/// that left mid-search (`ARGV[1]` `0`) never deletes: it may come back with
-/// Last-Event-ID.
+/// `KEYS[1]` state hash, `KEYS[2]` result stream; `ARGV[1]` the reader's token
+/// as given to [`ATTACH_READER`], `ARGV[2]` `1` if the reader received the
+/// terminal event. Returns 1 if the stream was deleted. Only a registered token
+/// counts down, and only once: detaching again, or detaching a token whose
+/// attach never ran, changes nothing. So a detach whose reply was lost can be
+/// retried, and an attach whose reply was lost can be undone whether or not it
+/// ran. A reader that left mid-search (`ARGV[2]` `0`) never deletes: it may come
+/// back with Last-Event-ID.
 pub const DETACH_READER: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HDEL', KEYS[1], 'reader:' .. ARGV[1]) == 0 then return 0 end
 local left = redis.call('HINCRBY', KEYS[1], 'readers', -1)
-if ARGV[1] == '1' and left <= 0 then
+if ARGV[2] == '1' and left <= 0 then
   redis.call('HSET', KEYS[1], 'readers', 0)
   return redis.call('DEL', KEYS[2])
 end

@@ -23,7 +23,8 @@ pub(crate) struct App {
     pub hub: Arc<Hub>,
     /// Everything counted.
     pub metrics: Arc<Metrics>,
-    /// Detach tasks spawned when streams end; shutdown waits for them so readers
+    /// Attach and detach tasks, which run apart from the requests so a client
+    /// that leaves cannot cut them short; shutdown waits for them so readers
     /// are unregistered before the process exits.
     pub readers: TaskTracker,
     /// Cancelled at shutdown; every event stream watches it and ends with its

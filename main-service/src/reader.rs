@@ -3,15 +3,37 @@
 //! search's stream once its last reader that saw the end has left).
 //!
 //! The reader count lives in the search's state hash, so it spans every
-//! main-service instance. A [`Reader`] is the local proof of one attach: its
-//! drop detaches exactly once, however the stream ended.
+//! main-service instance. A [`Reader`] is the local proof of one counted
+//! attach: its drop detaches exactly once, however the stream ended.
+//!
+//! A count that goes up and never comes down keeps a finished search's stream
+//! until its TTL, so every attach that may have counted is undone:
+//!
+//! * Each attach names its reader with a fresh token that the scripts record
+//!   next to the count. Detaching a token counts down once at most, and not at
+//!   all if its attach never ran, so detaching can be retried and a lost attach
+//!   reply can be answered with a detach.
+//! * The attach runs in a task of its own, not in the request's future, which
+//!   hyper drops when the client disconnects. The task makes the [`Reader`] as
+//!   soon as the script answers and hands it to the handler; if the handler is
+//!   gone (client left, or it stopped waiting and answered 503), the reader is
+//!   dropped on the spot and detached. If the script's reply never came, the
+//!   task detaches the token in case the script ran anyway.
+//! * A failed detach is retried a few times with backoff before the count is
+//!   left to the key's TTL.
+//!
+//! These tasks are tracked by `App::readers`, which shutdown waits for.
 
+use std::io;
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use contract::EntryId;
 use contract::keys::{results_key, state_key};
 use contract::scripts;
 use redis::{Script, Value};
+use service_runtime::redis_link::{Backoff, COMMAND_TIMEOUT};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::app::App;
@@ -22,41 +44,122 @@ static ATTACH_READER: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::A
 /// The detach script, hashed once.
 static DETACH_READER: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::DETACH_READER));
 
+/// How long a stream request waits for its attach before answering 503: as
+/// long as any Redis command may take. The attach itself carries on.
+const ATTACH_WAIT: Duration = COMMAND_TIMEOUT;
+
+/// Attempts at a detach before the count is left to the key's TTL.
+const DETACH_ATTEMPTS: u32 = 4;
+
+/// Pause before the first retry of a detach; doubled for each further one, so
+/// the attempts span a few seconds of a Redis hiccup.
+const DETACH_RETRY_DELAY: Duration = Duration::from_millis(250);
+
 /// What attaching found.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Attach {
     /// No such search (never submitted, or expired). Nothing was registered.
     Unknown,
     /// The search finished and its stream was deleted. Nothing was registered.
     Gone,
-    /// The search's events can be read; one reader was registered.
+    /// The search's events can be read.
     Open {
         /// POST time in Unix ms, if the state hash records it.
         requested_at_ms: Option<u64>,
         /// The terminal event's entry id, if the search already ended.
         terminal: Option<EntryId>,
+        /// The registration to release when the client is done; `None` when the
+        /// search has no state hash, so there was no count to raise.
+        reader: Option<Reader>,
     },
 }
 
-/// Registers a reader of `search_id` and reports what it will find. On
-/// [`Attach::Open`] the caller must hold a [`Reader`] so it is detached again.
-pub(crate) async fn attach(app: &App, search_id: Uuid) -> redis::RedisResult<Attach> {
-    let reply: Vec<Value> = ATTACH_READER
+/// The attach script's reply, before a [`Reader`] is made from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Found {
+    /// `{0}`.
+    Unknown,
+    /// `{2, terminal}`.
+    Gone,
+    /// `{1, requested_at, terminal, counted}`.
+    Open {
+        /// POST time in Unix ms, if recorded.
+        requested_at_ms: Option<u64>,
+        /// The terminal event's entry id, if written.
+        terminal: Option<EntryId>,
+        /// Whether the reader was counted.
+        counted: bool,
+    },
+}
+
+/// Registers a reader of `search_id` and reports what it will find. The
+/// reader of an [`Attach::Open`] must be kept until the client is done.
+///
+/// Fails when Redis fails or does not answer within [`ATTACH_WAIT`]; whatever
+/// the attach registered is then released by its task.
+pub(crate) async fn attach(app: &Arc<App>, search_id: Uuid) -> redis::RedisResult<Attach> {
+    let (reply, answer) = oneshot::channel();
+    app.readers.spawn(register(app.clone(), search_id, reply));
+    match tokio::time::timeout(ATTACH_WAIT, answer).await {
+        Ok(Ok(attached)) => attached,
+        // The task was dropped unfinished (the runtime is shutting down).
+        Ok(Err(_)) => Err(io::Error::other("attach abandoned").into()),
+        Err(_) => {
+            Err(io::Error::new(io::ErrorKind::TimedOut, "attach not answered in time").into())
+        }
+    }
+}
+
+/// The attach task: runs the script and sends the outcome to the handler. A
+/// reader the handler can no longer take comes back from `send` and is
+/// detached by its drop.
+async fn register(
+    app: Arc<App>,
+    search_id: Uuid,
+    reply: oneshot::Sender<redis::RedisResult<Attach>>,
+) {
+    let token = Uuid::new_v4();
+    let ran: redis::RedisResult<Vec<Value>> = ATTACH_READER
         .key(state_key(search_id))
         .key(results_key(search_id))
+        .arg(token_arg(token))
         .invoke_async(&mut app.redis.commands())
-        .await?;
-    parse_attach(&reply).ok_or_else(|| {
-        redis::RedisError::from((
-            redis::ErrorKind::Parse,
-            "unexpected reply from the attach script",
-        ))
-    })
+        .await;
+    let found = ran.and_then(|reply| {
+        parse_attach(&reply).ok_or_else(|| {
+            redis::RedisError::from((
+                redis::ErrorKind::Parse,
+                "unexpected reply from the attach script",
+            ))
+        })
+    });
+    let attached = match found {
+        Ok(Found::Unknown) => Ok(Attach::Unknown),
+        Ok(Found::Gone) => Ok(Attach::Gone),
+        Ok(Found::Open {
+            requested_at_ms,
+            terminal,
+            counted,
+        }) => Ok(Attach::Open {
+            requested_at_ms,
+            terminal,
+            reader: counted.then(|| Reader::new(app.clone(), search_id, token)),
+        }),
+        Err(error) => {
+            // A refused connection never carried the script; anything else
+            // (no reply in time, a dropped connection, an unreadable reply) may
+            // have counted the reader.
+            if !error.is_connection_refusal() {
+                detach(&app, search_id, token, false).await;
+            }
+            Err(error)
+        }
+    };
+    drop(reply.send(attached));
 }
 
 /// Interprets the attach script's reply: `{0}`, `{2, terminal}` or
-/// `{1, requested_at, terminal}`, empty strings meaning unset.
-fn parse_attach(reply: &[Value]) -> Option<Attach> {
+/// `{1, requested_at, terminal, counted}`, empty strings meaning unset.
+fn parse_attach(reply: &[Value]) -> Option<Found> {
     let text = |i: usize| -> Option<String> {
         match reply.get(i)? {
             Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
@@ -65,33 +168,77 @@ fn parse_attach(reply: &[Value]) -> Option<Attach> {
         }
     };
     match reply.first()? {
-        Value::Int(0) => Some(Attach::Unknown),
-        Value::Int(2) => Some(Attach::Gone),
-        Value::Int(1) => Some(Attach::Open {
+        Value::Int(0) => Some(Found::Unknown),
+        Value::Int(2) => Some(Found::Gone),
+        Value::Int(1) => Some(Found::Open {
             requested_at_ms: text(1).and_then(|t| t.parse().ok()),
             terminal: text(2).and_then(|t| t.parse().ok()),
+            counted: match reply.get(3)? {
+                Value::Int(counted) => *counted == 1,
+                _ => return None,
+            },
         }),
         _ => None,
     }
 }
 
-/// One attached reader; dropping it detaches it.
+/// The token as the scripts receive it: 32 hex digits.
+fn token_arg(token: Uuid) -> String {
+    token.simple().to_string()
+}
+
+/// Runs the detach script for `token`, retrying failures a few times. Safe to
+/// run for a token that was never counted, or twice.
+async fn detach(app: &App, search_id: Uuid, token: Uuid, saw_terminal: bool) {
+    let mut backoff = Backoff::new(DETACH_RETRY_DELAY, DETACH_RETRY_DELAY * 8);
+    for attempt in 1..=DETACH_ATTEMPTS {
+        let detached: redis::RedisResult<i64> = DETACH_READER
+            .key(state_key(search_id))
+            .key(results_key(search_id))
+            .arg(token_arg(token))
+            .arg(if saw_terminal { "1" } else { "0" })
+            .invoke_async(&mut app.redis.commands())
+            .await;
+        match detached {
+            Ok(1) => {
+                tracing::debug!(%search_id, "last reader left; results deleted");
+                return;
+            }
+            Ok(_) => return,
+            Err(error) => {
+                app.metrics.redis_error("detach");
+                if attempt == DETACH_ATTEMPTS {
+                    tracing::warn!(%search_id, %error, "could not detach a reader; the key's TTL will clean up");
+                    return;
+                }
+                tracing::debug!(%search_id, %error, attempt, "detach failed; retrying");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+}
+
+/// One counted reader; dropping it detaches it.
 pub(crate) struct Reader {
     /// Redis, the metrics, and the tracker that shutdown waits on.
     app: Arc<App>,
     /// The search read.
     search_id: Uuid,
+    /// Names this reader in the state hash, so its detach counts down exactly
+    /// the registration its attach made.
+    token: Uuid,
     /// Whether the client received the terminal event: only then may detaching
     /// delete the stream, because a client that left early may come back.
     saw_terminal: bool,
 }
 
 impl Reader {
-    /// Takes responsibility for a reader that [`attach`] registered.
-    pub(crate) fn new(app: Arc<App>, search_id: Uuid) -> Reader {
+    /// Takes responsibility for the reader that attached with `token`.
+    fn new(app: Arc<App>, search_id: Uuid, token: Uuid) -> Reader {
         Reader {
             app,
             search_id,
+            token,
             saw_terminal: false,
         }
     }
@@ -100,46 +247,20 @@ impl Reader {
     pub(crate) fn saw_terminal(&mut self) {
         self.saw_terminal = true;
     }
-
-    /// The search read.
-    pub(crate) fn search_id(&self) -> Uuid {
-        self.search_id
-    }
-
-    /// What the reader shares with the rest of the service.
-    pub(crate) fn app(&self) -> &Arc<App> {
-        &self.app
-    }
 }
 
 impl Drop for Reader {
-    /// Runs the detach script in a task, since drop cannot wait. The task is
-    /// tracked so shutdown waits for it; without a runtime (the process is
-    /// already exiting) the count is left to the key's TTL.
+    /// Runs the detach in a task, since drop cannot wait. The task is tracked
+    /// so shutdown waits for it; without a runtime (the process is already
+    /// exiting) the count is left to the key's TTL.
     fn drop(&mut self) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let app = self.app.clone();
-        let search_id = self.search_id;
-        let saw_terminal = self.saw_terminal;
+        let (search_id, token, saw_terminal) = (self.search_id, self.token, self.saw_terminal);
         self.app.readers.spawn_on(
-            async move {
-                let detached: redis::RedisResult<i64> = DETACH_READER
-                    .key(state_key(search_id))
-                    .key(results_key(search_id))
-                    .arg(if saw_terminal { "1" } else { "0" })
-                    .invoke_async(&mut app.redis.commands())
-                    .await;
-                match detached {
-                    Ok(1) => tracing::debug!(%search_id, "last reader left; results deleted"),
-                    Ok(_) => {}
-                    Err(error) => {
-                        app.metrics.redis_error("detach");
-                        tracing::warn!(%search_id, %error, "could not detach a reader; the key's TTL will clean up");
-                    }
-                }
-            },
+            async move { detach(&app, search_id, token, saw_terminal).await },
             &runtime,
         );
     }
@@ -155,26 +276,50 @@ mod tests {
 
     #[test]
     fn attach_replies_are_interpreted() {
-        assert_eq!(parse_attach(&[Value::Int(0)]), Some(Attach::Unknown));
+        assert_eq!(parse_attach(&[Value::Int(0)]), Some(Found::Unknown));
         assert_eq!(
             parse_attach(&[Value::Int(2), bulk("5-0")]),
-            Some(Attach::Gone)
+            Some(Found::Gone)
         );
         assert_eq!(
-            parse_attach(&[Value::Int(1), bulk("1700000000000"), bulk("")]),
-            Some(Attach::Open {
+            parse_attach(&[
+                Value::Int(1),
+                bulk("1700000000000"),
+                bulk(""),
+                Value::Int(1)
+            ]),
+            Some(Found::Open {
                 requested_at_ms: Some(1_700_000_000_000),
-                terminal: None
+                terminal: None,
+                counted: true,
             })
         );
         assert_eq!(
-            parse_attach(&[Value::Int(1), bulk(""), bulk("17-2")]),
-            Some(Attach::Open {
+            parse_attach(&[Value::Int(1), bulk(""), bulk("17-2"), Value::Int(0)]),
+            Some(Found::Open {
                 requested_at_ms: None,
-                terminal: Some(EntryId { ms: 17, seq: 2 })
+                terminal: Some(EntryId { ms: 17, seq: 2 }),
+                counted: false,
             })
         );
         assert_eq!(parse_attach(&[]), None);
         assert_eq!(parse_attach(&[Value::Int(7)]), None);
+        assert_eq!(
+            parse_attach(&[Value::Int(1), bulk(""), bulk("")]),
+            None,
+            "whether the reader counted must be known"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_attach_that_fails_leaves_no_task_behind() {
+        // Nothing listens on Redis' port: the attach fails, and its task ends
+        // without leaving a reader behind.
+        let app = crate::app::tests::app();
+        assert!(attach(&app, Uuid::new_v4()).await.is_err());
+        app.readers.close();
+        tokio::time::timeout(Duration::from_secs(30), app.readers.wait())
+            .await
+            .expect("the attach task and any detach it started end");
     }
 }

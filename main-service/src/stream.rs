@@ -76,20 +76,22 @@ async fn try_open(
         Attach::Open {
             requested_at_ms,
             terminal,
+            mut reader,
         } => {
-            let mut reader = Reader::new(app.clone(), search_id);
             if let (Some(after), Some(terminal)) = (after, terminal)
                 && after >= terminal
             {
                 // The client has everything; as the reader that saw the end it
                 // may be the one whose leaving deletes the stream.
-                reader.saw_terminal();
+                if let Some(reader) = &mut reader {
+                    reader.saw_terminal();
+                }
                 return Ok(response::empty(StatusCode::NO_CONTENT));
             }
             let subscription =
                 app.hub
                     .subscribe(search_id, requested_at_ms, terminal.is_some(), after);
-            let end = StreamEnd::new(reader, connection.clone());
+            let end = StreamEnd::new(app.clone(), search_id, reader, connection.clone());
             let retry = sse::retry(app.config.sse_retry);
             let body = events(subscription, end, retry, app.closing.clone());
             Ok(event_stream_response(StreamBody::new(body).boxed_unsync()))
@@ -202,7 +204,8 @@ enum EndReason {
 struct StreamEnd {
     /// Metrics and the reader's shared state.
     app: Arc<App>,
-    /// The Redis registration; `None` only while being handed over on drop.
+    /// The Redis registration; `None` when the search had no count to join,
+    /// and while being handed over on drop.
     reader: Option<Reader>,
     /// The connection the stream runs on: it keeps a finished stream's reader
     /// until the client has read the response, and knows if it was cut off.
@@ -218,13 +221,17 @@ struct StreamEnd {
 }
 
 impl StreamEnd {
-    fn new(reader: Reader, connection: Arc<Connection>) -> StreamEnd {
-        let app = reader.app().clone();
+    fn new(
+        app: Arc<App>,
+        search_id: Uuid,
+        reader: Option<Reader>,
+        connection: Arc<Connection>,
+    ) -> StreamEnd {
         app.metrics.sse_streams_open.inc();
         StreamEnd {
-            search_id: reader.search_id(),
+            search_id,
             app,
-            reader: Some(reader),
+            reader,
             connection,
             events: 0,
             reason: None,
@@ -328,7 +335,9 @@ mod tests {
         let search_id = Uuid::new_v4();
         let subscription = app.hub.subscribe(search_id, Some(0), false, None);
         let end = StreamEnd::new(
-            Reader::new(app.clone(), search_id),
+            app.clone(),
+            search_id,
+            None,
             Arc::new(Connection::default()),
         );
         let body = events(

@@ -11,6 +11,7 @@ use tests::services::binary_path;
 use tests::sse::Item;
 use tests::stack::Stack;
 use tests::{eventually, search_body};
+use tokio::io::AsyncWriteExt;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -186,6 +187,150 @@ async fn disconnected_clients_release_everything_and_never_delete_the_stream() {
         .await
         .unwrap();
     assert_eq!(exists, 1, "a search abandoned mid-way stays resumable");
+}
+
+/// The state hash's `readers` count and the number of `reader:<token>` fields;
+/// `None` while Redis does not answer (it may be paused).
+async fn readers(
+    redis: &mut redis::aio::MultiplexedConnection,
+    id: uuid::Uuid,
+) -> Option<(i64, usize)> {
+    let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(state_key(id))
+        .query_async(redis)
+        .await
+        .ok()?;
+    let count = fields.get("readers").map_or(0, |n| n.parse().unwrap());
+    let tokens = fields.keys().filter(|f| f.starts_with("reader:")).count();
+    Some((count, tokens))
+}
+
+/// Sends a stream request for `id` from each of `clients` connections, then
+/// closes them while their attach waits on the paused Redis.
+async fn request_and_leave(stack: &Stack, id: uuid::Uuid, clients: usize) {
+    let address = stack.base_url().trim_start_matches("http://").to_owned();
+    let request =
+        format!("GET /api/flights/search/{id}/stream HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    let mut sockets = Vec::new();
+    for _ in 0..clients {
+        let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+        socket.write_all(request.as_bytes()).await.unwrap();
+        sockets.push(socket);
+    }
+    // Long enough for the attach to reach Redis; leaving sooner would cancel
+    // it before it was sent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// Makes Redis hold every client's commands for `ms` milliseconds.
+async fn pause_redis(stack: &Stack, ms: u64) {
+    let mut redis = stack.redis().await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(ms)
+        .arg("ALL")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn clients_that_leave_or_time_out_while_attaching_leave_no_reader_counted() {
+    let stack = Stack::builder().local_only().providers(0).start().await;
+    let id = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
+    let redis = stack.redis().await;
+    let settled = || async {
+        let mut redis = redis.clone();
+        eventually("every reader to be detached", LIMIT, || {
+            let mut redis = redis.clone();
+            async move { (readers(&mut redis, id).await? == (0, 0)).then_some(()) }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            readers(&mut redis, id).await.unwrap(),
+            (0, 0),
+            "no late registration"
+        );
+    };
+
+    // A first reader loads the scripts: an attach sent while Redis is paused
+    // must find them loaded, or it would fail with NOSCRIPT and count nothing.
+    let mut first = stack.open(id, None).await;
+    assert!(matches!(
+        first.next_item(LIMIT).await.unwrap(),
+        Some(Item::Retry(_))
+    ));
+    drop(first);
+    settled().await;
+
+    // The attach answers after the clients left, within main-service's wait.
+    pause_redis(&stack, 1500).await;
+    request_and_leave(&stack, id, 20).await;
+    settled().await;
+
+    // The attach answers after main-service stopped waiting (3 s) and answered
+    // 503, to the clients that left and to one that stayed.
+    pause_redis(&stack, 4000).await;
+    request_and_leave(&stack, id, 20).await;
+    let refused = http::get(&stack.stream_url(id)).await.unwrap();
+    assert_eq!(refused.status, 503);
+    settled().await;
+}
+
+#[tokio::test]
+async fn a_reader_that_was_never_counted_never_counts_down() {
+    let stack = Stack::builder().local_only().providers(0).start().await;
+    let mut redis = stack.redis().await;
+    // A result stream without a state hash: its first reader cannot be counted.
+    let id = uuid::Uuid::new_v4();
+    let processing = format!(r#"{{"search_id":"{id}","status":"processing","results":[]}}"#);
+    let _: String = redis::cmd("XADD")
+        .arg(results_key(id))
+        .arg("*")
+        .arg("data")
+        .arg(&processing)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut uncounted = stack.open(id, None).await;
+    assert_eq!(uncounted.status, 200);
+    assert_eq!(
+        uncounted.next_event(LIMIT).await.unwrap().unwrap().status(),
+        "processing"
+    );
+    assert_eq!(readers(&mut redis, id).await.unwrap(), (0, 0));
+
+    // The state hash appears, and a second reader is counted.
+    let _: () = redis::cmd("HSET")
+        .arg(state_key(id))
+        .arg("requested_at")
+        .arg(0)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut counted = stack.open(id, None).await;
+    assert_eq!(
+        counted.next_event(LIMIT).await.unwrap().unwrap().status(),
+        "processing"
+    );
+    assert_eq!(readers(&mut redis, id).await.unwrap().0, 1);
+
+    // The first one leaving must not take the second one's count away.
+    drop(uncounted);
+    eventually("the uncounted stream to end", LIMIT, || async {
+        (gauge(&stack, "flight_search_sse_streams_open").await == 1.0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(readers(&mut redis, id).await.unwrap().0, 1, "still counted");
+
+    drop(counted);
+    eventually("the counted reader to be detached", LIMIT, || {
+        let mut redis = redis.clone();
+        async move { (readers(&mut redis, id).await? == (0, 0)).then_some(()) }
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -34,8 +34,8 @@ pub(super) struct Feed {
     changes: watch::Sender<()>,
     /// Set while a fetch is queued, so a burst of nudges costs one read.
     pub(super) fetch_wanted: AtomicBool,
-    /// Set while (or after) this instance writes the timeout event, so the
-    /// deadline timer and the sweep never write it twice at once.
+    /// Set while (or after) this instance writes the timeout event, so sweeps
+    /// that overlap a slow write never write it twice at once.
     pub(super) expiring: AtomicBool,
     /// Local clients watching; changed only under the hub's map lock.
     pub(super) watchers: AtomicUsize,

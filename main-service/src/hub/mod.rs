@@ -6,8 +6,9 @@
 //!   after every write, and a nudge marks that search's feed for a fetch.
 //! * [`fetcher`]: reads new entries with `XRANGE` on the shared multiplexed
 //!   connection, many searches concurrently, and wakes the feed's clients.
-//! * [`sweep`]: re-reads unfinished feeds every two seconds, because pub/sub drops
-//!   messages while disconnected, and ends searches that reach their timeout.
+//! * [`sweep`]: every two seconds ends searches that reached their timeout;
+//!   re-reads unfinished feeds as a net under pub/sub, every ten seconds while
+//!   all is well and at every pass while the subscription is down or reads fail.
 //! * a heartbeat: one hub-wide tick that idle clients turn into keep-alive
 //!   comments, instead of a timer per client.
 //!
@@ -21,7 +22,7 @@ mod sweep;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -79,6 +80,9 @@ pub(crate) struct Hub {
     /// Outcome of the hub's latest command (read or timeout write), so an outage
     /// is logged once rather than once per feed.
     link: LinkState,
+    /// True while the pub/sub subscription is up (and every feed was re-read
+    /// when it came up), so nudges arrive and the sweep may re-read rarely.
+    subscribed: AtomicBool,
 }
 
 /// A client's place in its search's feed.
@@ -131,6 +135,7 @@ impl Hub {
             settings,
             shutdown,
             link: LinkState::new("redis-hub"),
+            subscribed: AtomicBool::new(false),
         });
         tokio::spawn(fetcher::run(hub.clone(), fetches));
         tokio::spawn(nudges::run(hub.clone()));
@@ -170,12 +175,6 @@ impl Hub {
         if created {
             self.metrics.hub_feeds_active.inc();
             self.want_fetch(&feed);
-            if !finished {
-                tokio::spawn(sweep::expire_at_deadline(
-                    self.clone(),
-                    Arc::downgrade(&feed),
-                ));
-            }
         }
         Subscription {
             hub: self.clone(),
@@ -307,5 +306,30 @@ async fn heartbeat(hub: Arc<Hub>) {
                 hub.ticks.send_replace(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn feeds_leave_no_task_behind() {
+        let app = crate::app::tests::app();
+        let runtime = tokio::runtime::Handle::current();
+        let search_id = Uuid::new_v4();
+        drop(
+            app.hub
+                .subscribe(search_id, Some(crate::unix_ms()), false, None),
+        );
+        let before = runtime.metrics().num_alive_tasks();
+        for _ in 0..100 {
+            drop(
+                app.hub
+                    .subscribe(search_id, Some(crate::unix_ms()), false, None),
+            );
+        }
+        assert_eq!(runtime.metrics().num_alive_tasks(), before);
+        assert_eq!(app.metrics.hub_feeds_active.get(), 0);
     }
 }

@@ -3,9 +3,11 @@
 //!
 //! Pub/sub is at-most-once: messages published while this connection is down
 //! are gone. So after every (re)subscription every feed is read again, and the
-//! sweep re-reads unfinished feeds as a second net.
+//! sweep re-reads unfinished feeds as a second net: often while this connection
+//! is down, rarely while it is up.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use contract::keys::EVENTS_CHANNEL;
@@ -36,8 +38,11 @@ pub(super) async fn run(hub: Arc<Hub>) {
             Ok(Ok((mut sink, mut messages))) => {
                 link.up();
                 backoff.reset();
+                hub.subscribed.store(true, Ordering::Release);
                 hub.fetch_all();
-                match listen(&hub, &mut sink, &mut messages).await {
+                let lost = listen(&hub, &mut sink, &mut messages).await;
+                hub.subscribed.store(false, Ordering::Release);
+                match lost {
                     None => return,
                     Some(lost) => link.down(&lost),
                 }

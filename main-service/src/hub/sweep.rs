@@ -1,60 +1,66 @@
-//! The safety net and the clock: periodic re-reads of unfinished feeds, and the
-//! `timeout` event for searches that outlive `SEARCH_TIMEOUT_SECS`.
+//! The clock and the safety net: the `timeout` event for searches that outlive
+//! `SEARCH_TIMEOUT_SECS`, and periodic re-reads of unfinished feeds.
+//!
+//! One pass every two seconds checks every feed's deadline, so a search times
+//! out at most two seconds late and no feed needs a timer of its own. The
+//! re-reads only catch what nudges missed: while the subscription is up (every
+//! feed was re-read when it came up, and nudges arrive) and reads succeed, they
+//! run every ten seconds; while the subscription is down they are the only
+//! news, and after a failed read the read must be retried, so they run at every
+//! pass.
 //!
 //! The timeout is written into the search's own stream through the append
 //! script, in the terminal slot: every reader, on every instance, receives the
 //! same entry, and a provider that answers late finds the slot taken, so a
 //! search never has two terminal events.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use contract::{EventError, EventKind, SearchEvent};
 use service_runtime::streams;
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use super::{Feed, Hub};
 
-/// Interval of the re-read of unfinished feeds.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
+/// Interval of the passes, and so the precision of the timeout.
+const PASS_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Every two seconds until shutdown: queue a read of every unfinished feed, and
-/// retry timeouts whose first write failed.
+/// Interval of the re-reads while the pub/sub subscription is up and reads
+/// succeed.
+const REREAD_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Every two seconds until shutdown: time out searches past their deadline
+/// (retrying writes that failed), and queue a read of every unfinished feed
+/// when one is due.
 pub(super) async fn run(hub: Arc<Hub>) {
-    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+    let mut interval = tokio::time::interval(PASS_INTERVAL);
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_reread = Instant::now();
     loop {
         tokio::select! {
             _ = hub.shutdown.cancelled() => return,
             _ = interval.tick() => {}
+        }
+        let reread = !hub.subscribed.load(Ordering::Acquire)
+            || !hub.link.is_up()
+            || last_reread.elapsed() >= REREAD_INTERVAL;
+        if reread {
+            last_reread = Instant::now();
         }
         let now = crate::unix_ms();
         for feed in hub.feeds() {
             if feed.is_terminal() {
                 continue;
             }
-            hub.want_fetch(&feed);
+            if reread {
+                hub.want_fetch(&feed);
+            }
             if deadline_ms(&hub, &feed) <= now && !feed.expiring.load(Ordering::Acquire) {
                 tokio::spawn(expire(hub.clone(), feed));
             }
         }
-    }
-}
-
-/// Sleeps until the feed's search times out, then ends it if it is still
-/// running and still watched. One such timer runs per feed, not per client.
-pub(super) async fn expire_at_deadline(hub: Arc<Hub>, feed: Weak<Feed>) {
-    let Some(deadline) = feed.upgrade().map(|f| deadline_ms(&hub, &f)) else {
-        return;
-    };
-    let wait = Duration::from_millis(deadline.saturating_sub(crate::unix_ms()));
-    tokio::select! {
-        _ = hub.shutdown.cancelled() => return,
-        _ = tokio::time::sleep(wait) => {}
-    }
-    if let Some(feed) = feed.upgrade() {
-        expire(hub, feed).await;
     }
 }
 
@@ -65,7 +71,7 @@ fn deadline_ms(hub: &Hub, feed: &Feed) -> u64 {
 }
 
 /// Writes the `timeout` failure unless the search already has its terminal
-/// event. A failed write is retried by the sweep.
+/// event. A failed write is retried by the next pass.
 async fn expire(hub: Arc<Hub>, feed: Arc<Feed>) {
     if feed.is_terminal() || feed.expiring.swap(true, Ordering::AcqRel) {
         return;

@@ -69,7 +69,7 @@ impl Config {
         Ok(Config {
             redis_url: vars.redis_url("REDIS_URL", "redis://127.0.0.1:6379")?,
             metrics_addr: metrics_addr(vars)?,
-            results_ttl: vars.secs("RESULTS_TTL_SECS", 1800, 1..=604_800)?,
+            results_ttl: vars.results_ttl()?,
             consumer_group: name(vars, "CONSUMER_GROUP")?
                 .unwrap_or_else(|| contract::keys::DEFAULT_CONSUMER_GROUP.to_owned()),
             consumer_name: name(vars, "CONSUMER_NAME")?.unwrap_or_else(default_consumer_name),

@@ -1,17 +1,17 @@
 //! Writing a search's events, and reading back what earlier attempts wrote.
 //!
-//! Every append goes through `contract::scripts::APPEND_EVENT`, which writes at
-//! most one event per slot (`processing`, `result:<supplier>`, terminal), pairs
-//! the XADD with EXPIRE and publishes the nudge main-service waits on, all in one
-//! atomic step. A nil answer means the slot was already taken: another attempt
-//! (or main-service's timeout) got there first, which is normal, not an error.
+//! Every append goes through [`service_runtime::streams::append_event`], which
+//! writes at most one event per slot (`processing`, `result:<supplier>`,
+//! terminal), pairs the XADD with EXPIRE and publishes the nudge main-service
+//! waits on, all in one atomic step. A nil answer means the slot was already
+//! taken: another attempt (or main-service's timeout) got there first, which is
+//! normal, not an error.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use contract::keys::{DATA_FIELD, EVENTS_CHANNEL, STATE_TERMINAL, results_key, state_key};
-use contract::scripts::APPEND_EVENT;
+use contract::keys::{DATA_FIELD, STATE_TERMINAL, results_key, state_key};
 use contract::{EventKind, SearchEvent};
 use redis::Value;
 use redis::aio::ConnectionManager;
@@ -60,8 +60,6 @@ impl History {
 pub struct ResultStreams {
     /// Shared connection for every command here.
     conn: ConnectionManager,
-    /// The append script, sent by hash with automatic fallback to its body.
-    append: Arc<redis::Script>,
     /// TTL refreshed by every append.
     ttl: Duration,
     /// Where Redis failures are counted.
@@ -71,12 +69,7 @@ pub struct ResultStreams {
 impl ResultStreams {
     /// Handles on every search's stores, appending with TTL `ttl`.
     pub fn new(conn: ConnectionManager, ttl: Duration, metrics: Arc<Metrics>) -> ResultStreams {
-        ResultStreams {
-            conn,
-            append: Arc::new(redis::Script::new(APPEND_EVENT)),
-            ttl,
-            metrics,
-        }
+        ResultStreams { conn, ttl, metrics }
     }
 
     /// Appends one event unless its slot is taken or the search already ended.
@@ -86,17 +79,8 @@ impl ResultStreams {
         search_id: Uuid,
         kind: EventKind,
     ) -> Result<Option<String>, RedisFailure> {
-        let slot = kind.slot();
         let event = SearchEvent { search_id, kind };
-        self.append
-            .key(results_key(search_id))
-            .key(state_key(search_id))
-            .arg(slot)
-            .arg(event.to_json())
-            .arg(self.ttl.as_secs())
-            .arg(EVENTS_CHANNEL)
-            .arg(search_id.to_string())
-            .invoke_async(&mut self.conn.clone())
+        service_runtime::streams::append_event(&mut self.conn.clone(), &event, self.ttl)
             .await
             .map_err(|e| self.failed("append", e))
     }

@@ -88,21 +88,12 @@ impl Queue {
         &self.consumer
     }
 
-    /// Creates the group from the stream's start (`0`, with MKSTREAM) unless it
-    /// exists, so searches queued before any provider ever ran are processed.
+    /// Creates the group from the stream's start unless it exists (see
+    /// [`service_runtime::streams::create_group`]), on `conn`.
     pub async fn ensure_group(&self, conn: &mut impl ConnectionLike) -> Result<(), RedisFailure> {
-        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(REQUESTS_STREAM)
-            .arg(&self.group)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(conn)
-            .await;
-        match created {
-            Err(e) if e.code() != Some("BUSYGROUP") => Err(self.failed("group_create", e)),
-            _ => Ok(()),
-        }
+        service_runtime::streams::create_group(conn, &self.group)
+            .await
+            .map_err(|e| self.failed("group_create", e))
     }
 
     /// `XREADGROUP ... COUNT count BLOCK block STREAMS key >` on `conn`, which

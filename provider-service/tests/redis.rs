@@ -8,12 +8,12 @@ use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM, results_key, state_key};
-use contract::scripts::APPEND_EVENT;
+use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM, results_key};
 use contract::{EventKind, Iata, QueuedSearch, SearchEvent, SearchRequest};
 use provider_service::Config;
 use redis::aio::MultiplexedConnection;
 use service_runtime::config::Vars;
+use service_runtime::streams;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -225,42 +225,19 @@ fn answers(events: &[SearchEvent]) -> (Vec<String>, u32) {
 }
 
 async fn append(conn: &mut MultiplexedConnection, id: Uuid, kind: EventKind) {
-    let slot = kind.slot();
-    let json = SearchEvent {
+    let event = SearchEvent {
         search_id: id,
         kind,
-    }
-    .to_json();
-    let _: Option<String> = redis::Script::new(APPEND_EVENT)
-        .key(results_key(id))
-        .key(state_key(id))
-        .arg(slot)
-        .arg(json)
-        .arg(60)
-        .arg("flight.search.events")
-        .arg(id.to_string())
-        .invoke_async(conn)
+    };
+    streams::append_event(conn, &event, Duration::from_secs(60))
         .await
         .unwrap();
 }
 
 /// A consumer that takes an entry and dies: the entry stays pending on it.
 async fn take_and_die(conn: &mut MultiplexedConnection, consumer: &str) {
-    let _: redis::Value = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(REQUESTS_STREAM)
-        .arg("provider-service")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(conn)
+    streams::create_group(conn, "provider-service")
         .await
-        .or_else(|e| {
-            if e.code() == Some("BUSYGROUP") {
-                Ok(redis::Value::Okay)
-            } else {
-                Err(e)
-            }
-        })
         .unwrap();
     let _: redis::Value = redis::cmd("XREADGROUP")
         .arg("GROUP")

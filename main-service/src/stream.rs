@@ -160,8 +160,8 @@ fn events(
                     }
                     continue;
                 }
-                Next::Ended => {
-                    end.finish(EntryKind::Completed);
+                Next::Ended(kind) => {
+                    end.finish(kind);
                     break;
                 }
                 Next::Wait => {}

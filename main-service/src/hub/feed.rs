@@ -49,8 +49,9 @@ struct Log {
     /// The last stream entry read (also entries without `data`), where the next
     /// fetch starts.
     last_id: Option<EntryId>,
-    /// The terminal entry, once read; nothing after it is ever delivered.
-    terminal: Option<EntryId>,
+    /// The terminal entry and its kind, once read; nothing after it is ever
+    /// delivered.
+    terminal: Option<(EntryId, EntryKind)>,
     /// Whether a `result` event has been read, for the first-result metric.
     seen_result: bool,
 }
@@ -192,7 +193,7 @@ impl Feed {
                     appended.first_result = true;
                 }
                 if kind.is_terminal() {
-                    log.terminal = Some(id);
+                    log.terminal = Some((id, kind));
                     appended.terminal = Some(kind);
                 }
                 log.entries.push(Entry {
@@ -224,8 +225,8 @@ impl Feed {
             .last_id
     }
 
-    /// The terminal entry's id, once read.
-    pub(super) fn terminal(&self) -> Option<EntryId> {
+    /// The terminal entry's id and kind, once read.
+    pub(super) fn terminal(&self) -> Option<(EntryId, EntryKind)> {
         self.log
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -335,7 +336,7 @@ mod tests {
                 terminal: Some(EntryKind::Completed)
             }
         );
-        assert_eq!(feed.terminal(), Some(id(5)));
+        assert_eq!(feed.terminal(), Some((id(5), EntryKind::Completed)));
         assert_eq!(feed.last_id(), Some(id(5)));
     }
 

@@ -105,8 +105,9 @@ pub(crate) enum Next {
     Entry(Entry),
     /// Nothing yet.
     Wait,
-    /// The client already has the terminal event (it resumed after it).
-    Ended,
+    /// The client already has the terminal event, of this kind (it resumed
+    /// after it).
+    Ended(EntryKind),
 }
 
 /// Why [`Subscription::wait`] returned.
@@ -272,7 +273,7 @@ impl Subscription {
             return Next::Entry(entry);
         }
         match self.feed.terminal() {
-            Some(terminal) if Some(terminal) <= self.cursor => Next::Ended,
+            Some((terminal, kind)) if Some(terminal) <= self.cursor => Next::Ended(kind),
             _ => Next::Wait,
         }
     }
@@ -331,5 +332,22 @@ mod tests {
         }
         assert_eq!(runtime.metrics().num_alive_tasks(), before);
         assert_eq!(app.metrics.hub_feeds_active.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_client_past_the_end_learns_how_the_search_ended() {
+        let app = crate::app::tests::app();
+        let after = EntryId { ms: 5, seq: 0 };
+        let mut subscription = app
+            .hub
+            .subscribe(Uuid::new_v4(), Some(0), true, Some(after));
+        subscription.feed.append([(
+            after,
+            Some(br#"{"status":"failed","error":{"code":"timeout","message":"m"}}"#.to_vec()),
+        )]);
+        assert!(matches!(
+            subscription.next(),
+            Next::Ended(EntryKind::TimedOut)
+        ));
     }
 }

@@ -3,26 +3,52 @@
 //!
 //! Everything here except [`Queue::read`] runs on the shared multiplexed
 //! connection; the blocking read gets a dedicated connection from its caller.
+//!
+//! Replies are decoded entry by entry ([`entries_of`]), never as a whole into
+//! typed maps: one entry that no search could come from (say, a field name that
+//! is not UTF-8) must become one dead letter, not a failed read that stalls
+//! every entry delivered with it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use contract::keys::{DEAD_LETTER_MAXLEN, DEAD_LETTER_STREAM, REQUESTS_STREAM};
 use redis::Value;
 use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::streams::{StreamPendingCountReply, StreamPendingReply};
-use std::sync::Arc;
-use std::time::Duration;
 
 use crate::RedisFailure;
 use crate::metrics::Metrics;
 
 /// One queued search as delivered: its entry id and raw fields.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Entry {
     /// Stream entry id; what XACK and XCLAIM name.
     pub id: String,
-    /// Field values as bytes: a poison entry may not even be UTF-8.
+    /// Fields whose names are UTF-8, values as bytes: a poison entry's values
+    /// may not be UTF-8 either.
     pub fields: HashMap<String, Vec<u8>>,
+    /// Fields whose names are not UTF-8, byte for byte. The contract's field
+    /// names are ASCII, so such a field was not written by a producer that
+    /// follows it; they are kept only to be dead-lettered with the rest.
+    pub binary_fields: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The field list was not name/value pairs of strings; `fields` and
+    /// `binary_fields` hold the pairs that could be read.
+    pub malformed: bool,
+}
+
+impl Entry {
+    /// Why the entry cannot be a search whatever its readable fields say, if it
+    /// cannot: such an entry is poison and is dead-lettered at once.
+    pub fn unreadable(&self) -> Option<&'static str> {
+        if self.malformed {
+            Some("the entry's field list is not name/value pairs")
+        } else if !self.binary_fields.is_empty() {
+            Some("a field name is not UTF-8")
+        } else {
+            None
+        }
+    }
 }
 
 /// A pending entry another consumer (or a dead one) has sat on too long.
@@ -30,7 +56,7 @@ pub struct Entry {
 pub struct Idle {
     /// Stream entry id.
     pub id: String,
-    /// Its current owner.
+    /// Its current owner, for logs (lossily decoded: names are anyone's choice).
     pub consumer: String,
     /// Time since it was last delivered or claimed.
     pub idle_ms: u64,
@@ -98,7 +124,8 @@ impl Queue {
 
     /// `XREADGROUP ... COUNT count BLOCK block STREAMS key >` on `conn`, which
     /// must be dedicated to it. The raw error is returned because the caller
-    /// branches on NOGROUP.
+    /// branches on NOGROUP. Unreadable entries are returned like the others
+    /// (see [`Entry::unreadable`]), so one cannot fail the whole read.
     pub async fn read(
         &self,
         conn: &mut impl ConnectionLike,
@@ -118,9 +145,20 @@ impl Queue {
             .arg(">")
             .query_async(conn)
             .await?;
-        let streams: Vec<(String, Value)> = match reply {
+        // `[[stream, entries]]`, or a map from stream to entries in RESP3.
+        let streams: Vec<(Value, Value)> = match reply {
             Value::Nil => return Ok(Vec::new()),
-            other => redis::from_redis_value(other)?,
+            Value::Array(streams) => streams
+                .into_iter()
+                .map(|stream| match stream {
+                    Value::Array(parts) => <[Value; 2]>::try_from(parts)
+                        .map(|[name, entries]| (name, entries))
+                        .map_err(|_| unexpected("a [stream, entries] pair")),
+                    _ => Err(unexpected("a [stream, entries] pair")),
+                })
+                .collect::<redis::RedisResult<_>>()?,
+            Value::Map(streams) => streams,
+            _ => return Err(unexpected("a list of streams")),
         };
         let mut entries = Vec::new();
         for (_, list) in streams {
@@ -143,18 +181,25 @@ impl Queue {
 
     /// Entries delivered to the group and not yet acknowledged (`XPENDING key group`).
     pub async fn pending_count(&self) -> Result<u64, RedisFailure> {
-        redis::cmd("XPENDING")
+        // Only the count is decoded: the summary also lists every consumer by
+        // name, and one odd name must not make the count unreadable.
+        let reply: Value = redis::cmd("XPENDING")
             .arg(REQUESTS_STREAM)
             .arg(&self.group)
-            .query_async::<StreamPendingReply>(&mut self.conn.clone())
+            .query_async(&mut self.conn.clone())
             .await
-            .map(|reply| reply.count() as u64)
-            .map_err(|e| self.failed("pending", e))
+            .map_err(|e| self.failed("pending", e))?;
+        match reply {
+            Value::Array(summary) if !summary.is_empty() => {
+                int(&summary[0]).ok_or_else(|| self.failed("pending", unexpected("a count")))
+            }
+            _ => Err(self.failed("pending", unexpected("an XPENDING summary"))),
+        }
     }
 
     /// Up to `limit` entries idle for at least the claim threshold, oldest first.
     pub async fn idle_entries(&self, limit: usize) -> Result<Vec<Idle>, RedisFailure> {
-        let reply: StreamPendingCountReply = redis::cmd("XPENDING")
+        let reply: Value = redis::cmd("XPENDING")
             .arg(REQUESTS_STREAM)
             .arg(&self.group)
             .arg("IDLE")
@@ -165,16 +210,21 @@ impl Queue {
             .query_async(&mut self.conn.clone())
             .await
             .map_err(|e| self.failed("pending", e))?;
-        Ok(reply
-            .ids
-            .into_iter()
-            .map(|p| Idle {
-                id: p.id,
-                consumer: p.consumer,
-                idle_ms: p.last_delivered_ms as u64,
-                deliveries: p.times_delivered as u64,
+        let Value::Array(rows) = reply else {
+            return Err(self.failed("pending", unexpected("a list of pending entries")));
+        };
+        rows.iter()
+            .map(|row| match row {
+                Value::Array(cols) if cols.len() == 4 => Some(Idle {
+                    id: text(&cols[0])?.into_owned(),
+                    consumer: text(&cols[1])?.into_owned(),
+                    idle_ms: int(&cols[2])?,
+                    deliveries: int(&cols[3])?,
+                }),
+                _ => None,
             })
-            .collect())
+            .collect::<Option<Vec<Idle>>>()
+            .ok_or_else(|| self.failed("pending", unexpected("a list of pending entries")))
     }
 
     /// Takes over `id` if it is still idle for the claim threshold. Counts as a
@@ -228,7 +278,9 @@ impl Queue {
     }
 
     /// Appends `entry` to the dead-letter stream with why and how often it was
-    /// tried; its original fields follow as `orig.<name>`.
+    /// tried; its original fields follow as `orig.<name>` (a name that is not
+    /// UTF-8 written with `\xNN` escapes, so the dead-letter stream itself stays
+    /// readable).
     pub async fn dead_letter(
         &self,
         entry: &Entry,
@@ -252,10 +304,18 @@ impl Queue {
             .arg(deliveries)
             .arg("consumer")
             .arg(&self.consumer);
-        let mut original: Vec<(&String, &Vec<u8>)> = entry.fields.iter().collect();
+        let mut original: Vec<(String, &[u8])> =
+            entry
+                .fields
+                .iter()
+                .map(|(name, value)| (format!("orig.{name}"), value.as_slice()))
+                .chain(entry.binary_fields.iter().map(|(name, value)| {
+                    (format!("orig.{}", name.escape_ascii()), value.as_slice())
+                }))
+                .collect();
         original.sort();
         for (name, value) in original {
-            cmd.arg(format!("orig.{name}")).arg(value.as_slice());
+            cmd.arg(name).arg(value);
         }
         cmd.query_async::<String>(&mut self.conn.clone())
             .await
@@ -269,37 +329,104 @@ impl Queue {
     }
 }
 
-/// Entries of an XRANGE/XREADGROUP/XCLAIM reply (`[[id, [field, value, ...]], ...]`).
-/// Nil entries and entries without fields, which servers use for deleted
-/// entries, are skipped.
+/// Entries of an XRANGE/XREADGROUP/XCLAIM reply (`[[id, [field, value, ...]], ...]`),
+/// decoded one by one: an entry whose fields cannot all be read comes back
+/// with [`Entry::unreadable`] set rather than failing the reply. Nil entries and
+/// entries without fields, which servers use for deleted entries, are skipped,
+/// as is an entry without a readable id (nothing could acknowledge it; Redis
+/// never sends one). Fails only if the reply is not a list at all.
 pub fn entries_of(reply: Value) -> redis::RedisResult<Vec<Entry>> {
     let items = match reply {
         Value::Nil => return Ok(Vec::new()),
         Value::Array(items) => items,
-        other => return Err(unexpected(&other)),
+        _ => return Err(unexpected("a list of stream entries")),
     };
     let mut entries = Vec::with_capacity(items.len());
     for item in items {
         let Value::Array(parts) = item else {
             continue;
         };
-        let [id, fields]: [Value; 2] = parts.try_into().map_err(|_| unexpected(&Value::Nil))?;
-        if fields == Value::Nil {
+        let Ok([id, fields]) = <[Value; 2]>::try_from(parts) else {
+            tracing::warn!("skipping a stream entry that is not an [id, fields] pair");
             continue;
-        }
-        entries.push(Entry {
-            id: redis::from_redis_value(id)?,
-            fields: redis::from_redis_value(fields)?,
-        });
+        };
+        let Some(id) = text(&id).map(|id| id.into_owned()) else {
+            tracing::warn!(?id, "skipping a stream entry without a readable id");
+            continue;
+        };
+        let pairs = match fields {
+            Value::Nil => continue,
+            Value::Array(flat) if flat.len() % 2 == 0 => {
+                let mut flat = flat.into_iter();
+                std::iter::from_fn(|| Some((flat.next()?, flat.next()?))).collect()
+            }
+            Value::Map(pairs) => pairs,
+            _ => {
+                entries.push(Entry {
+                    id,
+                    malformed: true,
+                    ..Entry::default()
+                });
+                continue;
+            }
+        };
+        entries.push(entry(id, pairs));
     }
     Ok(entries)
 }
 
-fn unexpected(value: &Value) -> redis::RedisError {
+/// One entry from its id and field/value pairs.
+fn entry(id: String, pairs: Vec<(Value, Value)>) -> Entry {
+    let mut entry = Entry {
+        id,
+        ..Entry::default()
+    };
+    for (name, value) in pairs {
+        let (Some(name), Some(value)) = (bytes(name), bytes(value)) else {
+            entry.malformed = true;
+            continue;
+        };
+        match String::from_utf8(name) {
+            Ok(name) => {
+                entry.fields.insert(name, value);
+            }
+            Err(binary) => entry.binary_fields.push((binary.into_bytes(), value)),
+        }
+    }
+    entry
+}
+
+/// A string reply's bytes.
+fn bytes(value: Value) -> Option<Vec<u8>> {
+    match value {
+        Value::BulkString(bytes) => Some(bytes),
+        Value::SimpleString(text) => Some(text.into_bytes()),
+        _ => None,
+    }
+}
+
+/// A string reply as text, lossily: ids are ASCII, and names only go to logs.
+fn text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
+    match value {
+        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes)),
+        Value::SimpleString(text) => Some(text.into()),
+        _ => None,
+    }
+}
+
+/// An integer reply.
+fn int(value: &Value) -> Option<u64> {
+    match value {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        _ => None,
+    }
+}
+
+fn unexpected(what: &'static str) -> redis::RedisError {
     redis::RedisError::from((
         redis::ErrorKind::UnexpectedReturnType,
-        "not a list of stream entries",
-        format!("{value:?}"),
+        "unexpected reply",
+        format!("expected {what}"),
     ))
 }
 
@@ -332,5 +459,52 @@ mod tests {
         assert_eq!(entries[0].fields["from"], b"CGK");
         assert!(entries_of(Value::Nil).unwrap().is_empty());
         assert!(entries_of(Value::Int(3)).is_err());
+    }
+
+    #[test]
+    fn an_unreadable_entry_spoils_only_itself() {
+        let reply = Value::Array(vec![
+            Value::Array(vec![
+                bulk("1-0"),
+                Value::Array(vec![
+                    bulk("search_id"),
+                    bulk("x"),
+                    Value::BulkString(b"\xffname".to_vec()),
+                    Value::BulkString(b"\xfevalue".to_vec()),
+                ]),
+            ]),
+            Value::Array(vec![bulk("2-0"), Value::Array(vec![bulk("odd")])]),
+            Value::Array(vec![
+                bulk("3-0"),
+                Value::Array(vec![
+                    bulk("from"),
+                    Value::Array(vec![]),
+                    bulk("to"),
+                    bulk("DPS"),
+                ]),
+            ]),
+            Value::Array(vec![
+                bulk("4-0"),
+                Value::Array(vec![bulk("from"), bulk("CGK")]),
+            ]),
+        ]);
+        let entries = entries_of(reply).unwrap();
+        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["1-0", "2-0", "3-0", "4-0"]);
+
+        assert_eq!(entries[0].fields["search_id"], b"x");
+        assert_eq!(
+            entries[0].binary_fields,
+            [(b"\xffname".to_vec(), b"\xfevalue".to_vec())]
+        );
+        assert_eq!(entries[0].unreadable(), Some("a field name is not UTF-8"));
+
+        assert!(entries[1].fields.is_empty() && entries[1].malformed);
+        assert!(entries[1].unreadable().is_some());
+        assert_eq!(entries[2].fields["to"], b"DPS");
+        assert!(entries[2].unreadable().is_some());
+
+        assert_eq!(entries[3].fields["from"], b"CGK");
+        assert_eq!(entries[3].unreadable(), None);
     }
 }

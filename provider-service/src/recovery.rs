@@ -17,7 +17,9 @@
 //!
 //! Every claim passes `min-idle-time = CLAIM_IDLE_MS`, so when two sweeps race
 //! for one entry only the first gets it. Poison entries (fields that do not
-//! decode) are dead-lettered at once, never retried.
+//! decode) are dead-lettered at once, never retried. A failure that concerns one
+//! entry is logged and the sweep goes on to the next; only a failure of Redis
+//! itself (connection, missing group) ends it early.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +45,8 @@ const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 pub enum DeadLetter {
     /// Its fields do not make a search.
     Invalid(DecodeError),
+    /// Its fields could not even be read (see `Entry::unreadable`).
+    Unreadable(&'static str),
     /// It was handed out this many times without being acknowledged.
     MaxDeliveries(u64),
 }
@@ -51,7 +55,7 @@ impl DeadLetter {
     /// The `reason` field and metric label.
     fn reason(&self) -> &'static str {
         match self {
-            DeadLetter::Invalid(_) => "invalid_request",
+            DeadLetter::Invalid(_) | DeadLetter::Unreadable(_) => "invalid_request",
             DeadLetter::MaxDeliveries(_) => "max_deliveries_exceeded",
         }
     }
@@ -59,7 +63,7 @@ impl DeadLetter {
     /// The `failed` event code the search's client sees.
     fn code(&self) -> &'static str {
         match self {
-            DeadLetter::Invalid(_) => EventError::INVALID_REQUEST,
+            DeadLetter::Invalid(_) | DeadLetter::Unreadable(_) => EventError::INVALID_REQUEST,
             DeadLetter::MaxDeliveries(_) => EventError::DEAD_LETTERED,
         }
     }
@@ -68,6 +72,9 @@ impl DeadLetter {
     fn client_error(&self) -> EventError {
         let message = match self {
             DeadLetter::Invalid(e) => format!("the queued search could not be read: {e}"),
+            DeadLetter::Unreadable(problem) => {
+                format!("the queued search could not be read: {problem}")
+            }
             DeadLetter::MaxDeliveries(n) => format!(
                 "the search was attempted {n} times without finishing and has been set aside"
             ),
@@ -78,6 +85,7 @@ impl DeadLetter {
     fn detail(&self) -> String {
         match self {
             DeadLetter::Invalid(e) => e.to_string(),
+            DeadLetter::Unreadable(problem) => (*problem).to_owned(),
             DeadLetter::MaxDeliveries(n) => {
                 format!("delivered {n} times without an acknowledgement")
             }
@@ -88,7 +96,10 @@ impl DeadLetter {
 /// Writes `entry` to the dead-letter stream, ends its search with `failed` if
 /// its search id can still be read, and acknowledges it. Safe to repeat after
 /// a crash: the event append is idempotent; the dead-letter stream may then hold
-/// the entry twice.
+/// the entry twice. If the `failed` event cannot be written for a reason that
+/// will not pass (the search's keys hold the wrong type, say), the entry is
+/// acknowledged all the same: it is in the dead-letter stream, and keeping it
+/// pending would only have it claimed and retired again forever.
 pub async fn dead_letter(
     worker: &Worker,
     entry: &Entry,
@@ -105,11 +116,19 @@ pub async fn dead_letter(
     let mut failed_written = false;
     if let Some(id) = search_id {
         let error = why.client_error();
-        failed_written = worker
-            .results
-            .append(id, EventKind::Failed { error })
-            .await?
-            .is_some();
+        failed_written = match worker.results.append(id, EventKind::Failed { error }).await {
+            Ok(written) => written.is_some(),
+            Err(failure) if failure.is_transient() => return Err(failure),
+            Err(failure) => {
+                tracing::warn!(
+                    entry_id = entry.id,
+                    search_id = %id,
+                    %failure,
+                    "cannot write the failed event of a dead-lettered search"
+                );
+                false
+            }
+        };
     }
     worker.queue.ack(&entry.id).await?;
     worker
@@ -201,6 +220,8 @@ impl Recovery {
         }
     }
 
+    /// One pass over the pending list. Returns early with the failure when Redis
+    /// itself fails; failures that concern one entry are logged and skipped.
     async fn sweep(&self, stop: &CancellationToken) -> Result<(), RedisFailure> {
         let queue = &self.worker.queue;
         let pending = queue.pending_count().await?;
@@ -216,37 +237,58 @@ impl Recovery {
             if ours.contains(&idle.id) {
                 continue;
             }
-            if idle.deliveries >= self.max_deliveries {
-                self.retire(idle).await?;
-                continue;
-            }
-            // Claimed work is bounded like read work; when every permit stays
-            // busy for a whole interval, the rest waits for the next sweep.
-            let permit = tokio::select! {
-                () = stop.cancelled() => return Ok(()),
-                () = tokio::time::sleep(self.interval) => return Ok(()),
-                permit = Arc::clone(&self.permits).acquire_owned() => {
-                    permit.expect("the semaphore is never closed")
+            let entry_id = idle.id.clone();
+            match self.recover(idle, stop).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(failure)
+                    if failure.is_transient() || failure.source.code() == Some("NOGROUP") =>
+                {
+                    return Err(failure);
                 }
-            };
-            match queue.claim(&idle.id).await? {
-                Claim::Taken(entry) => {
-                    self.worker.metrics.claims.inc();
-                    tracing::info!(
-                        entry_id = idle.id,
-                        from_consumer = idle.consumer,
-                        idle_ms = idle.idle_ms,
-                        deliveries = idle.deliveries + 1,
-                        "claimed an idle search"
-                    );
-                    let held = self.worker.hold(entry);
-                    self.worker.start(held, idle.deliveries + 1, permit);
-                }
-                Claim::Trimmed => self.drop_trimmed(&idle).await?,
-                Claim::Lost => {}
+                Err(failure) => tracing::warn!(
+                    entry_id,
+                    %failure,
+                    "cannot recover a pending entry; going on with the next"
+                ),
             }
         }
         Ok(())
+    }
+
+    /// Claims one idle entry and processes or retires it. Returns false if the
+    /// sweep should end here: stopped, or no permit came free in time.
+    async fn recover(&self, idle: Idle, stop: &CancellationToken) -> Result<bool, RedisFailure> {
+        if idle.deliveries >= self.max_deliveries {
+            self.retire(idle).await?;
+            return Ok(true);
+        }
+        // Claimed work is bounded like read work; when every permit stays busy
+        // for a whole interval, the rest waits for the next sweep.
+        let permit = tokio::select! {
+            () = stop.cancelled() => return Ok(false),
+            () = tokio::time::sleep(self.interval) => return Ok(false),
+            permit = Arc::clone(&self.permits).acquire_owned() => {
+                permit.expect("the semaphore is never closed")
+            }
+        };
+        match self.worker.queue.claim(&idle.id).await? {
+            Claim::Taken(entry) => {
+                self.worker.metrics.claims.inc();
+                tracing::info!(
+                    entry_id = idle.id,
+                    from_consumer = idle.consumer,
+                    idle_ms = idle.idle_ms,
+                    deliveries = idle.deliveries + 1,
+                    "claimed an idle search"
+                );
+                let held = self.worker.hold(entry);
+                self.worker.start(held, idle.deliveries + 1, permit);
+            }
+            Claim::Trimmed => self.drop_trimmed(&idle).await?,
+            Claim::Lost => {}
+        }
+        Ok(true)
     }
 
     /// Dead-letters an entry that used up its deliveries.

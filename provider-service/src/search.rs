@@ -173,6 +173,10 @@ impl Worker {
     }
 
     async fn handle(&self, entry: &Entry, deliveries: u64) -> Result<(), RedisFailure> {
+        if let Some(problem) = entry.unreadable() {
+            return recovery::dead_letter(self, entry, DeadLetter::Unreadable(problem), deliveries)
+                .await;
+        }
         match QueuedSearch::from_fields(&entry.fields) {
             Ok(search) => self.search(&entry.id, search, deliveries).await,
             Err(error) => {

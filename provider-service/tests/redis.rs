@@ -1,7 +1,8 @@
 //! The provider against a real `redis-server` (started per test on a free port):
-//! a fresh search, a search resumed after a crash, poison input and a search
-//! handed out too often, readiness and a shutdown that runs out of grace. Each
-//! test drives the same `run` the binary calls.
+//! a fresh search, a search resumed after a crash, poison input (including field
+//! names that are not UTF-8) and a search handed out too often, readiness and a
+//! shutdown that runs out of grace. Each test drives the same `run` the binary
+//! calls.
 
 use std::collections::HashMap;
 use std::net::TcpListener as StdListener;
@@ -210,6 +211,17 @@ async fn pending(conn: &mut MultiplexedConnection) -> u64 {
     }
 }
 
+/// Queues a search with every field of `q` plus one whose name is not UTF-8.
+async fn enqueue_with_binary_field(conn: &mut MultiplexedConnection, q: &QueuedSearch) -> String {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(REQUESTS_STREAM).arg("*");
+    for (name, value) in q.to_fields() {
+        cmd.arg(name).arg(value);
+    }
+    cmd.arg(b"note\xff".to_vec()).arg("binary name");
+    cmd.query_async(conn).await.unwrap()
+}
+
 /// Suppliers in `events`, checking each appears once, and their offers.
 fn answers(events: &[SearchEvent]) -> (Vec<String>, u32) {
     let mut suppliers = Vec::new();
@@ -234,8 +246,8 @@ async fn append(conn: &mut MultiplexedConnection, id: Uuid, kind: EventKind) {
         .unwrap();
 }
 
-/// A consumer that takes an entry and dies: the entry stays pending on it.
-async fn take_and_die(conn: &mut MultiplexedConnection, consumer: &str) {
+/// A consumer that takes `count` entries and dies: they stay pending on it.
+async fn take_and_die(conn: &mut MultiplexedConnection, consumer: &str, count: usize) {
     streams::create_group(conn, "provider-service")
         .await
         .unwrap();
@@ -244,7 +256,7 @@ async fn take_and_die(conn: &mut MultiplexedConnection, consumer: &str) {
         .arg("provider-service")
         .arg(consumer)
         .arg("COUNT")
-        .arg(1)
+        .arg(count)
         .arg("STREAMS")
         .arg(REQUESTS_STREAM)
         .arg(">")
@@ -297,7 +309,7 @@ async fn a_crashed_search_is_claimed_and_finished_without_asking_answered_suppli
     let mut conn = redis.connect().await.unwrap();
     let q = search("CGK", "DPS");
     enqueue_search(&mut conn, &q).await;
-    take_and_die(&mut conn, "crashed").await;
+    take_and_die(&mut conn, "crashed", 1).await;
     // What the crashed consumer got written: processing and GA's offers,
     // made recognisable by being empty (GA has flights on this route).
     append(
@@ -357,7 +369,7 @@ async fn poison_and_exhausted_entries_are_dead_lettered_with_a_failed_event() {
     let mut conn = redis.connect().await.unwrap();
     let exhausted = search("SUB", "UPG");
     let exhausted_entry = enqueue_search(&mut conn, &exhausted).await;
-    take_and_die(&mut conn, "crashed-1").await;
+    take_and_die(&mut conn, "crashed-1", 1).await;
     let _: redis::Value = redis::cmd("XCLAIM")
         .arg(REQUESTS_STREAM)
         .arg("provider-service")
@@ -455,4 +467,81 @@ async fn becomes_ready_and_leaves_unfinished_work_pending_after_the_grace_period
     );
     assert_eq!(pending(&mut conn).await, 1, "unfinished work stays pending");
     assert_eq!(events(&mut conn, q.search_id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_entry_with_a_binary_field_name_is_dead_lettered_and_the_rest_is_processed() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connect().await.unwrap();
+    // Claim path: a bad entry pending on a dead consumer, ahead of a good one.
+    let claimed_bad = search("CGK", "DPS");
+    let claimed_bad_entry = enqueue_with_binary_field(&mut conn, &claimed_bad).await;
+    let claimed_good = search("SUB", "UPG");
+    enqueue_search(&mut conn, &claimed_good).await;
+    take_and_die(&mut conn, "crashed", 2).await;
+    // Read path: a bad entry and a good one delivered in one batch.
+    let read_bad = search("CGK", "DPS");
+    let read_bad_entry = enqueue_with_binary_field(&mut conn, &read_bad).await;
+    let read_good = search("CGK", "DPS");
+    enqueue_search(&mut conn, &read_good).await;
+
+    let provider = Provider::start(&redis, &[("CLAIM_IDLE_MS", "200")]).await;
+
+    for good in [&read_good, &claimed_good] {
+        let seen = finished(&mut conn, good.search_id).await;
+        let (suppliers, offers) = answers(&seen);
+        assert_eq!(suppliers.len(), 6, "{seen:?}");
+        assert_eq!(
+            seen.last().unwrap().kind,
+            EventKind::Completed {
+                total_results: offers
+            }
+        );
+    }
+    for bad in [&read_bad, &claimed_bad] {
+        let seen = finished(&mut conn, bad.search_id).await;
+        let [event] = seen.as_slice() else {
+            panic!("{seen:?}")
+        };
+        let EventKind::Failed { error } = &event.kind else {
+            panic!("{seen:?}")
+        };
+        assert_eq!(error.code, "invalid_request");
+        assert!(error.message.contains("not UTF-8"), "{}", error.message);
+    }
+    let started = Instant::now();
+    while pending(&mut conn).await != 0 {
+        assert!(started.elapsed() < LIMIT, "entries left pending");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let dead: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(DEAD_LETTER_STREAM)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let by_entry: HashMap<&str, &HashMap<String, String>> = dead
+        .iter()
+        .map(|(_, f)| (f["entry_id"].as_str(), f))
+        .collect();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    for (entry, q) in [
+        (&read_bad_entry, &read_bad),
+        (&claimed_bad_entry, &claimed_bad),
+    ] {
+        let fields = by_entry[entry.as_str()];
+        assert_eq!(fields["reason"], "invalid_request");
+        assert_eq!(fields[r"orig.note\xff"], "binary name");
+        assert_eq!(fields["orig.search_id"], q.search_id.to_string());
+    }
+    let (status, _) = provider.get("/readyz").await;
+    assert_eq!(status, 200, "the reader never dropped its connection");
+    let (_, metrics) = provider.get("/metrics").await;
+    assert!(
+        !metrics.contains(r#"redis_errors_total{op="read"}"#),
+        "{metrics}"
+    );
+    provider.stop().await;
 }

@@ -7,6 +7,10 @@
 //! first and the party size only filters out flights with too few seats left,
 //! the way a real inventory answers. Inflating the seat count to the party size
 //! instead would advertise seats that do not exist.
+//!
+//! A queued date can be anything the contract parses, up to 9999-12-31, so all
+//! date arithmetic is checked: a flight whose arrival cannot be represented is
+//! simply not offered.
 
 use contract::request::format_date;
 use contract::{Airline, Flight, Price, SearchRequest};
@@ -56,7 +60,7 @@ struct Departure {
 /// The flights `carrier` offers for `request`: none for an unknown airport or a
 /// route the airline does not fly, otherwise 0 to 4 departures (at least one
 /// between two hubs) on the requested local date, keeping those with at least
-/// `request.passengers` seats left.
+/// `request.passengers` seats left. Never panics, whatever the date.
 pub fn flights(carrier: &Carrier, request: &SearchRequest) -> Vec<Flight> {
     let (Some(from), Some(to)) = (
         airport_by_code(request.from.as_str()),
@@ -71,7 +75,7 @@ pub fn flights(carrier: &Carrier, request: &SearchRequest) -> Vec<Flight> {
     timetable(carrier, from, to, request.date)
         .into_iter()
         .filter(|d| d.seats >= passengers)
-        .map(|d| offer(carrier, from, to, &d, passengers))
+        .filter_map(|d| offer(carrier, from, to, &d, passengers))
         .collect()
 }
 
@@ -150,16 +154,20 @@ fn timetable(carrier: &Carrier, from: &Airport, to: &Airport, date: Date) -> Vec
         .collect()
 }
 
-/// A departure priced for a party of `passengers`.
+/// A departure priced for a party of `passengers`, or `None` if its times fall
+/// outside what can be represented (arriving after 9999-12-31).
 fn offer(
     carrier: &Carrier,
     from: &Airport,
     to: &Airport,
     d: &Departure,
     passengers: u32,
-) -> Flight {
-    let arrives = (d.departs + Duration::minutes(i64::from(d.minutes))).to_offset(offset(to));
-    Flight {
+) -> Option<Flight> {
+    let arrives = d
+        .departs
+        .checked_add(Duration::minutes(i64::from(d.minutes)))?
+        .checked_to_offset(offset(to))?;
+    Some(Flight {
         flight_number: format!("{} {}", carrier.code, d.number),
         airline: Airline {
             code: carrier.code.to_owned(),
@@ -167,8 +175,8 @@ fn offer(
         },
         from: from.code.to_owned(),
         to: to.code.to_owned(),
-        departure_time: rfc3339(d.departs),
-        arrival_time: rfc3339(arrives),
+        departure_time: rfc3339(d.departs)?,
+        arrival_time: rfc3339(arrives)?,
         duration_minutes: d.minutes,
         stops: d.stops,
         seats_available: d.seats,
@@ -177,7 +185,7 @@ fn offer(
             total: d.fare * u64::from(passengers),
             currency: "IDR".to_owned(),
         },
-    }
+    })
 }
 
 /// Airborne time at block speed plus one taxi, for one leg of `km`.
@@ -193,9 +201,9 @@ fn offset(airport: &Airport) -> UtcOffset {
     UtcOffset::from_hms(airport.utc_offset_hours, 0, 0).expect("catalogue offsets are valid")
 }
 
-fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339)
-        .expect("dates within a year of today always format")
+/// RFC 3339 text, or `None` for a year it cannot express (outside 0000 to 9999).
+fn rfc3339(at: OffsetDateTime) -> Option<String> {
+    at.format(&Rfc3339).ok()
 }
 
 #[cfg(test)]
@@ -413,6 +421,45 @@ mod tests {
             assert!(flights(c, &request("ZZZ", "DPS", d, 1)).is_empty());
             assert!(flights(c, &request("SIN", "BKK", d, 1)).is_empty());
         }
+    }
+
+    #[test]
+    fn the_last_representable_day_offers_only_flights_that_land_on_it() {
+        let last = date!(9999 - 12 - 31);
+        let busy: Vec<Flight> = CARRIERS
+            .iter()
+            .flat_map(|c| flights(c, &request("CGK", "DPS", last, 1)))
+            .collect();
+        // CGK-DPS takes under two hours and DPS is an hour ahead, so
+        // departures up to about 21:00 still land on the same day.
+        assert!(!busy.is_empty());
+        for f in &busy {
+            assert!(f.arrival_time.starts_with("9999-12-31T"), "{f:?}");
+        }
+        for a in AIRPORTS {
+            for b in AIRPORTS.iter().filter(|b| b.code != a.code) {
+                for c in CARRIERS {
+                    for f in flights(c, &request(a.code, b.code, last, 1)) {
+                        assert!(parse(&f.arrival_time) > parse(&f.departure_time));
+                    }
+                    for f in flights(c, &request(a.code, b.code, date!(0000 - 01 - 01), 1)) {
+                        assert!(f.departure_time.starts_with("0000-01-01T"), "{f:?}");
+                    }
+                }
+            }
+        }
+
+        let late = Departure {
+            number: 100,
+            departs: PrimitiveDateTime::new(last, time::macros::time!(22:00))
+                .assume_offset(offset(&AIRPORTS[0])),
+            minutes: 120,
+            stops: 0,
+            seats: 10,
+            fare: 1_000_000,
+        };
+        let dps = airport_by_code("DPS").unwrap();
+        assert_eq!(offer(&CARRIERS[0], &AIRPORTS[0], dps, &late, 1), None);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! search is unknown (404), gone (410, or 204 for a resuming client) or readable,
 //! and answers with a body that walks the search's shared feed from the client's
 //! cursor: `retry:` first, then each event, keep-alive comments while idle, and
-//! the end right after the terminal event.
+//! the end right after the terminal event (or as soon as the search's stream
+//! turns out to be gone without one).
 //!
 //! The body owns everything the stream holds (its subscription, its reader), so
 //! however the response ends (terminal event, client gone, stalled client,
@@ -136,8 +137,8 @@ fn event_stream_response(body: Body) -> Response<Body> {
 }
 
 /// The body: `retry:`, then the feed from the subscription's cursor, until the
-/// terminal event or shutdown. Idle streams send a keep-alive comment on each
-/// hub tick that found them quiet.
+/// terminal event, the stream's disappearance or shutdown. Idle streams send a
+/// keep-alive comment on each hub tick that found them quiet.
 fn events(
     mut subscription: Subscription,
     mut end: StreamEnd,
@@ -162,6 +163,10 @@ fn events(
                 }
                 Next::Ended(kind) => {
                     end.finish(kind);
+                    break;
+                }
+                Next::Vanished => {
+                    end.vanished();
                     break;
                 }
                 Next::Wait => {}
@@ -197,6 +202,8 @@ enum EndReason {
     Timeout,
     /// The service is shutting down.
     Shutdown,
+    /// The search's stream is gone without its terminal event.
+    StreamGone,
 }
 
 /// The accounting of one open stream: counted open while it exists, logged
@@ -249,6 +256,12 @@ impl StreamEnd {
         self.reason = Some(EndReason::Shutdown);
     }
 
+    /// The search's stream is gone; the client never got the terminal event,
+    /// and learns from its reconnect that the search is over.
+    fn vanished(&mut self) {
+        self.reason = Some(EndReason::StreamGone);
+    }
+
     /// The client has the terminal event (of `kind`).
     fn finish(&mut self, kind: EntryKind) {
         if let Some(reader) = &mut self.reader {
@@ -271,6 +284,7 @@ impl Drop for StreamEnd {
             Some(EndReason::Terminal) => "terminal",
             Some(EndReason::Timeout) => "timeout",
             Some(EndReason::Shutdown) => "shutdown",
+            Some(EndReason::StreamGone) => "stream_gone",
             None if self.connection.is_stalled() => "slow",
             None => "client_gone",
         };

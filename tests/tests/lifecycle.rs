@@ -5,7 +5,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use contract::keys::{results_key, state_key};
+use contract::keys::{EVENTS_CHANNEL, results_key, state_key};
+use contract::{EventKind, SearchEvent, scripts};
 use tests::http::{self, metric};
 use tests::services::binary_path;
 use tests::sse::Item;
@@ -90,6 +91,64 @@ async fn a_search_without_a_provider_times_out_with_a_failed_event() {
             .await
             .contains("flight_search_searches_timed_out_total 1")
     );
+}
+
+#[tokio::test]
+async fn a_stream_that_vanished_after_its_terminal_event_ends_its_clients() {
+    let stack = Stack::builder()
+        .local_only()
+        .providers(0)
+        .main_env("SEARCH_TIMEOUT_SECS", "2")
+        .main_env("SSE_HEARTBEAT_SECS", "1")
+        .start()
+        .await;
+    let id = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
+    let mut stream = stack.open(id, None).await;
+    assert!(matches!(
+        stream.next_item(LIMIT).await.unwrap(),
+        Some(Item::Retry(_))
+    ));
+
+    // The terminal event is written and the stream deleted before main-service
+    // reads it (as when another instance's last reader deletes it).
+    let mut redis = stack.redis().await;
+    let completed = SearchEvent {
+        search_id: id,
+        kind: EventKind::Completed { total_results: 0 },
+    };
+    let _: (Option<String>, i64) = redis::pipe()
+        .atomic()
+        .cmd("EVAL")
+        .arg(scripts::APPEND_EVENT)
+        .arg(2)
+        .arg(results_key(id))
+        .arg(state_key(id))
+        .arg(completed.kind.slot())
+        .arg(completed.to_json())
+        .arg(600)
+        .arg(EVENTS_CHANNEL)
+        .arg(id.to_string())
+        .del(results_key(id))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    // Past the timeout the response ends, without any event.
+    let ended = tokio::time::timeout(LIMIT, async {
+        loop {
+            match stream.next_item(LIMIT).await.unwrap() {
+                None => return,
+                Some(Item::Event(event)) => panic!("unexpected {event:?}"),
+                Some(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the response never ended");
+    // Reconnecting tells the client the search is over.
+    assert_eq!(http::get(&stack.stream_url(id)).await.unwrap().status, 410);
+    let resumed = stack.open(id, Some("1-0")).await;
+    assert_eq!(resumed.status, 204);
 }
 
 #[tokio::test]

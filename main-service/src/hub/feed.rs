@@ -52,6 +52,9 @@ struct Log {
     /// The terminal entry and its kind, once read; nothing after it is ever
     /// delivered.
     terminal: Option<(EntryId, EntryKind)>,
+    /// Set when the search's stream turned out to be gone before its terminal
+    /// event was read: nothing more will ever come, so clients must end.
+    vanished: bool,
     /// Whether a `result` event has been read, for the first-result metric.
     seen_result: bool,
 }
@@ -238,6 +241,32 @@ impl Feed {
         self.terminal().is_some()
     }
 
+    /// Records that the search's stream is gone although its terminal event
+    /// was never read (it was deleted or evicted), and wakes the clients so
+    /// they end.
+    pub(super) fn vanish(&self) {
+        self.log
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .vanished = true;
+        self.changes.send_replace(());
+    }
+
+    /// True if and only if the stream is known to be gone; see [`Feed::vanish`].
+    pub(super) fn is_vanished(&self) -> bool {
+        self.log
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .vanished
+    }
+
+    /// True if and only if nothing more will be read: the terminal event is
+    /// in, or the stream is gone.
+    pub(super) fn is_over(&self) -> bool {
+        let log = self.log.read().unwrap_or_else(PoisonError::into_inner);
+        log.terminal.is_some() || log.vanished
+    }
+
     /// A receiver woken after every append.
     pub(super) fn changes(&self) -> watch::Receiver<()> {
         self.changes.subscribe()
@@ -337,6 +366,7 @@ mod tests {
             }
         );
         assert_eq!(feed.terminal(), Some((id(5), EntryKind::Completed)));
+        assert!(feed.is_over());
         assert_eq!(feed.last_id(), Some(id(5)));
     }
 
@@ -354,6 +384,18 @@ mod tests {
         assert_eq!(feed.after(Some(id(1))).unwrap().id, id(4));
         assert_eq!(feed.after(Some(id(2))).unwrap().id, id(4));
         assert!(feed.after(Some(id(4))).is_none());
+    }
+
+    #[test]
+    fn a_vanished_feed_is_over_and_wakes_its_clients() {
+        let feed = Feed::new(Uuid::nil(), 0, true);
+        let mut changes = feed.changes();
+        feed.append([(id(1), data("processing"))]);
+        changes.mark_unchanged();
+        assert!(!feed.is_over());
+        feed.vanish();
+        assert!(changes.has_changed().unwrap());
+        assert!(feed.is_vanished() && feed.is_over() && !feed.is_terminal());
     }
 
     #[test]

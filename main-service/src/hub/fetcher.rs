@@ -30,7 +30,7 @@ pub(super) async fn run(hub: Arc<Hub>, mut queue: mpsc::UnboundedReceiver<Arc<Fe
     loop {
         tokio::select! {
             _ = hub.shutdown.cancelled() => return,
-            Some(()) = running.next(), if !running.is_empty() => {}
+            Some(_) = running.next(), if !running.is_empty() => {}
             Some(feed) = queue.recv(), if running.len() < CONCURRENCY => {
                 running.push(fetch(&hub, feed));
             }
@@ -38,9 +38,10 @@ pub(super) async fn run(hub: Arc<Hub>, mut queue: mpsc::UnboundedReceiver<Arc<Fe
     }
 }
 
-/// Reads everything after the feed's last entry. On a Redis error the feed is
-/// left as it is: the sweep asks again.
-async fn fetch(hub: &Hub, feed: Arc<Feed>) {
+/// Reads everything after the feed's last entry. Returns true if and only if
+/// the read reached the end of the stream (or the terminal event). On a Redis
+/// error the feed is left as it is: the sweep asks again.
+pub(super) async fn fetch(hub: &Hub, feed: Arc<Feed>) -> bool {
     // Cleared before reading: a nudge that arrives during the read queues
     // another one instead of being lost.
     feed.fetch_wanted.store(false, Ordering::Release);
@@ -66,14 +67,14 @@ async fn fetch(hub: &Hub, feed: Arc<Feed>) {
             Err(error) => {
                 hub.metrics.redis_error("fetch");
                 hub.link.down(&error);
-                return;
+                return false;
             }
         };
         let full_page = entries.len() == PAGE;
         let appended = feed.append(entries.into_iter().filter_map(parse_entry));
         hub.record(&feed, &appended);
         if !full_page || feed.is_terminal() {
-            return;
+            return true;
         }
     }
 }

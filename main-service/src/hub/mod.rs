@@ -6,9 +6,10 @@
 //!   after every write, and a nudge marks that search's feed for a fetch.
 //! * [`fetcher`]: reads new entries with `XRANGE` on the shared multiplexed
 //!   connection, many searches concurrently, and wakes the feed's clients.
-//! * [`sweep`]: every two seconds ends searches that reached their timeout;
-//!   re-reads unfinished feeds as a net under pub/sub, every ten seconds while
-//!   all is well and at every pass while the subscription is down or reads fail.
+//! * [`sweep`]: every two seconds ends searches that reached their timeout, and
+//!   feeds whose stream is gone; re-reads unfinished feeds as a net under
+//!   pub/sub, every ten seconds while all is well and at every pass while the
+//!   subscription is down or reads fail.
 //! * a heartbeat: one hub-wide tick that idle clients turn into keep-alive
 //!   comments, instead of a timer per client.
 //!
@@ -108,6 +109,10 @@ pub(crate) enum Next {
     /// The client already has the terminal event, of this kind (it resumed
     /// after it).
     Ended(EntryKind),
+    /// The search's stream is gone without its terminal event having been
+    /// read: nothing more will come. A client that reconnects learns from the
+    /// attach that the search is over.
+    Vanished,
 }
 
 /// Why [`Subscription::wait`] returned.
@@ -199,9 +204,9 @@ impl Hub {
         }
     }
 
-    /// Queues a read of `feed` unless one is already queued or the feed is done.
+    /// Queues a read of `feed` unless one is already queued or the feed is over.
     fn want_fetch(&self, feed: &Arc<Feed>) {
-        if feed.is_terminal() || feed.fetch_wanted.swap(true, Ordering::AcqRel) {
+        if feed.is_over() || feed.fetch_wanted.swap(true, Ordering::AcqRel) {
             return;
         }
         // Fails only once the fetcher stopped at shutdown, when reads no longer matter.
@@ -274,6 +279,7 @@ impl Subscription {
         }
         match self.feed.terminal() {
             Some((terminal, kind)) if Some(terminal) <= self.cursor => Next::Ended(kind),
+            None if self.feed.is_vanished() => Next::Vanished,
             _ => Next::Wait,
         }
     }
@@ -349,5 +355,18 @@ mod tests {
             subscription.next(),
             Next::Ended(EntryKind::TimedOut)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_vanished_feed_delivers_what_it_has_then_ends() {
+        let app = crate::app::tests::app();
+        let mut subscription = app.hub.subscribe(Uuid::new_v4(), Some(0), false, None);
+        let processing = EntryId { ms: 1, seq: 0 };
+        subscription
+            .feed
+            .append([(processing, Some(br#"{"status":"processing"}"#.to_vec()))]);
+        subscription.feed.vanish();
+        assert!(matches!(subscription.next(), Next::Entry(e) if e.id == processing));
+        assert!(matches!(subscription.next(), Next::Vanished));
     }
 }

@@ -1,5 +1,6 @@
 //! The clock and the safety net: the `timeout` event for searches that outlive
-//! `SEARCH_TIMEOUT_SECS`, and periodic re-reads of unfinished feeds.
+//! `SEARCH_TIMEOUT_SECS`, the end of feeds whose stream vanished, and periodic
+//! re-reads of unfinished feeds.
 //!
 //! One pass every two seconds checks every feed's deadline, so a search times
 //! out at most two seconds late and no feed needs a timer of its own. The
@@ -22,7 +23,7 @@ use contract::{EventError, EventKind, SearchEvent};
 use service_runtime::streams;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::{Feed, Hub};
+use super::{Feed, Hub, fetcher};
 
 /// Interval of the passes, and so the precision of the timeout.
 const PASS_INTERVAL: Duration = Duration::from_secs(2);
@@ -51,7 +52,7 @@ pub(super) async fn run(hub: Arc<Hub>) {
         }
         let now = crate::unix_ms();
         for feed in hub.feeds() {
-            if feed.is_terminal() {
+            if feed.is_over() {
                 continue;
             }
             if reread {
@@ -73,7 +74,7 @@ fn deadline_ms(hub: &Hub, feed: &Feed) -> u64 {
 /// Writes the `timeout` failure unless the search already has its terminal
 /// event. A failed write is retried by the next pass.
 async fn expire(hub: Arc<Hub>, feed: Arc<Feed>) {
-    if feed.is_terminal() || feed.expiring.swap(true, Ordering::AcqRel) {
+    if feed.is_over() || feed.expiring.swap(true, Ordering::AcqRel) {
         return;
     }
     let timeout = hub.settings.search_timeout.as_secs();
@@ -96,10 +97,19 @@ async fn expire(hub: Arc<Hub>, feed: Arc<Feed>) {
             tracing::info!(search_id = %feed.search_id, entry_id, "search timed out");
             hub.want_fetch(&feed);
         }
-        // The provider's terminal event got there first.
+        // The terminal slot is taken: the provider's terminal event got there
+        // first, and a complete read must reach it, unless the stream itself is
+        // gone (deleted by another instance's last reader, evicted, deleted by
+        // hand). Then nothing will ever end the feed but this.
         Ok(None) => {
             hub.link.up();
-            hub.want_fetch(&feed);
+            if !fetcher::fetch(&hub, feed.clone()).await {
+                // Not read to the end: the next pass tries again.
+                feed.expiring.store(false, Ordering::Release);
+            } else if !feed.is_terminal() {
+                tracing::info!(search_id = %feed.search_id, "the search's stream is gone; ending its streams");
+                feed.vanish();
+            }
         }
         Err(error) => {
             hub.metrics.redis_error("timeout");

@@ -66,7 +66,10 @@ impl Consumer {
         let mut backoff = Backoff::new(Duration::from_millis(100), MAX_RECONNECT_DELAY);
         let mut reader: Option<MultiplexedConnection> = None;
         loop {
+            // Biased here and below: once stopped, no read may start, or Redis
+            // could hand new entries to a consumer that is leaving.
             let first = tokio::select! {
+                biased;
                 () = stop.cancelled() => return,
                 permit = Arc::clone(&self.permits).acquire_owned() => {
                     permit.expect("the semaphore is never closed")
@@ -92,6 +95,7 @@ impl Consumer {
             let conn = reader.as_mut().expect("connected above");
             let count = 1 + self.permits.available_permits();
             let read = tokio::select! {
+                biased;
                 () = stop.cancelled() => return,
                 read = self.worker.queue.read(conn, count, BLOCK) => read,
             };
@@ -142,6 +146,7 @@ impl Consumer {
             let permit = match permit.take() {
                 Some(p) => p,
                 None => tokio::select! {
+                    biased;
                     () = stop.cancelled() => return true,
                     p = Arc::clone(&self.permits).acquire_owned() => {
                         p.expect("the semaphore is never closed")
@@ -177,6 +182,7 @@ impl Consumer {
     /// Waits out the next backoff delay. Returns true if `stop` fired instead.
     async fn pause(&self, backoff: &mut Backoff, stop: &CancellationToken) -> bool {
         tokio::select! {
+            biased;
             () = stop.cancelled() => true,
             () = tokio::time::sleep(backoff.next_delay()) => false,
         }

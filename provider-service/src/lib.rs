@@ -76,8 +76,9 @@ impl RedisFailure {
 
 /// Runs the provider until `shutdown`: serves the admin endpoints on `admin`,
 /// reads and processes searches, sweeps for abandoned ones. On shutdown it stops
-/// reading at once, lets running searches finish within the grace period, and
-/// leaves whatever is unfinished pending for another replica.
+/// reading and claiming at once, lets running searches finish within the grace
+/// period (counted from the signal), and leaves whatever is unfinished pending
+/// for another replica.
 pub async fn run(
     admin: TcpListener,
     config: Config,
@@ -141,9 +142,17 @@ pub async fn run(
     );
 
     shutdown.cancelled().await;
+    // The grace period is the whole budget from the signal: the read loop and
+    // the sweep stop at once, but one Redis command of theirs may be under way.
+    let deadline = tokio::time::Instant::now() + config.shutdown_grace;
     work.close();
-    work.wait().await;
-    worker.drain(config.shutdown_grace).await;
+    if tokio::time::timeout_at(deadline, work.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("read loop or sweep still busy when the grace period ended");
+    }
+    worker.drain(deadline).await;
     admin_stop.cancel();
     background.close();
     background.wait().await;

@@ -19,7 +19,9 @@
 //! for one entry only the first gets it. Poison entries (fields that do not
 //! decode) are dead-lettered at once, never retried. A failure that concerns one
 //! entry is logged and the sweep goes on to the next; only a failure of Redis
-//! itself (connection, missing group) ends it early.
+//! itself (connection, missing group) ends it early. Once the stop signal fires
+//! the sweep takes nothing more: a claim by an exiting consumer would only cost
+//! the entry a delivery and a wait of `CLAIM_IDLE_MS`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -193,7 +195,9 @@ impl Recovery {
         let mut ticks = tokio::time::interval(self.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Biased: once stopped, a tick that is also due must not start a sweep.
             tokio::select! {
+                biased;
                 () = stop.cancelled() => return,
                 _ = ticks.tick() => {}
             }
@@ -234,6 +238,9 @@ impl Recovery {
             queue.heartbeat(&ours).await?;
         }
         for idle in queue.idle_entries(SWEEP_BATCH).await? {
+            if stop.is_cancelled() {
+                return Ok(());
+            }
             if ours.contains(&idle.id) {
                 continue;
             }
@@ -264,13 +271,15 @@ impl Recovery {
             return Ok(true);
         }
         // Claimed work is bounded like read work; when every permit stays busy
-        // for a whole interval, the rest waits for the next sweep.
+        // for a whole interval, the rest waits for the next sweep. Biased: a
+        // stop or a free permit wins over the timeout.
         let permit = tokio::select! {
+            biased;
             () = stop.cancelled() => return Ok(false),
-            () = tokio::time::sleep(self.interval) => return Ok(false),
             permit = Arc::clone(&self.permits).acquire_owned() => {
                 permit.expect("the semaphore is never closed")
             }
+            () = tokio::time::sleep(self.interval) => return Ok(false),
         };
         match self.worker.queue.claim(&idle.id).await? {
             Claim::Taken(entry) => {

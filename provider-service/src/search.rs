@@ -11,13 +11,14 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use contract::{EventError, EventKind, QueuedSearch};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use service_runtime::redis_link::Backoff;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -95,7 +96,10 @@ impl Worker {
                 entry,
                 guard: _guard,
             } = held;
+            // Biased: a search started after the grace period ran out (by a
+            // sweep that had not yet seen the stop) must not write anything.
             tokio::select! {
+                biased;
                 () = worker.abandon.cancelled() => {
                     tracing::warn!(
                         entry_id = entry.id,
@@ -117,8 +121,8 @@ impl Worker {
             .collect()
     }
 
-    /// Waits for running searches up to `grace`, then abandons the rest.
-    pub async fn drain(&self, grace: Duration) {
+    /// Waits for running searches until `deadline`, then abandons the rest.
+    pub async fn drain(&self, deadline: Instant) {
         self.tasks.close();
         if !self.tasks.is_empty() {
             tracing::info!(
@@ -126,7 +130,7 @@ impl Worker {
                 "waiting for in-flight searches"
             );
         }
-        if tokio::time::timeout(grace, self.tasks.wait())
+        if tokio::time::timeout_at(deadline, self.tasks.wait())
             .await
             .is_err()
         {

@@ -1,8 +1,8 @@
 //! The provider against a real `redis-server` (started per test on a free port):
 //! a fresh search, a search resumed after a crash, poison input (including field
-//! names that are not UTF-8) and a search handed out too often, readiness and a
-//! shutdown that runs out of grace. Each test drives the same `run` the binary
-//! calls.
+//! names that are not UTF-8) and a search handed out too often, readiness, a
+//! shutdown that runs out of grace and one that comes in the middle of a
+//! sweep. Each test drives the same `run` the binary calls.
 
 use std::collections::HashMap;
 use std::net::TcpListener as StdListener;
@@ -544,4 +544,49 @@ async fn an_entry_with_a_binary_field_name_is_dead_lettered_and_the_rest_is_proc
         "{metrics}"
     );
     provider.stop().await;
+}
+
+#[tokio::test]
+async fn the_sweep_takes_nothing_more_once_stopped() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connect().await.unwrap();
+    // Far more exhausted entries than one sweep looks at, so the stop lands
+    // in the middle of a sweep.
+    let mut add = redis::pipe();
+    for _ in 0..1000 {
+        add.cmd("XADD")
+            .arg(REQUESTS_STREAM)
+            .arg("*")
+            .arg("search_id")
+            .arg(Uuid::new_v4().to_string())
+            .ignore();
+    }
+    add.query_async::<()>(&mut conn).await.unwrap();
+    take_and_die(&mut conn, "crashed", 1000).await;
+    let provider =
+        Provider::start(&redis, &[("CLAIM_IDLE_MS", "100"), ("MAX_DELIVERIES", "1")]).await;
+    let dead_letters = |mut conn: MultiplexedConnection| async move {
+        redis::cmd("XLEN")
+            .arg(DEAD_LETTER_STREAM)
+            .query_async::<u64>(&mut conn)
+            .await
+            .unwrap()
+    };
+    let started = Instant::now();
+    let at_stop = loop {
+        let n = dead_letters(conn.clone()).await;
+        if n >= 10 {
+            break n;
+        }
+        assert!(started.elapsed() < LIMIT, "nothing was retired");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    provider.stop().await;
+    let after = dead_letters(conn.clone()).await;
+    assert!(
+        after - at_stop <= 5,
+        "retired {at_stop} before the stop, {after} after it"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(dead_letters(conn).await, after);
 }

@@ -31,6 +31,9 @@ pub struct History {
     /// The search has its terminal event (seen in the stream or, once
     /// main-service deleted a delivered stream, in the state hash).
     pub terminal: bool,
+    /// Id of the last stream entry read, where [`ResultStreams::catch_up`]
+    /// continues.
+    pub last_id: Option<String>,
 }
 
 impl History {
@@ -87,10 +90,27 @@ impl ResultStreams {
 
     /// What earlier attempts wrote for `search_id`.
     pub async fn history(&self, search_id: Uuid) -> Result<History, RedisFailure> {
+        let mut history = History::default();
+        self.catch_up(search_id, &mut history).await?;
+        Ok(history)
+    }
+
+    /// Adds to `history` what was written for `search_id` after the last entry
+    /// it holds (all of it, for an empty one). Returns true if and only if the
+    /// stream held anything new or the search has newly ended.
+    pub async fn catch_up(
+        &self,
+        search_id: Uuid,
+        history: &mut History,
+    ) -> Result<bool, RedisFailure> {
+        let start = history
+            .last_id
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |id| format!("({id}"));
         let (stream, terminal): (Value, bool) = redis::pipe()
             .cmd("XRANGE")
             .arg(results_key(search_id))
-            .arg("-")
+            .arg(start)
             .arg("+")
             .cmd("HEXISTS")
             .arg(state_key(search_id))
@@ -98,11 +118,11 @@ impl ResultStreams {
             .query_async(&mut self.conn.clone())
             .await
             .map_err(|e| self.failed("history", e))?;
-        let mut history = History {
-            terminal,
-            ..History::default()
-        };
-        for entry in entries_of(stream).map_err(|e| self.failed("history", e))? {
+        let entries = entries_of(stream).map_err(|e| self.failed("history", e))?;
+        let news = !entries.is_empty() || (terminal && !history.terminal);
+        history.terminal |= terminal;
+        for entry in entries {
+            history.last_id = Some(entry.id.clone());
             let Some(data) = entry.fields.get(DATA_FIELD) else {
                 continue;
             };
@@ -116,7 +136,7 @@ impl ResultStreams {
                 ),
             }
         }
-        Ok(history)
+        Ok(news)
     }
 
     fn failed(&self, op: &'static str, source: redis::RedisError) -> RedisFailure {

@@ -8,6 +8,12 @@
 //! exactly one terminal event however many attempts ran. The entry is
 //! acknowledged only after the terminal event is in Redis; until then it stays
 //! pending and another consumer can finish the job.
+//!
+//! `total_results` is counted from the stream as read after all of this
+//! attempt's appends, re-read until nothing new turns up, right before the
+//! terminal event is written. An overlapping attempt can still add a `result`
+//! in the one round trip between that last read and the terminal append; only
+//! counting inside the append script would close that gap.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -36,6 +42,11 @@ const RETRY_MIN: Duration = Duration::from_millis(250);
 /// Longest pause between attempts; with [`MAX_ATTEMPTS`] about 20 s in all,
 /// enough to ride out a Redis restart.
 const RETRY_MAX: Duration = Duration::from_secs(4);
+/// Most reads of a search's newest events before its terminal event is
+/// written. The first fetches this attempt's own appends, a second usually
+/// finds nothing; more only while another attempt keeps adding results. The
+/// bound guards against a stream that something else keeps writing to.
+const CATCH_UP_READS: usize = 4;
 
 /// Runs searches as tasks and knows which entries it is working on.
 pub struct Worker {
@@ -254,8 +265,17 @@ impl Worker {
         }
 
         // Read back rather than add up locally: the stream is what clients see,
-        // and a concurrent attempt may have added answers this one missed.
-        let after = self.results.history(id).await?;
+        // and a concurrent attempt may have added answers this one missed. The
+        // first read follows every append of this attempt; the next ones fetch
+        // only what is newer, until one finds nothing, so what the total can
+        // miss is narrowed to what lands during that last small read (see the
+        // module doc).
+        let mut after = before;
+        for _ in 0..CATCH_UP_READS {
+            if !self.results.catch_up(id, &mut after).await? || after.terminal {
+                break;
+            }
+        }
         let answered = after.answered.len();
         let total = after.total_results();
         let terminal = if answered == 0 {

@@ -1,5 +1,6 @@
 //! The provider against a real `redis-server` (started per test on a free port):
-//! a fresh search, a search resumed after a crash, poison input (including field
+//! a fresh search, a search resumed after a crash (and reading back only what
+//! was written since), poison input (including field
 //! names that are not UTF-8) and a search handed out too often, readiness, a
 //! shutdown that runs out of grace and one that comes in the middle of a
 //! sweep. Each test drives the same `run` the binary calls.
@@ -7,11 +8,14 @@
 use std::collections::HashMap;
 use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM, results_key};
 use contract::{EventKind, Iata, QueuedSearch, SearchEvent, SearchRequest};
 use provider_service::Config;
+use provider_service::events::ResultStreams;
+use provider_service::metrics::Metrics;
 use redis::aio::MultiplexedConnection;
 use service_runtime::config::Vars;
 use service_runtime::streams;
@@ -589,4 +593,44 @@ async fn the_sweep_takes_nothing_more_once_stopped() {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(dead_letters(conn).await, after);
+}
+
+#[tokio::test]
+async fn catching_up_reads_only_what_was_written_since_and_sees_the_end() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connect().await.unwrap();
+    let commands = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let results = ResultStreams::new(
+        commands,
+        Duration::from_secs(60),
+        Arc::new(Metrics::new(&[])),
+    );
+    let id = Uuid::new_v4();
+    append(&mut conn, id, EventKind::Processing { results: vec![] }).await;
+    let mut history = results.history(id).await.unwrap();
+    assert!(history.processing && history.answered.is_empty());
+    assert!(!results.catch_up(id, &mut history).await.unwrap());
+
+    // Another attempt's answer lands after the read.
+    append(
+        &mut conn,
+        id,
+        EventKind::Result {
+            supplier: "GA".into(),
+            results: vec![],
+        },
+    )
+    .await;
+    assert!(results.catch_up(id, &mut history).await.unwrap());
+    assert_eq!(history.answered.keys().collect::<Vec<_>>(), ["GA"]);
+    assert!(!results.catch_up(id, &mut history).await.unwrap());
+
+    append(&mut conn, id, EventKind::Completed { total_results: 0 }).await;
+    assert!(results.catch_up(id, &mut history).await.unwrap());
+    assert!(history.terminal);
+    assert_eq!(history.answered.len(), 1);
 }

@@ -10,7 +10,7 @@
 //! every entry delivered with it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use contract::keys::{DEAD_LETTER_MAXLEN, DEAD_LETTER_STREAM, REQUESTS_STREAM};
@@ -19,6 +19,30 @@ use redis::aio::{ConnectionLike, ConnectionManager};
 
 use crate::RedisFailure;
 use crate::metrics::Metrics;
+
+/// Refreshes the idle time of the given entries that are still pending on the
+/// given consumer, and only those, in one atomic step.
+///
+/// `KEYS[1]` request stream; `ARGV[1]` group, `ARGV[2]` consumer, `ARGV[3..]`
+/// entry ids. Returns how many were refreshed. A plain `XCLAIM ... 0 ... JUSTID`
+/// would also take back an entry that another consumer claimed while this
+/// replica was stalled beyond `CLAIM_IDLE_MS`, from a consumer that is now
+/// working on it. A `min-idle-time` cannot tell the two cases apart, because
+/// every owner refreshes its entries on the same schedule; ownership can, and
+/// checking it in the same script leaves no gap for a claim to slip into.
+const HEARTBEAT: &str = r"
+local refreshed = 0
+for i = 3, #ARGV do
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) > 0 then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    refreshed = refreshed + 1
+  end
+end
+return refreshed
+";
+
+/// [`HEARTBEAT`], sent by hash with automatic fallback to its body.
+static HEARTBEAT_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(HEARTBEAT));
 
 /// One queued search as delivered: its entry id and raw fields.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -260,18 +284,17 @@ impl Queue {
         })
     }
 
-    /// Resets the idle time of entries this replica is still working on
-    /// (`XCLAIM ... 0 ... JUSTID`, which leaves the delivery count alone), so a
-    /// slow search is not taken over while it is alive.
+    /// Resets the idle time of those of `ids` still pending on this consumer
+    /// (through [`HEARTBEAT`], leaving delivery counts alone), so a slow search
+    /// is not taken over while it is alive, and an entry that was taken over
+    /// anyway is not taken back.
     pub async fn heartbeat(&self, ids: &[String]) -> Result<(), RedisFailure> {
-        redis::cmd("XCLAIM")
-            .arg(REQUESTS_STREAM)
+        HEARTBEAT_SCRIPT
+            .key(REQUESTS_STREAM)
             .arg(&self.group)
             .arg(&self.consumer)
-            .arg(0)
             .arg(ids)
-            .arg("JUSTID")
-            .query_async::<Value>(&mut self.conn.clone())
+            .invoke_async::<u64>(&mut self.conn.clone())
             .await
             .map(drop)
             .map_err(|e| self.failed("heartbeat", e))

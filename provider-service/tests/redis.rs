@@ -3,7 +3,8 @@
 //! was written since), poison input (including field
 //! names that are not UTF-8) and a search handed out too often, readiness, a
 //! shutdown that runs out of grace and one that comes in the middle of a
-//! sweep. Each test drives the same `run` the binary calls.
+//! sweep. Most tests drive the same `run` the binary calls; the heartbeat test
+//! uses the queue handle directly.
 
 use std::collections::HashMap;
 use std::net::TcpListener as StdListener;
@@ -16,6 +17,7 @@ use contract::{EventKind, Iata, QueuedSearch, SearchEvent, SearchRequest};
 use provider_service::Config;
 use provider_service::events::ResultStreams;
 use provider_service::metrics::Metrics;
+use provider_service::queue::Queue;
 use redis::aio::MultiplexedConnection;
 use service_runtime::config::Vars;
 use service_runtime::streams;
@@ -213,6 +215,36 @@ async fn pending(conn: &mut MultiplexedConnection) -> u64 {
         redis::Value::Array(items) => redis::from_redis_value(items[0].clone()).unwrap(),
         other => panic!("XPENDING: {other:?}"),
     }
+}
+
+/// The consumer an entry is pending on, if it is pending.
+async fn owner(conn: &mut MultiplexedConnection, entry: &str) -> Option<String> {
+    let reply: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg(REQUESTS_STREAM)
+        .arg("provider-service")
+        .arg(entry)
+        .arg(entry)
+        .arg(1)
+        .query_async(conn)
+        .await
+        .unwrap();
+    reply.into_iter().next().map(|(_, consumer, _, _)| consumer)
+}
+
+/// A queue handle as consumer `consumer`, on its own connection.
+async fn queue(redis: &RedisServer, consumer: &str) -> Queue {
+    let conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    Queue::new(
+        conn,
+        "provider-service".to_owned(),
+        consumer.to_owned(),
+        Duration::from_secs(15),
+        Arc::new(Metrics::new(&[])),
+    )
 }
 
 /// Queues a search with every field of `q` plus one whose name is not UTF-8.
@@ -633,4 +665,54 @@ async fn catching_up_reads_only_what_was_written_since_and_sees_the_end() {
     assert!(results.catch_up(id, &mut history).await.unwrap());
     assert!(history.terminal);
     assert_eq!(history.answered.len(), 1);
+}
+
+#[tokio::test]
+async fn a_heartbeat_refreshes_its_own_entries_and_never_takes_one_back() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connect().await.unwrap();
+    let kept = enqueue_search(&mut conn, &search("CGK", "DPS")).await;
+    let taken = enqueue_search(&mut conn, &search("SUB", "UPG")).await;
+    take_and_die(&mut conn, "stalled", 2).await;
+    // While "stalled" was not looking, another consumer claimed one of them.
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg(REQUESTS_STREAM)
+        .arg("provider-service")
+        .arg("claimer")
+        .arg(0)
+        .arg(&taken)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    queue(&redis, "stalled")
+        .await
+        .heartbeat(&[kept.clone(), taken.clone()])
+        .await
+        .unwrap();
+
+    assert_eq!(owner(&mut conn, &taken).await.as_deref(), Some("claimer"));
+    assert_eq!(owner(&mut conn, &kept).await.as_deref(), Some("stalled"));
+    let idle: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg(REQUESTS_STREAM)
+        .arg("provider-service")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for (id, _, idle_ms, deliveries) in idle {
+        if id == kept {
+            assert!(idle_ms < 300, "its own entry was refreshed: {idle_ms} ms");
+            assert_eq!(deliveries, 1, "a heartbeat is not a delivery");
+        } else {
+            assert!(
+                idle_ms >= 300,
+                "the other's entry was touched: {idle_ms} ms"
+            );
+            assert_eq!(deliveries, 2, "read, then claimed");
+        }
+    }
 }

@@ -19,7 +19,7 @@ use hyper::header::{ALLOW, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use service_runtime::redis_link::{LinkState, RedisLink};
 use tokio::net::TcpListener;
@@ -29,6 +29,10 @@ use crate::metrics::{self, Metrics};
 
 /// Open admin connections get this long to finish once the server stops.
 const DRAIN: Duration = Duration::from_secs(1);
+
+/// Time a client gets to send a complete request head, as on main-service, so
+/// a client cannot hold an admin connection open by trickling bytes.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the admin endpoints report on.
 pub struct Admin {
@@ -51,6 +55,9 @@ impl Admin {
     /// Serves `listener` until `stop`, then gives open connections [`DRAIN`].
     pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
         let graceful = GracefulShutdown::new();
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
         loop {
             let stream = tokio::select! {
                 () = stop.cancelled() => break,
@@ -69,7 +76,7 @@ impl Admin {
                 let admin = Arc::clone(&admin);
                 async move { Ok::<_, Infallible>(admin.route(&req)) }
             });
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let conn = http.serve_connection(TokioIo::new(stream), service);
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
                 if let Err(error) = conn.await {

@@ -133,11 +133,6 @@ impl Queue {
         }
     }
 
-    /// This replica's consumer name.
-    pub fn consumer(&self) -> &str {
-        &self.consumer
-    }
-
     /// Creates the group from the stream's start unless it exists (see
     /// [`service_runtime::streams::create_group`]), on `conn`.
     pub async fn ensure_group(&self, conn: &mut impl ConnectionLike) -> Result<(), RedisFailure> {

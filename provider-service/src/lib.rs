@@ -77,8 +77,9 @@ impl RedisFailure {
 /// Runs the provider until `shutdown`: serves the admin endpoints on `admin`,
 /// reads and processes searches, sweeps for abandoned ones. On shutdown it stops
 /// reading and claiming at once, lets running searches finish within the grace
-/// period (counted from the signal), and leaves whatever is unfinished pending
-/// for another replica.
+/// period (counted from the signal), leaves whatever is unfinished pending for
+/// another replica, and removes its consumer from the group if nothing is left
+/// pending on it.
 pub async fn run(
     admin: TcpListener,
     config: Config,
@@ -153,9 +154,25 @@ pub async fn run(
         tracing::warn!("read loop or sweep still busy when the grace period ended");
     }
     worker.drain(deadline).await;
+    forget_consumer(&worker.queue, deadline).await;
     admin_stop.cancel();
     background.close();
     background.wait().await;
     tracing::info!("provider stopped");
     Ok(())
+}
+
+/// Removes this replica's consumer from the group unless entries are still
+/// pending on it (then the sweep of another replica will, once they are
+/// claimed and it has sat idle long enough). Names are usually host name plus
+/// pid, never reused, so without this every restart would leave one behind.
+async fn forget_consumer(queue: &Queue, deadline: tokio::time::Instant) {
+    match tokio::time::timeout_at(deadline, queue.forget_self()).await {
+        Ok(Ok(true)) => tracing::info!("consumer removed from the group"),
+        Ok(Ok(false)) => {
+            tracing::debug!("consumer not removed: entries are pending on it, or it never read")
+        }
+        Ok(Err(error)) => tracing::warn!(%error, "cannot remove the consumer from the group"),
+        Err(_) => tracing::info!("no time left to remove the consumer from the group"),
+    }
 }

@@ -1,5 +1,6 @@
 //! The request stream as this consumer group sees it: the group itself, reading,
-//! acknowledging, the pending list, claims, and the dead-letter stream.
+//! acknowledging, the pending list, claims, the dead-letter stream and the
+//! group's roster of consumers.
 //!
 //! Everything here except [`Queue::read`] runs on the shared multiplexed
 //! connection; the blocking read gets a dedicated connection from its caller.
@@ -41,8 +42,35 @@ end
 return refreshed
 ";
 
+/// Deletes consumers of a group that have no pending entries and have been idle
+/// for at least a given time, optionally only one of them by name.
+///
+/// `KEYS[1]` request stream; `ARGV[1]` group, `ARGV[2]` minimum idle time in
+/// milliseconds, `ARGV[3]` (optional) the only consumer to consider. Returns the
+/// names deleted. Deleting a consumer drops its pending entries from the group,
+/// so the check and the delete must be one atomic step; a consumer without
+/// pending entries loses nothing, and if it is in fact alive its next read
+/// simply creates it again.
+const FORGET_CONSUMERS: &str = r"
+local deleted = {}
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #consumer, 2 do info[consumer[i]] = consumer[i + 1] end
+  if info.pending == 0 and info.idle >= tonumber(ARGV[2])
+      and (ARGV[3] == nil or info.name == ARGV[3]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info.name)
+    deleted[#deleted + 1] = info.name
+  end
+end
+return deleted
+";
+
 /// [`HEARTBEAT`], sent by hash with automatic fallback to its body.
 static HEARTBEAT_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(HEARTBEAT));
+
+/// [`FORGET_CONSUMERS`], sent by hash with automatic fallback to its body.
+static FORGET_CONSUMERS_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(FORGET_CONSUMERS));
 
 /// One queued search as delivered: its entry id and raw fields.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -293,6 +321,48 @@ impl Queue {
             .await
             .map(drop)
             .map_err(|e| self.failed("heartbeat", e))
+    }
+
+    /// Removes consumers of the group that have held no pending entry for at
+    /// least `idle` (through [`FORGET_CONSUMERS`]), so replicas that come and
+    /// go under fresh names do not pile up in `XINFO CONSUMERS` forever.
+    /// Returns the names removed, lossily decoded for logs.
+    pub async fn forget_idle_consumers(&self, idle: Duration) -> Result<Vec<String>, RedisFailure> {
+        self.forget(
+            FORGET_CONSUMERS_SCRIPT
+                .key(REQUESTS_STREAM)
+                .arg(&self.group)
+                .arg(idle.as_millis() as u64),
+        )
+        .await
+    }
+
+    /// Removes this replica's own consumer if it holds no pending entry, for a
+    /// clean exit. Returns true if it was removed.
+    pub async fn forget_self(&self) -> Result<bool, RedisFailure> {
+        self.forget(
+            FORGET_CONSUMERS_SCRIPT
+                .key(REQUESTS_STREAM)
+                .arg(&self.group)
+                .arg(0)
+                .arg(&self.consumer),
+        )
+        .await
+        .map(|removed| !removed.is_empty())
+    }
+
+    async fn forget(
+        &self,
+        script: &mut redis::ScriptInvocation<'_>,
+    ) -> Result<Vec<String>, RedisFailure> {
+        let removed: Vec<Vec<u8>> = script
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.failed("forget_consumers", e))?;
+        Ok(removed
+            .iter()
+            .map(|name| String::from_utf8_lossy(name).into_owned())
+            .collect())
     }
 
     /// Appends `entry` to the dead-letter stream with why and how often it was

@@ -22,6 +22,11 @@
 //! itself (connection, missing group) ends it early. Once the stop signal fires
 //! the sweep takes nothing more: a claim by an exiting consumer would only cost
 //! the entry a delivery and a wait of `CLAIM_IDLE_MS`.
+//!
+//! Every `FORGET_INTERVAL` it also removes consumers of the group that have held
+//! no pending entry for `FORGET_AFTER` (replicas that exited without removing
+//! themselves, under names never used again), so `XINFO CONSUMERS` does not grow
+//! with every restart.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +46,15 @@ const SWEEP_BATCH: usize = 100;
 
 /// Longest pause between sweeps, whatever `CLAIM_IDLE_MS` is.
 const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often consumers without pending entries are looked for; the roster only
+/// needs to stay bounded, not tidy.
+const FORGET_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// Idle time after which a consumer without pending entries is removed. Far
+/// longer than any live reader's pause between reads; removing a live one
+/// would cost nothing anyway, since its next read recreates it.
+const FORGET_AFTER: Duration = Duration::from_secs(60 * 60);
 
 /// Why an entry is set aside.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,19 +206,27 @@ impl Recovery {
 
     /// Sweeps until `stop`.
     pub async fn run(self, stop: CancellationToken) {
-        let mut ticks = tokio::time::interval(self.interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweeps = tokio::time::interval(self.interval);
+        sweeps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut forgets = tokio::time::interval(FORGET_INTERVAL);
+        forgets.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Biased: once stopped, a tick that is also due must not start a sweep.
-            tokio::select! {
+            let sweep = tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
+                _ = sweeps.tick() => true,
+                _ = forgets.tick() => false,
+            };
             if !self.link.is_ready() {
                 continue;
             }
-            match self.sweep(&stop).await {
+            let outcome = if sweep {
+                self.sweep(&stop).await
+            } else {
+                self.forget_consumers().await
+            };
+            match outcome {
                 Ok(()) => {}
                 Err(failure) if failure.source.code() == Some("NOGROUP") => {
                     // Redis lost the stream (restarted empty, or it was
@@ -298,6 +320,24 @@ impl Recovery {
             Claim::Lost => {}
         }
         Ok(true)
+    }
+
+    /// Removes consumers that have held nothing for [`FORGET_AFTER`].
+    async fn forget_consumers(&self) -> Result<(), RedisFailure> {
+        let removed = self
+            .worker
+            .queue
+            .forget_idle_consumers(FORGET_AFTER)
+            .await?;
+        if !removed.is_empty() {
+            tracing::info!(
+                count = removed.len(),
+                consumers = ?removed,
+                idle_secs = FORGET_AFTER.as_secs(),
+                "removed long-idle consumers without pending entries from the group"
+            );
+        }
+        Ok(())
     }
 
     /// Dead-letters an entry that used up its deliveries.

@@ -1,10 +1,9 @@
 //! The provider against a real `redis-server` (started per test on a free port):
-//! a fresh search, a search resumed after a crash (and reading back only what
-//! was written since), poison input (including field
-//! names that are not UTF-8) and a search handed out too often, readiness, a
-//! shutdown that runs out of grace and one that comes in the middle of a
-//! sweep. Most tests drive the same `run` the binary calls; the heartbeat test
-//! uses the queue handle directly.
+//! a fresh search, a search resumed after a crash, poison input (including field
+//! names that are not UTF-8), a search handed out too often, readiness, a
+//! shutdown that runs out of grace and one in the middle of a sweep, and the
+//! consumer group's roster. Most tests drive the same `run` the binary calls;
+//! the catch-up, heartbeat and roster tests use the handles directly.
 
 use std::collections::HashMap;
 use std::net::TcpListener as StdListener;
@@ -217,6 +216,21 @@ async fn pending(conn: &mut MultiplexedConnection) -> u64 {
     }
 }
 
+/// Names of the group's consumers.
+async fn consumers(conn: &mut MultiplexedConnection) -> Vec<String> {
+    let reply: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(REQUESTS_STREAM)
+        .arg("provider-service")
+        .query_async(conn)
+        .await
+        .unwrap();
+    reply
+        .into_iter()
+        .map(|c| redis::from_redis_value(c["name"].clone()).unwrap())
+        .collect()
+}
+
 /// The consumer an entry is pending on, if it is pending.
 async fn owner(conn: &mut MultiplexedConnection, entry: &str) -> Option<String> {
     let reply: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
@@ -336,7 +350,13 @@ async fn a_search_gets_processing_one_result_per_supplier_and_a_matching_total()
     assert_eq!(status, 200);
     let (_, metrics) = provider.get("/metrics").await;
     assert!(metrics.contains("flight_search_provider_searches_completed_total 1"));
+    assert_eq!(consumers(&mut conn).await.len(), 1);
     assert!(provider.stop().await < Duration::from_secs(2));
+    assert_eq!(
+        consumers(&mut conn).await,
+        Vec::<String>::new(),
+        "a clean exit leaves no consumer behind"
+    );
 }
 
 #[tokio::test]
@@ -503,6 +523,7 @@ async fn becomes_ready_and_leaves_unfinished_work_pending_after_the_grace_period
     );
     assert_eq!(pending(&mut conn).await, 1, "unfinished work stays pending");
     assert_eq!(events(&mut conn, q.search_id).await.len(), 1);
+    assert_eq!(consumers(&mut conn).await.len(), 1, "its consumer holds it");
 }
 
 #[tokio::test]
@@ -715,4 +736,41 @@ async fn a_heartbeat_refreshes_its_own_entries_and_never_takes_one_back() {
             assert_eq!(deliveries, 2, "read, then claimed");
         }
     }
+}
+
+#[tokio::test]
+async fn only_consumers_without_pending_entries_are_forgotten() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connect().await.unwrap();
+    enqueue_search(&mut conn, &search("CGK", "DPS")).await;
+    take_and_die(&mut conn, "busy", 1).await;
+    for idle in ["gone-1", "gone-2"] {
+        let _: u64 = redis::cmd("XGROUP")
+            .arg("CREATECONSUMER")
+            .arg(REQUESTS_STREAM)
+            .arg("provider-service")
+            .arg(idle)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let busy = queue(&redis, "busy").await;
+    assert!(!busy.forget_self().await.unwrap(), "it has a pending entry");
+    assert!(
+        busy.forget_idle_consumers(Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .is_empty(),
+        "none has been idle for an hour"
+    );
+    let mut forgotten = busy
+        .forget_idle_consumers(Duration::from_millis(100))
+        .await
+        .unwrap();
+    forgotten.sort();
+    assert_eq!(forgotten, ["gone-1", "gone-2"]);
+    assert_eq!(consumers(&mut conn).await, ["busy"]);
+    assert_eq!(pending(&mut conn).await, 1);
 }

@@ -73,6 +73,10 @@ pub struct Metrics {
     pub time_to_completion: Histogram,
     /// `hub_feeds_active`: searches with at least one local client.
     pub hub_feeds_active: Gauge,
+    /// `hub_entries_skipped_total`: result stream entries read but not
+    /// delivered because they had no readable `data` field (or no readable id),
+    /// so a hand-written or damaged entry shows without stopping its search.
+    pub hub_entries_skipped: Counter,
     /// `sse_clients_dropped_slow_total`: connections cut off because the client
     /// stopped accepting bytes.
     pub sse_clients_dropped_slow: Counter,
@@ -100,6 +104,7 @@ impl Metrics {
             time_to_first_result: Histogram::new(exponential_buckets(0.025, 2.0, 14)),
             time_to_completion: Histogram::new(exponential_buckets(0.025, 2.0, 14)),
             hub_feeds_active: Gauge::default(),
+            hub_entries_skipped: Counter::default(),
             sse_clients_dropped_slow: Counter::default(),
             redis_errors: Family::default(),
             redis_up: Gauge::default(),
@@ -159,6 +164,11 @@ impl Metrics {
             "hub_feeds_active",
             "Searches with at least one local SSE client",
             m.hub_feeds_active.clone(),
+        );
+        r.register(
+            "hub_entries_skipped",
+            "Result stream entries skipped as unreadable",
+            m.hub_entries_skipped.clone(),
         );
         r.register(
             "sse_clients_dropped_slow",
@@ -228,6 +238,7 @@ mod tests {
             "flight_search_redis_errors_total{op=\"fetch\"} 1",
             "flight_search_sse_streams_open 0",
             "flight_search_hub_feeds_active 0",
+            "flight_search_hub_entries_skipped_total 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }

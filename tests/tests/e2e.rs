@@ -129,6 +129,48 @@ async fn the_stored_json_reaches_the_client_untouched() {
 }
 
 #[tokio::test]
+async fn an_entry_main_service_cannot_read_is_skipped_and_the_rest_delivered() {
+    let stack = Stack::start().await;
+    let id = Uuid::new_v4();
+    let key = results_key(id);
+    let processing = format!(r#"{{"search_id":"{id}","status":"processing","results":[]}}"#);
+    let completed = format!(r#"{{"search_id":"{id}","status":"completed","total_results":0}}"#);
+    let mut redis = stack.redis().await;
+    let _: () = redis::pipe()
+        .cmd("XADD")
+        .arg(&key)
+        .arg("*")
+        .arg(&b"\xff\xfe"[..])
+        .arg("not an event")
+        .ignore()
+        .cmd("XADD")
+        .arg(&key)
+        .arg("*")
+        .arg("data")
+        .arg(&processing)
+        .ignore()
+        .cmd("XADD")
+        .arg(&key)
+        .arg("*")
+        .arg("data")
+        .arg(&completed)
+        .ignore()
+        .expire(&key, 60)
+        .ignore()
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let events = stack.events(id).await;
+    let raw: Vec<&str> = events.iter().map(|e| e.raw.as_str()).collect();
+    assert_eq!(raw, [processing.as_str(), completed.as_str()]);
+    let skipped = http::metric(
+        &stack.metrics().await,
+        "flight_search_hub_entries_skipped_total",
+    );
+    assert!(skipped >= Some(1.0), "{skipped:?}");
+}
+
+#[tokio::test]
 async fn two_clients_of_one_search_both_get_the_whole_sequence() {
     let stack = Stack::start().await;
     let id = stack.submit(&search_body("CGK", "KNO", 5, 3)).await;

@@ -497,6 +497,7 @@ async fn both_services_expose_health_readiness_and_the_documented_metrics() {
             "histogram",
         ),
         ("flight_search_hub_feeds_active", "gauge"),
+        ("flight_search_hub_entries_skipped", "counter"),
         ("flight_search_redis_up", "gauge"),
     ] {
         assert_eq!(

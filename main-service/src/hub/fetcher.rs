@@ -4,6 +4,10 @@
 //! multiplexed connection, so one round trip serves every local client of the
 //! search. Many searches are read concurrently (pipelined on the one
 //! connection), bounded so a burst of nudges cannot pile up unbounded work.
+//!
+//! The reply is read entry by entry: an entry this service cannot use (no
+//! `data` field, a field name that is not UTF-8) is skipped and read past,
+//! rather than failing the whole read and freezing the search's feed.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,7 +17,6 @@ use contract::keys::DATA_FIELD;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use redis::Value;
-use redis::streams::{StreamId, StreamRangeReply};
 use tokio::sync::mpsc;
 
 use super::{Feed, Hub};
@@ -51,7 +54,7 @@ pub(super) async fn fetch(hub: &Hub, feed: Arc<Feed>) -> bool {
             Some(id) => format!("({id}"),
             None => "-".to_owned(),
         };
-        let reply: redis::RedisResult<StreamRangeReply> = redis::cmd("XRANGE")
+        let reply: redis::RedisResult<Value> = redis::cmd("XRANGE")
             .arg(&feed.results_key)
             .arg(start)
             .arg("+")
@@ -59,10 +62,10 @@ pub(super) async fn fetch(hub: &Hub, feed: Arc<Feed>) -> bool {
             .arg(PAGE)
             .query_async(&mut conn)
             .await;
-        let entries = match reply {
-            Ok(reply) => {
+        let entries = match reply.and_then(entries_of) {
+            Ok(entries) => {
                 hub.link.up();
-                reply.ids
+                entries
             }
             Err(error) => {
                 hub.metrics.redis_error("fetch");
@@ -71,7 +74,10 @@ pub(super) async fn fetch(hub: &Hub, feed: Arc<Feed>) -> bool {
             }
         };
         let full_page = entries.len() == PAGE;
-        let appended = feed.append(entries.into_iter().filter_map(parse_entry));
+        let readable = entries
+            .into_iter()
+            .filter_map(|entry| read_entry(hub, &feed, entry));
+        let appended = feed.append(readable);
         hub.record(&feed, &appended);
         if !full_page || feed.is_terminal() {
             return true;
@@ -79,16 +85,111 @@ pub(super) async fn fetch(hub: &Hub, feed: Arc<Feed>) -> bool {
     }
 }
 
-/// An entry's id and `data` field; `None` for an id Redis would never produce.
-fn parse_entry(mut entry: StreamId) -> Option<(EntryId, Option<Vec<u8>>)> {
-    let id = entry.id.parse().ok()?;
-    let data = match entry.map.remove(DATA_FIELD) {
-        Some(Value::BulkString(bytes)) => Some(bytes),
-        Some(Value::SimpleString(text)) => Some(text.into_bytes()),
-        _ => None,
+/// The entries of an XRANGE reply, still unparsed.
+fn entries_of(reply: Value) -> redis::RedisResult<Vec<Value>> {
+    match reply {
+        Value::Array(entries) => Ok(entries),
+        _ => Err((
+            redis::ErrorKind::Parse,
+            "XRANGE did not answer with an array",
+        )
+            .into()),
+    }
+}
+
+/// One entry for the feed: its id and `data` field (`None` when it has none,
+/// so the feed still reads past it). An entry without a readable id, which
+/// Redis never produces, is dropped. Both are logged and counted.
+fn read_entry(hub: &Hub, feed: &Feed, entry: Value) -> Option<(EntryId, Option<Vec<u8>>)> {
+    let Some((id, data)) = parse_entry(entry) else {
+        hub.metrics.hub_entries_skipped.inc();
+        tracing::warn!(search_id = %feed.search_id, "result entry without a readable id; skipped");
+        return None;
     };
     if data.is_none() {
-        tracing::warn!(entry_id = %entry.id, "result entry without a data field; skipped");
+        hub.metrics.hub_entries_skipped.inc();
+        tracing::warn!(search_id = %feed.search_id, entry_id = %id, "result entry without a data field; skipped");
     }
     Some((id, data))
+}
+
+/// Parses `[id, [field, value, …]]`; `None` when the id is unreadable. Field
+/// names are compared as bytes, so names that are not UTF-8 are just other
+/// fields.
+fn parse_entry(entry: Value) -> Option<(EntryId, Option<Vec<u8>>)> {
+    let Value::Array(parts) = entry else {
+        return None;
+    };
+    let mut parts = parts.into_iter();
+    let (Some(id), fields) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    let id = std::str::from_utf8(as_bytes(&id)?).ok()?.parse().ok()?;
+    let mut fields = match fields {
+        Some(Value::Array(fields)) => fields.into_iter(),
+        _ => return Some((id, None)),
+    };
+    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+        if as_bytes(&name) == Some(DATA_FIELD.as_bytes()) {
+            let data = match value {
+                Value::BulkString(bytes) => Some(bytes),
+                Value::SimpleString(text) => Some(text.into_bytes()),
+                _ => None,
+            };
+            return Some((id, data));
+        }
+    }
+    Some((id, None))
+}
+
+/// The bytes of a string reply.
+fn as_bytes(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::BulkString(bytes) => Some(bytes),
+        Value::SimpleString(text) => Some(text.as_bytes()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(bytes: &[u8]) -> Value {
+        Value::BulkString(bytes.to_vec())
+    }
+
+    fn entry(id: &[u8], fields: &[&[u8]]) -> Value {
+        Value::Array(vec![
+            bulk(id),
+            Value::Array(fields.iter().map(|f| bulk(f)).collect()),
+        ])
+    }
+
+    #[test]
+    fn the_data_field_is_found_among_any_fields() {
+        let id = EntryId { ms: 5, seq: 1 };
+        assert_eq!(
+            parse_entry(entry(b"5-1", &[b"data", b"{}"])),
+            Some((id, Some(b"{}".to_vec())))
+        );
+        assert_eq!(
+            parse_entry(entry(b"5-1", &[b"\xff\xfe", b"x", b"data", b"{}"])),
+            Some((id, Some(b"{}".to_vec()))),
+            "a field name that is not UTF-8 is just another field"
+        );
+    }
+
+    #[test]
+    fn unusable_entries_are_still_read_past() {
+        let id = EntryId { ms: 5, seq: 1 };
+        assert_eq!(
+            parse_entry(entry(b"5-1", &[b"\xff", b"x"])),
+            Some((id, None))
+        );
+        assert_eq!(parse_entry(entry(b"5-1", &[])), Some((id, None)));
+        assert_eq!(parse_entry(entry(b"5-1", &[b"data"])), Some((id, None)));
+        assert_eq!(parse_entry(entry(b"\xff", &[b"data", b"{}"])), None);
+        assert_eq!(parse_entry(bulk(b"5-1")), None);
+    }
 }

@@ -11,8 +11,15 @@
 //! Event frames are `Bytes` shared by every client of a search and reach the
 //! socket through hyper's vectored write queue without a copy, which
 //! [`StallWatch`] preserves by forwarding `is_write_vectored`.
+//!
+//! A peer that vanishes without a FIN or RST (a machine switched off, a NAT
+//! entry dropped) leaves an idle stream nothing to fail on: keep-alive comments
+//! are too small to fill the send buffer, so [`StallWatch`] never fires. Every
+//! accepted socket therefore has TCP keepalive and `TCP_USER_TIMEOUT` set, and
+//! the kernel resets such a connection within about a minute.
 
 use std::convert::Infallible;
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +27,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use socket2::{SockRef, TcpKeepalive};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +46,25 @@ const MAX_BUF_SIZE: usize = 64 * 1024;
 /// Pause after a failed accept (e.g. out of file descriptors), so the loop does
 /// not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Idle time before the kernel probes a silent connection, so a stream whose
+/// keep-alive comments are further apart (`SSE_HEARTBEAT_SECS` may be up to an
+/// hour) is still checked.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+
+/// Time between unanswered probes.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Unanswered probes before the connection is reset.
+const KEEPALIVE_RETRIES: u32 = 3;
+
+/// How long sent bytes may stay unacknowledged before the kernel resets the
+/// connection: the keepalive's own bound (idle, then every probe), so a dead
+/// peer is given up on after about a minute whether the stream was idle or
+/// still sending keep-alive comments.
+const USER_TIMEOUT: Duration = Duration::from_secs(
+    KEEPALIVE_IDLE.as_secs() + KEEPALIVE_INTERVAL.as_secs() * KEEPALIVE_RETRIES as u64,
+);
 
 /// Serves connections until `shutdown`, then stops accepting, lets open streams
 /// end (they watch `app.closing`) and waits for connections to finish, for at
@@ -66,6 +93,9 @@ pub(crate) async fn serve(
         };
         // Small writes (event frames) must leave at once, not wait for an ACK.
         let _ = socket.set_nodelay(true);
+        if let Err(error) = detect_dead_peers(&socket) {
+            tracing::debug!(%peer, %error, "could not set TCP keepalive");
+        }
         let connection = Arc::new(Connection::default());
         let io = StallWatch::new(
             socket,
@@ -98,4 +128,43 @@ pub(crate) async fn serve(
         }
     }
     deadline
+}
+
+/// Lets the kernel find out that a silent peer is gone; see the module docs.
+fn detect_dead_peers(socket: &TcpStream) -> io::Result<()> {
+    let socket = SockRef::from(socket);
+    socket.set_tcp_keepalive(
+        &TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_INTERVAL)
+            .with_retries(KEEPALIVE_RETRIES),
+    )?;
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+    socket.set_tcp_user_timeout(Some(USER_TIMEOUT))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_give_up_on_silent_peers() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (socket, _) = accepted.unwrap();
+        detect_dead_peers(&socket).unwrap();
+        let socket = SockRef::from(&socket);
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), KEEPALIVE_IDLE);
+        assert_eq!(socket.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), KEEPALIVE_RETRIES);
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_secs(60))
+        );
+        drop(client);
+    }
 }

@@ -1,14 +1,21 @@
 //! Cutting off clients that stopped reading.
 //!
-//! An event stream is written to for as long as its search runs. A client that
-//! stops reading (a frozen tab, a dead peer without a reset) would otherwise pin
-//! its connection, its buffers and its reader registration until the kernel gives
-//! up, which can take many minutes. [`StallWatch`] wraps a connection's socket:
-//! when a write has been refused (`Pending`) and nothing could be written for the
-//! stall limit, the next write fails, hyper drops the connection, and with it the
-//! response body, which detaches the reader. Only connections whose writes are
-//! blocked pay for a timer, and one blocked client never delays another: every
-//! connection has its own task and its own socket buffer.
+//! An event stream is written to for as long as its search runs. A client whose
+//! connection stops accepting bytes (a frozen tab, a process that stopped
+//! reading) would otherwise pin its connection, its buffers and its reader
+//! registration for as long as it stays that way. [`StallWatch`] wraps a
+//! connection's socket: when a write has been refused (`Pending`) and nothing
+//! could be written for the stall limit, the next write fails, hyper drops the
+//! connection, and with it the response body, which detaches the reader. Only
+//! connections whose writes are blocked pay for a timer, and one blocked client
+//! never delays another: every connection has its own task and its own socket
+//! buffer.
+//!
+//! It only sees writes that block, which takes more than the socket buffers
+//! hold. A peer that vanished without a reset while its stream is idle is never
+//! blocked on: keep-alive comments are too small to fill the buffers. Such peers
+//! are found by the kernel, through the TCP keepalive and `TCP_USER_TIMEOUT` set
+//! on every accepted socket (see [`crate::server`]).
 
 use std::io;
 use std::net::SocketAddr;

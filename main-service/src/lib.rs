@@ -43,7 +43,8 @@ pub enum Error {
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then drains:
 /// open event streams end cleanly, connections get `SHUTDOWN_GRACE_SECS` to
-/// finish, and readers are detached from Redis within the same period.
+/// finish (those still open then are closed), and readers are detached from
+/// Redis within the same period. When it returns, every connection has ended.
 ///
 /// Redis does not need to be up: requests that need it answer 503 until it is.
 pub async fn run(

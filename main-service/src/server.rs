@@ -1,5 +1,9 @@
 //! The HTTP/1.1 server: accept loop, one task per connection, graceful drain.
 //!
+//! Connection tasks are tracked: at the end of the grace period the ones still
+//! open are stopped (their connections dropped), and [`serve`] returns only
+//! once every one has ended, so nothing is left running behind `run`.
+//!
 //! Per-connection cost matters when tens of thousands of event streams are
 //! open. hyper's http1 connection keeps a read buffer and a write buffer of
 //! 8 KiB each for its whole life; neither can be configured smaller
@@ -31,6 +35,7 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 use crate::connection::Connection;
@@ -68,13 +73,18 @@ const USER_TIMEOUT: Duration = Duration::from_secs(
 
 /// Serves connections until `shutdown`, then stops accepting, lets open streams
 /// end (they watch `app.closing`) and waits for connections to finish, for at
-/// most the grace period. Returns the end of the grace period.
+/// most the grace period; connections still open then are dropped. Returns,
+/// once every connection task has ended, the end of the grace period.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     shutdown: CancellationToken,
 ) -> Instant {
     let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
+    // Cancelled at the end of the grace period: every connection task still
+    // running drops its connection.
+    let cut_off = CancellationToken::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -111,9 +121,13 @@ pub(crate) async fn serve(
             async move { Ok::<_, Infallible>(routes::handle(app, connection, req).await) }
         });
         let serving = graceful.watch(http.serve_connection(TokioIo::new(io), service));
-        tokio::spawn(async move {
-            if let Err(error) = serving.await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
+        let cut_off = cut_off.clone();
+        connections.spawn(async move {
+            tokio::select! {
+                served = serving => if let Err(error) = served {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                },
+                () = cut_off.cancelled() => {}
             }
         });
     }
@@ -121,12 +135,18 @@ pub(crate) async fn serve(
     let deadline = Instant::now() + app.config.shutdown_grace;
     // Normally already cancelled with `shutdown`, of which it is a child.
     app.closing.cancel();
+    connections.close();
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep_until(deadline) => {
-            tracing::warn!("grace period over; closing the remaining connections");
+            tracing::warn!(
+                open = connections.len(),
+                "grace period over; closing the remaining connections"
+            );
+            cut_off.cancel();
         }
     }
+    connections.wait().await;
     deadline
 }
 
@@ -147,6 +167,50 @@ fn detect_dead_peers(socket: &TcpStream) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use service_runtime::config::Vars;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn connections_open_at_the_end_of_the_grace_period_are_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let vars = Vars::new(|name| match name {
+            "REDIS_URL" => Some("redis://127.0.0.1:1".to_owned()),
+            "SHUTDOWN_GRACE_SECS" => Some("1".to_owned()),
+            _ => None,
+        });
+        let config = crate::Config::from_vars(&vars).unwrap();
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(crate::run(listener, config, shutdown.clone()));
+
+        // A request whose body never comes would hold its connection for the
+        // 10 s body timeout, well past the grace period.
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(
+                b"POST /api/flights/search HTTP/1.1\r\nhost: test\r\n\
+                  content-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        shutdown.cancel();
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), running)
+            .await
+            .expect("run returns")
+            .unwrap()
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2));
+
+        // The connection is already closed, not answered with a 408 later.
+        let mut answer = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_millis(500), client.read_to_end(&mut answer))
+                .await
+                .expect("the connection was closed when run returned");
+        assert!(read.is_err() || answer.is_empty(), "{answer:?}");
+    }
 
     #[tokio::test]
     async fn accepted_sockets_give_up_on_silent_peers() {

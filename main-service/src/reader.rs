@@ -117,6 +117,10 @@ async fn register(
     search_id: Uuid,
     reply: oneshot::Sender<redis::RedisResult<Attach>>,
 ) {
+    // The client left before the task ran: nothing to register, or undo.
+    if reply.is_closed() {
+        return;
+    }
     let token = Uuid::new_v4();
     let ran: redis::RedisResult<Vec<Value>> = ATTACH_READER
         .key(state_key(search_id))

@@ -13,7 +13,7 @@
 use std::io::{BufRead, Write};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -69,6 +69,9 @@ pub enum WorkerMessage {
     },
 }
 
+/// Set once the final report is written, so stdin closing after it is a clean end.
+static REPORTED: AtomicBool = AtomicBool::new(false);
+
 fn send(message: &WorkerMessage) {
     let mut line = serde_json::to_vec(message).expect("a WorkerMessage serialises");
     line.push(b'\n');
@@ -89,11 +92,13 @@ pub async fn run() -> Result<(), String> {
             .map_err(|e| format!("worker: reading the plan: {e}"))?;
         serde_json::from_str(&line).map_err(|e| format!("worker: bad plan: {e}"))?
     };
-    // The parent keeps stdin open while it needs us.
+    // The parent keeps stdin open while it needs us. It closes stdin once it has
+    // our report, which may happen before this process reaches its own exit: that
+    // is a normal end, not a lost parent.
     std::thread::spawn(|| {
         let mut rest = Vec::new();
         let _ = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut rest);
-        std::process::exit(4);
+        std::process::exit(if REPORTED.load(Ordering::Acquire) { 0 } else { 4 });
     });
 
     let now = now_us();
@@ -173,5 +178,6 @@ pub async fn run() -> Result<(), String> {
     }
     send(&WorkerMessage::Live { open: 0 });
     send(&WorkerMessage::Finished { streams });
+    REPORTED.store(true, Ordering::Release);
     Ok(())
 }

@@ -85,14 +85,9 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_vars(&Vars::new(move |k| map.get(k).cloned()))
+        Config::from_vars(&Vars::from_pairs(pairs))
     }
 
     #[test]

@@ -33,6 +33,16 @@ impl Vars<fn(&str) -> Option<String>> {
             lookup: |name| std::env::var(name).ok(),
         }
     }
+
+    /// Variables from fixed name/value pairs; what tests use instead of the
+    /// process environment.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Vars<impl Fn(&str) -> Option<String> + use<>> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Vars::new(move |name: &str| map.get(name).cloned())
+    }
 }
 
 impl<F: Fn(&str) -> Option<String>> Vars<F> {
@@ -128,14 +138,9 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn vars(pairs: &[(&str, &str)]) -> Vars<impl Fn(&str) -> Option<String>> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Vars::new(move |k| map.get(k).cloned())
+        Vars::from_pairs(pairs)
     }
 
     #[test]

@@ -98,7 +98,11 @@ pub async fn run() -> Result<(), String> {
     std::thread::spawn(|| {
         let mut rest = Vec::new();
         let _ = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut rest);
-        std::process::exit(if REPORTED.load(Ordering::Acquire) { 0 } else { 4 });
+        std::process::exit(if REPORTED.load(Ordering::Acquire) {
+            0
+        } else {
+            4
+        });
     });
 
     let now = now_us();

@@ -73,6 +73,33 @@ impl EventError {
     }
 }
 
+/// What a search's `result` events add up to: the basis of its terminal event.
+/// The append script keeps the same count in the state hash and refuses a
+/// terminal event based on a different one (`scripts::APPEND_EVENT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tally {
+    /// Suppliers that answered (one `result` event each).
+    pub answers: u32,
+    /// Offers over all those events.
+    pub offers: u64,
+}
+
+impl Tally {
+    /// The script's form, `<answers>:<offers>`.
+    pub fn to_arg(self) -> String {
+        format!("{}:{}", self.answers, self.offers)
+    }
+
+    /// Reads the script's form back.
+    pub fn parse(text: &str) -> Option<Tally> {
+        let (answers, offers) = text.split_once(':')?;
+        Some(Tally {
+            answers: answers.parse().ok()?,
+            offers: offers.parse().ok()?,
+        })
+    }
+}
+
 impl EventKind {
     /// True if and only if this event ends the search.
     pub fn is_terminal(&self) -> bool {
@@ -159,6 +186,18 @@ mod tests {
             text.starts_with(&format!(r#"{{"search_id":"{}","status":"completed""#, id())),
             "{text}"
         );
+    }
+
+    #[test]
+    fn tallies_round_trip_through_the_script_form() {
+        let t = Tally {
+            answers: 3,
+            offers: 14,
+        };
+        assert_eq!(t.to_arg(), "3:14");
+        assert_eq!(Tally::parse("3:14"), Some(t));
+        assert_eq!(Tally::parse("3"), None);
+        assert_eq!(Tally::parse("x:1"), None);
     }
 
     #[test]

@@ -5,19 +5,34 @@
 ///
 /// `KEYS[1]` result stream, `KEYS[2]` state hash; `ARGV[1]` slot (see
 /// `EventKind::slot`), `ARGV[2]` event JSON, `ARGV[3]` TTL seconds, `ARGV[4]` the
-/// events channel, `ARGV[5]` the search id.
+/// events channel, `ARGV[5]` the search id, and optionally `ARGV[6]` the tally
+/// (see [`Tally`](crate::Tally)): for a `result`, its offer count, added to
+/// the state hash's `answers` and `offers`; for a terminal event, the
+/// `answers:offers` the writer based it on.
 ///
 /// Returns the new entry id, or nil when the slot is taken or the search already
 /// has its terminal event. This is what makes re-processing after a crash, or a
 /// timeout racing a late provider, invisible to clients: every supplier's offers
-/// appear once and there is exactly one terminal event. The XADD, both EXPIREs and
-/// the PUBLISH nudge happen together or not at all.
+/// appear once and there is exactly one terminal event. A terminal event whose
+/// tally differs from the results actually written (another attempt added one
+/// meanwhile) is refused with the error `STALE_TALLY <answers>:<offers>`, so a
+/// `completed` total always equals the offers before it. The XADD, both EXPIREs
+/// and the PUBLISH nudge happen together or not at all.
 pub const APPEND_EVENT: &str = r"
 if redis.call('HEXISTS', KEYS[2], 'terminal') == 1 or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
   return false
 end
+local tally = ARGV[6] or ''
+if tally ~= '' and ARGV[1] == 'terminal' then
+  local have = (redis.call('HGET', KEYS[2], 'answers') or '0') .. ':' .. (redis.call('HGET', KEYS[2], 'offers') or '0')
+  if have ~= tally then return redis.error_reply('STALE_TALLY ' .. have) end
+end
 local id = redis.call('XADD', KEYS[1], '*', 'data', ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], id)
+if tally ~= '' and ARGV[1] ~= 'terminal' then
+  redis.call('HINCRBY', KEYS[2], 'answers', 1)
+  redis.call('HINCRBY', KEYS[2], 'offers', tonumber(tally))
+end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 redis.call('PUBLISH', ARGV[4], ARGV[5])

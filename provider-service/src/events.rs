@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contract::keys::{DATA_FIELD, STATE_TERMINAL, results_key, state_key};
-use contract::{EventKind, SearchEvent};
+use contract::{EventKind, SearchEvent, Tally};
 use redis::Value;
 use redis::aio::ConnectionManager;
+use service_runtime::streams::Appended;
 use uuid::Uuid;
 
 use crate::RedisFailure;
@@ -45,6 +46,14 @@ impl History {
     /// Offers over every `result` event.
     pub fn total_results(&self) -> u32 {
         self.answered.values().sum()
+    }
+
+    /// The answers and offers read so far, as the append script counts them.
+    pub fn tally(&self) -> Tally {
+        Tally {
+            answers: self.answered.len() as u32,
+            offers: u64::from(self.total_results()),
+        }
     }
 
     fn record(&mut self, kind: EventKind) {
@@ -82,8 +91,22 @@ impl ResultStreams {
         search_id: Uuid,
         kind: EventKind,
     ) -> Result<Option<String>, RedisFailure> {
+        Ok(match self.append_based_on(search_id, kind, None).await? {
+            Appended::Written(id) => Some(id),
+            Appended::Skipped | Appended::Stale(_) => None,
+        })
+    }
+
+    /// Appends a terminal event computed from `basis`; the script refuses it as
+    /// [`Appended::Stale`] when the search's results no longer add up to that.
+    pub async fn append_based_on(
+        &self,
+        search_id: Uuid,
+        kind: EventKind,
+        basis: Option<Tally>,
+    ) -> Result<Appended, RedisFailure> {
         let event = SearchEvent { search_id, kind };
-        service_runtime::streams::append_event(&mut self.conn.clone(), &event, self.ttl)
+        service_runtime::streams::append_event(&mut self.conn.clone(), &event, self.ttl, basis)
             .await
             .map_err(|e| self.failed("append", e))
     }

@@ -10,10 +10,10 @@
 //! pending and another consumer can finish the job.
 //!
 //! `total_results` is counted from the stream as read after all of this
-//! attempt's appends, re-read until nothing new turns up, right before the
-//! terminal event is written. An overlapping attempt can still add a `result`
-//! in the one round trip between that last read and the terminal append; only
-//! counting inside the append script would close that gap.
+//! attempt's appends. The append script keeps its own tally of the results
+//! written and refuses a terminal event based on another, so an overlapping
+//! attempt that adds a `result` meanwhile makes this one re-read and retry: the
+//! total always equals the offers before it.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -23,13 +23,14 @@ use contract::{EventError, EventKind, QueuedSearch};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use service_runtime::redis_link::Backoff;
+use service_runtime::streams::Appended;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::RedisFailure;
-use crate::events::ResultStreams;
+use crate::events::{History, ResultStreams};
 use crate::metrics::{CodeLabel, Metrics};
 use crate::queue::{Entry, Queue};
 use crate::recovery::{self, DeadLetter};
@@ -42,11 +43,10 @@ const RETRY_MIN: Duration = Duration::from_millis(250);
 /// Longest pause between attempts; with [`MAX_ATTEMPTS`] about 20 s in all,
 /// enough to ride out a Redis restart.
 const RETRY_MAX: Duration = Duration::from_secs(4);
-/// Most reads of a search's newest events before its terminal event is
-/// written. The first fetches this attempt's own appends, a second usually
-/// finds nothing; more only while another attempt keeps adding results. The
-/// bound guards against a stream that something else keeps writing to.
-const CATCH_UP_READS: usize = 4;
+/// Tries at writing the terminal event. One suffices unless another attempt
+/// keeps adding results meanwhile; the bound guards against a stream that
+/// something else keeps writing to.
+const TERMINAL_ATTEMPTS: usize = 8;
 
 /// Runs searches as tasks and knows which entries it is working on.
 pub struct Worker {
@@ -266,40 +266,42 @@ impl Worker {
 
         // Read back rather than add up locally: the stream is what clients see,
         // and a concurrent attempt may have added answers this one missed. The
-        // first read follows every append of this attempt; the next ones fetch
-        // only what is newer, until one finds nothing, so what the total can
-        // miss is narrowed to what lands during that last small read (see the
-        // module doc).
+        // append script refuses a terminal event whose tally no longer matches
+        // the results written, so a refusal means: read what is new, try again.
         let mut after = before;
-        for _ in 0..CATCH_UP_READS {
-            if !self.results.catch_up(id, &mut after).await? || after.terminal {
+        let mut written = None;
+        for _ in 0..TERMINAL_ATTEMPTS {
+            self.results.catch_up(id, &mut after).await?;
+            if after.terminal {
                 break;
+            }
+            let terminal = terminal_event(&after);
+            match self
+                .results
+                .append_based_on(id, terminal, Some(after.tally()))
+                .await?
+            {
+                Appended::Written(entry) => {
+                    written = Some(entry);
+                    break;
+                }
+                Appended::Skipped => break,
+                Appended::Stale(_) => {}
             }
         }
         let answered = after.answered.len();
         let total = after.total_results();
-        let terminal = if answered == 0 {
-            EventKind::Failed {
-                error: EventError::new(
-                    EventError::SUPPLIERS_UNAVAILABLE,
-                    "no airline supplier answered; please try again",
-                ),
-            }
-        } else {
-            EventKind::Completed {
-                total_results: total,
-            }
-        };
         let outcome = match (after.terminal, answered) {
             (true, _) => "ended_elsewhere",
             (false, 0) => "failed",
             (false, _) => "completed",
         };
-        let written = if after.terminal {
-            None
-        } else {
-            self.results.append(id, terminal).await?
-        };
+        if written.is_none() && !after.terminal {
+            // Results kept landing from another attempt; that attempt will
+            // finish the search, or this entry is claimed again later.
+            tracing::warn!(search_id = %id, entry_id, "terminal event kept going stale; left pending");
+            return Ok(());
+        }
         self.queue.ack(entry_id).await?;
 
         if written.is_some() {
@@ -329,6 +331,23 @@ impl Worker {
             "search finished"
         );
         Ok(())
+    }
+}
+
+/// The terminal event `history` calls for: `completed` with its offers, or
+/// `failed` when no supplier ever answered.
+fn terminal_event(history: &History) -> EventKind {
+    if history.answered.is_empty() {
+        EventKind::Failed {
+            error: EventError::new(
+                EventError::SUPPLIERS_UNAVAILABLE,
+                "no airline supplier answered; please try again",
+            ),
+        }
+    } else {
+        EventKind::Completed {
+            total_results: history.total_results(),
+        }
     }
 }
 

@@ -12,14 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM, results_key};
-use contract::{EventKind, Iata, QueuedSearch, SearchEvent, SearchRequest};
+use contract::{EventKind, Iata, QueuedSearch, SearchEvent, SearchRequest, Tally};
 use provider_service::Config;
 use provider_service::events::ResultStreams;
 use provider_service::metrics::Metrics;
 use provider_service::queue::Queue;
 use redis::aio::MultiplexedConnection;
 use service_runtime::config::Vars;
-use service_runtime::streams;
+use service_runtime::streams::{self, Appended};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -291,7 +291,7 @@ async fn append(conn: &mut MultiplexedConnection, id: Uuid, kind: EventKind) {
         search_id: id,
         kind,
     };
-    streams::append_event(conn, &event, Duration::from_secs(60))
+    streams::append_event(conn, &event, Duration::from_secs(60), None)
         .await
         .unwrap();
 }
@@ -313,6 +313,68 @@ async fn take_and_die(conn: &mut MultiplexedConnection, consumer: &str, count: u
         .query_async(conn)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_terminal_event_based_on_a_stale_tally_is_refused() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connect().await.unwrap();
+    let id = Uuid::new_v4();
+    let ttl = Duration::from_secs(60);
+    let request = search("CGK", "DPS").request;
+    let flights: Vec<_> =
+        provider_service::schedule::flights(&provider_service::catalogue::CARRIERS[0], &request)
+            .into_iter()
+            .take(2)
+            .collect();
+    assert_eq!(
+        flights.len(),
+        2,
+        "the first carrier flies CGK-DPS more than once a day"
+    );
+    append(
+        &mut conn,
+        id,
+        EventKind::Result {
+            supplier: "GA".into(),
+            results: flights,
+        },
+    )
+    .await;
+
+    // Based on what was read before another attempt's GA result landed.
+    let completed = |total_results| SearchEvent {
+        search_id: id,
+        kind: EventKind::Completed { total_results },
+    };
+    let stale = Tally {
+        answers: 0,
+        offers: 0,
+    };
+    let refused = streams::append_event(&mut conn, &completed(0), ttl, Some(stale))
+        .await
+        .unwrap();
+    let now = Tally {
+        answers: 1,
+        offers: 2,
+    };
+    assert_eq!(refused, Appended::Stale(now));
+    assert!(
+        events(&mut conn, id)
+            .await
+            .iter()
+            .all(|e| !e.kind.is_terminal())
+    );
+
+    let written = streams::append_event(&mut conn, &completed(2), ttl, Some(now))
+        .await
+        .unwrap();
+    assert!(matches!(written, Appended::Written(_)), "{written:?}");
+    let seen = events(&mut conn, id).await;
+    assert_eq!(
+        seen.last().unwrap().kind,
+        EventKind::Completed { total_results: 2 }
+    );
 }
 
 #[tokio::test]

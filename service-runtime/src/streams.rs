@@ -4,8 +4,8 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use contract::SearchEvent;
 use contract::keys::{EVENTS_CHANNEL, REQUESTS_STREAM, results_key, state_key};
+use contract::{EventKind, SearchEvent, Tally};
 use redis::aio::ConnectionLike;
 
 /// The append script, sent by hash (EVALSHA) with automatic fallback to its body.
@@ -30,17 +30,35 @@ pub async fn create_group(conn: &mut impl ConnectionLike, group: &str) -> redis:
     }
 }
 
+/// What [`append_event`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// The event is in the stream under this entry id.
+    Written(String),
+    /// Nothing was written: the slot was taken or the search had already ended.
+    Skipped,
+    /// A terminal event was refused because the search's `result` events add
+    /// up to this tally, not the one it was based on; recount and retry.
+    Stale(Tally),
+}
+
 /// Appends `event` to its search's result stream through
 /// `contract::scripts::APPEND_EVENT`: at most once per slot, never after the
 /// terminal event, with both keys' TTL refreshed to `ttl` and the pub/sub nudge
-/// sent, all atomically. Returns the new entry id, or `None` when nothing was
-/// written because the slot was taken or the search had already ended.
+/// sent, all atomically. A `result` always updates the search's tally; a
+/// terminal event given a `basis` is written only if the tally still matches it.
 pub async fn append_event(
     conn: &mut impl ConnectionLike,
     event: &SearchEvent,
     ttl: Duration,
-) -> redis::RedisResult<Option<String>> {
-    APPEND_EVENT
+    basis: Option<Tally>,
+) -> redis::RedisResult<Appended> {
+    let tally = match (&event.kind, basis) {
+        (EventKind::Result { results, .. }, _) => results.len().to_string(),
+        (kind, Some(basis)) if kind.is_terminal() => basis.to_arg(),
+        _ => String::new(),
+    };
+    let written: redis::RedisResult<Option<String>> = APPEND_EVENT
         .key(results_key(event.search_id))
         .key(state_key(event.search_id))
         .arg(event.kind.slot())
@@ -48,6 +66,16 @@ pub async fn append_event(
         .arg(ttl.as_secs())
         .arg(EVENTS_CHANNEL)
         .arg(event.search_id.to_string())
+        .arg(tally)
         .invoke_async(conn)
-        .await
+        .await;
+    match written {
+        Ok(Some(id)) => Ok(Appended::Written(id)),
+        Ok(None) => Ok(Appended::Skipped),
+        Err(error) if error.code() == Some("STALE_TALLY") => {
+            let now = error.detail().and_then(Tally::parse).unwrap_or_default();
+            Ok(Appended::Stale(now))
+        }
+        Err(error) => Err(error),
+    }
 }

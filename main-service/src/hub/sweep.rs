@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use contract::{EventError, EventKind, SearchEvent};
-use service_runtime::streams;
+use service_runtime::streams::{self, Appended};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::{Feed, Hub, fetcher};
@@ -88,10 +88,17 @@ async fn expire(hub: Arc<Hub>, feed: Arc<Feed>) {
         search_id: feed.search_id,
         kind,
     };
-    let written =
-        streams::append_event(&mut hub.redis.commands(), &event, hub.settings.results_ttl).await;
+    // A timeout is not based on the results, so it carries no tally and is never
+    // refused as stale.
+    let written = streams::append_event(
+        &mut hub.redis.commands(),
+        &event,
+        hub.settings.results_ttl,
+        None,
+    )
+    .await;
     match written {
-        Ok(Some(entry_id)) => {
+        Ok(Appended::Written(entry_id)) => {
             hub.link.up();
             hub.metrics.searches_timed_out.inc();
             tracing::info!(search_id = %feed.search_id, entry_id, "search timed out");
@@ -101,7 +108,7 @@ async fn expire(hub: Arc<Hub>, feed: Arc<Feed>) {
         // first, and a complete read must reach it, unless the stream itself is
         // gone (deleted by another instance's last reader, evicted, deleted by
         // hand). Then nothing will ever end the feed but this.
-        Ok(None) => {
+        Ok(Appended::Skipped | Appended::Stale(_)) => {
             hub.link.up();
             if !fetcher::fetch(&hub, feed.clone()).await {
                 // Not read to the end: the next pass tries again.

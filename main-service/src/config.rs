@@ -9,13 +9,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use service_runtime::config::{ConfigError, Vars};
+use service_runtime::redis_endpoint::RedisEndpoint;
 use service_runtime::telemetry::LogFormat;
 
 /// Everything main-service reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where Redis is (`REDIS_URL`); the only shared state.
-    pub redis_url: String,
+    /// Where Redis is (`REDIS_URL`, `REDIS_CA_FILE`); the only shared state.
+    pub redis_url: RedisEndpoint,
     /// Where the HTTP API, health and metrics listen (`HTTP_ADDR`).
     pub http_addr: SocketAddr,
     /// Lifetime of a search's keys after their last write (`RESULTS_TTL_SECS`),
@@ -51,7 +52,7 @@ impl Config {
     /// Reads variables through `vars`; tests pass a map.
     pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Config, ConfigError> {
         let config = Config {
-            redis_url: vars.redis_url("REDIS_URL", "redis://127.0.0.1:6379")?,
+            redis_url: vars.redis_endpoint("REDIS_URL", "redis://127.0.0.1:6379")?,
             http_addr: vars.parse_with(
                 "HTTP_ADDR",
                 SocketAddr::from(([0, 0, 0, 0], 8080)),
@@ -93,7 +94,7 @@ mod tests {
     #[test]
     fn defaults_follow_the_design() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(c.redis_url.to_string(), "redis://127.0.0.1:6379");
         assert_eq!(c.http_addr.to_string(), "0.0.0.0:8080");
         assert_eq!(c.results_ttl, Duration::from_secs(1800));
         assert_eq!(c.search_timeout, Duration::from_secs(60));

@@ -36,7 +36,7 @@ use app::App;
 /// Why the service could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The Redis client could not be created from `REDIS_URL`.
+    /// The Redis client could not be created from `REDIS_URL` and `REDIS_CA_FILE`.
     #[error("cannot set up the Redis client: {0}")]
     Redis(#[from] redis::RedisError),
 }

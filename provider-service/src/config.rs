@@ -9,13 +9,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use service_runtime::config::{ConfigError, Vars};
+use service_runtime::redis_endpoint::RedisEndpoint;
 use service_runtime::telemetry::LogFormat;
 
 /// Everything the provider can be told from outside.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Config {
-    /// Where Redis is; the only shared state between the services.
-    pub redis_url: String,
+    /// Where Redis is (`REDIS_URL`, `REDIS_CA_FILE`); the only shared state
+    /// between the services.
+    pub redis_url: RedisEndpoint,
     /// Address of the admin server (/healthz, /readyz, /metrics); the provider
     /// has no other HTTP surface.
     pub metrics_addr: SocketAddr,
@@ -67,7 +69,7 @@ impl Config {
     /// Reads and validates every variable, in the order of the design table.
     pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Config, ConfigError> {
         Ok(Config {
-            redis_url: vars.redis_url("REDIS_URL", "redis://127.0.0.1:6379")?,
+            redis_url: vars.redis_endpoint("REDIS_URL", "redis://127.0.0.1:6379")?,
             metrics_addr: metrics_addr(vars)?,
             results_ttl: vars.results_ttl()?,
             consumer_group: name(vars, "CONSUMER_GROUP")?
@@ -176,7 +178,7 @@ mod tests {
     #[test]
     fn defaults_follow_the_design() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(c.redis_url.to_string(), "redis://127.0.0.1:6379");
         assert_eq!(c.metrics_addr, "0.0.0.0:9091".parse().unwrap());
         assert_eq!(c.results_ttl, Duration::from_secs(1800));
         assert_eq!(c.consumer_group, "provider-service");
@@ -218,7 +220,7 @@ mod tests {
             ("LOG_FORMAT", "json"),
         ])
         .unwrap();
-        assert_eq!(c.redis_url, "redis://redis:6379/2");
+        assert_eq!(c.redis_url.to_string(), "redis://redis:6379/2");
         assert_eq!(c.metrics_addr, "127.0.0.1:19091".parse().unwrap());
         assert_eq!(c.results_ttl, Duration::from_secs(60));
         assert_eq!(

@@ -50,7 +50,7 @@ use crate::search::Worker;
 /// Why the provider could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The Redis client could not be created from `REDIS_URL`.
+    /// The Redis client could not be created from `REDIS_URL` and `REDIS_CA_FILE`.
     #[error("cannot create the Redis client: {0}")]
     Redis(#[from] redis::RedisError),
 }

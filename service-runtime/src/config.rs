@@ -6,8 +6,15 @@
 //! bad one stops the service with a single line naming it.
 
 use std::fmt::Display;
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
+
+use crate::redact::redact_url;
+use crate::redis_endpoint::{RedisEndpoint, TrustedCas};
+
+/// The variable naming a PEM file of CAs to trust for `rediss://`.
+const REDIS_CA_FILE: &str = "REDIS_CA_FILE";
 
 /// A variable holds a value the service cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,12 +132,34 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         self.secs("RESULTS_TTL_SECS", 1800, 1..=7 * 24 * 3600)
     }
 
-    /// A Redis URL that the client library accepts.
-    pub fn redis_url(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
-        self.parse_with(name, default.to_owned(), |v| {
-            redis::Client::open(v)
-                .map(|_| v.to_owned())
-                .map_err(|e| format!("expected redis://host:port[/db] ({e})"))
+    /// `REDIS_CA_FILE`: the CAs to trust for `rediss://` instead of the system
+    /// roots, read and checked now so a bad file stops the service at start.
+    pub fn redis_ca_file(&self) -> Result<Option<TrustedCas>, ConfigError> {
+        let Some(path) = self.raw(REDIS_CA_FILE) else {
+            return Ok(None);
+        };
+        TrustedCas::read(Path::new(path.trim()))
+            .map(Some)
+            .map_err(|reason| ConfigError {
+                name: REDIS_CA_FILE,
+                value: path,
+                reason,
+            })
+    }
+
+    /// The Redis server in `name` (a URL, `default` when unset), with the CAs of
+    /// `REDIS_CA_FILE`. The error shows the URL with its password masked.
+    pub fn redis_endpoint(
+        &self,
+        name: &'static str,
+        default: &str,
+    ) -> Result<RedisEndpoint, ConfigError> {
+        let cas = self.redis_ca_file()?;
+        let url = self.raw(name).unwrap_or_else(|| default.to_owned());
+        RedisEndpoint::parse(url.trim(), cas).map_err(|reason| ConfigError {
+            name,
+            value: redact_url(&url),
+            reason,
         })
     }
 }
@@ -167,16 +196,35 @@ mod tests {
     }
 
     #[test]
-    fn redis_urls_are_checked() {
+    fn redis_urls_are_checked_and_errors_hide_the_password() {
+        let ok = vars(&[("REDIS_URL", "rediss://app:s3cret@127.0.0.1:6380")])
+            .redis_endpoint("REDIS_URL", "redis://127.0.0.1:6379")
+            .unwrap();
+        assert!(ok.is_tls());
+        let default = vars(&[]).redis_endpoint("REDIS_URL", "redis://127.0.0.1:6379");
+        assert_eq!(default.unwrap().to_string(), "redis://127.0.0.1:6379");
+        let err = vars(&[("REDIS_URL", "http://:s3cret@nope")])
+            .redis_endpoint("REDIS_URL", "")
+            .unwrap_err()
+            .to_string();
         assert!(
-            vars(&[("REDIS_URL", "redis://127.0.0.1:6379")])
-                .redis_url("REDIS_URL", "")
-                .is_ok()
+            err.starts_with(
+                "REDIS_URL=http://:***@nope is not valid: expected redis://[user:password@]host:port[/db] or rediss://"
+            ),
+            "{err}"
         );
-        assert!(
-            vars(&[("REDIS_URL", "http://nope")])
-                .redis_url("REDIS_URL", "")
-                .is_err()
-        );
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_named() {
+        let err = vars(&[
+            ("REDIS_URL", "rediss://127.0.0.1:6380"),
+            ("REDIS_CA_FILE", "/nonexistent/ca.pem"),
+        ])
+        .redis_endpoint("REDIS_URL", "")
+        .unwrap_err();
+        assert_eq!(err.name, "REDIS_CA_FILE");
+        assert!(err.reason.contains("cannot read"), "{}", err.reason);
     }
 }

@@ -5,6 +5,8 @@
 //!   lookup function, failing fast with `NAME=value is not valid: why`.
 //! * [`telemetry`]: tracing setup, text or JSON (`LOG_FORMAT`).
 //! * [`shutdown`]: one cancellation token per process, fired by SIGINT or SIGTERM.
+//! * [`redis_endpoint`]: a `redis://`/`rediss://` URL and the CAs to trust,
+//!   turned into client settings; [`redact`] keeps its password out of output.
 //! * [`redis_link`]: the shared Redis connection, usable while Redis is down,
 //!   with readiness and capped backoff.
 //! * [`probe`]: the `--healthcheck` client used by container health checks.
@@ -13,6 +15,8 @@
 
 pub mod config;
 pub mod probe;
+pub mod redact;
+pub mod redis_endpoint;
 pub mod redis_link;
 pub mod shutdown;
 pub mod streams;

@@ -13,6 +13,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio_util::sync::CancellationToken;
 
+use crate::redis_endpoint::RedisEndpoint;
+
 /// Non-blocking commands answer within this, or count as failed.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -32,9 +34,10 @@ pub struct RedisLink {
 }
 
 impl RedisLink {
-    /// Creates the link without connecting. Fails only if `url` is not a Redis URL.
-    pub fn new(url: &str) -> redis::RedisResult<RedisLink> {
-        let client = redis::Client::open(url)?;
+    /// Creates the link without connecting. Fails only if the endpoint's TLS
+    /// settings cannot be turned into a client.
+    pub fn new(endpoint: &RedisEndpoint) -> redis::RedisResult<RedisLink> {
+        let client = endpoint.client()?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(COMMAND_TIMEOUT))

@@ -1,0 +1,203 @@
+//! Where a Redis server is and how to reach it: a `redis://` or `rediss://` URL,
+//! plus, for TLS, the certificate authorities to trust.
+//!
+//! [`RedisEndpoint::parse`] turns one URL and the optional CAs of `REDIS_CA_FILE`
+//! into connection settings, once per URL, so a list of URLs (cluster seeds)
+//! goes through the same checks. TLS uses rustls with the `ring` crypto provider,
+//! installed explicitly before the first client is built: rustls refuses to guess
+//! a provider when none is chosen. Without `REDIS_CA_FILE` the server certificate
+//! is checked against the system's roots (`/etc/ssl/certs`, the `ca-certificates`
+//! package); with it, against those CAs only. Certificate and host name checks
+//! cannot be switched off.
+//!
+//! An endpoint prints (`Display`, `Debug`) with its password masked.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, TlsCertificates};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::redact::redact_url;
+
+/// The accepted URL forms, for error messages.
+pub const URL_FORMS: &str =
+    "redis://[user:password@]host:port[/db] or rediss://[user:password@]host:port[/db]";
+
+/// Certificate authorities to trust for `rediss://`, read from a PEM file.
+#[derive(Clone)]
+pub struct TrustedCas {
+    /// The PEM text as read, every certificate in it checked to parse; the redis
+    /// client takes PEM.
+    pem: Arc<[u8]>,
+}
+
+impl TrustedCas {
+    /// Reads the PEM file at `path`. Fails, with a reason fit for a
+    /// configuration error, if it cannot be read or holds no certificate or a
+    /// malformed one.
+    pub fn read(path: &Path) -> Result<TrustedCas, String> {
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("not a PEM certificate file: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("holds a certificate that cannot be a CA: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned());
+        }
+        Ok(TrustedCas { pem: pem.into() })
+    }
+}
+
+/// One Redis server to connect to: its parsed URL and how to trust its TLS certificate.
+#[derive(Clone)]
+pub struct RedisEndpoint {
+    /// Address, database and credentials, as the redis client takes them.
+    info: ConnectionInfo,
+    /// The URL with its password masked: what logs and errors show.
+    shown: String,
+    /// `REDIS_CA_FILE`'s CAs for a `rediss://` URL; `None` trusts the system roots.
+    cas: Option<TrustedCas>,
+}
+
+impl RedisEndpoint {
+    /// Parses `url` (`redis://`, `rediss://` or a Unix socket URL). `cas` may be
+    /// given only with `rediss://`: a CA file next to a plain-text URL means TLS
+    /// was intended and would silently not happen. Errors never contain the
+    /// password.
+    pub fn parse(url: &str, cas: Option<TrustedCas>) -> Result<RedisEndpoint, String> {
+        let shown = redact_url(url);
+        let info = url.into_connection_info().map_err(|e| {
+            // The client's messages do not quote the URL; masked anyway, so a
+            // future one that does cannot leak.
+            let detail = e.to_string().replace(url, &shown);
+            format!("expected {URL_FORMS} ({detail})")
+        })?;
+        match info.addr() {
+            ConnectionAddr::TcpTls { insecure: true, .. } => {
+                return Err(
+                    "certificate checks cannot be turned off (#insecure); trust a private CA with REDIS_CA_FILE"
+                        .to_owned(),
+                );
+            }
+            ConnectionAddr::TcpTls { .. } => {}
+            _ if cas.is_some() => {
+                return Err("REDIS_CA_FILE is set, so expected a rediss:// (TLS) URL".to_owned());
+            }
+            _ => {}
+        }
+        Ok(RedisEndpoint { info, shown, cas })
+    }
+
+    /// True if and only if connections use TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.info.addr(), ConnectionAddr::TcpTls { .. })
+    }
+
+    /// The address, database and credentials.
+    pub fn connection_info(&self) -> &ConnectionInfo {
+        &self.info
+    }
+
+    /// The CAs a TLS connection trusts, in the form the redis client's builders
+    /// take (`Client::build_with_tls`, the cluster builder's `certs`); `None`
+    /// for the system roots or a plain-text URL.
+    pub fn tls_certificates(&self) -> Option<TlsCertificates> {
+        self.cas.as_ref().map(|cas| TlsCertificates {
+            client_tls: None,
+            root_cert: Some(cas.pem.to_vec()),
+        })
+    }
+
+    /// A client for this endpoint; connects only when asked to.
+    pub fn client(&self) -> redis::RedisResult<redis::Client> {
+        install_crypto_provider();
+        match self.tls_certificates() {
+            Some(certs) => redis::Client::build_with_tls(self.info.clone(), certs),
+            None => redis::Client::open(self.info.clone()),
+        }
+    }
+}
+
+impl std::fmt::Debug for TrustedCas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TrustedCas({} bytes of PEM)", self.pem.len())
+    }
+}
+
+impl std::fmt::Display for RedisEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl std::fmt::Debug for RedisEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisEndpoint")
+            .field("url", &self.shown)
+            .field("ca_file", &self.cas.is_some())
+            .finish()
+    }
+}
+
+/// Makes `ring` the process's rustls crypto provider unless one is set already.
+/// Idempotent: installing twice is refused by rustls and ignored here.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_and_tls_urls_parse_and_print_without_the_password() {
+        let plain = RedisEndpoint::parse("redis://app:s3cret@127.0.0.1:6379/2", None).unwrap();
+        assert!(!plain.is_tls());
+        assert_eq!(plain.to_string(), "redis://app:***@127.0.0.1:6379/2");
+        assert_eq!(plain.connection_info().redis_settings().db(), 2);
+        let tls = RedisEndpoint::parse("rediss://:s3cret@cache.example:6380", None).unwrap();
+        assert!(tls.is_tls());
+        assert!(tls.tls_certificates().is_none());
+        assert!(!format!("{tls:?}").contains("s3cret"));
+        assert!(tls.client().is_ok());
+    }
+
+    #[test]
+    fn bad_urls_name_the_accepted_forms_without_the_password() {
+        for url in ["http://:s3cret@h", "rediss://:s3cret@h:port", "s3cret"] {
+            let reason = RedisEndpoint::parse(url, None).unwrap_err();
+            assert!(reason.starts_with(&format!("expected {URL_FORMS}")), "{reason}");
+            assert!(!reason.contains("s3cret"), "{reason}");
+        }
+        let reason = RedisEndpoint::parse("rediss://h:6380/#insecure", None).unwrap_err();
+        assert!(reason.contains("#insecure"), "{reason}");
+    }
+
+    #[test]
+    fn ca_files_must_hold_certificates() {
+        let dir = std::env::temp_dir().join(format!("redis-endpoint-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        assert!(TrustedCas::read(&junk).unwrap_err().contains("no PEM certificate"));
+        let missing = TrustedCas::read(&dir.join("missing.pem")).unwrap_err();
+        assert!(missing.contains("cannot read"), "{missing}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_ca_file_needs_a_tls_url() {
+        let cas = TrustedCas {
+            pem: Arc::from(&b"-----BEGIN CERTIFICATE-----"[..]),
+        };
+        let reason = RedisEndpoint::parse("redis://h:6379", Some(cas.clone())).unwrap_err();
+        assert!(reason.contains("rediss://"), "{reason}");
+        let tls = RedisEndpoint::parse("rediss://h:6380", Some(cas)).unwrap();
+        assert!(tls.tls_certificates().is_some());
+    }
+}

@@ -52,7 +52,12 @@ RUN find . -path ./target -prune -o -name '*.rs' -exec touch {} + \
 
 # ---- runtime base: no compilers, no package manager caches, non-root ----------
 FROM ${RUNTIME_IMAGE} AS runtime
-RUN groupadd --system --gid 10001 app \
+# ca-certificates: the system roots that rediss:// checks a server against
+# when REDIS_CA_FILE is not set (managed Redis services).
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin app
 USER 10001:10001

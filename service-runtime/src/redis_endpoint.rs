@@ -123,6 +123,20 @@ impl RedisEndpoint {
     }
 }
 
+impl RedisEndpoint {
+    /// `error` as a log line should show it, with a hint where the client's
+    /// own words are too vague: a TLS connection that times out is most often
+    /// a server that does not speak TLS on that port (it waits for a line of
+    /// text and never answers the handshake).
+    pub fn explain(&self, error: &redis::RedisError) -> String {
+        if self.is_tls() && error.is_timeout() {
+            format!("{error} (no TLS handshake: does the server speak TLS on this port?)")
+        } else {
+            error.to_string()
+        }
+    }
+}
+
 impl std::fmt::Debug for TrustedCas {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "TrustedCas({} bytes of PEM)", self.pem.len())
@@ -171,7 +185,10 @@ mod tests {
     fn bad_urls_name_the_accepted_forms_without_the_password() {
         for url in ["http://:s3cret@h", "rediss://:s3cret@h:port", "s3cret"] {
             let reason = RedisEndpoint::parse(url, None).unwrap_err();
-            assert!(reason.starts_with(&format!("expected {URL_FORMS}")), "{reason}");
+            assert!(
+                reason.starts_with(&format!("expected {URL_FORMS}")),
+                "{reason}"
+            );
             assert!(!reason.contains("s3cret"), "{reason}");
         }
         let reason = RedisEndpoint::parse("rediss://h:6380/#insecure", None).unwrap_err();
@@ -184,7 +201,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let junk = dir.join("junk.pem");
         std::fs::write(&junk, "not a certificate\n").unwrap();
-        assert!(TrustedCas::read(&junk).unwrap_err().contains("no PEM certificate"));
+        assert!(
+            TrustedCas::read(&junk)
+                .unwrap_err()
+                .contains("no PEM certificate")
+        );
         let missing = TrustedCas::read(&dir.join("missing.pem")).unwrap_err();
         assert!(missing.contains("cannot read"), "{missing}");
         std::fs::remove_dir_all(&dir).unwrap();

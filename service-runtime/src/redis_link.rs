@@ -31,6 +31,8 @@ pub struct RedisLink {
     commands: ConnectionManager,
     /// Result of the latest ping, shared by all clones.
     state: Arc<LinkState>,
+    /// Where Redis is, to explain failures in the log.
+    endpoint: RedisEndpoint,
 }
 
 impl RedisLink {
@@ -48,6 +50,7 @@ impl RedisLink {
             client,
             commands,
             state: Arc::new(LinkState::new("redis")),
+            endpoint: endpoint.clone(),
         })
     }
 
@@ -73,7 +76,7 @@ impl RedisLink {
             let ping: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
             match ping {
                 Ok(_) => self.state.up(),
-                Err(e) => self.state.down(&e),
+                Err(e) => self.state.down(&self.endpoint.explain(&e)),
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,

@@ -1,13 +1,14 @@
 //! Test support for the end-to-end and fault suites.
 //!
 //! Everything here is real: [`redis_server::RedisServer`] starts `redis-server` on a
-//! free port, [`services`] starts the real service binaries as child processes, and
+//! free port (optionally with TLS from a throwaway CA made by [`pki`], and ACL users), [`services`] starts the real service binaries as child processes, and
 //! [`http`]/[`sse`] speak HTTP/1.1 to them over TCP. [`stack::Stack`] bundles the
 //! three, or, when `FLIGHT_SEARCH_URL` is set, attaches to a stack that is already
 //! running (with `REDIS_URL` pointing at its Redis) so the same suite can check a
 //! compose deployment.
 
 pub mod http;
+pub mod pki;
 pub mod redis_server;
 pub mod services;
 pub mod sse;

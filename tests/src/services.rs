@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use crate::{eventually, free_port};
@@ -52,6 +52,9 @@ pub struct Service {
     addr: String,
     /// The process, `None` once stopped.
     child: Option<Child>,
+    /// Where the process's stdout and stderr go (logs, panics), appended across
+    /// restarts; read with [`Service::output`], removed on Drop.
+    output: PathBuf,
 }
 
 impl Service {
@@ -77,11 +80,18 @@ impl Service {
             vars.entry("CONSUMER_NAME".into())
                 .or_insert_with(|| format!("test-provider-{}", free_port()));
         }
+        let output = std::env::temp_dir().join(format!(
+            "flight-search-{}-{}-{}.log",
+            kind.binary(),
+            addr.rsplit(':').next().unwrap_or_default(),
+            std::process::id()
+        ));
         let mut service = Service {
             kind,
             env: vars,
             addr,
             child: None,
+            output,
         };
         service.spawn().await;
         service
@@ -95,6 +105,13 @@ impl Service {
     /// The process id, while running.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Everything the process wrote to stdout and stderr so far.
+    pub fn output(&self) -> String {
+        std::fs::read(&self.output)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
     }
 
     /// SIGKILL: a crash.
@@ -132,10 +149,15 @@ impl Service {
 
     /// Starts the process again after [`Service::kill`] or [`Service::terminate`].
     pub async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.output)
+            .expect("open the service's output file");
         let child = Command::new(binary_path(self.kind.binary()))
             .envs(&self.env)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stdout(log.try_clone().expect("clone the output file"))
+            .stderr(log)
             .spawn()
             .expect("spawn service");
         self.child = Some(child);
@@ -151,5 +173,15 @@ impl Service {
 impl Drop for Service {
     fn drop(&mut self) {
         self.kill();
+        // A failing test shows what the service said; a passing one stays quiet.
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {} {} output ---\n{}",
+                self.kind.binary(),
+                self.addr,
+                self.output()
+            );
+        }
+        let _ = std::fs::remove_file(&self.output);
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::http::{self, Response};
-use crate::redis_server::RedisServer;
+use crate::redis_server::{RedisOptions, RedisServer};
 use crate::services::{Kind, Service};
 use crate::sse::{Event, SseStream};
 
@@ -21,12 +21,47 @@ pub struct Local {
     pub mains: Vec<Service>,
     /// provider-service instances.
     pub providers: Vec<Service>,
+    /// How providers reach Redis: `REDIS_URL` and, over TLS, `REDIS_CA_FILE`.
+    provider_redis: RedisAccess,
+}
+
+/// How a service reaches the stack's Redis.
+#[derive(Clone)]
+struct RedisAccess {
+    /// Its `REDIS_URL`.
+    url: String,
+    /// `REDIS_CA_FILE` when the URL is `rediss://`.
+    ca_file: Option<String>,
+}
+
+impl RedisAccess {
+    /// Over TLS when `tls`, as `user` (name, password) when given.
+    fn new(redis: &RedisServer, tls: bool, user: Option<&(String, String)>) -> RedisAccess {
+        let url = if tls { redis.tls_url() } else { redis.url() };
+        let url = match user {
+            Some((name, password)) => url.replacen("://", &format!("://{name}:{password}@"), 1),
+            None => url,
+        };
+        RedisAccess {
+            url,
+            ca_file: tls.then(|| redis.ca_file().display().to_string()),
+        }
+    }
+
+    /// Starts `kind` with this access plus `env`.
+    async fn start(&self, kind: Kind, env: &[(&str, &str)]) -> Service {
+        let mut env = env.to_vec();
+        if let Some(ca_file) = &self.ca_file {
+            env.push(("REDIS_CA_FILE", ca_file));
+        }
+        Service::start(kind, &self.url, &env).await
+    }
 }
 
 impl Local {
     /// Starts one more provider with the stack's provider settings plus `env`.
     pub async fn add_provider(&mut self, env: &[(&str, &str)]) -> &mut Service {
-        let provider = Service::start(Kind::Provider, &self.redis.url(), env).await;
+        let provider = self.provider_redis.start(Kind::Provider, env).await;
         self.providers.push(provider);
         self.providers.last_mut().expect("just pushed")
     }
@@ -54,6 +89,12 @@ pub struct StackBuilder {
     mains: usize,
     /// Refuse to attach to a running stack (the test needs process control).
     local_only: bool,
+    /// How to configure Redis.
+    redis: RedisOptions,
+    /// main-service's ACL user (name, password); `default` when `None`.
+    main_user: Option<(String, String)>,
+    /// The providers' ACL user (name, password); `default` when `None`.
+    provider_user: Option<(String, String)>,
 }
 
 impl StackBuilder {
@@ -87,6 +128,26 @@ impl StackBuilder {
         self
     }
 
+    /// Configures Redis; with `tls`, both services connect over TLS only,
+    /// trusting the server's CA through `REDIS_CA_FILE`. Implies `local_only`.
+    pub fn redis(mut self, options: RedisOptions) -> Self {
+        self.redis = options;
+        self.local_only = true;
+        self
+    }
+
+    /// Connects main-service as this ACL user (defined with [`StackBuilder::redis`]).
+    pub fn main_user(mut self, name: &str, password: &str) -> Self {
+        self.main_user = Some((name.into(), password.into()));
+        self
+    }
+
+    /// Connects every provider as this ACL user.
+    pub fn provider_user(mut self, name: &str, password: &str) -> Self {
+        self.provider_user = Some((name.into(), password.into()));
+        self
+    }
+
     /// Starts (or attaches to) the stack.
     pub async fn start(self) -> Stack {
         if !self.local_only
@@ -100,7 +161,10 @@ impl StackBuilder {
                 local: None,
             };
         }
-        let redis = RedisServer::start().await;
+        let redis = RedisServer::start_with(self.redis.clone()).await;
+        let tls = self.redis.tls;
+        let main_redis = RedisAccess::new(&redis, tls, self.main_user.as_ref());
+        let provider_redis = RedisAccess::new(&redis, tls, self.provider_user.as_ref());
         let pairs = |v: &[(String, String)]| -> Vec<(String, String)> { v.to_vec() };
         let main_env = pairs(&self.main_env);
         let mut mains = Vec::new();
@@ -109,12 +173,13 @@ impl StackBuilder {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            mains.push(Service::start(Kind::Main, &redis.url(), &env).await);
+            mains.push(main_redis.start(Kind::Main, &env).await);
         }
         let mut local = Local {
             redis,
             mains,
             providers: Vec::new(),
+            provider_redis,
         };
         let mut provider_env = vec![("MOCK_LATENCY_MS".to_owned(), TEST_LATENCY_MS.to_owned())];
         provider_env.extend(pairs(&self.provider_env));
@@ -142,6 +207,9 @@ impl Stack {
             providers: 1,
             mains: 1,
             local_only: false,
+            redis: RedisOptions::default(),
+            main_user: None,
+            provider_user: None,
         }
     }
 

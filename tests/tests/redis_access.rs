@@ -1,0 +1,321 @@
+//! Redis as deployments run it: over TLS with a private CA, as restricted ACL
+//! users, with certificate mistakes that must not crash anything, and with a
+//! password in `REDIS_URL` that must never be printed.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use tests::pki::TestCa;
+use tests::redis_server::{RedisOptions, RedisServer};
+use tests::services::{Kind, Service, binary_path};
+use tests::stack::{Stack, TEST_LATENCY_MS};
+use tests::{eventually, free_port, http, search_body};
+use uuid::Uuid;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs searches through `stack` as a user would and checks each step Redis
+/// serves: POST, every event to `completed`, the stream's DEL, a `timeout`
+/// written by main-service once no provider is left, and no permission error
+/// logged by either service.
+async fn assert_whole_flow(stack: &mut Stack) {
+    let local = stack.local();
+    let urls = [local.mains[0].base_url(), local.providers[0].base_url()];
+    for base_url in urls {
+        let ready = format!("{base_url}/readyz");
+        eventually("both services ready", LIMIT, || {
+            let ready = ready.clone();
+            async move { (http::get(&ready).await.ok()?.status == 200).then_some(()) }
+        })
+        .await;
+    }
+    let id = stack.submit(&search_body("CGK", "DPS", 9, 2)).await;
+    let events = stack.events(id).await;
+    let last = events.last().expect("events");
+    assert_eq!(last.status(), "completed", "{events:?}");
+    assert!(events.len() >= 3, "{events:?}");
+    let key = contract::keys::results_key(id);
+    eventually("the finished stream deleted", LIMIT, || {
+        let stack = &*stack;
+        let key = key.clone();
+        async move { (!stack.key_exists(&key).await).then_some(()) }
+    })
+    .await;
+
+    stack.local().providers[0].kill();
+    let id = stack.submit(&search_body("CGK", "DPS", 10, 1)).await;
+    let events = stack.events(id).await;
+    let last = events.last().expect("events");
+    assert_eq!(last.status(), "failed", "{events:?}");
+    assert_eq!(last.data["error"]["code"], "timeout", "{events:?}");
+
+    let local = stack.local();
+    for service in local.mains.iter().chain(&local.providers) {
+        let output = service.output();
+        assert!(!output.contains("no permissions"), "{output}");
+        assert!(!output.contains("ERROR"), "{output}");
+    }
+}
+
+/// A builder for a stack whose timeout and recovery sweep both run within a test.
+fn quick_stack() -> tests::stack::StackBuilder {
+    Stack::builder()
+        .main_env("SEARCH_TIMEOUT_SECS", "3")
+        .provider_env("CLAIM_IDLE_MS", "1000")
+}
+
+#[tokio::test]
+async fn the_whole_flow_runs_over_tls_with_a_private_ca() {
+    let mut stack = quick_stack()
+        .redis(RedisOptions {
+            tls: true,
+            ..RedisOptions::default()
+        })
+        .start()
+        .await;
+    assert_whole_flow(&mut stack).await;
+}
+
+/// The `user ...` lines of README.md's ACL block, with `>CHANGE-ME` replaced.
+fn readme_acl_users(password: &str) -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("read README.md");
+    let users: Vec<String> = readme
+        .lines()
+        .filter(|line| {
+            line.starts_with("user main-service ") || line.starts_with("user provider-service ")
+        })
+        .map(|line| line.replace(">CHANGE-ME", &format!(">{password}")))
+        .collect();
+    assert_eq!(
+        users.len(),
+        2,
+        "README.md documents one ACL user per service"
+    );
+    users
+}
+
+#[tokio::test]
+async fn the_whole_flow_runs_with_each_service_as_its_own_restricted_user_over_tls() {
+    let password = format!("pw{}", Uuid::new_v4().simple());
+    let mut stack = quick_stack()
+        .redis(RedisOptions {
+            tls: true,
+            acl: readme_acl_users(&password),
+        })
+        .main_user("main-service", &password)
+        .provider_user("provider-service", &password)
+        .start()
+        .await;
+    assert_whole_flow(&mut stack).await;
+
+    // The users really are restricted: a command outside the rule is refused.
+    let url = format!(
+        "redis://provider-service:{password}@127.0.0.1:{}",
+        stack.local().redis.port()
+    );
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the provider's user can log in");
+    let refused: redis::RedisResult<Vec<String>> =
+        redis::cmd("KEYS").arg("*").query_async(&mut conn).await;
+    let error = refused.expect_err("KEYS is not in the provider's rule");
+    assert!(error.to_string().contains("no permissions"), "{error}");
+}
+
+/// Starts both services against `url` (plus `env`), waits until each reports
+/// `cause` in one log line while `/readyz` answers 503, and returns them.
+async fn start_unready(url: &str, env: &[(&str, &str)], cause: &str) -> Vec<Service> {
+    let provider_env: Vec<(&str, &str)> = env
+        .iter()
+        .copied()
+        .chain([("MOCK_LATENCY_MS", TEST_LATENCY_MS)])
+        .collect();
+    let services = vec![
+        Service::start(Kind::Main, url, env).await,
+        Service::start(Kind::Provider, url, &provider_env).await,
+    ];
+    for service in &services {
+        eventually(&format!("a log line naming {cause}"), LIMIT, || async {
+            let output = service.output();
+            output
+                .lines()
+                .any(|line| line.contains("connection down") && line.contains(cause))
+                .then_some(())
+        })
+        .await;
+        let ready = http::get(&format!("{}/readyz", service.base_url()))
+            .await
+            .expect("readyz answers");
+        assert_eq!(ready.status, 503);
+    }
+    services
+}
+
+/// Waits until each service is ready again and checks it logged each
+/// connection's failure once, not once per retry, and never crashed.
+async fn assert_recovers(services: &[Service]) {
+    for service in services {
+        let ready = format!("{}/readyz", service.base_url());
+        eventually("ready once the certificate is fixed", LIMIT, || {
+            let ready = ready.clone();
+            async move { (http::get(&ready).await.ok()?.status == 200).then_some(()) }
+        })
+        .await;
+        let output = service.output();
+        let downs = output
+            .lines()
+            .filter(|l| l.contains("connection down"))
+            .count();
+        assert!(
+            (1..=2).contains(&downs),
+            "one line per connection:\n{output}"
+        );
+        assert!(!output.contains("panicked"), "{output}");
+    }
+    let base_url = services[0].base_url();
+    let id = tests::stack::submit_to(&base_url, &search_body("CGK", "DPS", 8, 1)).await;
+    let events = tests::stack::follow(&base_url, id, LIMIT).await;
+    assert_eq!(events.last().map(|e| e.status()), Some("completed"));
+}
+
+/// A PEM file holding `ca`, removed on drop.
+struct CaFile(PathBuf);
+
+impl CaFile {
+    fn new(ca: &TestCa) -> CaFile {
+        let path = std::env::temp_dir().join(format!("flight-search-ca-{}.pem", Uuid::new_v4()));
+        std::fs::write(&path, ca.pem()).unwrap();
+        CaFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for CaFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_means_unready_until_the_server_presents_a_trusted_one() {
+    let mut redis = RedisServer::start_with(RedisOptions {
+        tls: true,
+        ..RedisOptions::default()
+    })
+    .await;
+    let trusted = TestCa::new("the CA the services trust");
+    let ca_file = CaFile::new(&trusted);
+    let services = start_unready(
+        &redis.tls_url(),
+        &[("REDIS_CA_FILE", ca_file.path())],
+        "UnknownIssuer",
+    )
+    .await;
+    redis.use_certificate(&trusted.issue(&["127.0.0.1"])).await;
+    assert_recovers(&services).await;
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_host_means_unready_until_fixed() {
+    let mut redis = RedisServer::start_with(RedisOptions {
+        tls: true,
+        ..RedisOptions::default()
+    })
+    .await;
+    let other_host = redis.ca().issue(&["redis.example.invalid"]);
+    redis.use_certificate(&other_host).await;
+    let ca_file = redis.ca_file().display().to_string();
+    let services = start_unready(
+        &redis.tls_url(),
+        &[("REDIS_CA_FILE", &ca_file)],
+        "not valid for name",
+    )
+    .await;
+    let right_host = redis.ca().issue(&["127.0.0.1"]);
+    redis.use_certificate(&right_host).await;
+    assert_recovers(&services).await;
+}
+
+#[tokio::test]
+async fn a_plain_text_server_behind_a_rediss_url_means_unready_without_a_crash() {
+    let redis = RedisServer::start().await;
+    let url = format!("rediss://127.0.0.1:{}", redis.port());
+    let services = start_unready(&url, &[], "does the server speak TLS").await;
+    for service in &services {
+        let health = http::get(&format!("{}/healthz", service.base_url()))
+            .await
+            .expect("healthz answers");
+        assert_eq!(health.status, 200, "still alive");
+    }
+}
+
+/// Asserts `text` does not contain `password`.
+fn assert_hidden(what: &str, text: &str, password: &str) {
+    assert!(
+        !text.contains(password),
+        "{what} shows the password:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn no_output_of_either_service_contains_the_redis_password() {
+    let password = format!("s3cret{}", Uuid::new_v4().simple());
+
+    // A URL that does not parse stops each service with one line, masked.
+    for url in [
+        format!("rediss://:{password}@127.0.0.1:notaport"),
+        format!("redis://app:{password}@"),
+        format!("http://app:{password}@127.0.0.1:6379"),
+        format!("redis://{password}@127.0.0.1:6379/notadb"),
+    ] {
+        for binary in ["main-service", "provider-service"] {
+            let output = Command::new(binary_path(binary))
+                .env("REDIS_URL", &url)
+                .env("RUST_LOG", "trace")
+                .output()
+                .unwrap();
+            assert!(!output.status.success(), "{binary} started with {url}");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(stderr.contains("REDIS_URL="), "{binary}: {stderr}");
+            assert!(
+                stderr.contains("redis://[user:password@]host:port[/db]"),
+                "{stderr}"
+            );
+            assert_hidden(binary, &stderr, &password);
+            assert_hidden(binary, &String::from_utf8_lossy(&output.stdout), &password);
+        }
+    }
+
+    // A wrong password, and a server that is not there, at the most verbose
+    // log level: logs, /readyz and /metrics stay clean.
+    let redis = RedisServer::start_with(RedisOptions {
+        acl: vec![format!("user app on >right{password} ~* &* +@all")],
+        ..RedisOptions::default()
+    })
+    .await;
+    let wrong_password = format!("redis://app:{password}@127.0.0.1:{}", redis.port());
+    let unreachable = format!("redis://app:{password}@127.0.0.1:{}", free_port());
+    for (url, cause) in [
+        (wrong_password, "AuthenticationFailed"),
+        (unreachable, "refused"),
+    ] {
+        let services = start_unready(&url, &[("RUST_LOG", "trace")], cause).await;
+        for service in &services {
+            for path in ["/readyz", "/metrics", "/healthz"] {
+                let response = http::get(&format!("{}{path}", service.base_url()))
+                    .await
+                    .expect("admin endpoint answers");
+                assert_hidden(path, &String::from_utf8_lossy(&response.body), &password);
+            }
+            assert_hidden("the service's output", &service.output(), &password);
+        }
+    }
+}

@@ -11,10 +11,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::redact::redact_url;
-use crate::redis_endpoint::{RedisEndpoint, TrustedCas};
+use crate::redis_endpoint::{ClientIdentity, RedisEndpoint, TlsOptions, TrustedCas};
 
 /// The variable naming a PEM file of CAs to trust for `rediss://`.
 const REDIS_CA_FILE: &str = "REDIS_CA_FILE";
+/// The variable naming a PEM file with the client certificate chain.
+const REDIS_CLIENT_CERT_FILE: &str = "REDIS_CLIENT_CERT_FILE";
+/// The variable naming a PEM file with the client certificate's private key.
+const REDIS_CLIENT_KEY_FILE: &str = "REDIS_CLIENT_KEY_FILE";
 
 /// A variable holds a value the service cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -132,31 +136,64 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         self.secs("RESULTS_TTL_SECS", 1800, 1..=7 * 24 * 3600)
     }
 
-    /// `REDIS_CA_FILE`: the CAs to trust for `rediss://` instead of the system
-    /// roots, read and checked now so a bad file stops the service at start.
-    pub fn redis_ca_file(&self) -> Result<Option<TrustedCas>, ConfigError> {
-        let Some(path) = self.raw(REDIS_CA_FILE) else {
-            return Ok(None);
-        };
-        TrustedCas::read(Path::new(path.trim()))
-            .map(Some)
-            .map_err(|reason| ConfigError {
-                name: REDIS_CA_FILE,
-                value: path,
-                reason,
+    /// The file named by `name`, read with `read`; `None` when unset.
+    fn file<T>(
+        &self,
+        name: &'static str,
+        read: impl FnOnce(&Path) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        self.raw(name)
+            .map(|path| {
+                read(Path::new(path.trim())).map_err(|reason| ConfigError {
+                    name,
+                    value: path,
+                    reason,
+                })
             })
+            .transpose()
     }
 
-    /// The Redis server in `name` (a URL, `default` when unset), with the CAs of
-    /// `REDIS_CA_FILE`. The error shows the URL with its password masked.
+    /// The error for `set` given without `missing`.
+    fn needs(&self, set: &'static str, missing: &str) -> ConfigError {
+        ConfigError {
+            name: set,
+            value: self.raw(set).unwrap_or_default(),
+            reason: format!("needs {missing} too"),
+        }
+    }
+
+    /// The TLS settings for `rediss://` URLs: `REDIS_CA_FILE` (CAs to trust
+    /// instead of the system roots) and `REDIS_CLIENT_CERT_FILE` with
+    /// `REDIS_CLIENT_KEY_FILE` (a client certificate, for servers that ask for
+    /// one). The files are read and checked now, so a bad one stops the
+    /// service at start.
+    pub fn redis_tls(&self) -> Result<TlsOptions, ConfigError> {
+        let cas = self.file(REDIS_CA_FILE, TrustedCas::read)?;
+        let cert = self.file(REDIS_CLIENT_CERT_FILE, ClientIdentity::read_certificates)?;
+        let key = self.file(REDIS_CLIENT_KEY_FILE, ClientIdentity::read_key)?;
+        let identity = match (cert, key) {
+            (Some(cert), Some(key)) => Some(ClientIdentity::new(cert, key)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(self.needs(REDIS_CLIENT_CERT_FILE, REDIS_CLIENT_KEY_FILE));
+            }
+            (None, Some(_)) => {
+                return Err(self.needs(REDIS_CLIENT_KEY_FILE, REDIS_CLIENT_CERT_FILE));
+            }
+        };
+        Ok(TlsOptions { cas, identity })
+    }
+
+    /// The Redis server in `name` (a URL, `default` when unset), with the TLS
+    /// settings of [`Vars::redis_tls`]. The error shows the URL with its password masked.
     pub fn redis_endpoint(
         &self,
         name: &'static str,
         default: &str,
     ) -> Result<RedisEndpoint, ConfigError> {
-        let cas = self.redis_ca_file()?;
+        let tls = self.redis_tls()?;
         let url = self.raw(name).unwrap_or_else(|| default.to_owned());
-        RedisEndpoint::parse(url.trim(), cas).map_err(|reason| ConfigError {
+        RedisEndpoint::parse(url.trim(), tls).map_err(|reason| ConfigError {
             name,
             value: redact_url(&url),
             reason,
@@ -226,5 +263,35 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.name, "REDIS_CA_FILE");
         assert!(err.reason.contains("cannot read"), "{}", err.reason);
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key_and_a_bad_key_is_not_quoted() {
+        let dir = std::env::temp_dir().join(format!("vars-client-cert-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = dir.join("client.pem");
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let cert = cert.display().to_string();
+        let err = vars(&[("REDIS_CLIENT_CERT_FILE", &cert)])
+            .redis_tls()
+            .unwrap_err();
+        assert_eq!(err.name, "REDIS_CLIENT_CERT_FILE");
+        assert_eq!(err.reason, "needs REDIS_CLIENT_KEY_FILE too");
+        let key = dir.join("client.key");
+        std::fs::write(&key, "s3cret key material\n").unwrap();
+        let key = key.display().to_string();
+        let err = vars(&[
+            ("REDIS_CLIENT_CERT_FILE", &cert),
+            ("REDIS_CLIENT_KEY_FILE", &key),
+        ])
+        .redis_tls()
+        .unwrap_err();
+        assert_eq!(err.name, "REDIS_CLIENT_KEY_FILE");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,8 +1,9 @@
 //! Where a Redis server is and how to reach it: a `redis://` or `rediss://` URL,
 //! plus, for TLS, the certificate authorities to trust.
 //!
-//! [`RedisEndpoint::parse`] turns one URL and the optional CAs of `REDIS_CA_FILE`
-//! into connection settings, once per URL, so a list of URLs (cluster seeds)
+//! [`RedisEndpoint::parse`] turns one URL and its [`TlsOptions`] (the CAs of
+//! `REDIS_CA_FILE`, the client certificate of `REDIS_CLIENT_CERT_FILE` and
+//! `REDIS_CLIENT_KEY_FILE`) into connection settings, once per URL, so a list of URLs (cluster seeds)
 //! goes through the same checks. TLS uses rustls with the `ring` crypto provider,
 //! installed explicitly before the first client is built: rustls refuses to guess
 //! a provider when none is chosen. Without `REDIS_CA_FILE` the server certificate
@@ -15,9 +16,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, TlsCertificates};
-use rustls::pki_types::CertificateDer;
+use redis::{ClientTlsConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, TlsCertificates};
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::redact::redact_url;
 
@@ -53,6 +54,58 @@ impl TrustedCas {
     }
 }
 
+/// A client certificate chain and its private key, PEM, for servers that
+/// require clients to prove who they are (`tls-auth-clients yes`).
+#[derive(Clone)]
+pub struct ClientIdentity {
+    /// The certificate chain, leaf first.
+    cert_pem: Arc<[u8]>,
+    /// The private key of the leaf; never printed.
+    key_pem: Arc<[u8]>,
+}
+
+impl ClientIdentity {
+    /// Reads the certificate chain at `path`; the reason on failure fits a
+    /// configuration error.
+    pub fn read_certificates(path: &Path) -> Result<Vec<u8>, String> {
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
+        let mut found = false;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            cert.map_err(|e| format!("not a PEM certificate file: {e}"))?;
+            found = true;
+        }
+        if !found {
+            return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned());
+        }
+        Ok(pem)
+    }
+
+    /// Reads the private key at `path`; the reason on failure never quotes the file.
+    pub fn read_key(path: &Path) -> Result<Vec<u8>, String> {
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
+        PrivateKeyDer::from_pem_slice(&pem)
+            .map_err(|_| "holds no PEM private key (PKCS#8, PKCS#1 or SEC1)".to_owned())?;
+        Ok(pem)
+    }
+
+    /// The identity made of a chain and key read with the functions above.
+    pub fn new(cert_pem: Vec<u8>, key_pem: Vec<u8>) -> ClientIdentity {
+        ClientIdentity {
+            cert_pem: cert_pem.into(),
+            key_pem: key_pem.into(),
+        }
+    }
+}
+
+/// How to secure a `rediss://` connection beyond the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct TlsOptions {
+    /// CAs to trust instead of the system roots.
+    pub cas: Option<TrustedCas>,
+    /// The certificate to present, when the server asks for one.
+    pub identity: Option<ClientIdentity>,
+}
+
 /// One Redis server to connect to: its parsed URL and how to trust its TLS certificate.
 #[derive(Clone)]
 pub struct RedisEndpoint {
@@ -60,16 +113,16 @@ pub struct RedisEndpoint {
     info: ConnectionInfo,
     /// The URL with its password masked: what logs and errors show.
     shown: String,
-    /// `REDIS_CA_FILE`'s CAs for a `rediss://` URL; `None` trusts the system roots.
-    cas: Option<TrustedCas>,
+    /// CAs and client certificate for a `rediss://` URL.
+    tls: TlsOptions,
 }
 
 impl RedisEndpoint {
-    /// Parses `url` (`redis://`, `rediss://` or a Unix socket URL). `cas` may be
-    /// given only with `rediss://`: a CA file next to a plain-text URL means TLS
-    /// was intended and would silently not happen. Errors never contain the
-    /// password.
-    pub fn parse(url: &str, cas: Option<TrustedCas>) -> Result<RedisEndpoint, String> {
+    /// Parses `url` (`redis://`, `rediss://` or a Unix socket URL). TLS options
+    /// may be given only with `rediss://`: a CA or certificate next to a
+    /// plain-text URL means TLS was intended and would silently not happen.
+    /// Errors never contain the password.
+    pub fn parse(url: &str, tls: TlsOptions) -> Result<RedisEndpoint, String> {
         let shown = redact_url(url);
         let info = url.into_connection_info().map_err(|e| {
             // The client's messages do not quote the URL; masked anyway, so a
@@ -85,12 +138,17 @@ impl RedisEndpoint {
                 );
             }
             ConnectionAddr::TcpTls { .. } => {}
-            _ if cas.is_some() => {
+            _ if tls.cas.is_some() => {
                 return Err("REDIS_CA_FILE is set, so expected a rediss:// (TLS) URL".to_owned());
+            }
+            _ if tls.identity.is_some() => {
+                return Err(
+                    "REDIS_CLIENT_CERT_FILE is set, so expected a rediss:// (TLS) URL".to_owned(),
+                );
             }
             _ => {}
         }
-        Ok(RedisEndpoint { info, shown, cas })
+        Ok(RedisEndpoint { info, shown, tls })
     }
 
     /// True if and only if connections use TLS.
@@ -103,13 +161,21 @@ impl RedisEndpoint {
         &self.info
     }
 
-    /// The CAs a TLS connection trusts, in the form the redis client's builders
-    /// take (`Client::build_with_tls`, the cluster builder's `certs`); `None`
-    /// for the system roots or a plain-text URL.
+    /// The CAs a TLS connection trusts and the certificate it presents, in the
+    /// form the redis client's builders take (`Client::build_with_tls`, the
+    /// cluster builder's `certs`); `None` for the system roots without a client
+    /// certificate, or a plain-text URL.
     pub fn tls_certificates(&self) -> Option<TlsCertificates> {
-        self.cas.as_ref().map(|cas| TlsCertificates {
-            client_tls: None,
-            root_cert: Some(cas.pem.to_vec()),
+        let TlsOptions { cas, identity } = &self.tls;
+        if cas.is_none() && identity.is_none() {
+            return None;
+        }
+        Some(TlsCertificates {
+            client_tls: identity.as_ref().map(|id| ClientTlsConfig {
+                client_cert: id.cert_pem.to_vec(),
+                client_key: id.key_pem.to_vec(),
+            }),
+            root_cert: cas.as_ref().map(|cas| cas.pem.to_vec()),
         })
     }
 
@@ -137,6 +203,12 @@ impl RedisEndpoint {
     }
 }
 
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientIdentity(<redacted>)")
+    }
+}
+
 impl std::fmt::Debug for TrustedCas {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "TrustedCas({} bytes of PEM)", self.pem.len())
@@ -153,7 +225,8 @@ impl std::fmt::Debug for RedisEndpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisEndpoint")
             .field("url", &self.shown)
-            .field("ca_file", &self.cas.is_some())
+            .field("ca_file", &self.tls.cas.is_some())
+            .field("client_certificate", &self.tls.identity.is_some())
             .finish()
     }
 }
@@ -170,11 +243,15 @@ mod tests {
 
     #[test]
     fn plain_and_tls_urls_parse_and_print_without_the_password() {
-        let plain = RedisEndpoint::parse("redis://app:s3cret@127.0.0.1:6379/2", None).unwrap();
+        let plain =
+            RedisEndpoint::parse("redis://app:s3cret@127.0.0.1:6379/2", TlsOptions::default())
+                .unwrap();
         assert!(!plain.is_tls());
         assert_eq!(plain.to_string(), "redis://app:***@127.0.0.1:6379/2");
         assert_eq!(plain.connection_info().redis_settings().db(), 2);
-        let tls = RedisEndpoint::parse("rediss://:s3cret@cache.example:6380", None).unwrap();
+        let tls =
+            RedisEndpoint::parse("rediss://:s3cret@cache.example:6380", TlsOptions::default())
+                .unwrap();
         assert!(tls.is_tls());
         assert!(tls.tls_certificates().is_none());
         assert!(!format!("{tls:?}").contains("s3cret"));
@@ -184,14 +261,15 @@ mod tests {
     #[test]
     fn bad_urls_name_the_accepted_forms_without_the_password() {
         for url in ["http://:s3cret@h", "rediss://:s3cret@h:port", "s3cret"] {
-            let reason = RedisEndpoint::parse(url, None).unwrap_err();
+            let reason = RedisEndpoint::parse(url, TlsOptions::default()).unwrap_err();
             assert!(
                 reason.starts_with(&format!("expected {URL_FORMS}")),
                 "{reason}"
             );
             assert!(!reason.contains("s3cret"), "{reason}");
         }
-        let reason = RedisEndpoint::parse("rediss://h:6380/#insecure", None).unwrap_err();
+        let reason =
+            RedisEndpoint::parse("rediss://h:6380/#insecure", TlsOptions::default()).unwrap_err();
         assert!(reason.contains("#insecure"), "{reason}");
     }
 
@@ -212,13 +290,29 @@ mod tests {
     }
 
     #[test]
-    fn a_ca_file_needs_a_tls_url() {
+    fn tls_options_need_a_tls_url() {
         let cas = TrustedCas {
             pem: Arc::from(&b"-----BEGIN CERTIFICATE-----"[..]),
         };
-        let reason = RedisEndpoint::parse("redis://h:6379", Some(cas.clone())).unwrap_err();
-        assert!(reason.contains("rediss://"), "{reason}");
-        let tls = RedisEndpoint::parse("rediss://h:6380", Some(cas)).unwrap();
-        assert!(tls.tls_certificates().is_some());
+        let with_cas = TlsOptions {
+            cas: Some(cas),
+            identity: None,
+        };
+        let reason = RedisEndpoint::parse("redis://h:6379", with_cas.clone()).unwrap_err();
+        assert!(reason.contains("REDIS_CA_FILE"), "{reason}");
+        let tls = RedisEndpoint::parse("rediss://h:6380", with_cas).unwrap();
+        let certs = tls.tls_certificates().expect("CAs given");
+        assert!(certs.root_cert.is_some() && certs.client_tls.is_none());
+
+        let with_identity = TlsOptions {
+            cas: None,
+            identity: Some(ClientIdentity::new(b"cert".to_vec(), b"key".to_vec())),
+        };
+        let reason = RedisEndpoint::parse("redis://h:6379", with_identity.clone()).unwrap_err();
+        assert!(reason.contains("REDIS_CLIENT_CERT_FILE"), "{reason}");
+        let tls = RedisEndpoint::parse("rediss://h:6380", with_identity).unwrap();
+        let certs = tls.tls_certificates().expect("identity given");
+        assert!(certs.root_cert.is_none() && certs.client_tls.is_some());
+        assert!(!format!("{tls:?}").contains("key"), "{tls:?}");
     }
 }

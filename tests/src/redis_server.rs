@@ -14,6 +14,9 @@ pub struct RedisOptions {
     /// Also listen with TLS on a second port, with a certificate for
     /// `127.0.0.1` and `localhost` from a CA made for this server.
     pub tls: bool,
+    /// With `tls`, also require clients to present a certificate from the
+    /// server's CA (`tls-auth-clients yes`); one is made for the services.
+    pub client_certificates: bool,
     /// Lines of an ACL file (`user <name> on >password ...`) loaded at start.
     /// The `default` user keeps full access, for the test's own checks.
     pub acl: Vec<String>,
@@ -30,6 +33,8 @@ struct Tls {
     /// How many certificates were installed, for fresh file names (Redis
     /// reloads TLS files on CONFIG SET only when their names change).
     installed: u32,
+    /// Whether clients must present a certificate.
+    client_certificates: bool,
 }
 
 /// A running redis-server child process with its own data directory.
@@ -63,11 +68,18 @@ impl RedisServer {
             let ca = TestCa::new("flight-search test CA");
             std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write CA file");
             let files = write_certificate(&dir, 0, &ca.issue(&["127.0.0.1", "localhost"]));
+            if options.client_certificates {
+                let client = ca.issue(&["flight-search-client"]);
+                std::fs::write(dir.join("client.pem"), &client.cert_pem)
+                    .expect("write client cert");
+                std::fs::write(dir.join("client.key"), &client.key_pem).expect("write client key");
+            }
             Tls {
                 port: free_port(),
                 ca,
                 files,
                 installed: 0,
+                client_certificates: options.client_certificates,
             }
         });
         let acl_file = (!options.acl.is_empty()).then(|| {
@@ -100,6 +112,14 @@ impl RedisServer {
     pub fn ca_file(&self) -> PathBuf {
         self.tls();
         self.dir.join("ca.pem")
+    }
+
+    /// The client certificate and key files the server accepts, when it
+    /// requires one.
+    pub fn client_certificate_files(&self) -> Option<(PathBuf, PathBuf)> {
+        let tls = self.tls.as_ref()?;
+        tls.client_certificates
+            .then(|| (self.dir.join("client.pem"), self.dir.join("client.key")))
     }
 
     /// The CA that signed the server's first certificate.
@@ -217,7 +237,7 @@ impl RedisServer {
             "--tls-ca-cert-file".into(),
             self.dir.join("ca.pem"),
             "--tls-auth-clients".into(),
-            "no".into(),
+            if tls.client_certificates { "yes" } else { "no" }.into(),
         ]);
         args
     }

@@ -32,6 +32,9 @@ struct RedisAccess {
     url: String,
     /// `REDIS_CA_FILE` when the URL is `rediss://`.
     ca_file: Option<String>,
+    /// `REDIS_CLIENT_CERT_FILE` and `REDIS_CLIENT_KEY_FILE` when the server
+    /// asks for a client certificate.
+    client_certificate: Option<(String, String)>,
 }
 
 impl RedisAccess {
@@ -45,6 +48,9 @@ impl RedisAccess {
         RedisAccess {
             url,
             ca_file: tls.then(|| redis.ca_file().display().to_string()),
+            client_certificate: redis
+                .client_certificate_files()
+                .map(|(cert, key)| (cert.display().to_string(), key.display().to_string())),
         }
     }
 
@@ -53,6 +59,12 @@ impl RedisAccess {
         let mut env = env.to_vec();
         if let Some(ca_file) = &self.ca_file {
             env.push(("REDIS_CA_FILE", ca_file));
+        }
+        if let Some((cert, key)) = &self.client_certificate {
+            env.extend([
+                ("REDIS_CLIENT_CERT_FILE", cert.as_str()),
+                ("REDIS_CLIENT_KEY_FILE", key.as_str()),
+            ]);
         }
         Service::start(kind, &self.url, &env).await
     }

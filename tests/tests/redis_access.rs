@@ -98,11 +98,12 @@ fn readme_acl_users(password: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn the_whole_flow_runs_with_each_service_as_its_own_restricted_user_over_tls() {
+async fn the_whole_flow_runs_with_each_service_as_its_own_restricted_user_over_mutual_tls() {
     let password = format!("pw{}", Uuid::new_v4().simple());
     let mut stack = quick_stack()
         .redis(RedisOptions {
             tls: true,
+            client_certificates: true,
             acl: readme_acl_users(&password),
         })
         .main_user("main-service", &password)
@@ -242,6 +243,23 @@ async fn a_certificate_for_another_host_means_unready_until_fixed() {
     let right_host = redis.ca().issue(&["127.0.0.1"]);
     redis.use_certificate(&right_host).await;
     assert_recovers(&services).await;
+}
+
+#[tokio::test]
+async fn a_server_that_requires_a_client_certificate_refuses_services_without_one() {
+    let redis = RedisServer::start_with(RedisOptions {
+        tls: true,
+        client_certificates: true,
+        ..RedisOptions::default()
+    })
+    .await;
+    let ca_file = redis.ca_file().display().to_string();
+    start_unready(
+        &redis.tls_url(),
+        &[("REDIS_CA_FILE", &ca_file)],
+        "CertificateRequired",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@
 //! | `GET` | `/healthz` | 200 while the process runs |
 //! | `GET` | `/readyz` | 200 while Redis answers, else 503 |
 //! | `GET` | `/metrics` | Prometheus exposition |
+//! | `GET` | `/openapi.yaml` | the OpenAPI document of this API |
 //!
 //! Any other method on these paths is 405 with `Allow`; `HEAD` included, so a
 //! probe never attaches a stream reader. Any other path is 404.
@@ -29,6 +30,10 @@ use crate::{stream, submit};
 
 /// The demo page.
 const INDEX_HTML: &str = include_str!("../static/index.html");
+
+/// The OpenAPI document, embedded at build time so the served bytes are the
+/// repository's file and cannot drift from the binary that serves them.
+const OPENAPI_YAML: &[u8] = include_bytes!("../../openapi.yaml");
 
 /// Route pattern of the search submission.
 const SEARCH: &str = "/api/flights/search";
@@ -52,6 +57,8 @@ enum Endpoint<'a> {
     Ready,
     /// `GET /metrics`.
     Metrics,
+    /// `GET /openapi.yaml`.
+    OpenApi,
     /// `POST /api/flights/search`.
     Submit,
     /// `GET /api/flights/search/{search_id}/stream`, with the raw id segment.
@@ -75,6 +82,7 @@ fn route<'a>(method: &Method, path: &'a str) -> (&'static str, Endpoint<'a>) {
         "/healthz" => ("/healthz", get(Endpoint::Health)),
         "/readyz" => ("/readyz", get(Endpoint::Ready)),
         "/metrics" => ("/metrics", get(Endpoint::Metrics)),
+        "/openapi.yaml" => ("/openapi.yaml", get(Endpoint::OpenApi)),
         SEARCH if method == Method::POST => (SEARCH, Endpoint::Submit),
         SEARCH => (
             SEARCH,
@@ -134,6 +142,8 @@ pub(crate) async fn handle(
             app.metrics.redis_up.set(i64::from(app.redis.is_ready()));
             response::with_body(StatusCode::OK, metrics::CONTENT_TYPE, app.metrics.encode())
         }
+        // RFC 9512's media type; YAML is always UTF-8 here, so no charset.
+        Endpoint::OpenApi => response::with_body(StatusCode::OK, "application/yaml", OPENAPI_YAML),
         // Boxed: hyper keeps the allocation of a connection's request future for
         // the connection's whole life, so the large states of these two (Redis
         // round trips, body reading) must not be inlined into it.
@@ -179,6 +189,10 @@ mod tests {
             route(&Method::GET, "/metrics"),
             ("/metrics", Endpoint::Metrics)
         );
+        assert_eq!(
+            route(&Method::GET, "/openapi.yaml"),
+            ("/openapi.yaml", Endpoint::OpenApi)
+        );
         assert_eq!(route(&Method::POST, SEARCH), (SEARCH, Endpoint::Submit));
         assert_eq!(
             route(&Method::GET, "/api/flights/search/abc/stream"),
@@ -199,6 +213,10 @@ mod tests {
             ("/healthz", refused("GET"))
         );
         assert_eq!(route(&Method::HEAD, "/"), ("/", refused("GET")));
+        assert_eq!(
+            route(&Method::PUT, "/openapi.yaml"),
+            ("/openapi.yaml", refused("GET"))
+        );
     }
 
     #[test]

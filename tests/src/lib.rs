@@ -5,8 +5,10 @@
 //! [`http`]/[`sse`] speak HTTP/1.1 to them over TCP. [`stack::Stack`] bundles the
 //! three, or, when `FLIGHT_SEARCH_URL` is set, attaches to a stack that is already
 //! running (with `REDIS_URL` pointing at its Redis) so the same suite can check a
-//! compose deployment.
+//! compose deployment. [`documents`] holds `openapi.yaml` and `asyncapi.yaml` as
+//! validators: every SSE event a suite receives is checked against them.
 
+pub mod documents;
 pub mod http;
 pub mod pki;
 pub mod redis_server;

@@ -1,5 +1,6 @@
 //! An SSE client that keeps everything the server sent, so tests can check the
-//! framing as well as the events.
+//! framing as well as the events. Every event it receives must match the
+//! `SearchEvent` schema of `openapi.yaml`, so every suite checks the document.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use http_body_util::BodyExt;
 use hyper::Method;
 use hyper::body::Incoming;
 
+use crate::documents::{self, Schema};
 use crate::http::{Error, send};
 
 /// One thing the server sent, separated by a blank line.
@@ -80,7 +82,11 @@ impl SseStream {
             if let Some(end) = find_blank_line(&self.buffer) {
                 let block = self.buffer.split_to(end);
                 self.buffer.advance(2);
-                return Ok(Some(parse_block(&block)?));
+                let item = parse_block(&block)?;
+                if let Item::Event(event) = &item {
+                    documents::assert_matches(Schema::SearchEvent, &event.data);
+                }
+                return Ok(Some(item));
             }
             let Some(body) = self.body.as_mut() else {
                 return Ok(None);

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::documents::{self, Schema};
 use crate::http::{self, Response};
 use crate::redis_server::{RedisOptions, RedisServer};
 use crate::services::{Kind, Service};
@@ -355,6 +356,7 @@ pub async fn submit_to(base_url: &str, body: &str) -> Uuid {
         .await
         .expect("POST search");
     assert_eq!(response.status, 202, "POST {body}: {:?}", response.body);
+    documents::assert_matches(Schema::SearchAccepted, &response.json());
     let id = response.json()["data"]["search_id"]
         .as_str()
         .expect("search_id")

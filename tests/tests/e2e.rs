@@ -1,6 +1,7 @@
 //! The end-to-end suite: the whole path a user walks, through HTTP and Redis
 //! only, so it runs against a local stack or, with `FLIGHT_SEARCH_URL` and
-//! `REDIS_URL`, against a running deployment.
+//! `REDIS_URL`, against a running deployment. What the services send and
+//! write is also checked against `openapi.yaml` and `asyncapi.yaml`.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use contract::EntryId;
 use contract::keys::{REQUESTS_STREAM, results_key};
 use hyper::Method;
+use tests::documents::{self, Schema};
 use tests::http::{self, Response};
 use tests::sse::{Event, Item};
 use tests::stack::Stack;
@@ -113,7 +115,7 @@ async fn a_search_streams_processing_results_and_completed_then_its_key_is_delet
 }
 
 #[tokio::test]
-async fn the_stored_json_reaches_the_client_untouched() {
+async fn the_stored_json_reaches_the_client_untouched_and_matches_the_asyncapi_document() {
     let stack = Stack::start().await;
     let id = stack.submit(&search_body("SUB", "CGK", 3, 1)).await;
     // A second reader that stays attached keeps the stream alive for the comparison.
@@ -124,8 +126,25 @@ async fn the_stored_json_reaches_the_client_untouched() {
     for ((entry_id, data), event) in stored.iter().zip(&events) {
         assert_eq!(entry_id, &event.id);
         assert_eq!(data, &event.raw, "forwarded byte for byte");
+        documents::assert_matches(Schema::StoredEvent, &serde_json::from_str(data).unwrap());
     }
     holder.until_terminal(LIMIT).await.unwrap();
+
+    let mut redis = stack.redis().await;
+    let recent: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+        .arg(REQUESTS_STREAM)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(5000)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let (_, fields) = recent
+        .iter()
+        .find(|(_, fields)| fields.contains(&("search_id".to_owned(), id.to_string())))
+        .expect("the search's queue entry");
+    documents::assert_matches(Schema::QueuedSearch, &documents::fields_object(fields));
 }
 
 #[tokio::test]
@@ -433,6 +452,25 @@ async fn many_concurrent_searches_all_complete() {
 }
 
 #[tokio::test]
+async fn the_openapi_document_is_served_byte_for_byte() {
+    let stack = Stack::start().await;
+    let served = http::get(&stack.url("/openapi.yaml")).await.unwrap();
+    assert_eq!(served.status, 200);
+    assert_eq!(served.header("content-type"), Some("application/yaml"));
+    assert!(
+        served.body == documents::OPENAPI_YAML.as_bytes(),
+        "the served document differs from openapi.yaml"
+    );
+    for method in [Method::POST, Method::HEAD] {
+        let refused = http::request(method.clone(), &stack.url("/openapi.yaml"), &[], "")
+            .await
+            .unwrap();
+        assert_eq!(refused.status, 405, "{method}");
+        assert_eq!(refused.header("allow"), Some("GET"), "{method}");
+    }
+}
+
+#[tokio::test]
 async fn health_readiness_and_metrics_answer() {
     let stack = Stack::start().await;
     assert_eq!(http::get(&stack.url("/healthz")).await.unwrap().status, 200);
@@ -480,7 +518,8 @@ async fn the_demo_page_is_served() {
     assert!(text.contains("EventSource"), "the page uses EventSource");
 }
 
-/// Checks the error envelope, and that `field` (when given) is among its errors.
+/// Checks the error envelope against `openapi.yaml` and the contract, and that
+/// `field` (when given) is among its errors.
 fn assert_error_envelope(response: &Response, field: Option<&str>) {
     assert!(
         response
@@ -491,6 +530,7 @@ fn assert_error_envelope(response: &Response, field: Option<&str>) {
         response.headers
     );
     let body = response.json();
+    documents::assert_matches(Schema::ErrorEnvelope, &body);
     assert_eq!(body["success"], false, "{body}");
     assert!(
         body["message"].as_str().is_some_and(|m| !m.is_empty()),

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM};
+use tests::documents::{self, Schema};
 use tests::sse::Event;
 use tests::stack::{Stack, follow, submit_to};
 use tests::{eventually, search_body};
@@ -227,6 +228,7 @@ async fn a_poison_entry_is_dead_lettered_once_and_acknowledged() {
     })
     .await;
     assert_eq!(dead.len(), 1, "dead-lettered once: {dead:?}");
+    documents::assert_matches(Schema::DeadLetter, &documents::fields_object(&dead[0].1));
     assert!(
         dead[0]
             .1
@@ -241,6 +243,10 @@ async fn a_poison_entry_is_dead_lettered_once_and_acknowledged() {
 
     let events = results_so_far(&stack, id).await;
     assert_eq!(events.len(), 1, "{events:?}");
+    documents::assert_matches(
+        Schema::StoredEvent,
+        &serde_json::from_str(&events[0]).unwrap(),
+    );
     assert!(
         events[0].contains(r#""code":"invalid_request""#),
         "{events:?}"
@@ -295,6 +301,7 @@ async fn a_search_handed_out_too_often_fails_with_dead_lettered() {
         .await
         .unwrap();
     assert_eq!(dead.len(), 1);
+    documents::assert_matches(Schema::DeadLetter, &documents::fields_object(&dead[0].1));
 }
 
 #[tokio::test]

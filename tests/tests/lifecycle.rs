@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use contract::keys::{EVENTS_CHANNEL, results_key, state_key};
 use contract::{EventKind, SearchEvent, scripts};
+use tests::documents::{self, Schema};
 use tests::http::{self, metric};
 use tests::services::binary_path;
 use tests::sse::Item;
@@ -166,7 +167,7 @@ async fn redis_down_means_503_with_retry_after_and_recovery_when_it_returns() {
     let refused = stack.post(&search_body("CGK", "DPS", 6, 2)).await;
     assert_eq!(refused.status, 503);
     assert!(refused.header("retry-after").is_some());
-    assert_eq!(refused.json()["success"], false);
+    documents::assert_matches(Schema::ErrorEnvelope, &refused.json());
     let stream = http::get(&stack.stream_url(uuid::Uuid::new_v4()))
         .await
         .unwrap();

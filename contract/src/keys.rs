@@ -38,6 +38,11 @@ pub const STATE_READERS: &str = "readers";
 /// plausible backlog, so trimming never removes a search that is still pending.
 pub const REQUESTS_MAXLEN: usize = 100_000;
 
+/// Key of the write probe (`SET <key> "" XX`), which never exists: Redis
+/// refuses the probe exactly when it refuses writes, and writes nothing when
+/// it accepts it.
+pub const WRITE_PROBE_KEY: &str = "flight.search.write-probe";
+
 /// Approximate length cap of [`DEAD_LETTER_STREAM`].
 pub const DEAD_LETTER_MAXLEN: usize = 10_000;
 

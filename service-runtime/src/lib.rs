@@ -9,15 +9,20 @@
 //!   turned into client settings; [`redact`] keeps its password out of output.
 //! * [`redis_link`]: the shared Redis connection, usable while Redis is down,
 //!   with readiness and capped backoff.
+//! * [`redis_health`]: whether Redis accepts writes ([`write_refusal`]) and
+//!   whether its eviction policy can lose data ([`memory_policy`]).
 //! * [`probe`]: the `--healthcheck` client used by container health checks.
 //! * [`streams`]: consumer-group creation and event appends, the Redis writes
 //!   both services make to the contract's streams.
 
 pub mod config;
+pub mod memory_policy;
 pub mod probe;
 pub mod redact;
 pub mod redis_endpoint;
+pub mod redis_health;
 pub mod redis_link;
 pub mod shutdown;
 pub mod streams;
 pub mod telemetry;
+pub mod write_refusal;

@@ -2,8 +2,10 @@
 //!
 //! * `GET /healthz`: 200 while the process runs (liveness).
 //! * `GET /readyz`: 200 if and only if Redis answers on the command connection
-//!   and the read loop is connected, and the process is not shutting down;
-//!   otherwise 503.
+//!   and accepts writes, the read loop is connected, and the process is not
+//!   shutting down; otherwise 503 with the reason on the line after
+//!   `not ready`. Either way a `warning:` line follows for a Redis eviction
+//!   policy other than `noeviction`.
 //! * `GET /metrics`: the Prometheus metrics, OpenMetrics text format.
 //!
 //! Any other path is 404; another method on these paths is 405 with `Allow`.
@@ -21,6 +23,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use service_runtime::redis_health::RedisHealth;
 use service_runtime::redis_link::{LinkState, RedisLink};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +43,8 @@ pub struct Admin {
     pub link: RedisLink,
     /// The read loop's connection; the other half.
     pub reader: Arc<LinkState>,
+    /// Whether Redis accepts writes, and its eviction policy.
+    pub health: Arc<RedisHealth>,
     /// The process-wide shutdown signal: a draining replica is not ready.
     pub shutdown: CancellationToken,
     /// The metrics to serve.
@@ -47,9 +52,40 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// True if and only if this replica can take work now.
-    fn is_ready(&self) -> bool {
-        !self.shutdown.is_cancelled() && self.link.is_ready() && self.reader.is_up()
+    /// Why this replica cannot take work now, or `None` if it can.
+    fn not_ready(&self) -> Option<&'static str> {
+        if self.shutdown.is_cancelled() {
+            Some("shutting down")
+        } else if !self.link.is_ready() {
+            Some("redis is unreachable")
+        } else if !self.reader.is_up() {
+            Some("the queue reader is not connected")
+        } else {
+            self.health.refusal().map(|refusal| refusal.explain())
+        }
+    }
+
+    /// The `/readyz` answer: status line, reason, warnings.
+    fn readiness(&self) -> Response<Full<Bytes>> {
+        let reason = self.not_ready();
+        let mut body = match reason {
+            None => "ready\n".to_owned(),
+            Some(reason) => format!("not ready\n{reason}\n"),
+        };
+        for warning in self.health.warnings() {
+            body.push_str(&format!("warning: {warning}\n"));
+        }
+        let status = match reason {
+            None => StatusCode::OK,
+            Some(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            "text/plain; charset=utf-8".parse().expect("valid header"),
+        );
+        response
     }
 
     /// Serves `listener` until `stop`, then gives open connections [`DRAIN`].
@@ -90,12 +126,14 @@ impl Admin {
     fn route(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-            (&Method::GET, "/readyz") if self.is_ready() => text(StatusCode::OK, "ready\n"),
-            (&Method::GET, "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            (&Method::GET, "/readyz") => self.readiness(),
             (&Method::GET, "/metrics") => {
                 self.metrics
                     .redis_up
                     .set(i64::from(self.link.is_ready() && self.reader.is_up()));
+                self.metrics
+                    .redis_writes_refused
+                    .set(i64::from(self.health.refusal().is_some()));
                 let mut response = Response::new(Full::new(Bytes::from(self.metrics.encode())));
                 response.headers_mut().insert(
                     CONTENT_TYPE,

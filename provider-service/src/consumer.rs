@@ -118,8 +118,12 @@ impl Consumer {
                 }
                 Err(error) => {
                     self.worker.metrics.redis_error("read");
-                    self.state.down(&error);
-                    reader = None;
+                    // XREADGROUP is a write: a replica refuses it. That is no
+                    // reason to reconnect, and is logged by the refusal state.
+                    if self.worker.health.writes.note(&error).is_none() {
+                        self.state.down(&error);
+                        reader = None;
+                    }
                     drop(first);
                     if self.pause(&mut backoff, &stop).await {
                         return;

@@ -31,6 +31,7 @@ pub mod supplier;
 
 use std::sync::Arc;
 
+use service_runtime::redis_health::RedisHealth;
 use service_runtime::redis_link::{LinkState, RedisLink};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -96,7 +97,14 @@ pub async fn run(
     );
     let results = ResultStreams::new(link.commands(), config.results_ttl, Arc::clone(&metrics));
     let suppliers = supplier::all(config.mock_latency, config.mock_failure_rate, &metrics);
-    let worker = Arc::new(Worker::new(queue, results, suppliers, Arc::clone(&metrics)));
+    let health = RedisHealth::new();
+    let worker = Arc::new(Worker::new(
+        queue,
+        results,
+        suppliers,
+        Arc::clone(&metrics),
+        Arc::clone(&health),
+    ));
     let permits = Arc::new(Semaphore::new(config.concurrency));
     let reader = Arc::new(LinkState::new("redis-reader"));
 
@@ -111,10 +119,22 @@ pub async fn run(
     let background = TaskTracker::new();
     let admin_stop = CancellationToken::new();
     background.spawn(link.clone().watch(admin_stop.clone()));
+    let waiting = Arc::clone(&metrics);
+    background.spawn(Arc::clone(&health).watch(
+        link.clone(),
+        move || {
+            format!(
+                "searches held: {}",
+                waiting.searches_waiting_for_writes.get()
+            )
+        },
+        admin_stop.clone(),
+    ));
     background.spawn(
         Arc::new(Admin {
             link: link.clone(),
             reader: Arc::clone(&reader),
+            health,
             shutdown: shutdown.clone(),
             metrics,
         })

@@ -69,6 +69,10 @@ pub struct Metrics {
     pub redis_errors: Family<OpLabel, Counter>,
     /// 1 while both the command connection and the reader are up; set on scrape.
     pub redis_up: Gauge,
+    /// Searches held by this replica that wait for Redis to accept writes again.
+    pub searches_waiting_for_writes: Gauge,
+    /// 1 while Redis refuses writes (OOM, READONLY, MISCONF); set on scrape.
+    pub redis_writes_refused: Gauge,
 }
 
 /// Supplier calls take from nothing (benchmarks) to several seconds.
@@ -91,6 +95,8 @@ impl Metrics {
             pending_entries: Gauge::default(),
             redis_errors: Family::default(),
             redis_up: Gauge::default(),
+            searches_waiting_for_writes: Gauge::default(),
+            redis_writes_refused: Gauge::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -117,6 +123,16 @@ impl Metrics {
             "supplier_failures",
             "Supplier calls that failed",
             metrics.supplier_failures.clone(),
+        );
+        registry.register(
+            "searches_waiting_for_writes",
+            "Searches held while Redis refuses writes",
+            metrics.searches_waiting_for_writes.clone(),
+        );
+        registry.register(
+            "redis_writes_refused",
+            "1 while Redis refuses writes (OOM, READONLY, MISCONF)",
+            metrics.redis_writes_refused.clone(),
         );
         registry.register(
             "claims",

@@ -15,6 +15,11 @@
 //!      logic in `search` makes that invisible to clients);
 //!    * its data trimmed from the stream: acknowledges it, nothing to process.
 //!
+//! Nothing is claimed while Redis refuses writes, nor for two sweep intervals
+//! after it accepts them again: the heartbeats of live replicas were refused
+//! too, so their entries may look idle, and claiming them would spend a
+//! delivery on Redis' fault.
+//!
 //! Every claim passes `min-idle-time = CLAIM_IDLE_MS`, so when two sweeps race
 //! for one entry only the first gets it. Poison entries (fields that do not
 //! decode) are dead-lettered at once, never retried. A failure that concerns one
@@ -241,7 +246,11 @@ impl Recovery {
                         tracing::warn!(%error, "cannot recreate the consumer group");
                     }
                 }
-                Err(error) => tracing::warn!(%error, "recovery sweep failed"),
+                Err(failure) => {
+                    if self.worker.health.writes.note(&failure.source).is_none() {
+                        tracing::warn!(%failure, "recovery sweep failed");
+                    }
+                }
             }
         }
     }
@@ -258,6 +267,13 @@ impl Recovery {
         let ours = self.worker.in_flight();
         if !ours.is_empty() {
             queue.heartbeat(&ours).await?;
+        }
+        // After writes were refused, entries of live replicas may look idle
+        // because their heartbeats were refused too; claiming them would cost
+        // a delivery for Redis' fault. Wait until every replica has had a
+        // sweep with writes accepted to refresh its own.
+        if !self.worker.health.writes.accepted_for(self.interval * 2) {
+            return Ok(());
         }
         for idle in queue.idle_entries(SWEEP_BATCH).await? {
             if stop.is_cancelled() {

@@ -22,6 +22,7 @@ use std::time::Duration;
 use contract::{EventError, EventKind, QueuedSearch};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use service_runtime::redis_health::RedisHealth;
 use service_runtime::redis_link::Backoff;
 use service_runtime::streams::Appended;
 use tokio::sync::OwnedSemaphorePermit;
@@ -43,6 +44,11 @@ const RETRY_MIN: Duration = Duration::from_millis(250);
 /// Longest pause between attempts; with [`MAX_ATTEMPTS`] about 20 s in all,
 /// enough to ride out a Redis restart.
 const RETRY_MAX: Duration = Duration::from_secs(4);
+/// First pause after Redis refused a write (OOM, READONLY, MISCONF).
+const REFUSED_RETRY_MIN: Duration = Duration::from_millis(100);
+/// Longest pause between attempts while Redis refuses writes, so work resumes
+/// within this of Redis accepting writes again.
+const REFUSED_RETRY_MAX: Duration = Duration::from_secs(2);
 /// Tries at writing the terminal event. One suffices unless another attempt
 /// keeps adding results meanwhile; the bound guards against a stream that
 /// something else keeps writing to.
@@ -58,6 +64,8 @@ pub struct Worker {
     suppliers: Vec<Supplier>,
     /// Counters and gauges.
     pub metrics: Arc<Metrics>,
+    /// Whether Redis refuses writes; noted by every attempt that hits a refusal.
+    pub health: Arc<RedisHealth>,
     /// Every search task, so shutdown can wait for them.
     tasks: TaskTracker,
     /// Entry ids being processed here: the sweep heartbeats them and never
@@ -75,12 +83,14 @@ impl Worker {
         results: ResultStreams,
         suppliers: Vec<Supplier>,
         metrics: Arc<Metrics>,
+        health: Arc<RedisHealth>,
     ) -> Worker {
         Worker {
             queue,
             results,
             suppliers,
             metrics,
+            health,
             tasks: TaskTracker::new(),
             in_flight: Mutex::new(HashSet::new()),
             abandon: CancellationToken::new(),
@@ -161,13 +171,29 @@ impl Worker {
     /// wait seconds rather than `CLAIM_IDLE_MS`. After [`MAX_ATTEMPTS`], or on
     /// an error that will not go away by itself, the entry is left pending for
     /// the claim path, which counts deliveries.
+    ///
+    /// Redis refusing writes (OOM, READONLY, MISCONF) is not the search's
+    /// fault and uses up none of its attempts: the entry stays held and
+    /// heartbeated, so it is neither claimed nor spends a delivery, and the
+    /// attempt is repeated every [`REFUSED_RETRY_MAX`] at most until Redis
+    /// accepts writes or shutdown abandons it. The refusal is logged by
+    /// [`RedisHealth`], once per change and in periodic summaries.
     async fn process(&self, entry: &Entry, deliveries: u64) {
         let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
-        for attempt in 1..=MAX_ATTEMPTS {
+        let mut refused = Backoff::new(REFUSED_RETRY_MIN, REFUSED_RETRY_MAX);
+        let mut attempt = 0;
+        while attempt < MAX_ATTEMPTS {
             let failure = match self.handle(entry, deliveries).await {
                 Ok(()) => return,
                 Err(failure) => failure,
             };
+            if self.health.writes.note(&failure.source).is_some() {
+                let _waiting = WaitingForWrites::enter(&self.metrics);
+                tokio::time::sleep(refused.next_delay()).await;
+                continue;
+            }
+            refused.reset();
+            attempt += 1;
             if !failure.is_transient() || attempt == MAX_ATTEMPTS {
                 tracing::warn!(
                     entry_id = entry.id,
@@ -348,6 +374,23 @@ fn terminal_event(history: &History) -> EventKind {
         EventKind::Completed {
             total_results: history.total_results(),
         }
+    }
+}
+
+/// Counts a search in `searches_waiting_for_writes` while it lives, however
+/// its wait ends (abandoned at shutdown included).
+struct WaitingForWrites<'a>(&'a Metrics);
+
+impl<'a> WaitingForWrites<'a> {
+    fn enter(metrics: &'a Metrics) -> WaitingForWrites<'a> {
+        metrics.searches_waiting_for_writes.inc();
+        WaitingForWrites(metrics)
+    }
+}
+
+impl Drop for WaitingForWrites<'_> {
+    fn drop(&mut self) {
+        self.0.searches_waiting_for_writes.dec();
     }
 }
 

@@ -34,10 +34,6 @@ pub const STATE_TERMINAL: &str = "terminal";
 /// State hash field: SSE readers currently attached, over all main-service instances.
 pub const STATE_READERS: &str = "readers";
 
-/// Approximate length cap of [`REQUESTS_STREAM`] (`XADD MAXLEN ~`). Far above any
-/// plausible backlog, so trimming never removes a search that is still pending.
-pub const REQUESTS_MAXLEN: usize = 100_000;
-
 /// Key of the write probe (`SET <key> "" XX`), which never exists: Redis
 /// refuses the probe exactly when it refuses writes, and writes nothing when
 /// it accepts it.

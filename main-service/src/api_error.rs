@@ -14,6 +14,11 @@ use crate::response::{self, Body};
 /// Seconds a client should wait before retrying while Redis is unavailable.
 const RETRY_AFTER_SECS: &str = "2";
 
+/// Seconds a client should wait before retrying when the queue is full: long
+/// enough for providers to clear part of the backlog, so retries do not
+/// arrive as a second wave at once.
+const QUEUE_FULL_RETRY_AFTER_SECS: &str = "5";
+
 /// The JSON body of every error answer.
 #[derive(Debug, Serialize)]
 pub struct Envelope<'a> {
@@ -67,6 +72,15 @@ pub enum ApiError {
     /// 503: Redis cannot be reached; the request had no effect.
     #[error("service temporarily unavailable, retry shortly")]
     Unavailable,
+    /// 503: the search queue's backlog is at `QUEUE_MAX_BACKLOG`; nothing was queued.
+    #[error("the search queue is full, retry later")]
+    QueueFull,
+    /// 429: the client is over `RATE_LIMIT_PER_CLIENT`; nothing was queued.
+    #[error("too many searches from this client, retry later")]
+    RateLimited {
+        /// Whole seconds until the client's next search is allowed.
+        retry_after_secs: u64,
+    },
 }
 
 impl ApiError {
@@ -92,7 +106,8 @@ impl ApiError {
             ApiError::SearchGone => StatusCode::GONE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::QueueFull => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -118,6 +133,15 @@ impl ApiError {
             }
             ApiError::Unavailable => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+            }
+            ApiError::QueueFull => {
+                headers.insert(
+                    RETRY_AFTER,
+                    HeaderValue::from_static(QUEUE_FULL_RETRY_AFTER_SECS),
+                );
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
             _ => {}
         }
@@ -170,6 +194,15 @@ mod tests {
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()[RETRY_AFTER], "2");
         assert_eq!(r.headers()["content-type"], "application/json");
+        let r = ApiError::QueueFull.into_response();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[RETRY_AFTER], "5");
+        let r = ApiError::RateLimited {
+            retry_after_secs: 3,
+        }
+        .into_response();
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()[RETRY_AFTER], "3");
         assert_eq!(
             ApiError::PayloadTooLarge { limit: 16384 }.status(),
             StatusCode::PAYLOAD_TOO_LARGE

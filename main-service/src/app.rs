@@ -2,14 +2,17 @@
 
 use std::sync::Arc;
 
+use service_runtime::redis_health::RedisHealth;
 use service_runtime::redis_link::RedisLink;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::backlog::Admission;
 use crate::config::Config;
 use crate::hub::{self, Hub};
 use crate::metrics::Metrics;
 use crate::queue::SearchQueue;
+use crate::rate_limit::ClientLimiter;
 
 /// The service's shared state, one per process, behind an `Arc`.
 pub(crate) struct App {
@@ -19,6 +22,12 @@ pub(crate) struct App {
     pub redis: RedisLink,
     /// Where submissions go.
     pub queue: Arc<SearchQueue>,
+    /// Whether the queue has room for another search.
+    pub admission: Arc<Admission>,
+    /// The per-client limit on submissions, when configured.
+    pub limiter: Option<Arc<ClientLimiter>>,
+    /// Whether Redis accepts writes and keeps its data (readiness).
+    pub health: Arc<RedisHealth>,
     /// Delivery of events to SSE clients.
     pub hub: Arc<Hub>,
     /// Everything counted.
@@ -41,15 +50,20 @@ impl App {
         shutdown: &CancellationToken,
     ) -> Arc<App> {
         let metrics = Arc::new(Metrics::new());
+        let health = RedisHealth::new();
         let hub = Hub::start(
             redis.clone(),
             metrics.clone(),
+            health.clone(),
             hub::Settings::from(&config),
             shutdown.child_token(),
         );
         Arc::new(App {
             closing: shutdown.child_token(),
             queue: Arc::new(SearchQueue::new(redis.clone(), config.results_ttl)),
+            admission: Arc::new(Admission::new(redis.clone(), config.queue_max_backlog)),
+            limiter: config.rate_limit.map(ClientLimiter::new),
+            health,
             config,
             redis,
             hub,

@@ -1,16 +1,24 @@
 //! main-service configuration, read once from environment variables.
 //!
 //! Names and defaults follow the design brief; `SSE_STALL_TIMEOUT_SECS` is this
-//! service's own addition. Every value is validated at start so a typo stops the
+//! service's own addition. `QUEUE_MAX_BACKLOG`'s default comes from measured
+//! provider throughput (README, "Overload"). Every value is validated at start so a typo stops the
 //! process with one line naming the variable instead of surfacing at the first
 //! request.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use service_runtime::config::{ConfigError, Vars};
 use service_runtime::redis_endpoint::RedisEndpoint;
 use service_runtime::telemetry::LogFormat;
+
+use crate::rate_limit::{self, RateLimit};
+
+/// Default `QUEUE_MAX_BACKLOG`: about what one provider with the default
+/// settings finishes within one default `SEARCH_TIMEOUT_SECS` (README).
+pub const DEFAULT_QUEUE_MAX_BACKLOG: u64 = 2_500;
 
 /// Everything main-service reads from its environment.
 #[derive(Debug, Clone)]
@@ -41,6 +49,13 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Log line format (`LOG_FORMAT`).
     pub log_format: LogFormat,
+    /// Searches accepted and not yet finished beyond which POST answers 503
+    /// (`QUEUE_MAX_BACKLOG`), so a 202 stays a promise under overload.
+    pub queue_max_backlog: u64,
+    /// Submissions allowed per client (`RATE_LIMIT_PER_CLIENT`); `None`: no limit.
+    pub rate_limit: Option<RateLimit>,
+    /// Peers whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Config {
@@ -68,6 +83,22 @@ impl Config {
             sse_stall_timeout: vars.secs("SSE_STALL_TIMEOUT_SECS", 10, 1..=3600)?,
             shutdown_grace: vars.secs("SHUTDOWN_GRACE_SECS", 10, 0..=3600)?,
             log_format: vars.parse("LOG_FORMAT", LogFormat::Text)?,
+            queue_max_backlog: vars.parse_with(
+                "QUEUE_MAX_BACKLOG",
+                DEFAULT_QUEUE_MAX_BACKLOG,
+                |v| {
+                    v.parse()
+                        .ok()
+                        .filter(|n| (1..=10_000_000).contains(n))
+                        .ok_or_else(|| "expected a whole number from 1 to 10000000".to_owned())
+                },
+            )?,
+            rate_limit: vars.parse_with("RATE_LIMIT_PER_CLIENT", None, |v| v.parse().map(Some))?,
+            trusted_proxies: vars.parse_with(
+                "TRUSTED_PROXIES",
+                Vec::new(),
+                rate_limit::parse_trusted_proxies,
+            )?,
         };
         if config.results_ttl < config.search_timeout {
             return Err(ConfigError {
@@ -103,6 +134,32 @@ mod tests {
         assert_eq!(c.sse_stall_timeout, Duration::from_secs(10));
         assert_eq!(c.shutdown_grace, Duration::from_secs(10));
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.queue_max_backlog, DEFAULT_QUEUE_MAX_BACKLOG);
+        assert_eq!(c.rate_limit, None);
+        assert!(c.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn overload_settings_are_read_and_checked() {
+        let c = config(&[
+            ("QUEUE_MAX_BACKLOG", "20"),
+            ("RATE_LIMIT_PER_CLIENT", "600/m"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8,127.0.0.1"),
+        ])
+        .unwrap();
+        assert_eq!(c.queue_max_backlog, 20);
+        assert_eq!(c.rate_limit.unwrap().count.get(), 600);
+        assert_eq!(c.trusted_proxies.len(), 2);
+        for (name, value) in [
+            ("QUEUE_MAX_BACKLOG", "0"),
+            ("QUEUE_MAX_BACKLOG", "many"),
+            ("RATE_LIMIT_PER_CLIENT", "20 per second"),
+            ("TRUSTED_PROXIES", "10.0.0.0/40"),
+        ] {
+            let err = config(&[(name, value)]).unwrap_err();
+            assert_eq!(err.name, name);
+            assert_eq!(err.to_string().lines().count(), 1);
+        }
     }
 
     #[test]

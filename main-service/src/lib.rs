@@ -11,11 +11,14 @@
 
 mod api_error;
 mod app;
+mod backlog;
 mod config;
 mod connection;
+mod groups;
 mod hub;
 mod metrics;
 mod queue;
+mod rate_limit;
 mod reader;
 mod response;
 mod routes;
@@ -24,6 +27,7 @@ mod sse;
 mod stall;
 mod stream;
 mod submit;
+mod trim;
 
 use service_runtime::redis_link::RedisLink;
 use tokio::net::TcpListener;
@@ -60,6 +64,25 @@ pub async fn run(
             .clone()
             .keep_group(app.metrics.clone(), shutdown.clone()),
     );
+    tokio::spawn(
+        app.admission
+            .clone()
+            .refresh(app.metrics.clone(), shutdown.clone()),
+    );
+    tokio::spawn(trim::run(
+        app.redis.clone(),
+        app.metrics.clone(),
+        shutdown.clone(),
+    ));
+    if let Some(limiter) = &app.limiter {
+        tokio::spawn(limiter.clone().forget_idle(shutdown.clone()));
+    }
+    let hub = app.hub.clone();
+    tokio::spawn(app.health.clone().watch(
+        app.redis.clone(),
+        move || format!("searches with local readers: {}", hub.feed_count()),
+        shutdown.clone(),
+    ));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "listening");
     }

@@ -41,6 +41,13 @@ pub struct OpLabels {
     pub op: &'static str,
 }
 
+/// Labels naming why a submission was refused before anything was written.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectionLabels {
+    /// `queue_full` (503) or `rate_limited` (429).
+    pub reason: &'static str,
+}
+
 /// A histogram family keyed by route.
 type RouteHistograms = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
@@ -84,6 +91,18 @@ pub struct Metrics {
     pub redis_errors: Family<OpLabels, Counter>,
     /// `redis_up`: 1 while the Redis link answers pings; set when scraped.
     pub redis_up: Gauge,
+    /// `queue_backlog`: searches accepted and not yet finished by the slowest
+    /// consumer group, as last read (every 100 ms).
+    pub queue_backlog: Gauge,
+    /// `queue_trimmed_entries_total`: finished entries this instance trimmed
+    /// from the queue.
+    pub queue_trimmed: Counter,
+    /// `searches_rejected_total{reason}`: submissions refused by admission
+    /// control or the rate limit.
+    pub searches_rejected: Family<RejectionLabels, Counter>,
+    /// `redis_writes_refused`: 1 while Redis refuses writes (OOM, READONLY,
+    /// MISCONF); set when scraped.
+    pub redis_writes_refused: Gauge,
 }
 
 impl Metrics {
@@ -108,6 +127,10 @@ impl Metrics {
             sse_clients_dropped_slow: Counter::default(),
             redis_errors: Family::default(),
             redis_up: Gauge::default(),
+            queue_backlog: Gauge::default(),
+            queue_trimmed: Counter::default(),
+            searches_rejected: Family::default(),
+            redis_writes_refused: Gauge::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -181,12 +204,39 @@ impl Metrics {
             m.redis_errors.clone(),
         );
         r.register("redis_up", "1 if Redis answers pings", m.redis_up.clone());
+        r.register(
+            "queue_backlog",
+            "Searches accepted and not yet finished by the slowest consumer group",
+            m.queue_backlog.clone(),
+        );
+        r.register(
+            "queue_trimmed_entries",
+            "Finished entries trimmed from the search queue",
+            m.queue_trimmed.clone(),
+        );
+        r.register(
+            "searches_rejected",
+            "Submissions refused before anything was written",
+            m.searches_rejected.clone(),
+        );
+        r.register(
+            "redis_writes_refused",
+            "1 while Redis refuses writes (OOM, READONLY, MISCONF)",
+            m.redis_writes_refused.clone(),
+        );
         m
     }
 
     /// Counts a failed Redis operation.
     pub fn redis_error(&self, op: &'static str) {
         self.redis_errors.get_or_create(&OpLabels { op }).inc();
+    }
+
+    /// Counts a submission refused for `reason`.
+    pub fn rejected(&self, reason: &'static str) {
+        self.searches_rejected
+            .get_or_create(&RejectionLabels { reason })
+            .inc();
     }
 
     /// Records one answered HTTP request.
@@ -231,6 +281,8 @@ mod tests {
             Duration::from_millis(3),
         );
         m.redis_error("fetch");
+        m.rejected("queue_full");
+        m.queue_backlog.set(7);
         let text = m.encode();
         for line in [
             "flight_search_searches_timed_out_total 1",
@@ -239,6 +291,9 @@ mod tests {
             "flight_search_sse_streams_open 0",
             "flight_search_hub_feeds_active 0",
             "flight_search_hub_entries_skipped_total 0",
+            "flight_search_searches_rejected_total{reason=\"queue_full\"} 1",
+            "flight_search_queue_backlog 7",
+            "flight_search_queue_trimmed_entries_total 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }

@@ -2,7 +2,9 @@
 //!
 //! A submission writes the search's state hash and its queue entry in one
 //! MULTI/EXEC: a search is either fully accepted (its stream can be opened at
-//! once, and a provider will pick it up) or not written at all.
+//! once, and a provider will pick it up) or not written at all. The XADD sets
+//! no MAXLEN: the queue is bounded by admission control ([`crate::backlog`])
+//! and trimmed only below what every group has finished ([`crate::trim`]).
 //!
 //! The consumer group is created here too (from id `0`, with MKSTREAM), so a
 //! search posted before any provider ever ran, or after Redis lost its data, is
@@ -14,10 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use contract::QueuedSearch;
-use contract::keys::{
-    DEFAULT_CONSUMER_GROUP, REQUESTS_MAXLEN, REQUESTS_STREAM, STATE_REQUESTED_AT, state_key,
-};
-use redis::streams::StreamMaxlen;
+use contract::keys::{DEFAULT_CONSUMER_GROUP, REQUESTS_STREAM, STATE_REQUESTED_AT, state_key};
 use service_runtime::redis_link::RedisLink;
 use service_runtime::streams;
 use tokio_util::sync::CancellationToken;
@@ -63,12 +62,7 @@ impl SearchQueue {
             .ignore()
             .expire(&state, self.results_ttl.as_secs() as i64)
             .ignore()
-            .xadd_maxlen(
-                REQUESTS_STREAM,
-                StreamMaxlen::Approx(REQUESTS_MAXLEN),
-                "*",
-                &search.to_fields(),
-            )
+            .xadd(REQUESTS_STREAM, "*", &search.to_fields())
             .ignore()
             .query_async(&mut self.redis.commands())
             .await

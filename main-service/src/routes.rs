@@ -6,7 +6,7 @@
 //! | `GET` | `/api/flights/search/{search_id}/stream` | 200 event stream ([`crate::stream`]) |
 //! | `GET` | `/` | the demo page |
 //! | `GET` | `/healthz` | 200 while the process runs |
-//! | `GET` | `/readyz` | 200 while Redis answers, else 503 |
+//! | `GET` | `/readyz` | 200 while Redis answers and accepts writes, else 503 with the reason |
 //! | `GET` | `/metrics` | Prometheus exposition |
 //! | `GET` | `/openapi.yaml` | the OpenAPI document of this API |
 //!
@@ -134,12 +134,12 @@ pub(crate) async fn handle(
             response::with_body(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML)
         }
         Endpoint::Health => response::json(StatusCode::OK, &json!({"status": "ok"})),
-        Endpoint::Ready if app.redis.is_ready() => {
-            response::json(StatusCode::OK, &json!({"status": "ready"}))
-        }
-        Endpoint::Ready => ApiError::Unavailable.into_response(),
+        Endpoint::Ready => readiness(&app),
         Endpoint::Metrics => {
             app.metrics.redis_up.set(i64::from(app.redis.is_ready()));
+            app.metrics
+                .redis_writes_refused
+                .set(i64::from(app.health.refusal().is_some()));
             response::with_body(StatusCode::OK, metrics::CONTENT_TYPE, app.metrics.encode())
         }
         // RFC 9512's media type; YAML is always UTF-8 here, so no charset.
@@ -171,6 +171,37 @@ pub(crate) async fn handle(
         "request"
     );
     response
+}
+
+/// `/readyz`: 200 `{"status":"ready"}` while Redis answers and accepts
+/// writes, else 503 with `Retry-After` and the reason. Either way `warnings`
+/// lists what does not stop the service but puts searches at risk (an eviction
+/// policy other than `noeviction`).
+fn readiness(app: &App) -> Response<Body> {
+    let reason = if !app.redis.is_ready() {
+        Some("redis is unreachable")
+    } else {
+        app.health.refusal().map(|refusal| refusal.explain())
+    };
+    let warnings = app.health.warnings();
+    let mut body = match reason {
+        None => json!({"status": "ready"}),
+        Some(reason) => json!({"status": "not ready", "reason": reason}),
+    };
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
+    }
+    match reason {
+        None => response::json(StatusCode::OK, &body),
+        Some(_) => {
+            let mut response = response::json(StatusCode::SERVICE_UNAVAILABLE, &body);
+            response.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from_static("2"),
+            );
+            response
+        }
+    }
 }
 
 #[cfg(test)]

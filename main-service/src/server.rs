@@ -41,6 +41,7 @@ use crate::app::App;
 use crate::connection::Connection;
 use crate::routes;
 use crate::stall::StallWatch;
+use crate::submit::Peer;
 
 /// Time a client gets to send a complete request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -115,7 +116,8 @@ pub(crate) async fn serve(
             app.metrics.clone(),
         );
         let app = app.clone();
-        let service = service_fn(move |req| {
+        let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(Peer(peer));
             let app = app.clone();
             let connection = connection.clone();
             async move { Ok::<_, Infallible>(routes::handle(app, connection, req).await) }

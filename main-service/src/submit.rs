@@ -1,8 +1,10 @@
 //! `POST /api/flights/search`: check a search request and queue it.
 //!
-//! Checks run in the contract's order: size (413), then content type (415),
-//! then the body itself (400). Only a request that passes all of them touches
-//! Redis, so a rejected request writes nothing.
+//! Checks run in this order: the client's rate limit (429, before the body is
+//! even read), then the contract's size (413), content type (415) and body
+//! (400), then admission control (503 when the queue is full). Only a request
+//! that passes all of them writes to Redis, so a rejected request writes
+//! nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,8 @@ use uuid::Uuid;
 
 use crate::api_error::ApiError;
 use crate::app::App;
+use crate::backlog::Verdict;
+use crate::rate_limit;
 use crate::response::{self, Body};
 use crate::routes::SearchIdLog;
 
@@ -60,6 +64,11 @@ impl Accepted {
     }
 }
 
+/// The TCP peer of the connection a request came on, put in its extensions
+/// by the server.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub std::net::SocketAddr);
+
 /// Answers a submission.
 pub(crate) async fn submit(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     match try_submit(app, req).await {
@@ -79,6 +88,13 @@ pub(crate) async fn submit(app: &Arc<App>, req: Request<Incoming>) -> Response<B
 
 /// Checks and queues the request; returns the new search's id.
 async fn try_submit(app: &App, req: Request<Incoming>) -> Result<Uuid, ApiError> {
+    if let (Some(limiter), Some(Peer(peer))) = (&app.limiter, req.extensions().get::<Peer>()) {
+        let client = rate_limit::client_of(peer.ip(), req.headers(), &app.config.trusted_proxies);
+        if let Err(retry_after_secs) = limiter.check(client) {
+            app.metrics.rejected("rate_limited");
+            return Err(ApiError::RateLimited { retry_after_secs });
+        }
+    }
     let too_large = ApiError::PayloadTooLarge { limit: MAX_BODY };
     if declared_length(req.headers()).is_some_and(|length| length > MAX_BODY as u64) {
         return Err(too_large);
@@ -108,6 +124,16 @@ async fn try_submit(app: &App, req: Request<Incoming>) -> Result<Uuid, ApiError>
         return Err(ApiError::UnsupportedMediaType);
     }
     let request = parse(&body)?;
+    let verdict = app.admission.check().await.map_err(|error| {
+        app.metrics.redis_error("backlog");
+        tracing::debug!(%error, "could not read the queue's backlog");
+        ApiError::Unavailable
+    })?;
+    if let Verdict::Full(backlog) = verdict {
+        app.metrics.rejected("queue_full");
+        tracing::debug!(backlog, "search queue full; submission refused");
+        return Err(ApiError::QueueFull);
+    }
     let queued = QueuedSearch {
         search_id: Uuid::new_v4(),
         request,
@@ -115,9 +141,11 @@ async fn try_submit(app: &App, req: Request<Incoming>) -> Result<Uuid, ApiError>
     };
     app.queue.enqueue(&queued).await.map_err(|error| {
         app.metrics.redis_error("submit");
+        app.health.writes.note(&error);
         tracing::debug!(search_id = %queued.search_id, %error, "could not queue a search");
         ApiError::Unavailable
     })?;
+    app.admission.accepted();
     app.metrics.searches_submitted.inc();
     Ok(queued.search_id)
 }

@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use contract::EntryId;
+use service_runtime::redis_health::RedisHealth;
 use service_runtime::redis_link::{LinkState, RedisLink};
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
@@ -81,6 +82,9 @@ pub(crate) struct Hub {
     /// Outcome of the hub's latest command (read or timeout write), so an outage
     /// is logged once rather than once per feed.
     link: LinkState,
+    /// Where a timeout write refused by Redis (OOM and the like) is noted: the
+    /// connection is fine then, and the write is retried by the next pass.
+    health: Arc<RedisHealth>,
     /// True while the pub/sub subscription is up (and every feed was re-read
     /// when it came up), so nudges arrive and the sweep may re-read rarely.
     subscribed: AtomicBool,
@@ -128,6 +132,7 @@ impl Hub {
     pub(crate) fn start(
         redis: RedisLink,
         metrics: Arc<Metrics>,
+        health: Arc<RedisHealth>,
         settings: Settings,
         shutdown: CancellationToken,
     ) -> Arc<Hub> {
@@ -141,6 +146,7 @@ impl Hub {
             settings,
             shutdown,
             link: LinkState::new("redis-hub"),
+            health,
             subscribed: AtomicBool::new(false),
         });
         tokio::spawn(fetcher::run(hub.clone(), fetches));
@@ -224,6 +230,15 @@ impl Hub {
         if let Some(feed) = feed {
             self.want_fetch(&feed);
         }
+    }
+
+    /// Searches with at least one local client, for the summary logged while
+    /// Redis refuses writes.
+    pub(crate) fn feed_count(&self) -> usize {
+        self.feeds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Every current feed, copied out so the lock is not held while using them.

@@ -13,7 +13,9 @@
 //! The timeout is written into the search's own stream through the append
 //! script, in the terminal slot: every reader, on every instance, receives the
 //! same entry, and a provider that answers late finds the slot taken, so a
-//! search never has two terminal events.
+//! search never has two terminal events. While Redis refuses writes (OOM and
+//! the like) the write fails and each pass tries again, so the event reaches
+//! the open streams within one pass of Redis accepting writes again.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -120,7 +122,11 @@ async fn expire(hub: Arc<Hub>, feed: Arc<Feed>) {
         }
         Err(error) => {
             hub.metrics.redis_error("timeout");
-            hub.link.down(&error);
+            // A refused write says nothing about the connection; it is logged
+            // once by the refusal state, not as the link going down.
+            if hub.health.writes.note(&error).is_none() {
+                hub.link.down(&error);
+            }
             feed.expiring.store(false, Ordering::Release);
         }
     }

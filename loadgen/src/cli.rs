@@ -46,6 +46,16 @@ pub enum Scenario {
     /// --concurrency lanes each POST a search, read its stream to the terminal
     /// event, and start the next, until --searches are done.
     Throughput(ThroughputArgs),
+    /// Offer more searches than the providers can finish, and check that no
+    /// accepted search is lost.
+    ///
+    /// POSTs at --rate per second (open loop) for --duration, then waits up
+    /// to --drain for every accepted search's terminal event. Reports
+    /// accepted, 503 and 429 per second, completed per second, POST latency,
+    /// the backlog peak and accepted-but-lost (must be 0). provider-service
+    /// must be running with realistic MOCK_LATENCY_MS; no client reads the
+    /// streams.
+    Overload(OverloadArgs),
     /// Internal: one process of SSE clients, driven over stdin/stdout.
     #[command(hide = true)]
     Worker,
@@ -149,6 +159,30 @@ pub struct ThroughputArgs {
     /// named provider-service, if any.
     #[arg(long)]
     pub provider_pid: Option<u32>,
+}
+
+/// `overload` options.
+#[derive(Debug, Args)]
+pub struct OverloadArgs {
+    /// Shared options (only --url and --redis are used).
+    #[command(flatten)]
+    pub common: Common,
+    /// POSTs offered per second.
+    #[arg(long)]
+    pub rate: f64,
+    /// How long to offer them.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Most POSTs in flight; an arrival finding all busy is counted, not sent.
+    #[arg(long, default_value_t = 256)]
+    pub lanes: usize,
+    /// Synthetic clients named in X-Forwarded-For, in turn (0: none), for
+    /// RATE_LIMIT_PER_CLIENT with TRUSTED_PROXIES=127.0.0.1.
+    #[arg(long, default_value_t = 0)]
+    pub clients: usize,
+    /// Longest wait for the accepted searches to finish after the offer.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub drain: Duration,
 }
 
 /// Parses `250ms`, `60s`, `2m` or a plain number of seconds.

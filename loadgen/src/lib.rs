@@ -9,6 +9,8 @@
 //!   time from right before each `APPEND_EVENT` to its receipt ([`delivery`]).
 //! * `throughput`: end-to-end searches per second with the real
 //!   provider-service ([`throughput`]).
+//! * `overload`: searches offered above capacity; admission, rate limit and
+//!   accepted-but-lost ([`overload`]).
 //!
 //! In the first two the load generator is the producer ([`producer`]); every
 //! client's events are checked against the entry ids Redis recorded
@@ -25,6 +27,7 @@ pub mod delivery;
 pub mod errors;
 pub mod fleet;
 pub mod http;
+pub mod overload;
 pub mod procfs;
 pub mod producer;
 pub mod redis_info;
@@ -67,6 +70,23 @@ pub fn run(cli: Cli) -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    if let Scenario::Overload(args) = &cli.scenario {
+        return match runtime.block_on(overload::run(args)) {
+            Ok(report) => {
+                print!("{}", report.human());
+                println!("{}", report.json_line());
+                if report.passed() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("loadgen: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let outcome = runtime.block_on(async {
         match &cli.scenario {
             Scenario::Idle(args) => {
@@ -96,7 +116,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 .await
             }
             Scenario::Throughput(args) => throughput::run(args).await,
-            Scenario::Worker => unreachable!("handled above"),
+            Scenario::Worker | Scenario::Overload(_) => unreachable!("handled above"),
         }
     });
     match outcome {

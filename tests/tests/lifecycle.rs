@@ -500,6 +500,10 @@ async fn both_services_expose_health_readiness_and_the_documented_metrics() {
         ("flight_search_hub_feeds_active", "gauge"),
         ("flight_search_hub_entries_skipped", "counter"),
         ("flight_search_redis_up", "gauge"),
+        ("flight_search_queue_backlog", "gauge"),
+        ("flight_search_queue_trimmed_entries", "counter"),
+        ("flight_search_searches_rejected", "counter"),
+        ("flight_search_redis_writes_refused", "gauge"),
     ] {
         assert_eq!(
             main.get(family).map(String::as_str),
@@ -544,6 +548,8 @@ async fn both_services_expose_health_readiness_and_the_documented_metrics() {
         ("flight_search_provider_claims", "counter"),
         ("flight_search_provider_pending_entries", "gauge"),
         ("flight_search_provider_redis_up", "gauge"),
+        ("flight_search_provider_searches_waiting_for_writes", "gauge"),
+        ("flight_search_provider_redis_writes_refused", "gauge"),
     ] {
         assert_eq!(
             provider_families.get(family).map(String::as_str),

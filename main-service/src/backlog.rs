@@ -11,13 +11,15 @@
 //! queue.
 //!
 //! No command per POST while the backlog is far from the bound: a task reads
-//! the figure every [`REFRESH_INTERVAL`], and this instance adds the searches
-//! it accepted since. Within [`Admission::margin`] of the bound each POST reads
-//! the figure afresh, so instances cannot overshoot together on a stale one.
-//! The bound can then be passed only by POSTs that read the figure before
-//! another's write landed: at most the submissions in progress at that moment
-//! across all instances; or, far from the bound, by more accepts across all
-//! instances within one refresh interval than the margin holds.
+//! the figure every [`REFRESH_INTERVAL`], and this instance adds the searches it
+//! accepted since and those it is admitting right now. Within
+//! [`Admission::margin`] of the bound each POST reads the figure afresh, so
+//! instances cannot overshoot together on a stale one, and adds this
+//! instance's admissions in progress, so one instance never overshoots on its
+//! own. The bound can then be passed only by POSTs of other instances that were
+//! between their read and their write at that moment, or, far from the bound,
+//! by more accepts across all instances within one refresh interval than the
+//! margin holds.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -32,12 +34,33 @@ use crate::metrics::Metrics;
 const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Whether a search may be queued now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// Below the bound.
-    Admit,
+pub(crate) enum Verdict<'a> {
+    /// Below the bound; the place is held until the reservation is settled.
+    Admit(Reservation<'a>),
     /// The backlog is at the bound (the figure is attached).
     Full(u64),
+}
+
+/// A place in the backlog held while a search is being queued. Dropped without
+/// [`Reservation::accepted`] (the write failed, or the request was abandoned),
+/// it frees the place.
+pub(crate) struct Reservation<'a> {
+    /// Whose place it is.
+    admission: &'a Admission,
+}
+
+impl Reservation<'_> {
+    /// The search was queued: it counts among the accepted until the next read
+    /// of the figure includes it.
+    pub(crate) fn accepted(self) {
+        self.admission.accepted_since.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.admission.reserved.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The admission state of this instance.
@@ -52,6 +75,8 @@ pub(crate) struct Admission {
     figure: AtomicU64,
     /// Searches this instance accepted since `figure` was read.
     accepted_since: AtomicU64,
+    /// Searches this instance is admitting now (read done, write not settled).
+    reserved: AtomicU64,
 }
 
 impl Admission {
@@ -63,6 +88,7 @@ impl Admission {
             margin: Admission::margin(max),
             figure: AtomicU64::new(0),
             accepted_since: AtomicU64::new(0),
+            reserved: AtomicU64::new(0),
         }
     }
 
@@ -74,23 +100,25 @@ impl Admission {
 
     /// Decides on one submission. Fails only when a fresh read is needed and
     /// Redis does not answer.
-    pub(crate) async fn check(&self) -> redis::RedisResult<Verdict> {
-        let estimate =
-            self.figure.load(Ordering::Acquire) + self.accepted_since.load(Ordering::Acquire);
+    pub(crate) async fn check(&self) -> redis::RedisResult<Verdict<'_>> {
+        // Held from here, so concurrent checks of this instance see each other.
+        let others = self.reserved.fetch_add(1, Ordering::AcqRel);
+        let reservation = Reservation { admission: self };
+        let estimate = self.figure.load(Ordering::Acquire)
+            + self.accepted_since.load(Ordering::Acquire)
+            + others;
         if estimate.saturating_add(self.margin) < self.max {
-            return Ok(Verdict::Admit);
+            return Ok(Verdict::Admit(reservation));
         }
+        // Writes of others that land before this read are counted twice,
+        // which errs on the safe side.
         let backlog = read_backlog(&mut self.redis.commands()).await?;
-        Ok(if backlog >= self.max {
+        let in_progress = self.reserved.load(Ordering::Acquire).saturating_sub(1);
+        Ok(if backlog + in_progress >= self.max {
             Verdict::Full(backlog)
         } else {
-            Verdict::Admit
+            Verdict::Admit(reservation)
         })
-    }
-
-    /// Counts a search this instance queued, until the next read includes it.
-    pub(crate) fn accepted(&self) {
-        self.accepted_since.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Reads the figure every [`REFRESH_INTERVAL`] until `shutdown`, and

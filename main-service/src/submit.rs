@@ -129,11 +129,14 @@ async fn try_submit(app: &App, req: Request<Incoming>) -> Result<Uuid, ApiError>
         tracing::debug!(%error, "could not read the queue's backlog");
         ApiError::Unavailable
     })?;
-    if let Verdict::Full(backlog) = verdict {
-        app.metrics.rejected("queue_full");
-        tracing::debug!(backlog, "search queue full; submission refused");
-        return Err(ApiError::QueueFull);
-    }
+    let reservation = match verdict {
+        Verdict::Admit(reservation) => reservation,
+        Verdict::Full(backlog) => {
+            app.metrics.rejected("queue_full");
+            tracing::debug!(backlog, "search queue full; submission refused");
+            return Err(ApiError::QueueFull);
+        }
+    };
     let queued = QueuedSearch {
         search_id: Uuid::new_v4(),
         request,
@@ -145,7 +148,7 @@ async fn try_submit(app: &App, req: Request<Incoming>) -> Result<Uuid, ApiError>
         tracing::debug!(search_id = %queued.search_id, %error, "could not queue a search");
         ApiError::Unavailable
     })?;
-    app.admission.accepted();
+    reservation.accepted();
     app.metrics.searches_submitted.inc();
     Ok(queued.search_id)
 }

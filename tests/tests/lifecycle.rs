@@ -548,7 +548,10 @@ async fn both_services_expose_health_readiness_and_the_documented_metrics() {
         ("flight_search_provider_claims", "counter"),
         ("flight_search_provider_pending_entries", "gauge"),
         ("flight_search_provider_redis_up", "gauge"),
-        ("flight_search_provider_searches_waiting_for_writes", "gauge"),
+        (
+            "flight_search_provider_searches_waiting_for_writes",
+            "gauge",
+        ),
         ("flight_search_provider_redis_writes_refused", "gauge"),
     ] {
         assert_eq!(

@@ -38,6 +38,7 @@ use std::time::Duration;
 
 use contract::{DecodeError, EventError, EventKind, QueuedSearch};
 use service_runtime::redis_link::RedisLink;
+use service_runtime::write_refusal::Refusal;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -139,7 +140,10 @@ pub async fn dead_letter(
         let error = why.client_error();
         failed_written = match worker.results.append(id, EventKind::Failed { error }).await {
             Ok(written) => written.is_some(),
-            Err(failure) if failure.is_transient() => return Err(failure),
+            // Redis refusing writes passes too: the caller retries the whole step.
+            Err(failure) if failure.is_transient() || Refusal::of(&failure.source).is_some() => {
+                return Err(failure);
+            }
             Err(failure) => {
                 tracing::warn!(
                     entry_id = entry.id,

@@ -16,9 +16,10 @@ use service_runtime::telemetry::LogFormat;
 
 use crate::rate_limit::{self, RateLimit};
 
-/// Default `QUEUE_MAX_BACKLOG`: about what one provider with the default
-/// settings finishes within one default `SEARCH_TIMEOUT_SECS` (README).
-pub const DEFAULT_QUEUE_MAX_BACKLOG: u64 = 2_500;
+/// Default `QUEUE_MAX_BACKLOG`: four fifths of what one provider with the
+/// default settings finishes within one default `SEARCH_TIMEOUT_SECS`
+/// (README, "Overload").
+pub const DEFAULT_QUEUE_MAX_BACKLOG: u64 = 2_000;
 
 /// Everything main-service reads from its environment.
 #[derive(Debug, Clone)]

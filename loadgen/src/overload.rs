@@ -35,6 +35,9 @@ use crate::procfs;
 use crate::searches::{parse_accepted, search_body};
 use crate::summary::{Recorder, Summary};
 
+/// A stream entry as XRANGE returns it: id and field/value pairs.
+type StreamEntry = (String, Vec<(String, String)>);
+
 /// Interval of the backlog samples.
 const BACKLOG_SAMPLE: Duration = Duration::from_millis(200);
 
@@ -138,7 +141,7 @@ struct Tally {
 
 /// Runs the scenario.
 pub async fn run(args: &OverloadArgs) -> Result<OverloadReport, String> {
-    if !(args.rate > 0.0) {
+    if args.rate.is_nan() || args.rate <= 0.0 {
         return Err("--rate must be above 0".into());
     }
     let load_start = procfs::load_average();
@@ -369,7 +372,7 @@ async fn outcomes(
                 .arg(entry)
                 .arg(entry);
         }
-        let entries: Vec<Vec<(String, Vec<(String, String)>)>> = pipe
+        let entries: Vec<Vec<StreamEntry>> = pipe
             .query_async(redis)
             .await
             .map_err(|e| format!("reading terminal events: {e}"))?;

@@ -219,6 +219,14 @@ impl Metrics {
             "Submissions refused before anything was written",
             m.searches_rejected.clone(),
         );
+        // Both reasons start at zero, so dashboards see the series before the
+        // first refusal.
+        for reason in ["queue_full", "rate_limited"] {
+            drop(
+                m.searches_rejected
+                    .get_or_create(&RejectionLabels { reason }),
+            );
+        }
         r.register(
             "redis_writes_refused",
             "1 while Redis refuses writes (OOM, READONLY, MISCONF)",

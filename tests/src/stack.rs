@@ -260,9 +260,13 @@ impl Stack {
 
     /// A new connection to the stack's Redis.
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        // Generous: on a loaded machine a large read (a full-size queue) can
+        // take longer than the client's default of 500 ms.
+        let config =
+            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
         redis::Client::open(self.redis_url.as_str())
             .expect("valid REDIS_URL")
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .expect("connect to the stack's redis")
     }

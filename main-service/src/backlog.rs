@@ -110,10 +110,12 @@ impl Admission {
         if estimate.saturating_add(self.margin) < self.max {
             return Ok(Verdict::Admit(reservation));
         }
-        // Writes of others that land before this read are counted twice,
-        // which errs on the safe side.
-        let backlog = read_backlog(&mut self.redis.commands()).await?;
+        // Taken before the read: an admission in progress now either lands in
+        // the read or is counted here (or both, erring on the safe side). Taken
+        // after, one that settled in between would be in neither. Any later
+        // admission sees this one's reservation in its own count.
         let in_progress = self.reserved.load(Ordering::Acquire).saturating_sub(1);
+        let backlog = read_backlog(&mut self.redis.commands()).await?;
         Ok(if backlog + in_progress >= self.max {
             Verdict::Full(backlog)
         } else {

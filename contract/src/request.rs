@@ -4,8 +4,10 @@
 //! every problem, wrong JSON types included, is reported against the field at
 //! fault in one answer rather than as serde's first complaint.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use time::{Date, Duration, format_description::FormatItem, macros::format_description};
 
@@ -96,23 +98,44 @@ impl SearchRequest {
         let Value::Object(object) = value else {
             return Err(RequestError::NotAnObject);
         };
-        Self::from_object(&object, today)
+        // `Value` keeps the last of repeated keys; the second pass sees them all.
+        let TopLevelKeys(duplicates) =
+            serde_json::from_slice(body).map_err(|_| RequestError::MalformedJson)?;
+        Self::from_object(&object, &duplicates, today)
     }
 
     fn from_object(
         object: &Map<String, Value>,
+        duplicates: &BTreeSet<String>,
         today: Date,
     ) -> Result<SearchRequest, RequestError> {
         let mut errors = Vec::new();
-        let from = airport(object, "from", &mut errors);
-        let to = airport(object, "to", &mut errors);
+        // A repeated field is reported as such and its values are not judged:
+        // which one the client meant is unknowable.
+        let once = |field: &str, errors: &mut Vec<FieldError>| {
+            let repeated = duplicates.contains(field);
+            if repeated {
+                errors.push(FieldError::new(field, "must appear only once"));
+            }
+            !repeated
+        };
+        let from = once("from", &mut errors)
+            .then(|| airport(object, "from", &mut errors))
+            .flatten();
+        let to = once("to", &mut errors)
+            .then(|| airport(object, "to", &mut errors))
+            .flatten();
         if let (Some(from), Some(to)) = (from, to)
             && from == to
         {
             errors.push(FieldError::new("to", "must differ from `from`"));
         }
-        let date = date(object, today, &mut errors);
-        let passengers = passengers(object, &mut errors);
+        let date = once("date", &mut errors)
+            .then(|| date(object, today, &mut errors))
+            .flatten();
+        let passengers = once("passengers", &mut errors)
+            .then(|| passengers(object, &mut errors))
+            .flatten();
         let mut unknown: Vec<&String> = object
             .keys()
             .filter(|k| !["from", "to", "date", "passengers"].contains(&k.as_str()))
@@ -139,6 +162,35 @@ impl SearchRequest {
     /// The date as `YYYY-MM-DD`.
     pub fn date_text(&self) -> String {
         format_date(self.date)
+    }
+}
+
+/// The keys that occur more than once at the top level of a JSON object.
+struct TopLevelKeys(BTreeSet<String>);
+
+impl<'de> Deserialize<'de> for TopLevelKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> Visitor<'de> for Keys {
+            type Value = TopLevelKeys;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevelKeys, A::Error> {
+                let mut seen = BTreeSet::new();
+                let mut repeated = BTreeSet::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<IgnoredAny>()?;
+                    if let Some(key) = seen.replace(key) {
+                        repeated.insert(key);
+                    }
+                }
+                Ok(TopLevelKeys(repeated))
+            }
+        }
+        deserializer.deserialize_map(Keys)
     }
 }
 
@@ -285,6 +337,25 @@ mod tests {
                 format!(r#"{{"from":"CGK","to":"DPS","date":"2026-12-10","passengers":{p}}}"#);
             assert!(check(&body).is_ok(), "{p}");
         }
+    }
+
+    #[test]
+    fn repeated_keys_are_errors_on_their_field() {
+        assert_eq!(
+            fields(r#"{"from":"CGK","from":"XXX","to":"DPS","date":"2026-12-10","passengers":1}"#),
+            ["from"]
+        );
+        assert_eq!(
+            fields(
+                r#"{"from":"CGK","to":"DPS","date":"2026-12-10","passengers":1,"passengers":1,"to":"DPS"}"#
+            ),
+            ["to", "passengers"]
+        );
+        assert!(
+            check(r#"{"from":"CGK","to":"DPS","date":"2026-12-10","passengers":1,"x":{"a":1,"a":2}}"#)
+                .is_err_and(|e| e == RequestError::Invalid(vec![FieldError::new("x", "unknown field")])),
+            "only the top level is checked for repeats; deeper values are refused anyway"
+        );
     }
 
     #[test]

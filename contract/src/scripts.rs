@@ -42,9 +42,13 @@ return id
 /// Registers an SSE reader of a search and says what the reader will find.
 ///
 /// `KEYS[1]` state hash, `KEYS[2]` result stream; `ARGV[1]` a token naming this
-/// reader, new for every attach. Returns `{0}` for an unknown search,
-/// `{2, terminal_id}` for a finished search whose stream is gone, and otherwise
-/// `{1, requested_at, terminal_id, counted}` (empty strings when unset).
+/// reader, new for every attach; `ARGV[2]` the client's resume point (an entry
+/// id without leading zeros) or empty. Returns `{0}` for an unknown search,
+/// `{2, terminal_id}` for a finished search whose stream is gone, `{3}` when the
+/// resume point lies beyond the stream's last entry (no entry is at or after
+/// it: the client cannot have received it from this search, and counting it
+/// could let a reader that never saw the terminal event delete the stream), and
+/// otherwise `{1, requested_at, terminal_id, counted}` (empty strings when unset).
 /// `counted` is 1 when the reader was registered: `readers` went up by one and
 /// the field `reader:<token>` records it, so [`DETACH_READER`] can tell a
 /// registered reader from one that never was. It is 0 when the state hash is
@@ -52,12 +56,17 @@ return id
 /// so a stray reader cannot leave a key without TTL behind, and there is
 /// nothing to undo. Running it twice with one token counts the reader once.
 pub const ATTACH_READER: &str = r"
+local function beyond()
+  return ARGV[2] ~= '' and #redis.call('XRANGE', KEYS[2], ARGV[2], '+', 'COUNT', 1) == 0
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   if redis.call('EXISTS', KEYS[2]) == 0 then return {0} end
+  if beyond() then return {3} end
   return {1, '', '', 0}
 end
 local terminal = redis.call('HGET', KEYS[1], 'terminal') or ''
 if terminal ~= '' and redis.call('EXISTS', KEYS[2]) == 0 then return {2, terminal} end
+if beyond() then return {3} end
 if redis.call('HSETNX', KEYS[1], 'reader:' .. ARGV[1], 1) == 1 then
   redis.call('HINCRBY', KEYS[1], 'readers', 1)
 end

@@ -61,6 +61,9 @@ pub(crate) enum Attach {
     Unknown,
     /// The search finished and its stream was deleted. Nothing was registered.
     Gone,
+    /// The resume point lies beyond the search's last event, so it never came
+    /// from this search. Nothing was registered.
+    Beyond,
     /// The search's events can be read.
     Open {
         /// POST time in Unix ms, if the state hash records it.
@@ -80,6 +83,8 @@ enum Found {
     Unknown,
     /// `{2, terminal}`.
     Gone,
+    /// `{3}`.
+    Beyond,
     /// `{1, requested_at, terminal, counted}`.
     Open {
         /// POST time in Unix ms, if recorded.
@@ -91,14 +96,20 @@ enum Found {
     },
 }
 
-/// Registers a reader of `search_id` and reports what it will find. The
-/// reader of an [`Attach::Open`] must be kept until the client is done.
+/// Registers a reader of `search_id` that resumes after `after`, and reports
+/// what it will find. The reader of an [`Attach::Open`] must be kept until the
+/// client is done.
 ///
 /// Fails when Redis fails or does not answer within [`ATTACH_WAIT`]; whatever
 /// the attach registered is then released by its task.
-pub(crate) async fn attach(app: &Arc<App>, search_id: Uuid) -> redis::RedisResult<Attach> {
+pub(crate) async fn attach(
+    app: &Arc<App>,
+    search_id: Uuid,
+    after: Option<EntryId>,
+) -> redis::RedisResult<Attach> {
     let (reply, answer) = oneshot::channel();
-    app.readers.spawn(register(app.clone(), search_id, reply));
+    app.readers
+        .spawn(register(app.clone(), search_id, after, reply));
     match tokio::time::timeout(ATTACH_WAIT, answer).await {
         Ok(Ok(attached)) => attached,
         // The task was dropped unfinished (the runtime is shutting down).
@@ -115,6 +126,7 @@ pub(crate) async fn attach(app: &Arc<App>, search_id: Uuid) -> redis::RedisResul
 async fn register(
     app: Arc<App>,
     search_id: Uuid,
+    after: Option<EntryId>,
     reply: oneshot::Sender<redis::RedisResult<Attach>>,
 ) {
     // The client left before the task ran: nothing to register, or undo.
@@ -126,6 +138,8 @@ async fn register(
         .key(state_key(search_id))
         .key(results_key(search_id))
         .arg(token_arg(token))
+        // Display writes no leading zeros, as the script expects.
+        .arg(after.map(|id| id.to_string()).unwrap_or_default())
         .invoke_async(&mut app.redis.commands())
         .await;
     let found = ran.and_then(|reply| {
@@ -139,6 +153,7 @@ async fn register(
     let attached = match found {
         Ok(Found::Unknown) => Ok(Attach::Unknown),
         Ok(Found::Gone) => Ok(Attach::Gone),
+        Ok(Found::Beyond) => Ok(Attach::Beyond),
         Ok(Found::Open {
             requested_at_ms,
             terminal,
@@ -161,7 +176,7 @@ async fn register(
     drop(reply.send(attached));
 }
 
-/// Interprets the attach script's reply: `{0}`, `{2, terminal}` or
+/// Interprets the attach script's reply: `{0}`, `{2, terminal}`, `{3}` or
 /// `{1, requested_at, terminal, counted}`, empty strings meaning unset.
 fn parse_attach(reply: &[Value]) -> Option<Found> {
     let text = |i: usize| -> Option<String> {
@@ -174,6 +189,7 @@ fn parse_attach(reply: &[Value]) -> Option<Found> {
     match reply.first()? {
         Value::Int(0) => Some(Found::Unknown),
         Value::Int(2) => Some(Found::Gone),
+        Value::Int(3) => Some(Found::Beyond),
         Value::Int(1) => Some(Found::Open {
             requested_at_ms: text(1).and_then(|t| t.parse().ok()),
             terminal: text(2).and_then(|t| t.parse().ok()),
@@ -306,6 +322,7 @@ mod tests {
                 counted: false,
             })
         );
+        assert_eq!(parse_attach(&[Value::Int(3)]), Some(Found::Beyond));
         assert_eq!(parse_attach(&[]), None);
         assert_eq!(parse_attach(&[Value::Int(7)]), None);
         assert_eq!(
@@ -320,7 +337,7 @@ mod tests {
         // Nothing listens on Redis' port: the attach fails, and its task ends
         // without leaving a reader behind.
         let app = crate::app::tests::app();
-        assert!(attach(&app, Uuid::new_v4()).await.is_err());
+        assert!(attach(&app, Uuid::new_v4(), None).await.is_err());
         app.readers.close();
         tokio::time::timeout(Duration::from_secs(30), app.readers.wait())
             .await

@@ -12,12 +12,17 @@
 //!
 //! Any other method on these paths is 405 with `Allow`; `HEAD` included, so a
 //! probe never attaches a stream reader. Any other path is 404.
+//!
+//! A request with several `Host` headers, or an HTTP/1.1 one without any, is
+//! 400 whatever its path (RFC 9112 §3.2): it is malformed, and a server that guesses the host
+//! invites cache poisoning and routing confusion behind proxies.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::header::{HOST, HeaderMap};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -95,6 +100,22 @@ fn route<'a>(method: &Method, path: &'a str) -> (&'static str, Endpoint<'a>) {
     }
 }
 
+/// The 400 for a request with several `Host` headers, or an HTTP/1.1 one
+/// without any (HTTP/1.0 predates the header and may omit it).
+fn host_error(version: Version, headers: &HeaderMap) -> Option<ApiError> {
+    match headers.get_all(HOST).iter().count() {
+        0 if version == Version::HTTP_11 => Some(ApiError::field(
+            "host",
+            "an HTTP/1.1 request must carry a Host header",
+        )),
+        0 | 1 => None,
+        _ => Some(ApiError::field(
+            "host",
+            "a request must carry at most one Host header",
+        )),
+    }
+}
+
 /// The `{search_id}` segment of a stream path.
 fn stream_id(path: &str) -> Option<&str> {
     let id = path
@@ -128,7 +149,10 @@ pub(crate) async fn handle(
     connection.release_finished_reader();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let (pattern, endpoint) = route(&method, &path);
+    let (pattern, mut endpoint) = route(&method, &path);
+    if let Some(error) = host_error(req.version(), req.headers()) {
+        endpoint = Endpoint::Refuse(error);
+    }
     let response = match endpoint {
         Endpoint::Index => {
             response::with_body(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML)
@@ -248,6 +272,23 @@ mod tests {
             route(&Method::PUT, "/openapi.yaml"),
             ("/openapi.yaml", refused("GET"))
         );
+        assert_eq!(
+            route(&Method::OPTIONS, "/metrics"),
+            ("/metrics", refused("GET"))
+        );
+    }
+
+    #[test]
+    fn http_1_1_needs_exactly_one_host() {
+        let mut headers = HeaderMap::new();
+        let error = host_error(Version::HTTP_11, &headers).expect("missing Host");
+        assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+        assert!(host_error(Version::HTTP_10, &headers).is_none());
+        headers.append(HOST, "a.test".parse().unwrap());
+        assert!(host_error(Version::HTTP_11, &headers).is_none());
+        headers.append(HOST, "b.test".parse().unwrap());
+        assert!(host_error(Version::HTTP_11, &headers).is_some());
+        assert!(host_error(Version::HTTP_10, &headers).is_some());
     }
 
     #[test]

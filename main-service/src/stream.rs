@@ -47,8 +47,12 @@ pub(crate) async fn open(
     id: &str,
     connection: &Arc<Connection>,
 ) -> Response<Body> {
-    let Ok(search_id) = Uuid::try_parse(id) else {
-        return ApiError::field("search_id", "must be a UUID").into_response();
+    let Some(search_id) = hyphenated_uuid(id) else {
+        return ApiError::field(
+            "search_id",
+            "must be a UUID in its hyphenated form, as returned by the submission",
+        )
+        .into_response();
     };
     let mut response = try_open(app, req, search_id, connection)
         .await
@@ -64,16 +68,24 @@ async fn try_open(
     connection: &Arc<Connection>,
 ) -> Result<Response<Body>, ApiError> {
     let after = last_event_id(req.headers(), req.uri().query())?;
-    let attached = reader::attach(app, search_id).await.map_err(|error| {
-        app.metrics.redis_error("attach");
-        tracing::debug!(%search_id, %error, "attach failed");
-        ApiError::Unavailable
-    })?;
+    let attached = reader::attach(app, search_id, after)
+        .await
+        .map_err(|error| {
+            app.metrics.redis_error("attach");
+            tracing::debug!(%search_id, %error, "attach failed");
+            ApiError::Unavailable
+        })?;
     match attached {
         Attach::Unknown => Err(ApiError::UnknownSearch),
         // 204 is what makes a reconnecting EventSource stop for good.
         Attach::Gone if after.is_some() => Ok(response::empty(StatusCode::NO_CONTENT)),
         Attach::Gone => Err(ApiError::SearchGone),
+        // Refused rather than served: such a client would wait for events that
+        // can never come after its id, the terminal one included.
+        Attach::Beyond => Err(ApiError::field(
+            "last_event_id",
+            "is after the last event of this search",
+        )),
         Attach::Open {
             requested_at_ms,
             terminal,
@@ -98,6 +110,16 @@ async fn try_open(
             Ok(event_stream_response(StreamBody::new(body).boxed_unsync()))
         }
     }
+}
+
+/// The search id of the path: only the hyphenated form (any case), the one the
+/// API hands out, so one search has one URL. `Uuid::try_parse` alone would also
+/// take the simple, braced and `urn:uuid:` forms, all of other lengths.
+fn hyphenated_uuid(id: &str) -> Option<Uuid> {
+    const HYPHENATED_LEN: usize = 36;
+    (id.len() == HYPHENATED_LEN)
+        .then(|| Uuid::try_parse(id).ok())
+        .flatten()
 }
 
 /// The resume point: the `Last-Event-ID` header, else the `last_event_id` query
@@ -331,6 +353,23 @@ mod tests {
             "the header wins, as EventSource sends it on reconnect"
         );
         assert_eq!(last_event_id(&headers(Some("")), None), Ok(None));
+    }
+
+    #[test]
+    fn only_hyphenated_search_ids_are_accepted() {
+        let id = Uuid::new_v4();
+        let hyphenated = id.hyphenated().to_string();
+        assert_eq!(hyphenated_uuid(&hyphenated), Some(id));
+        assert_eq!(hyphenated_uuid(&hyphenated.to_uppercase()), Some(id));
+        for other in [
+            id.simple().to_string(),
+            id.braced().to_string(),
+            id.urn().to_string(),
+            format!("{hyphenated}0"),
+            "not-a-uuid".to_owned(),
+        ] {
+            assert_eq!(hyphenated_uuid(&other), None, "{other}");
+        }
     }
 
     #[test]

@@ -7,13 +7,14 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use contract::EntryId;
-use contract::keys::{REQUESTS_STREAM, results_key};
+use contract::keys::{REQUESTS_STREAM, results_key, state_key};
 use hyper::Method;
 use tests::documents::{self, Schema};
 use tests::http::{self, Response};
 use tests::sse::{Event, Item};
 use tests::stack::Stack;
 use tests::{eventually, search_body};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -282,6 +283,140 @@ async fn unknown_and_malformed_search_ids() {
     assert_eq!(bad_resume.status, 400);
     assert_error_envelope(&bad_resume, Some("last_event_id"));
     stack.events(id).await;
+
+    // Only the hyphenated form, the one the API hands out, in any case.
+    let upper = http::get(&stack.url(&format!(
+        "/api/flights/search/{}/stream",
+        id.hyphenated().to_string().to_uppercase()
+    )))
+    .await
+    .unwrap();
+    assert_ne!(upper.status, 400, "{:?}", upper.body);
+    for other in [
+        id.simple().to_string(),
+        format!("%7B{id}%7D"),
+        id.urn().to_string(),
+    ] {
+        let response = http::get(&stack.url(&format!("/api/flights/search/{other}/stream")))
+            .await
+            .unwrap();
+        assert_eq!(response.status, 400, "{other}");
+        assert_error_envelope(&response, Some("search_id"));
+    }
+}
+
+#[tokio::test]
+async fn a_resume_point_beyond_the_last_event_is_refused_and_deletes_nothing() {
+    let stack = Stack::start().await;
+    let beyond = "18446744073709551615-18446744073709551615";
+    let refused = |id: Uuid| {
+        let url = stack.stream_url(id);
+        async move {
+            let response = http::request(Method::GET, &url, &[("last-event-id", beyond)], "")
+                .await
+                .unwrap();
+            assert_eq!(response.status, 400, "{:?}", response.body);
+            assert_error_envelope(&response, Some("last_event_id"));
+        }
+    };
+
+    // While the search runs, and by query as well as by header.
+    let id = stack.submit(&search_body("CGK", "DPS", 5, 1)).await;
+    refused(id).await;
+    let by_query = http::get(&format!("{}?last_event_id={beyond}", stack.stream_url(id)))
+        .await
+        .unwrap();
+    assert_eq!(by_query.status, 400);
+
+    // A client that left after the first event keeps the stream for its
+    // return; once the search is over, a resume point beyond its end must not
+    // count as a reader that saw the terminal event, whose leaving deletes it.
+    let mut first = stack.open(id, None).await;
+    let processing = first.next_event(LIMIT).await.unwrap().expect("first event");
+    drop(first);
+    let mut redis = stack.redis().await;
+    let state = state_key(id);
+    eventually("the search to end with no reader left", LIMIT, || {
+        let mut redis = redis.clone();
+        let state = state.clone();
+        async move {
+            let (terminal, readers): (Option<String>, Option<i64>) = redis::cmd("HMGET")
+                .arg(&state)
+                .arg("terminal")
+                .arg("readers")
+                .query_async(&mut redis)
+                .await
+                .ok()?;
+            (terminal.is_some() && readers.unwrap_or(0) == 0).then_some(())
+        }
+    })
+    .await;
+    refused(id).await;
+    let readers: Option<i64> = redis::cmd("HGET")
+        .arg(&state)
+        .arg("readers")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(readers.unwrap_or(0), 0, "the refused request was counted");
+    assert!(
+        stack.key_exists(&results_key(id)).await,
+        "the stream was deleted"
+    );
+    let rest = stack
+        .open(id, Some(&processing.id))
+        .await
+        .until_terminal(LIMIT)
+        .await
+        .unwrap();
+    assert!(rest.last().is_some_and(Event::is_terminal), "{rest:?}");
+}
+
+/// Sends `head` (a request head, CRLF line ends) on a fresh connection and
+/// returns the status code and the body of the answer.
+async fn raw_request(stack: &Stack, head: &str) -> (u16, serde_json::Value) {
+    let authority = stack
+        .base_url()
+        .strip_prefix("http://")
+        .expect("an http:// base URL");
+    let mut socket = tokio::net::TcpStream::connect(authority).await.unwrap();
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(LIMIT, socket.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {answer:?}"));
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    (status, serde_json::from_str(body).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn http_1_1_requests_need_exactly_one_host() {
+    let stack = Stack::start().await;
+    for head in [
+        "GET /healthz HTTP/1.1\r\nconnection: close\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nhost: a.test\r\nhost: b.test\r\nconnection: close\r\n\r\n",
+        "GET /healthz HTTP/1.0\r\nhost: a.test\r\nhost: a.test\r\n\r\n",
+        "POST /api/flights/search HTTP/1.1\r\ncontent-type: application/json\r\n\
+         content-length: 2\r\nconnection: close\r\n\r\n{}",
+    ] {
+        let (status, body) = raw_request(&stack, head).await;
+        assert_eq!(status, 400, "{head:?}: {body}");
+        assert_eq!(body["errors"][0]["field"], "host", "{head:?}: {body}");
+    }
+    for head in [
+        "GET /healthz HTTP/1.1\r\nhost: a.test\r\nconnection: close\r\n\r\n",
+        "GET /healthz HTTP/1.0\r\n\r\n",
+    ] {
+        let (status, body) = raw_request(&stack, head).await;
+        assert_eq!(status, 200, "{head:?}: {body}");
+    }
 }
 
 #[tokio::test]
@@ -378,6 +513,11 @@ async fn rejected_requests_get_the_right_status_and_write_nothing() {
             post(json, valid.replace("}", ",\"cabin\":\"first\"}")).await,
             400,
             Some("cabin"),
+        ),
+        (
+            post(json, valid.replace("}", ",\"from\":\"XXX\"}")).await,
+            400,
+            Some("from"),
         ),
         (post(None, valid.clone()).await, 415, None),
         (post(Some("text/plain"), valid.clone()).await, 415, None),

@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::backlog::Admission;
 use crate::config::Config;
+use crate::cors::Cors;
 use crate::hub::{self, Hub};
 use crate::metrics::Metrics;
 use crate::queue::SearchQueue;
@@ -18,6 +19,8 @@ use crate::rate_limit::ClientLimiter;
 pub(crate) struct App {
     /// Settings the handlers read (retry delay, TTL, timeouts).
     pub config: Config,
+    /// Which other origins' pages may call the API.
+    pub cors: Cors,
     /// Redis for attach and detach.
     pub redis: RedisLink,
     /// Where submissions go.
@@ -64,6 +67,7 @@ impl App {
             admission: Arc::new(Admission::new(redis.clone(), config.queue_max_backlog)),
             limiter: config.rate_limit.map(ClientLimiter::new),
             health,
+            cors: Cors::new(config.cors_allowed_origins.clone()),
             config,
             redis,
             hub,

@@ -20,6 +20,7 @@ use crate::rate_limit::{self, RateLimit};
 /// default settings finishes within one default `SEARCH_TIMEOUT_SECS`
 /// (README, "Overload").
 pub const DEFAULT_QUEUE_MAX_BACKLOG: u64 = 2_000;
+use crate::cors::AllowedOrigins;
 
 /// Everything main-service reads from its environment.
 #[derive(Debug, Clone)]
@@ -57,6 +58,9 @@ pub struct Config {
     pub rate_limit: Option<RateLimit>,
     /// Peers whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<IpNet>,
+    /// Web origins whose pages may call the API (`CORS_ALLOWED_ORIGINS`); by
+    /// default none but the service's own.
+    pub cors_allowed_origins: AllowedOrigins,
 }
 
 impl Config {
@@ -100,6 +104,7 @@ impl Config {
                 Vec::new(),
                 rate_limit::parse_trusted_proxies,
             )?,
+            cors_allowed_origins: vars.parse("CORS_ALLOWED_ORIGINS", AllowedOrigins::None)?,
         };
         if config.results_ttl < config.search_timeout {
             return Err(ConfigError {
@@ -135,6 +140,7 @@ mod tests {
         assert_eq!(c.sse_stall_timeout, Duration::from_secs(10));
         assert_eq!(c.shutdown_grace, Duration::from_secs(10));
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.cors_allowed_origins, AllowedOrigins::None);
         assert_eq!(c.queue_max_backlog, DEFAULT_QUEUE_MAX_BACKLOG);
         assert_eq!(c.rate_limit, None);
         assert!(c.trusted_proxies.is_empty());
@@ -189,6 +195,12 @@ mod tests {
         assert!(err.to_string().contains("HTTP_ADDR=nowhere"));
         assert!(config(&[("SSE_HEARTBEAT_SECS", "0")]).is_err());
         assert!(config(&[("LOG_FORMAT", "yaml")]).is_err());
+        let err = config(&[("CORS_ALLOWED_ORIGINS", "example.com")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("CORS_ALLOWED_ORIGINS=example.com is not valid"),
+            "{err}"
+        );
     }
 
     #[test]

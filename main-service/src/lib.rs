@@ -15,6 +15,7 @@ mod backlog;
 mod config;
 mod connection;
 mod groups;
+mod cors;
 mod hub;
 mod metrics;
 mod queue;
@@ -34,6 +35,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+pub use cors::AllowedOrigins;
 
 use app::App;
 

@@ -11,7 +11,10 @@
 //! | `GET` | `/openapi.yaml` | the OpenAPI document of this API |
 //!
 //! Any other method on these paths is 405 with `Allow`; `HEAD` included, so a
-//! probe never attaches a stream reader. Any other path is 404.
+//! probe never attaches a stream reader. Any other path is 404. The exception
+//! is a CORS preflight (`OPTIONS`) on the two API routes from an allowed
+//! origin: 204 ([`crate::cors`]). Every response leaves through
+//! [`crate::cors::Cors::apply`].
 //!
 //! A request with several `Host` headers, or an HTTP/1.1 one without any, is
 //! 400 whatever its path (RFC 9112 §3.2): it is malformed, and a server that guesses the host
@@ -68,6 +71,12 @@ enum Endpoint<'a> {
     Submit,
     /// `GET /api/flights/search/{search_id}/stream`, with the raw id segment.
     Stream(&'a str),
+    /// `OPTIONS` on an API route, which answers `allow` otherwise: a CORS
+    /// preflight if it is one from an allowed origin, else 405.
+    Preflight {
+        /// The route's method.
+        allow: &'static str,
+    },
     /// Answered with an error without a handler.
     Refuse(ApiError),
 }
@@ -89,11 +98,13 @@ fn route<'a>(method: &Method, path: &'a str) -> (&'static str, Endpoint<'a>) {
         "/metrics" => ("/metrics", get(Endpoint::Metrics)),
         "/openapi.yaml" => ("/openapi.yaml", get(Endpoint::OpenApi)),
         SEARCH if method == Method::POST => (SEARCH, Endpoint::Submit),
+        SEARCH if method == Method::OPTIONS => (SEARCH, Endpoint::Preflight { allow: "POST" }),
         SEARCH => (
             SEARCH,
             Endpoint::Refuse(ApiError::MethodNotAllowed { allow: "POST" }),
         ),
         _ => match stream_id(path) {
+            Some(_) if method == Method::OPTIONS => (STREAM, Endpoint::Preflight { allow: "GET" }),
             Some(id) => (STREAM, get(Endpoint::Stream(id))),
             None => (UNMATCHED, Endpoint::Refuse(ApiError::NoRoute)),
         },
@@ -153,7 +164,8 @@ pub(crate) async fn handle(
     if let Some(error) = host_error(req.version(), req.headers()) {
         endpoint = Endpoint::Refuse(error);
     }
-    let response = match endpoint {
+    let origin = app.cors.allowed_origin(req.headers());
+    let mut response = match endpoint {
         Endpoint::Index => {
             response::with_body(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML)
         }
@@ -173,8 +185,13 @@ pub(crate) async fn handle(
         // round trips, body reading) must not be inlined into it.
         Endpoint::Submit => Box::pin(submit::submit(&app, req)).await,
         Endpoint::Stream(id) => Box::pin(stream::open(&app, &req, id, &connection)).await,
+        Endpoint::Preflight { allow } => app
+            .cors
+            .preflight(origin.as_ref(), req.headers(), allow)
+            .unwrap_or_else(|| ApiError::MethodNotAllowed { allow }.into_response()),
         Endpoint::Refuse(error) => error.into_response(),
     };
+    app.cors.apply(origin, &mut response);
     let took = started.elapsed();
     let status = response.status();
     app.metrics.request(
@@ -275,6 +292,18 @@ mod tests {
         assert_eq!(
             route(&Method::OPTIONS, "/metrics"),
             ("/metrics", refused("GET"))
+        );
+    }
+
+    #[test]
+    fn options_on_the_api_routes_may_be_preflights() {
+        assert_eq!(
+            route(&Method::OPTIONS, SEARCH),
+            (SEARCH, Endpoint::Preflight { allow: "POST" })
+        );
+        assert_eq!(
+            route(&Method::OPTIONS, "/api/flights/search/abc/stream"),
+            (STREAM, Endpoint::Preflight { allow: "GET" })
         );
     }
 

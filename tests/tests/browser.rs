@@ -10,16 +10,20 @@
 //! every wait polls a condition against a deadline.
 
 use std::collections::HashSet;
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use contract::keys::REQUESTS_STREAM;
+
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use tests::stack::Stack;
-use tests::{date_in, eventually, free_port};
+use tests::stack::{Stack, TEST_LATENCY_MS};
+use tests::{date_in, eventually, free_port, search_body};
 
 /// How long a search may take in the browser, reconnects included.
 const LIMIT: Duration = Duration::from_secs(45);
@@ -517,6 +521,210 @@ async fn page_survives_a_main_service_restart_mid_search() {
             .contains(&json!("reconnecting")),
         "the page never showed the dropped connection: {seen}"
     );
+
+    browser.close().await;
+}
+
+/// A page from another origin than main-service's: an HTTP server on its own
+/// port answering every request with one empty HTML page, for scripts that
+/// call the API cross-origin.
+struct OtherOrigin {
+    /// `http://127.0.0.1:<port>`.
+    url: String,
+    /// The accept loop; aborted on drop.
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl OtherOrigin {
+    async fn start() -> OtherOrigin {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the page server");
+        let url = format!("http://{}", listener.local_addr().expect("bound address"));
+        let server = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let service = hyper::service::service_fn(|_request| async {
+                    let page = "<!doctype html><html lang=en><title>elsewhere</title></html>";
+                    let response = hyper::Response::builder()
+                        .header("content-type", "text/html; charset=utf-8")
+                        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                            page.as_bytes(),
+                        )))
+                        .expect("a valid response");
+                    Ok::<_, Infallible>(response)
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(socket), service),
+                );
+            }
+        });
+        OtherOrigin { url, server }
+    }
+}
+
+impl Drop for OtherOrigin {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Submits a search with `fetch` to the API at `api` and follows it with
+/// `EventSource` until its terminal event; the outcome lands in
+/// `window.outcome`: what the page could read, or the error that stopped it.
+const CROSS_ORIGIN_SEARCH: &str = r#"
+    const [api, body] = arguments;
+    window.outcome = null;
+    (async () => {
+        const post = (text) => fetch(api + '/api/flights/search', {
+            method: 'POST', headers: { 'Content-Type': 'application/json' }, body: text });
+        const out = {};
+        try {
+            const refused = await post(body.replace('{', '{"to":"SUB",'));
+            out.refusedStatus = refused.status;
+            out.refusedField = (await refused.json()).errors[0].field;
+            const accepted = await post(body);
+            out.status = accepted.status;
+            out.location = accepted.headers.get('Location');
+            out.searchId = (await accepted.json()).data.search_id;
+        } catch (e) {
+            out.fetch = 'blocked: ' + e.name;
+            window.outcome = out;
+            return;
+        }
+        out.events = [];
+        out.stream = await new Promise((resolve) => {
+            const source = new EventSource(api + out.location);
+            source.onmessage = (e) => {
+                const status = JSON.parse(e.data).status;
+                out.events.push(status);
+                if (status === 'completed' || status === 'failed') { source.close(); resolve('ended'); }
+            };
+            source.onerror = () => {
+                if (source.readyState === EventSource.CLOSED) resolve('closed by the browser');
+            };
+        });
+        window.outcome = out;
+    })();
+    return true;
+"#;
+
+/// Opens an `EventSource` on `url`; `window.opened` becomes `open` once the
+/// browser accepts the response, or `blocked` if it gives up on the stream.
+const CROSS_ORIGIN_STREAM: &str = r#"
+    const [url] = arguments;
+    window.opened = null;
+    const source = new EventSource(url);
+    source.onopen = () => { source.close(); window.opened = 'open'; };
+    source.onerror = () => {
+        if (source.readyState === EventSource.CLOSED) window.opened = 'blocked';
+    };
+    return true;
+"#;
+
+impl Browser {
+    /// Loads `page` and runs `script` there with `args`, then waits until
+    /// `window[result]` is set and returns it.
+    async fn run_on(&self, page: &str, script: &str, args: Vec<Value>, result: &str) -> Value {
+        self.client.goto(page).await.expect("load the page");
+        self.client
+            .execute(script, args)
+            .await
+            .unwrap_or_else(|e| panic!("script failed on {page}: {e}"));
+        self.wait_for(result, LIMIT, &format!("return window.{result};"))
+            .await
+    }
+}
+
+#[tokio::test]
+async fn a_page_on_an_allowed_origin_searches_cross_origin_and_others_are_blocked() {
+    let allowed = OtherOrigin::start().await;
+    let other = OtherOrigin::start().await;
+    // No provider at first, so the stream checks below find a search that
+    // is still waiting: a reader of it never sees an end, never deletes it.
+    let mut stack = Stack::builder()
+        .local_only()
+        .providers(0)
+        .main_env("CORS_ALLOWED_ORIGINS", &allowed.url)
+        .start()
+        .await;
+    let browser = Browser::start().await;
+    let api = stack.base_url().to_owned();
+
+    // The same event stream: accepted by the browser on the allowed origin,
+    // refused on the other, although the service answers both with 200.
+    let waiting = stack.submit(&search_body("CGK", "SUB", 9, 1)).await;
+    let stream = json!(stack.stream_url(waiting));
+    let opened = browser
+        .run_on(
+            &allowed.url,
+            CROSS_ORIGIN_STREAM,
+            vec![stream.clone()],
+            "opened",
+        )
+        .await;
+    assert_eq!(opened, "open");
+    let opened = browser
+        .run_on(&other.url, CROSS_ORIGIN_STREAM, vec![stream], "opened")
+        .await;
+    assert_eq!(opened, "blocked");
+
+    // From the other origin the POST's preflight gets no CORS answer, so the
+    // browser never sends the search.
+    let code = "QQZ";
+    let blocked_body = search_body(code, "DPS", 9, 1);
+    let outcome = browser
+        .run_on(
+            &other.url,
+            CROSS_ORIGIN_SEARCH,
+            vec![json!(api), json!(blocked_body)],
+            "outcome",
+        )
+        .await;
+    assert_eq!(outcome["fetch"], "blocked: TypeError", "{outcome}");
+    let mut redis = stack.redis().await;
+    let queued: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(REQUESTS_STREAM)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis)
+        .await
+        .expect("read the queue");
+    assert!(
+        !queued
+            .iter()
+            .any(|(_, fields)| fields.iter().any(|(_, v)| v == code)),
+        "the blocked search was queued"
+    );
+
+    // From the allowed origin the 400's body, the 202's Location and the
+    // whole event stream are readable.
+    stack
+        .local()
+        .add_provider(&[("MOCK_LATENCY_MS", TEST_LATENCY_MS)])
+        .await;
+    let body = search_body("CGK", "DPS", 9, 1);
+    let outcome = browser
+        .run_on(
+            &allowed.url,
+            CROSS_ORIGIN_SEARCH,
+            vec![json!(api), json!(body)],
+            "outcome",
+        )
+        .await;
+    assert_eq!(outcome["refusedStatus"], 400, "{outcome}");
+    assert_eq!(outcome["refusedField"], "to", "{outcome}");
+    assert_eq!(outcome["status"], 202, "{outcome}");
+    let search_id = outcome["searchId"].as_str().expect("search id");
+    assert_eq!(
+        outcome["location"],
+        format!("/api/flights/search/{search_id}/stream"),
+        "Location is exposed: {outcome}"
+    );
+    assert_eq!(outcome["stream"], "ended", "{outcome}");
+    let events = outcome["events"].as_array().expect("events");
+    assert_eq!(events.first(), Some(&json!("processing")), "{outcome}");
+    assert_eq!(events.last(), Some(&json!("completed")), "{outcome}");
 
     browser.close().await;
 }

@@ -1,12 +1,14 @@
 //! Behaviour that needs control over the processes: waiting before a provider
 //! exists, timeouts, Redis outages at the front door, disconnect cleanup,
-//! shutdown and start-up configuration errors. Always runs on a local stack.
+//! shutdown, start-up configuration errors and settings that change answers
+//! (CORS). Always runs on a local stack.
 
 use std::process::Command;
 use std::time::Duration;
 
 use contract::keys::{EVENTS_CHANNEL, results_key, state_key};
 use contract::{EventKind, SearchEvent, scripts};
+use hyper::Method;
 use tests::documents::{self, Schema};
 use tests::http::{self, metric};
 use tests::services::binary_path;
@@ -14,6 +16,7 @@ use tests::sse::Item;
 use tests::stack::Stack;
 use tests::{eventually, search_body};
 use tokio::io::AsyncWriteExt;
+use uuid::Uuid;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -590,4 +593,116 @@ async fn both_services_expose_health_readiness_and_the_documented_metrics() {
         .is_some(),
         "requests by route:\n{main_text}"
     );
+}
+
+#[tokio::test]
+async fn allowed_origins_get_cors_headers_on_every_answer_and_others_none() {
+    let allowed = "http://app.example.test:3000";
+    let stack = Stack::builder()
+        .local_only()
+        .main_env("CORS_ALLOWED_ORIGINS", &format!("{allowed},https://b.test"))
+        .start()
+        .await;
+    let search = stack.url("/api/flights/search");
+    let stream = stack.stream_url(Uuid::new_v4());
+    let preflight = |url: String, origin: &'static str, method: &'static str| async move {
+        http::request(
+            Method::OPTIONS,
+            &url,
+            &[
+                ("origin", origin),
+                ("access-control-request-method", method),
+                (
+                    "access-control-request-headers",
+                    "content-type,last-event-id",
+                ),
+            ],
+            "",
+        )
+        .await
+        .unwrap()
+    };
+
+    for (url, method) in [(search.clone(), "POST"), (stream.clone(), "GET")] {
+        let answer = preflight(url.clone(), allowed, method).await;
+        assert_eq!(answer.status, 204, "{url}");
+        assert_eq!(answer.header("access-control-allow-origin"), Some(allowed));
+        assert_eq!(answer.header("access-control-allow-methods"), Some(method));
+        let headers = answer
+            .header("access-control-allow-headers")
+            .unwrap()
+            .to_ascii_lowercase();
+        assert!(
+            headers.contains("content-type") && headers.contains("last-event-id"),
+            "{headers}"
+        );
+        assert!(answer.header("access-control-max-age").is_some());
+        assert_eq!(answer.header("vary"), Some("Origin"));
+
+        let refused = preflight(url.clone(), "http://evil.test", method).await;
+        assert_eq!(refused.status, 405, "{url}");
+        assert!(
+            refused
+                .headers
+                .keys()
+                .all(|name| !name.as_str().starts_with("access-control-")),
+            "{:?}",
+            refused.headers
+        );
+    }
+
+    // Actual answers, errors and event streams included.
+    let origin = [("origin", allowed)];
+    let json = [("origin", allowed), ("content-type", "application/json")];
+    let accepted = http::request(
+        Method::POST,
+        &search,
+        &json,
+        search_body("CGK", "DPS", 3, 1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(accepted.status, 202);
+    let rejected = http::request(Method::POST, &search, &json, "{}")
+        .await
+        .unwrap();
+    assert_eq!(rejected.status, 400);
+    let unknown = http::request(Method::GET, &stream, &origin, "")
+        .await
+        .unwrap();
+    assert_eq!(unknown.status, 404);
+    let location = accepted.header("location").unwrap();
+    let events = http::send(Method::GET, &stack.url(location), &origin, "")
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    let events_cors = events.headers().get("access-control-allow-origin").cloned();
+    drop(events);
+    assert_eq!(events_cors.unwrap(), allowed, "the event stream");
+    for answer in [&accepted, &rejected, &unknown] {
+        assert_eq!(
+            answer.header("access-control-allow-origin"),
+            Some(allowed),
+            "{}",
+            answer.status
+        );
+        assert_eq!(
+            answer.header("access-control-expose-headers"),
+            Some("Location, Retry-After")
+        );
+        assert_eq!(answer.header("vary"), Some("Origin"));
+    }
+
+    let elsewhere = http::request(
+        Method::GET,
+        &stream,
+        &[("origin", "https://b.test.evil")],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(elsewhere.status, 404);
+    assert!(elsewhere.header("access-control-allow-origin").is_none());
+    let same_origin = http::get(&stream).await.unwrap();
+    assert!(same_origin.header("access-control-allow-origin").is_none());
 }

@@ -47,6 +47,17 @@ pub struct RejectionLabels {
     /// `queue_full` (503) or `rate_limited` (429).
     pub reason: &'static str,
 }
+/// Every `op` label of `redis_errors_total`; each call site of
+/// [`Metrics::redis_error`] names one of these.
+const REDIS_OPS: [&str; 7] = [
+    "submit",
+    "attach",
+    "detach",
+    "fetch",
+    "subscribe",
+    "timeout",
+    "group_create",
+];
 
 /// A histogram family keyed by route.
 type RouteHistograms = Family<RouteLabels, Histogram, fn() -> Histogram>;
@@ -232,6 +243,20 @@ impl Metrics {
             "1 while Redis refuses writes (OOM, READONLY, MISCONF)",
             m.redis_writes_refused.clone(),
         );
+        // Known series start at zero, so every family is in the first scrape
+        // and dashboards see zeros rather than gaps.
+        for &(route, method, status) in crate::routes::SUCCESSES {
+            m.http_requests.get_or_create_owned(&RequestLabels {
+                route,
+                method,
+                status,
+            });
+            m.http_request_duration
+                .get_or_create_owned(&RouteLabels { route });
+        }
+        for op in REDIS_OPS {
+            m.redis_errors.get_or_create_owned(&OpLabels { op });
+        }
         m
     }
 
@@ -302,6 +327,8 @@ mod tests {
             "flight_search_searches_rejected_total{reason=\"queue_full\"} 1",
             "flight_search_queue_backlog 7",
             "flight_search_queue_trimmed_entries_total 0",
+            "flight_search_redis_errors_total{op=\"attach\"} 0",
+            "flight_search_http_requests_total{route=\"/api/flights/search\",method=\"POST\",status=\"202\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Incoming;
-use hyper::header::{HOST, HeaderMap};
+use hyper::header::{CACHE_CONTROL, HOST, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Version};
 use serde_json::json;
 use uuid::Uuid;
@@ -50,6 +50,23 @@ const STREAM: &str = "/api/flights/search/{search_id}/stream";
 /// Route label of requests no route matched.
 const UNMATCHED: &str = "unmatched";
 
+/// The icon browsers ask for at `/favicon.ico`: an SVG, which every current
+/// browser shows whatever the file name says; answering it saves a 404 in the
+/// logs and the console on every page load.
+const FAVICON_SVG: &str = include_str!("../static/favicon.svg");
+
+/// Route, method and status of each route's normal answer: the request
+/// counters that exist from start.
+pub(crate) const SUCCESSES: &[(&str, &str, u16)] = &[
+    ("/", "GET", 200),
+    ("/favicon.ico", "GET", 200),
+    ("/healthz", "GET", 200),
+    ("/readyz", "GET", 200),
+    ("/metrics", "GET", 200),
+    (SEARCH, "POST", 202),
+    (STREAM, "GET", 200),
+];
+
 /// Response extension naming the search a request was about, for the log line.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SearchIdLog(pub Uuid);
@@ -59,6 +76,8 @@ pub(crate) struct SearchIdLog(pub Uuid);
 enum Endpoint<'a> {
     /// `GET /`.
     Index,
+    /// `GET /favicon.ico`.
+    Favicon,
     /// `GET /healthz`.
     Health,
     /// `GET /readyz`.
@@ -93,6 +112,7 @@ fn route<'a>(method: &Method, path: &'a str) -> (&'static str, Endpoint<'a>) {
     };
     match path {
         "/" => ("/", get(Endpoint::Index)),
+        "/favicon.ico" => ("/favicon.ico", get(Endpoint::Favicon)),
         "/healthz" => ("/healthz", get(Endpoint::Health)),
         "/readyz" => ("/readyz", get(Endpoint::Ready)),
         "/metrics" => ("/metrics", get(Endpoint::Metrics)),
@@ -169,6 +189,14 @@ pub(crate) async fn handle(
         Endpoint::Index => {
             response::with_body(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML)
         }
+        Endpoint::Favicon => {
+            let mut icon = response::with_body(StatusCode::OK, "image/svg+xml", FAVICON_SVG);
+            icon.headers_mut().insert(
+                CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=86400"),
+            );
+            icon
+        }
         Endpoint::Health => response::json(StatusCode::OK, &json!({"status": "ok"})),
         Endpoint::Ready => readiness(&app),
         Endpoint::Metrics => {
@@ -203,14 +231,15 @@ pub(crate) async fn handle(
         took,
     );
     let search_id = response.extensions().get::<SearchIdLog>().map(|s| s.0);
-    tracing::info!(
-        method = %method,
-        path,
-        status = status.as_u16(),
-        latency_ms = took.as_micros() as f64 / 1000.0,
-        search_id = search_id.map(tracing::field::display),
-        "request"
-    );
+    let latency_ms = took.as_micros() as f64 / 1000.0;
+    let search_id = search_id.map(tracing::field::display);
+    // Orchestrators and Prometheus poll these every few seconds: at info they
+    // would drown the lines that tell what happened.
+    if matches!(pattern, "/healthz" | "/readyz" | "/metrics") {
+        tracing::debug!(method = %method, path, status = status.as_u16(), latency_ms, search_id, "request");
+    } else {
+        tracing::info!(method = %method, path, status = status.as_u16(), latency_ms, search_id, "request");
+    }
     response
 }
 
@@ -252,6 +281,10 @@ mod tests {
     #[test]
     fn known_paths_route_to_their_endpoints() {
         assert_eq!(route(&Method::GET, "/"), ("/", Endpoint::Index));
+        assert_eq!(
+            route(&Method::GET, "/favicon.ico"),
+            ("/favicon.ico", Endpoint::Favicon)
+        );
         assert_eq!(
             route(&Method::GET, "/healthz"),
             ("/healthz", Endpoint::Health)

@@ -1,11 +1,11 @@
 //! The admin server on `METRICS_ADDR`, for orchestrators and Prometheus:
 //!
-//! * `GET /healthz`: 200 while the process runs (liveness).
-//! * `GET /readyz`: 200 if and only if Redis answers on the command connection
-//!   and accepts writes, the read loop is connected, and the process is not
-//!   shutting down; otherwise 503 with the reason on the line after
-//!   `not ready`. Either way a `warning:` line follows for a Redis eviction
-//!   policy other than `noeviction`.
+//! * `GET /healthz`: 200 `{"status":"ok"}` while the process runs (liveness).
+//! * `GET /readyz`: 200 `{"status":"ready"}` if and only if Redis answers on
+//!   the command connection and accepts writes, the read loop is connected,
+//!   and the process is not shutting down; otherwise 503
+//!   `{"status":"not ready","reason":…}`. Either way `warnings` lists a Redis
+//!   eviction policy other than `noeviction`. The same shape as main-service's.
 //! * `GET /metrics`: the Prometheus metrics, OpenMetrics text format.
 //!
 //! Any other path is 404; another method on these paths is 405 with `Allow`.
@@ -23,6 +23,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::json;
 use service_runtime::redis_health::RedisHealth;
 use service_runtime::redis_link::{LinkState, RedisLink};
 use tokio::net::TcpListener;
@@ -68,24 +69,20 @@ impl Admin {
     /// The `/readyz` answer: status line, reason, warnings.
     fn readiness(&self) -> Response<Full<Bytes>> {
         let reason = self.not_ready();
+        // The shape main-service's /readyz answers, so one probe fits both.
         let mut body = match reason {
-            None => "ready\n".to_owned(),
-            Some(reason) => format!("not ready\n{reason}\n"),
+            None => json!({"status": "ready"}),
+            Some(reason) => json!({"status": "not ready", "reason": reason}),
         };
-        for warning in self.health.warnings() {
-            body.push_str(&format!("warning: {warning}\n"));
+        let warnings = self.health.warnings();
+        if !warnings.is_empty() {
+            body["warnings"] = json!(warnings);
         }
         let status = match reason {
             None => StatusCode::OK,
             Some(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
-        let mut response = Response::new(Full::new(Bytes::from(body)));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            CONTENT_TYPE,
-            "text/plain; charset=utf-8".parse().expect("valid header"),
-        );
-        response
+        json(status, &body)
     }
 
     /// Serves `listener` until `stop`, then gives open connections [`DRAIN`].
@@ -125,7 +122,7 @@ impl Admin {
 
     fn route(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         match (req.method(), req.uri().path()) {
-            (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/healthz") => json(StatusCode::OK, &json!({"status": "ok"})),
             (&Method::GET, "/readyz") => self.readiness(),
             (&Method::GET, "/metrics") => {
                 self.metrics
@@ -151,6 +148,17 @@ impl Admin {
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
+}
+
+/// A JSON response.
+fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        "application/json".parse().expect("valid header"),
+    );
+    response
 }
 
 /// A plain-text response.

@@ -75,6 +75,22 @@ pub struct Metrics {
     pub redis_writes_refused: Gauge,
 }
 
+/// Every `op` label of `redis_errors_total`; each call site of
+/// [`Metrics::redis_error`] names one of these.
+const REDIS_OPS: [&str; 11] = [
+    "connect",
+    "read",
+    "ack",
+    "append",
+    "history",
+    "group_create",
+    "pending",
+    "claim",
+    "heartbeat",
+    "forget_consumers",
+    "dead_letter",
+];
+
 /// Supplier calls take from nothing (benchmarks) to several seconds.
 const CALL_BUCKETS: [f64; 13] = [
     0.005, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
@@ -173,6 +189,14 @@ impl Metrics {
                 .searches_failed
                 .get_or_create_owned(&CodeLabel { code });
         }
+        for reason in crate::recovery::DeadLetter::REASONS {
+            metrics
+                .dead_letters
+                .get_or_create_owned(&ReasonLabel { reason });
+        }
+        for op in REDIS_OPS {
+            metrics.redis_errors.get_or_create_owned(&OpLabel { op });
+        }
         metrics
     }
 
@@ -210,6 +234,8 @@ mod tests {
             "flight_search_provider_claims_total 0",
             "flight_search_provider_pending_entries 0",
             "flight_search_provider_redis_up 0",
+            r#"flight_search_provider_dead_letters_total{reason="max_deliveries_exceeded"} 0"#,
+            r#"flight_search_provider_redis_errors_total{op="claim"} 0"#,
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -74,11 +74,14 @@ pub enum DeadLetter {
 }
 
 impl DeadLetter {
+    /// Every `reason`, so the metric's series exist from start.
+    pub(crate) const REASONS: [&'static str; 2] = ["invalid_request", "max_deliveries_exceeded"];
+
     /// The `reason` field and metric label.
     fn reason(&self) -> &'static str {
         match self {
-            DeadLetter::Invalid(_) | DeadLetter::Unreadable(_) => "invalid_request",
-            DeadLetter::MaxDeliveries(_) => "max_deliveries_exceeded",
+            DeadLetter::Invalid(_) | DeadLetter::Unreadable(_) => Self::REASONS[0],
+            DeadLetter::MaxDeliveries(_) => Self::REASONS[1],
         }
     }
 

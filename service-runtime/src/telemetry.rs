@@ -1,5 +1,9 @@
 //! Log setup: `tracing` events to stdout, as text for people or JSON lines for
 //! collectors (`LOG_FORMAT`). The level filter comes from `RUST_LOG` (default `info`).
+//! Text is coloured only when stdout is a terminal: escape codes in a file or a
+//! log collector are noise that breaks grep.
+
+use std::io::IsTerminal;
 
 use std::str::FromStr;
 
@@ -31,7 +35,8 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder

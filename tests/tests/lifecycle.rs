@@ -11,10 +11,11 @@ use contract::{EventKind, SearchEvent, scripts};
 use hyper::Method;
 use tests::documents::{self, Schema};
 use tests::http::{self, metric};
+use tests::redis_server::RedisServer;
 use tests::services::binary_path;
 use tests::sse::Item;
 use tests::stack::Stack;
-use tests::{eventually, search_body};
+use tests::{eventually, free_port, search_body};
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
@@ -163,10 +164,12 @@ async fn redis_down_means_503_with_retry_after_and_recovery_when_it_returns() {
 
     stack.local().redis.stop();
     let url = stack.url("/readyz");
-    eventually("readiness to drop", LIMIT, || async {
-        (http::get(&url).await.ok()?.status == 503).then_some(())
+    let not_ready = eventually("readiness to drop", LIMIT, || async {
+        let answer = http::get(&url).await.ok()?;
+        (answer.status == 503).then_some(answer)
     })
     .await;
+    assert_eq!(not_ready.json(), serde_json::json!({"status": "not_ready"}));
     let refused = stack.post(&search_body("CGK", "DPS", 6, 2)).await;
     assert_eq!(refused.status, 503);
     assert!(refused.header("retry-after").is_some());
@@ -478,6 +481,71 @@ fn families(exposition: &str) -> std::collections::HashMap<String, String> {
 #[tokio::test]
 async fn both_services_expose_health_readiness_and_the_documented_metrics() {
     let mut stack = Stack::builder().local_only().start().await;
+    let provider = stack.local().providers[0].base_url();
+
+    // Every documented family is there before anything happened, its known
+    // series at zero.
+    let main_at_start = stack.metrics().await;
+    let provider_at_start = String::from_utf8(
+        http::get(&format!("{provider}/metrics"))
+            .await
+            .unwrap()
+            .body
+            .to_vec(),
+    )
+    .unwrap();
+    for (text, series) in [
+        (
+            &main_at_start,
+            "flight_search_http_requests_total{route=\"/api/flights/search\",method=\"POST\",status=\"202\"}",
+        ),
+        (
+            &main_at_start,
+            "flight_search_http_request_duration_seconds_count{route=\"/api/flights/search/{search_id}/stream\"}",
+        ),
+        (
+            &main_at_start,
+            "flight_search_redis_errors_total{op=\"attach\"}",
+        ),
+        (&main_at_start, "flight_search_searches_submitted_total"),
+        (
+            &provider_at_start,
+            "flight_search_provider_dead_letters_total{reason=\"invalid_request\"}",
+        ),
+        (
+            &provider_at_start,
+            "flight_search_provider_dead_letters_total{reason=\"max_deliveries_exceeded\"}",
+        ),
+        (
+            &provider_at_start,
+            "flight_search_provider_redis_errors_total{op=\"append\"}",
+        ),
+        (
+            &provider_at_start,
+            "flight_search_provider_searches_failed_total{code=\"dead_lettered\"}",
+        ),
+    ] {
+        assert_eq!(
+            metric(text, series),
+            Some(0.0),
+            "{series} at start:\n{text}"
+        );
+    }
+
+    // Health and readiness in one JSON shape on both.
+    for base in [stack.base_url().to_owned(), provider.clone()] {
+        let health = http::get(&format!("{base}/healthz")).await.unwrap();
+        assert_eq!(health.json(), serde_json::json!({"status": "ok"}), "{base}");
+        let ready = http::get(&format!("{base}/readyz")).await.unwrap();
+        assert_eq!(ready.status, 200, "{base}");
+        assert_eq!(ready.header("content-type"), Some("application/json"));
+        assert_eq!(
+            ready.json(),
+            serde_json::json!({"status": "ready"}),
+            "{base}"
+        );
+    }
+
     let id = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
     stack.events(id).await;
 
@@ -502,6 +570,7 @@ async fn both_services_expose_health_readiness_and_the_documented_metrics() {
         ),
         ("flight_search_hub_feeds_active", "gauge"),
         ("flight_search_hub_entries_skipped", "counter"),
+        ("flight_search_redis_errors", "counter"),
         ("flight_search_redis_up", "gauge"),
         ("flight_search_queue_backlog", "gauge"),
         ("flight_search_queue_trimmed_entries", "counter"),
@@ -515,7 +584,6 @@ async fn both_services_expose_health_readiness_and_the_documented_metrics() {
         );
     }
 
-    let provider = stack.local().providers[0].base_url();
     assert_eq!(
         http::get(&format!("{provider}/healthz"))
             .await
@@ -550,6 +618,8 @@ async fn both_services_expose_health_readiness_and_the_documented_metrics() {
         ("flight_search_provider_supplier_failures", "counter"),
         ("flight_search_provider_claims", "counter"),
         ("flight_search_provider_pending_entries", "gauge"),
+        ("flight_search_provider_dead_letters", "counter"),
+        ("flight_search_provider_redis_errors", "counter"),
         ("flight_search_provider_redis_up", "gauge"),
         (
             "flight_search_provider_searches_waiting_for_writes",
@@ -705,4 +775,58 @@ async fn allowed_origins_get_cors_headers_on_every_answer_and_others_none() {
     assert!(elsewhere.header("access-control-allow-origin").is_none());
     let same_origin = http::get(&stream).await.unwrap();
     assert!(same_origin.header("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn text_logs_are_plain_and_leave_probes_to_debug() {
+    let redis = RedisServer::start().await;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let log_path = std::env::temp_dir().join(format!("main-service-{}.log", Uuid::new_v4()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut main = Command::new(binary_path("main-service"))
+        .env("REDIS_URL", redis.url())
+        .env("HTTP_ADDR", &addr)
+        .env("RUST_LOG", "info")
+        .env("LOG_FORMAT", "text")
+        .stdout(log)
+        .spawn()
+        .unwrap();
+    let base = format!("http://{addr}");
+    eventually("main-service to answer", LIMIT, || {
+        let url = format!("{base}/readyz");
+        async move { (http::get(&url).await.ok()?.status == 200).then_some(()) }
+    })
+    .await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(
+            http::get(&format!("{base}{path}")).await.unwrap().status,
+            200
+        );
+    }
+    let icon = http::get(&format!("{base}/favicon.ico")).await.unwrap();
+    assert_eq!(icon.status, 200);
+    assert_eq!(icon.header("content-type"), Some("image/svg+xml"));
+    assert_eq!(
+        http::get(&format!("{base}/nothing")).await.unwrap().status,
+        404
+    );
+    let text = eventually("the 404 to be logged", LIMIT, || {
+        let log_path = log_path.clone();
+        async move {
+            let text = std::fs::read_to_string(&log_path).ok()?;
+            text.contains("/nothing").then_some(text)
+        }
+    })
+    .await;
+    let _ = main.kill();
+    let _ = main.wait();
+    let _ = std::fs::remove_file(&log_path);
+    assert!(
+        !text.contains('\u{1b}'),
+        "escape codes in a log file:\n{text}"
+    );
+    assert!(text.contains("/favicon.ico"), "{text}");
+    for probe in ["/healthz", "/readyz", "/metrics"] {
+        assert!(!text.contains(probe), "{probe} logged at info:\n{text}");
+    }
 }

@@ -1,0 +1,98 @@
+//! Promises the repository's own files make to a newcomer, checked against
+//! each other: the compose file passes every setting README.md documents, and
+//! no document points outside the repository.
+
+use std::path::{Path, PathBuf};
+
+/// The repository root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned()
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("read {path}: {e}"))
+}
+
+/// The variables of README.md's configuration table, in order.
+fn documented_variables() -> Vec<String> {
+    let readme = read("README.md");
+    let table = readme
+        .split("\n## Configuration\n")
+        .nth(1)
+        .expect("README.md has a Configuration section")
+        .split("\n## ")
+        .next()
+        .expect("the section has text");
+    table
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|cell| cell.split_once('`').map(|(name, _)| name.to_owned()))
+        .collect()
+}
+
+#[test]
+fn compose_passes_every_documented_variable() {
+    // Set by the stack's own network, or per replica: see the compose file's header.
+    const FIXED: [&str; 3] = ["REDIS_URL", "HTTP_ADDR", "METRICS_ADDR"];
+    const PER_REPLICA: &str = "CONSUMER_NAME";
+    let variables = documented_variables();
+    assert!(
+        variables.len() >= 15 && variables.iter().any(|v| v == "SSE_STALL_TIMEOUT_SECS"),
+        "the configuration table was not found: {variables:?}"
+    );
+    let compose = read("docker-compose.yml");
+    let value_of = |name: &str| {
+        compose
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(&format!("{name}:")))
+            .map(str::trim)
+    };
+    for name in &variables {
+        if name == PER_REPLICA {
+            assert!(
+                value_of(name).is_none(),
+                "{name} must stay unset in compose"
+            );
+            assert!(compose.contains(name), "the compose file explains {name}");
+            continue;
+        }
+        let value =
+            value_of(name).unwrap_or_else(|| panic!("docker-compose.yml does not pass {name}"));
+        if !FIXED.contains(&name.as_str()) {
+            assert!(
+                value.is_empty() || value.contains(&format!("${{{name}")),
+                "docker-compose.yml sets {name}: {value} instead of taking it from the environment"
+            );
+        }
+    }
+}
+
+#[test]
+fn documents_point_only_inside_the_repository() {
+    for path in [
+        "README.md",
+        "ASSUMPTIONS.md",
+        "BENCHMARKS.md",
+        "docker-compose.yml",
+        "Dockerfile",
+    ] {
+        let text = read(path);
+        for outside in ["DESIGN.md", "../", "/work/"] {
+            assert!(!text.contains(outside), "{path} mentions {outside}");
+        }
+        // Relative Markdown links must name files that exist.
+        for link in text.split("](").skip(1) {
+            let target = link.split([')', '#']).next().unwrap_or("");
+            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            assert!(
+                root().join(target).exists(),
+                "{path} links to {target}, which is not in the repository"
+            );
+        }
+    }
+}

@@ -26,10 +26,19 @@ fn documented_variables() -> Vec<String> {
         .split("\n## ")
         .next()
         .expect("the section has text");
+    // A row's first cell names one variable or several: `A`, `B`.
     table
         .lines()
         .filter_map(|line| line.strip_prefix("| `"))
-        .filter_map(|cell| cell.split_once('`').map(|(name, _)| name.to_owned()))
+        .filter_map(|row| row.split_once(" |").map(|(cell, _)| cell))
+        .flat_map(|cell| {
+            cell.split('`')
+                .step_by(2)
+                .map(|name| name.trim_matches([',', ' ']))
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 

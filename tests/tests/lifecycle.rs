@@ -598,14 +598,17 @@ async fn both_services_expose_health_readiness_and_the_documented_metrics() {
             .status,
         200
     );
-    let text = String::from_utf8(
-        http::get(&format!("{provider}/metrics"))
-            .await
-            .unwrap()
-            .body
-            .to_vec(),
-    )
-    .unwrap();
+    // The client can read the terminal event before the provider that wrote
+    // it has counted the search.
+    let text = eventually("the provider to count the search", LIMIT, || {
+        let url = format!("{provider}/metrics");
+        async move {
+            let text = String::from_utf8(http::get(&url).await.ok()?.body.to_vec()).ok()?;
+            (metric(&text, "flight_search_provider_searches_completed_total") == Some(1.0))
+                .then_some(text)
+        }
+    })
+    .await;
     let provider_families = families(&text);
     for (family, kind) in [
         ("flight_search_provider_searches_in_flight", "gauge"),

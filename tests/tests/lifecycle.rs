@@ -169,7 +169,12 @@ async fn redis_down_means_503_with_retry_after_and_recovery_when_it_returns() {
         (answer.status == 503).then_some(answer)
     })
     .await;
-    assert_eq!(not_ready.json(), serde_json::json!({"status": "not_ready"}));
+    let body = not_ready.json();
+    assert_eq!(body["status"], "not ready", "{body}");
+    assert!(
+        body["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{body}"
+    );
     let refused = stack.post(&search_body("CGK", "DPS", 6, 2)).await;
     assert_eq!(refused.status, 503);
     assert!(refused.header("retry-after").is_some());

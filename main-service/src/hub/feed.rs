@@ -7,7 +7,7 @@
 //! client, and a search has a handful of events, so keeping all of them lets late
 //! joiners and `Last-Event-ID` resumes be served from memory.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{PoisonError, RwLock};
 
 use bytes::Bytes;
@@ -32,11 +32,15 @@ pub(super) struct Feed {
     log: RwLock<Log>,
     /// Bumped after each append; every client waits on a receiver of it.
     changes: watch::Sender<()>,
-    /// Set while a fetch is queued, so a burst of nudges costs one read.
+    /// Set while a nudged read is queued, so a burst of nudges costs one read.
     pub(super) fetch_wanted: AtomicBool,
-    /// Set while (or after) this instance writes the timeout event, so sweeps
-    /// that overlap a slow write never write it twice at once.
-    pub(super) expiring: AtomicBool,
+    /// Set while a safety-net re-read is queued, apart from `fetch_wanted` so
+    /// that a nudge never waits behind the slower re-read queue.
+    pub(super) recheck_wanted: AtomicBool,
+    /// The time (Unix ms) under which the feed sits in the hub's deadline
+    /// queue, 0 when it is not queued; changed only under the hub's map lock,
+    /// so the feed can be taken out of the queue when its last client leaves.
+    pub(super) due_ms: AtomicU64,
     /// Local clients watching; changed only under the hub's map lock.
     pub(super) watchers: AtomicUsize,
 }
@@ -166,7 +170,8 @@ impl Feed {
             log: RwLock::default(),
             changes: watch::Sender::new(()),
             fetch_wanted: AtomicBool::new(false),
-            expiring: AtomicBool::new(false),
+            recheck_wanted: AtomicBool::new(false),
+            due_ms: AtomicU64::new(0),
             watchers: AtomicUsize::new(0),
         }
     }

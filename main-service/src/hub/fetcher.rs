@@ -5,6 +5,13 @@
 //! search. Many searches are read concurrently (pipelined on the one
 //! connection), bounded so a burst of nudges cannot pile up unbounded work.
 //!
+//! Two queues feed it. Nudged reads (and the first read of a new feed) are
+//! taken first, up to the whole concurrency. Rechecks, the re-reads done in
+//! case a nudge was missed, are taken only when no nudged read waits, and at
+//! most [`RECHECK_CONCURRENCY`] at a time: re-reading thousands of feeds after
+//! a resubscription then never queues a nudged read behind them, here or in
+//! Redis' pipeline.
+//!
 //! The reply is read entry by entry: an entry this service cannot use (no
 //! `data` field, a field name that is not UTF-8) is skipped and read past,
 //! rather than failing the whole read and freezing the search's feed.
@@ -27,27 +34,68 @@ const PAGE: usize = 512;
 /// Reads in flight at once.
 const CONCURRENCY: usize = 64;
 
-/// Takes feeds off the queue and reads them until shutdown.
-pub(super) async fn run(hub: Arc<Hub>, mut queue: mpsc::UnboundedReceiver<Arc<Feed>>) {
+/// Rechecks in flight at once, within [`CONCURRENCY`].
+const RECHECK_CONCURRENCY: usize = 4;
+
+/// Why a feed is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    /// A nudge, or a new feed: clients wait for it.
+    Nudged,
+    /// A recheck in case a nudge was missed.
+    Recheck,
+}
+
+/// Takes feeds off the queues and reads them until shutdown: nudged reads
+/// first, rechecks with what capacity is left.
+pub(super) async fn run(
+    hub: Arc<Hub>,
+    mut nudged: mpsc::UnboundedReceiver<Arc<Feed>>,
+    mut rechecks: mpsc::UnboundedReceiver<Arc<Feed>>,
+) {
     let mut running = FuturesUnordered::new();
+    let mut rechecking = 0;
     loop {
         tokio::select! {
+            biased;
             _ = hub.shutdown.cancelled() => return,
-            Some(_) = running.next(), if !running.is_empty() => {}
-            Some(feed) = queue.recv(), if running.len() < CONCURRENCY => {
-                running.push(fetch(&hub, feed));
+            Some(reason) = running.next(), if !running.is_empty() => {
+                if reason == Reason::Recheck {
+                    rechecking -= 1;
+                }
+            }
+            Some(feed) = nudged.recv(), if running.len() < CONCURRENCY => {
+                running.push(read(&hub, feed, Reason::Nudged));
+            }
+            Some(feed) = rechecks.recv(),
+                if running.len() < CONCURRENCY && rechecking < RECHECK_CONCURRENCY =>
+            {
+                rechecking += 1;
+                running.push(read(&hub, feed, Reason::Recheck));
             }
         }
     }
 }
 
+/// One queued read of `feed`; returns why it was queued.
+async fn read(hub: &Hub, feed: Arc<Feed>, reason: Reason) -> Reason {
+    // Cleared before reading: a request that arrives during the read queues
+    // another one instead of being lost.
+    match reason {
+        Reason::Nudged => feed.fetch_wanted.store(false, Ordering::Release),
+        Reason::Recheck => feed.recheck_wanted.store(false, Ordering::Release),
+    }
+    // A recheck of a feed whose clients all left since is not worth a read.
+    if reason == Reason::Nudged || feed.watchers.load(Ordering::Relaxed) > 0 {
+        fetch(hub, feed).await;
+    }
+    reason
+}
+
 /// Reads everything after the feed's last entry. Returns true if and only if
 /// the read reached the end of the stream (or the terminal event). On a Redis
-/// error the feed is left as it is: the sweep asks again.
+/// error the feed is left as it is and noted for the sweep to retry.
 pub(super) async fn fetch(hub: &Hub, feed: Arc<Feed>) -> bool {
-    // Cleared before reading: a nudge that arrives during the read queues
-    // another one instead of being lost.
-    feed.fetch_wanted.store(false, Ordering::Release);
     let mut conn = hub.redis.commands();
     loop {
         let start = match feed.last_id() {
@@ -70,6 +118,7 @@ pub(super) async fn fetch(hub: &Hub, feed: Arc<Feed>) -> bool {
             Err(error) => {
                 hub.metrics.redis_error("fetch");
                 hub.link.down(&error);
+                hub.retry_later(&feed);
                 return false;
             }
         };

@@ -3,15 +3,21 @@
 //! are.
 //!
 //! * [`nudges`]: one pub/sub connection; the append script publishes the search id
-//!   after every write, and a nudge marks that search's feed for a fetch.
+//!   after every write, and a nudge marks that search's feed for a read.
 //! * [`fetcher`]: reads new entries with `XRANGE` on the shared multiplexed
 //!   connection, many searches concurrently, and wakes the feed's clients.
-//! * [`sweep`]: every two seconds ends searches that reached their timeout, and
-//!   feeds whose stream is gone; re-reads unfinished feeds as a net under
-//!   pub/sub, every ten seconds while all is well and at every pass while the
-//!   subscription is down or reads fail.
-//! * a heartbeat: one hub-wide tick that idle clients turn into keep-alive
-//!   comments, instead of a timer per client.
+//!   Nudged reads go first; safety-net re-reads ("rechecks") take the spare
+//!   capacity only, a few at a time, so they never delay a nudged read.
+//! * [`sweep`]: the clock. Times out searches from a queue ordered by deadline
+//!   (work per pass is the number of deadlines due, not the number of feeds),
+//!   retries failed reads, and re-reads every feed while the subscription is
+//!   down. While pub/sub is healthy nothing is re-read: Redis loses a nudge only
+//!   by closing the subscriber's connection, and every (re)subscription
+//!   rechecks every feed ([`Hub::recheck_all`]). Idle feeds therefore cost no
+//!   Redis command at all.
+//! * a heartbeat: the keep-alive clock, split into slots ticked one after the
+//!   other over the interval, so each tick wakes a small share of the idle
+//!   clients instead of all of them at once.
 //!
 //! A client holds a [`Subscription`]: a cursor into its search's feed plus two
 //! watch receivers. Dropping it releases the feed when it was the last.
@@ -21,9 +27,9 @@ mod fetcher;
 mod nudges;
 mod sweep;
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -39,6 +45,14 @@ use crate::metrics::Metrics;
 
 use feed::Feed;
 pub(crate) use feed::{Entry, EntryKind};
+use sweep::Deadlines;
+
+/// The heartbeat ticks one slot this often at most (fewer slots for short
+/// heartbeats), so each tick wakes about 1/slots of the idle clients.
+const TICK_SPACING: Duration = Duration::from_millis(10);
+
+/// Most keep-alive slots: at 15 s heartbeats, a tick every 15 ms.
+const MAX_TICK_SLOTS: usize = 1024;
 
 /// What the hub needs from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -63,13 +77,24 @@ impl From<&crate::config::Config> for Settings {
 
 /// Shared state of the delivery machinery; see the module docs.
 pub(crate) struct Hub {
-    /// Feeds of searches with at least one local client. A std mutex: it is held
-    /// for map lookups only, never across an await.
-    feeds: Mutex<HashMap<Uuid, Arc<Feed>>>,
-    /// Feeds to read, consumed by the fetcher task.
+    /// Feeds of searches with at least one local client, and their timeout
+    /// deadlines. A std mutex: it is held for map and queue updates only,
+    /// never across an await.
+    feeds: Mutex<Feeds>,
+    /// Feeds to read because they were nudged or are new, consumed first by
+    /// the fetcher task.
     fetch_queue: mpsc::UnboundedSender<Arc<Feed>>,
-    /// The keep-alive tick every idle client waits on.
-    ticks: watch::Sender<()>,
+    /// Feeds to re-read in case a nudge was missed, consumed by the fetcher
+    /// with spare capacity only.
+    recheck_queue: mpsc::UnboundedSender<Arc<Feed>>,
+    /// Searches whose latest read failed, re-read by the sweep's next retry.
+    retries: Mutex<HashSet<Uuid>>,
+    /// The keep-alive slots: each client waits on one, and the heartbeat ticks
+    /// them in turn.
+    ticks: Box<[watch::Sender<()>]>,
+    /// The slot the next subscription joins (modulo the slot count): round
+    /// robin keeps the slots evenly filled.
+    next_slot: AtomicUsize,
     /// The multiplexed connection for reads and timeout writes; the client for
     /// the pub/sub connection.
     redis: RedisLink,
@@ -85,9 +110,19 @@ pub(crate) struct Hub {
     /// Where a timeout write refused by Redis (OOM and the like) is noted: the
     /// connection is fine then, and the write is retried by the next pass.
     health: Arc<RedisHealth>,
-    /// True while the pub/sub subscription is up (and every feed was re-read
-    /// when it came up), so nudges arrive and the sweep may re-read rarely.
+    /// True while the pub/sub subscription is up (and every feed was rechecked
+    /// when it came up), so nudges arrive and nothing needs re-reading.
     subscribed: AtomicBool,
+}
+
+/// What the hub's map lock guards.
+#[derive(Default)]
+struct Feeds {
+    /// Feeds by search.
+    by_id: HashMap<Uuid, Arc<Feed>>,
+    /// When each feed's search times out (or its failed timeout write is
+    /// retried).
+    deadlines: Deadlines,
 }
 
 /// A client's place in its search's feed.
@@ -137,10 +172,15 @@ impl Hub {
         shutdown: CancellationToken,
     ) -> Arc<Hub> {
         let (fetch_queue, fetches) = mpsc::unbounded_channel();
+        let (recheck_queue, rechecks) = mpsc::unbounded_channel();
+        let slots = tick_slots(settings.heartbeat);
         let hub = Arc::new(Hub {
             feeds: Mutex::default(),
             fetch_queue,
-            ticks: watch::Sender::new(()),
+            recheck_queue,
+            retries: Mutex::default(),
+            ticks: (0..slots).map(|_| watch::Sender::new(())).collect(),
+            next_slot: AtomicUsize::new(0),
             redis,
             metrics,
             settings,
@@ -149,7 +189,7 @@ impl Hub {
             health,
             subscribed: AtomicBool::new(false),
         });
-        tokio::spawn(fetcher::run(hub.clone(), fetches));
+        tokio::spawn(fetcher::run(hub.clone(), fetches, rechecks));
         tokio::spawn(nudges::run(hub.clone()));
         tokio::spawn(sweep::run(hub.clone()));
         tokio::spawn(heartbeat(hub.clone()));
@@ -168,8 +208,9 @@ impl Hub {
         after: Option<EntryId>,
     ) -> Subscription {
         let (feed, created) = {
-            let mut feeds = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
-            let (feed, created) = match feeds.entry(search_id) {
+            let mut guard = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
+            let feeds = &mut *guard;
+            let (feed, created) = match feeds.by_id.entry(search_id) {
                 MapEntry::Occupied(e) => (e.get().clone(), false),
                 MapEntry::Vacant(e) => {
                     let feed = Arc::new(Feed::new(
@@ -178,6 +219,7 @@ impl Hub {
                         !finished && requested_at_ms.is_some(),
                     ));
                     e.insert(feed.clone());
+                    feeds.deadlines.insert(&feed, self.deadline_ms(&feed));
                     (feed, true)
                 }
             };
@@ -188,10 +230,11 @@ impl Hub {
             self.metrics.hub_feeds_active.inc();
             self.want_fetch(&feed);
         }
+        let slot = self.next_slot.fetch_add(1, Ordering::Relaxed) % self.ticks.len();
         Subscription {
             hub: self.clone(),
             changes: feed.changes(),
-            ticks: self.ticks.subscribe(),
+            ticks: self.ticks[slot].subscribe(),
             feed,
             cursor: after,
         }
@@ -202,11 +245,46 @@ impl Hub {
         let mut feeds = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
         if feed.watchers.fetch_sub(1, Ordering::Relaxed) == 1
             && feeds
+                .by_id
                 .get(&feed.search_id)
                 .is_some_and(|current| Arc::ptr_eq(current, feed))
         {
-            feeds.remove(&feed.search_id);
+            feeds.by_id.remove(&feed.search_id);
+            feeds.deadlines.remove(feed);
             self.metrics.hub_feeds_active.dec();
+        }
+    }
+
+    /// When the feed's search times out, in Unix ms.
+    fn deadline_ms(&self, feed: &Feed) -> u64 {
+        feed.requested_at_ms
+            .saturating_add(self.settings.search_timeout.as_millis() as u64)
+    }
+
+    /// Takes the feeds whose deadline is at or before `now_ms` out of the
+    /// deadline queue.
+    fn due_feeds(&self, now_ms: u64) -> Vec<Arc<Feed>> {
+        let mut guard = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
+        let feeds = &mut *guard;
+        feeds
+            .deadlines
+            .take_due(now_ms)
+            .into_iter()
+            .filter_map(|search_id| feeds.by_id.get(&search_id).cloned())
+            .inspect(|feed| feed.due_ms.store(0, Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Puts `feed` back in the deadline queue at `at_ms`, if it still has
+    /// clients.
+    fn due_again(&self, feed: &Arc<Feed>, at_ms: u64) {
+        let mut feeds = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
+        if feeds
+            .by_id
+            .get(&feed.search_id)
+            .is_some_and(|current| Arc::ptr_eq(current, feed))
+        {
+            feeds.deadlines.insert(feed, at_ms);
         }
     }
 
@@ -219,12 +297,65 @@ impl Hub {
         let _ = self.fetch_queue.send(feed.clone());
     }
 
+    /// Queues a safety-net re-read of `feed` unless one is already queued or
+    /// the feed is over.
+    fn want_recheck(&self, feed: &Arc<Feed>) {
+        if feed.is_over() || feed.recheck_wanted.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Fails only once the fetcher stopped at shutdown, when reads no longer matter.
+        let _ = self.recheck_queue.send(feed.clone());
+    }
+
+    /// Notes that a read of `feed` failed, for the sweep to retry.
+    fn retry_later(&self, feed: &Feed) {
+        self.retries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(feed.search_id);
+    }
+
+    /// Queues a recheck of every search whose read failed since the last
+    /// call and that still has local clients.
+    fn retry_failed(&self) {
+        let failed =
+            std::mem::take(&mut *self.retries.lock().unwrap_or_else(PoisonError::into_inner));
+        if !failed.is_empty() {
+            self.recheck_searches(failed);
+        }
+    }
+
+    /// A nudge may have been missed for any search (the subscription was
+    /// (re)established, or lost): re-reads every feed, behind nudged reads.
+    pub(super) fn recheck_all(&self) {
+        for feed in self.feeds() {
+            self.want_recheck(&feed);
+        }
+    }
+
+    /// A nudge may have been missed for these searches (for example, their
+    /// channel was (re)subscribed): re-reads those with local clients, behind
+    /// nudged reads.
+    pub(super) fn recheck_searches(&self, search_ids: impl IntoIterator<Item = Uuid>) {
+        let feeds: Vec<Arc<Feed>> = {
+            let feeds = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
+            search_ids
+                .into_iter()
+                .filter_map(|id| feeds.by_id.get(&id).cloned())
+                .collect()
+        };
+        for feed in feeds {
+            self.want_recheck(&feed);
+        }
+    }
+
     /// A search's stream changed: read it if a local client watches it.
     fn nudge(&self, search_id: Uuid) {
         let feed = self
             .feeds
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .by_id
             .get(&search_id)
             .cloned();
         if let Some(feed) = feed {
@@ -246,16 +377,10 @@ impl Hub {
         self.feeds
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .by_id
             .values()
             .cloned()
             .collect()
-    }
-
-    /// Queues a read of every unfinished feed.
-    fn fetch_all(&self) {
-        for feed in self.feeds() {
-            self.want_fetch(&feed);
-        }
     }
 
     /// Counts what an append revealed about the search's progress, for feeds
@@ -316,16 +441,26 @@ impl Drop for Subscription {
     }
 }
 
-/// Ticks the keep-alive clock until shutdown.
+/// How many keep-alive slots a heartbeat interval is split into: one per
+/// [`TICK_SPACING`], at least one, at most [`MAX_TICK_SLOTS`].
+fn tick_slots(heartbeat: Duration) -> usize {
+    let slots = heartbeat.as_nanos() / TICK_SPACING.as_nanos();
+    (slots as usize).clamp(1, MAX_TICK_SLOTS)
+}
+
+/// Ticks the keep-alive slots in turn until shutdown, each once per heartbeat
+/// interval: the wake-ups (and keep-alive writes) of idle clients are spread
+/// evenly over the interval rather than bunched into one burst.
 async fn heartbeat(hub: Arc<Hub>) {
-    let mut interval = tokio::time::interval(hub.settings.heartbeat);
+    let slots = hub.ticks.len();
+    let mut interval = tokio::time::interval(hub.settings.heartbeat / slots as u32);
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
     interval.tick().await;
-    loop {
+    for slot in (0..slots).cycle() {
         tokio::select! {
             _ = hub.shutdown.cancelled() => return,
             _ = interval.tick() => {
-                hub.ticks.send_replace(());
+                hub.ticks[slot].send_replace(());
             }
         }
     }
@@ -353,6 +488,43 @@ mod tests {
         }
         assert_eq!(runtime.metrics().num_alive_tasks(), before);
         assert_eq!(app.metrics.hub_feeds_active.get(), 0);
+        let feeds = app.hub.feeds.lock().unwrap();
+        assert_eq!(feeds.deadlines.len(), 0, "released feeds leave no deadline");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_alive_ticks_are_spread_over_the_interval() {
+        let app = crate::app::tests::app();
+        let heartbeat = app.hub.settings.heartbeat;
+        let slots = app.hub.ticks.len();
+        assert!(slots > 100, "{slots} slots for {heartbeat:?}");
+        let search_id = Uuid::new_v4();
+        let mut subscriptions: Vec<Subscription> = (0..2 * slots)
+            .map(|_| {
+                app.hub
+                    .subscribe(search_id, Some(crate::unix_ms()), false, None)
+            })
+            .collect();
+        let ticked = |subscriptions: &mut [Subscription]| {
+            subscriptions
+                .iter_mut()
+                .filter(|s| s.ticks.has_changed().unwrap())
+                .count()
+        };
+
+        // A tenth of the way through the interval, about a tenth of the
+        // clients were woken: never all of them at once.
+        tokio::time::sleep(heartbeat / 10).await;
+        let early = ticked(&mut subscriptions);
+        let tenth = subscriptions.len() / 10;
+        assert!(
+            early > tenth / 2 && early < tenth * 2,
+            "{early} of {} ticked after a tenth of the interval",
+            subscriptions.len()
+        );
+        // After a whole interval, every client was woken once.
+        tokio::time::sleep(heartbeat).await;
+        assert_eq!(ticked(&mut subscriptions), subscriptions.len());
     }
 
     #[tokio::test]

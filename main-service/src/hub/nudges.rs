@@ -2,9 +2,9 @@
 //! script publishes a search id after every event it writes.
 //!
 //! Pub/sub is at-most-once: messages published while this connection is down
-//! are gone. So after every (re)subscription every feed is read again, and the
-//! sweep re-reads unfinished feeds as a second net: often while this connection
-//! is down, rarely while it is up.
+//! are gone, and only then: Redis drops a subscriber's messages only by
+//! closing its connection. So after every (re)subscription every feed is
+//! rechecked, and the sweep re-reads them while this connection is down.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -39,7 +39,7 @@ pub(super) async fn run(hub: Arc<Hub>) {
                 link.up();
                 backoff.reset();
                 hub.subscribed.store(true, Ordering::Release);
-                hub.fetch_all();
+                hub.recheck_all();
                 let lost = listen(&hub, &mut sink, &mut messages).await;
                 hub.subscribed.store(false, Ordering::Release);
                 match lost {

@@ -1,14 +1,22 @@
 //! The clock and the safety net: the `timeout` event for searches that outlive
-//! `SEARCH_TIMEOUT_SECS`, the end of feeds whose stream vanished, and periodic
-//! re-reads of unfinished feeds.
+//! `SEARCH_TIMEOUT_SECS`, the end of feeds whose stream vanished, retries of
+//! failed reads, and re-reads while the pub/sub subscription is down.
 //!
-//! One pass every two seconds checks every feed's deadline, so a search times
-//! out at most two seconds late and no feed needs a timer of its own. The
-//! re-reads only catch what nudges missed: while the subscription is up (every
-//! feed was re-read when it came up, and nudges arrive) and reads succeed, they
-//! run every ten seconds; while the subscription is down they are the only
-//! news, and after a failed read the read must be retried, so they run at every
-//! pass.
+//! Timeouts come from a queue ordered by deadline ([`Deadlines`]): a pass
+//! every half second takes out only the deadlines that are due, so its cost
+//! follows the number of searches timing out, not the number of feeds, and no
+//! feed needs a timer of its own. A search times out at most half a second
+//! late.
+//!
+//! Re-reads only happen where a nudge may have been missed. A read that
+//! failed is retried every two seconds until it succeeds. While the
+//! subscription is down every feed is re-read every two seconds (the only
+//! news then); when it comes back, [`super::nudges`] has every feed rechecked
+//! once. While it is up and reads succeed, nothing is re-read: Redis drops a
+//! published message only by closing the subscriber's connection (a network
+//! failure, a restart, an overflowing output buffer), which the subscription
+//! notices. All re-reads go through the fetcher's recheck queue, behind nudged
+//! reads.
 //!
 //! The timeout is written into the search's own stream through the append
 //! script, in the terminal slot: every reader, on every instance, receives the
@@ -17,6 +25,7 @@
 //! the like) the write fails and each pass tries again, so the event reaches
 //! the open streams within one pass of Redis accepting writes again.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -24,61 +33,96 @@ use std::time::Duration;
 use contract::{EventError, EventKind, SearchEvent};
 use service_runtime::streams::{self, Appended};
 use tokio::time::{Instant, MissedTickBehavior};
+use uuid::Uuid;
 
 use super::{Feed, Hub, fetcher};
 
 /// Interval of the passes, and so the precision of the timeout.
-const PASS_INTERVAL: Duration = Duration::from_secs(2);
+const PASS_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Interval of the re-reads while the pub/sub subscription is up and reads
-/// succeed.
-const REREAD_INTERVAL: Duration = Duration::from_secs(10);
+/// Interval of the retries of failed reads and failed timeout writes, and of
+/// the re-reads while the subscription is down.
+const RETRY_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Every two seconds until shutdown: time out searches past their deadline
-/// (retrying writes that failed), and queue a read of every unfinished feed
-/// when one is due.
+/// Timeout deadlines of the feeds, earliest first. Each feed is in it at most
+/// once, under the time kept in its `due_ms`; the hub's map lock guards both.
+#[derive(Default)]
+pub(super) struct Deadlines {
+    /// `(deadline in Unix ms, search)`, ordered by deadline.
+    queue: BTreeSet<(u64, Uuid)>,
+}
+
+impl Deadlines {
+    /// Queues `feed` at `at_ms`, replacing its previous place.
+    pub(super) fn insert(&mut self, feed: &Feed, at_ms: u64) {
+        self.remove(feed);
+        // 0 means "not queued"; a deadline at the epoch is due anyway.
+        let at_ms = at_ms.max(1);
+        self.queue.insert((at_ms, feed.search_id));
+        feed.due_ms.store(at_ms, Ordering::Relaxed);
+    }
+
+    /// Takes `feed` out of the queue, if it is in it.
+    pub(super) fn remove(&mut self, feed: &Feed) {
+        let at_ms = feed.due_ms.swap(0, Ordering::Relaxed);
+        if at_ms != 0 {
+            self.queue.remove(&(at_ms, feed.search_id));
+        }
+    }
+
+    /// Takes out and returns the searches due at or before `now_ms`, earliest
+    /// first. Their feeds' `due_ms` must be cleared by the caller, which holds
+    /// the feeds.
+    pub(super) fn take_due(&mut self, now_ms: u64) -> Vec<Uuid> {
+        let mut due = Vec::new();
+        while let Some(&(at_ms, search_id)) = self.queue.first() {
+            if at_ms > now_ms {
+                break;
+            }
+            self.queue.pop_first();
+            due.push(search_id);
+        }
+        due
+    }
+
+    /// Deadlines queued.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+/// Until shutdown: every pass, time out the searches whose deadline came;
+/// every [`RETRY_INTERVAL`], retry failed reads, and re-read every feed while
+/// the subscription is down.
 pub(super) async fn run(hub: Arc<Hub>) {
     let mut interval = tokio::time::interval(PASS_INTERVAL);
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_reread = Instant::now();
+    let mut last_retry = Instant::now();
     loop {
         tokio::select! {
             _ = hub.shutdown.cancelled() => return,
             _ = interval.tick() => {}
         }
-        let reread = !hub.subscribed.load(Ordering::Acquire)
-            || !hub.link.is_up()
-            || last_reread.elapsed() >= REREAD_INTERVAL;
-        if reread {
-            last_reread = Instant::now();
-        }
-        let now = crate::unix_ms();
-        for feed in hub.feeds() {
-            if feed.is_over() {
-                continue;
-            }
-            if reread {
-                hub.want_fetch(&feed);
-            }
-            if deadline_ms(&hub, &feed) <= now && !feed.expiring.load(Ordering::Acquire) {
+        for feed in hub.due_feeds(crate::unix_ms()) {
+            if !feed.is_over() {
                 tokio::spawn(expire(hub.clone(), feed));
             }
         }
+        if last_retry.elapsed() >= RETRY_INTERVAL {
+            last_retry = Instant::now();
+            hub.retry_failed();
+            if !hub.subscribed.load(Ordering::Acquire) {
+                hub.recheck_all();
+            }
+        }
     }
-}
-
-/// When the feed's search times out, in Unix ms.
-fn deadline_ms(hub: &Hub, feed: &Feed) -> u64 {
-    feed.requested_at_ms
-        .saturating_add(hub.settings.search_timeout.as_millis() as u64)
 }
 
 /// Writes the `timeout` failure unless the search already has its terminal
-/// event. A failed write is retried by the next pass.
+/// event. A failed write is retried after [`RETRY_INTERVAL`]: the feed goes
+/// back into the deadline queue.
 async fn expire(hub: Arc<Hub>, feed: Arc<Feed>) {
-    if feed.is_over() || feed.expiring.swap(true, Ordering::AcqRel) {
-        return;
-    }
     let timeout = hub.settings.search_timeout.as_secs();
     let kind = EventKind::Failed {
         error: EventError::new(
@@ -113,8 +157,8 @@ async fn expire(hub: Arc<Hub>, feed: Arc<Feed>) {
         Ok(Appended::Skipped | Appended::Stale(_)) => {
             hub.link.up();
             if !fetcher::fetch(&hub, feed.clone()).await {
-                // Not read to the end: the next pass tries again.
-                feed.expiring.store(false, Ordering::Release);
+                // Not read to the end: try again later.
+                hub.due_again(&feed, retry_at_ms());
             } else if !feed.is_terminal() {
                 tracing::info!(search_id = %feed.search_id, "the search's stream is gone; ending its streams");
                 feed.vanish();
@@ -127,7 +171,46 @@ async fn expire(hub: Arc<Hub>, feed: Arc<Feed>) {
             if hub.health.writes.note(&error).is_none() {
                 hub.link.down(&error);
             }
-            feed.expiring.store(false, Ordering::Release);
+            hub.due_again(&feed, retry_at_ms());
         }
+    }
+}
+
+/// When a failed timeout step is tried again, in Unix ms.
+fn retry_at_ms() -> u64 {
+    crate::unix_ms() + RETRY_INTERVAL.as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_come_out_earliest_first_and_only_when_due() {
+        let feeds: Vec<Feed> = (0..3).map(|_| Feed::new(Uuid::new_v4(), 0, true)).collect();
+        let mut deadlines = Deadlines::default();
+        deadlines.insert(&feeds[0], 300);
+        deadlines.insert(&feeds[1], 100);
+        deadlines.insert(&feeds[2], 200);
+        assert!(deadlines.take_due(99).is_empty());
+        assert_eq!(
+            deadlines.take_due(200),
+            [feeds[1].search_id, feeds[2].search_id]
+        );
+        assert_eq!(deadlines.len(), 1);
+    }
+
+    #[test]
+    fn a_feed_is_queued_once_and_can_be_taken_out() {
+        let feed = Feed::new(Uuid::new_v4(), 0, true);
+        let mut deadlines = Deadlines::default();
+        deadlines.insert(&feed, 100);
+        deadlines.insert(&feed, 500);
+        assert_eq!(deadlines.len(), 1, "a new deadline replaces the old one");
+        assert!(deadlines.take_due(400).is_empty());
+        deadlines.remove(&feed);
+        assert_eq!(deadlines.len(), 0);
+        assert!(deadlines.take_due(u64::MAX).is_empty());
+        deadlines.remove(&feed);
     }
 }

@@ -1,0 +1,231 @@
+//! The safety net under pub/sub nudges: idle streams cost Redis nothing while
+//! the subscription is healthy, and an event whose nudge never arrived still
+//! reaches its client when there is a reason to look again (a failed read, a
+//! resubscription). Always runs on a local stack, with no provider: the tests
+//! write the events themselves.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use contract::keys::{results_key, state_key};
+use contract::{EventKind, SearchEvent, scripts};
+use tests::http::metric;
+use tests::sse::{Item, SseStream};
+use tests::stack::Stack;
+use tests::{eventually, search_body};
+use uuid::Uuid;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A channel nobody subscribes to: events appended with it carry no nudge,
+/// as if the nudge had been lost.
+const NOWHERE: &str = "flight.search.events.unheard";
+
+/// Appends `kind` to the search through the append script, publishing the
+/// nudge on `channel`.
+async fn append(stack: &Stack, id: Uuid, kind: EventKind, channel: &str) {
+    let event = SearchEvent {
+        search_id: id,
+        kind,
+    };
+    let written: Option<String> = redis::cmd("EVAL")
+        .arg(scripts::APPEND_EVENT)
+        .arg(2)
+        .arg(results_key(id))
+        .arg(state_key(id))
+        .arg(event.kind.slot())
+        .arg(event.to_json())
+        .arg(600)
+        .arg(channel)
+        .arg(id.to_string())
+        .query_async(&mut stack.redis().await)
+        .await
+        .expect("append");
+    assert!(
+        written.is_some(),
+        "{id}: the append script refused the event"
+    );
+}
+
+/// Appends `processing` and `completed` without nudges.
+async fn append_unannounced(stack: &Stack, id: Uuid) {
+    append(
+        stack,
+        id,
+        EventKind::Processing { results: vec![] },
+        NOWHERE,
+    )
+    .await;
+    append(
+        stack,
+        id,
+        EventKind::Completed { total_results: 0 },
+        NOWHERE,
+    )
+    .await;
+}
+
+/// Calls per command so far (`INFO commandstats`), e.g. `"xrange"`.
+async fn command_calls(stack: &Stack) -> HashMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut stack.redis().await)
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .filter_map(|line| {
+            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+/// Opens a search's stream and reads its `retry:` line.
+async fn open(stack: &Stack, id: Uuid) -> SseStream {
+    let mut stream = stack.open(id, None).await;
+    assert_eq!(stream.status, 200);
+    assert!(matches!(
+        stream.next_item(LIMIT).await.unwrap(),
+        Some(Item::Retry(_))
+    ));
+    stream
+}
+
+/// Reads the stream for `limit` and checks that no event came (keep-alive
+/// comments may).
+async fn assert_no_event_within(stream: &mut SseStream, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match stream.next_item(left).await {
+            Err(_) => return,
+            Ok(Some(Item::Event(event))) => panic!("unexpected {event:?}"),
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the response ended"),
+        }
+    }
+}
+
+/// Reads the stream to its terminal event and checks it got both events.
+async fn assert_delivered(stream: &mut SseStream) {
+    let events = stream.until_terminal(LIMIT).await.expect("both events");
+    let statuses: Vec<&str> = events.iter().map(|e| e.status()).collect();
+    assert_eq!(statuses, ["processing", "completed"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_streams_cost_redis_no_reads_while_the_subscription_is_healthy() {
+    let stack = Stack::builder().local_only().providers(0).start().await;
+    let searches: Vec<Uuid> = futures_util::future::join_all((0..200).map(|i| {
+        let body = search_body("CGK", "DPS", 1 + i % 300, 1);
+        let stack = &stack;
+        async move { stack.submit(&body).await }
+    }))
+    .await;
+    let mut streams =
+        futures_util::future::join_all(searches.iter().map(|&id| open(&stack, id))).await;
+    // Every feed has had its first read.
+    eventually("the first read of every feed", LIMIT, || async {
+        let calls = command_calls(&stack).await;
+        (calls.get("xrange").copied().unwrap_or(0) >= 200).then_some(())
+    })
+    .await;
+
+    // Longer than any periodic re-read would wait (the previous design re-read
+    // every unfinished feed every 10 s).
+    let before = command_calls(&stack).await;
+    let window = Duration::from_secs(12);
+    tokio::time::sleep(window).await;
+    let after = command_calls(&stack).await;
+    let delta = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
+    assert_eq!(delta("xrange"), 0, "idle feeds were re-read");
+    // What is left is main-service's readiness PING (1/s) and the
+    // subscription's PING, besides this test's own connection set-up and INFO.
+    let others: u64 = after
+        .keys()
+        .filter(|name| !["info", "client", "hello"].contains(&name.as_str()))
+        .map(|name| delta(name))
+        .sum();
+    assert!(
+        others as f64 <= 2.0 * window.as_secs_f64(),
+        "{others} commands in {window:?} with 200 idle streams: {after:?}"
+    );
+
+    // The streams are still live: one nudged event each arrives.
+    for &id in &searches {
+        append(
+            &stack,
+            id,
+            EventKind::Processing { results: vec![] },
+            contract::keys::EVENTS_CHANNEL,
+        )
+        .await;
+    }
+    for stream in &mut streams {
+        let event = stream.next_event(LIMIT).await.unwrap().expect("an event");
+        assert_eq!(event.status(), "processing");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_read_is_retried_without_another_nudge() {
+    let stack = Stack::builder().local_only().providers(0).start().await;
+    let id = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
+    // A results key of the wrong type makes the feed's first read fail.
+    let _: () = redis::cmd("SET")
+        .arg(results_key(id))
+        .arg("not a stream")
+        .query_async(&mut stack.redis().await)
+        .await
+        .unwrap();
+    let mut stream = open(&stack, id).await;
+    eventually("a failed read", LIMIT, || async {
+        let failed = metric(
+            &stack.metrics().await,
+            "flight_search_redis_errors_total{op=\"fetch\"}",
+        );
+        failed.is_some_and(|n| n >= 1.0).then_some(())
+    })
+    .await;
+
+    let _: () = redis::cmd("DEL")
+        .arg(results_key(id))
+        .query_async(&mut stack.redis().await)
+        .await
+        .unwrap();
+    append_unannounced(&stack, id).await;
+    assert_delivered(&mut stream).await;
+}
+
+#[tokio::test]
+async fn a_nudge_lost_with_the_subscription_is_made_up_for_when_it_returns() {
+    let stack = Stack::builder().local_only().providers(0).start().await;
+    let id = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
+    let mut stream = open(&stack, id).await;
+    eventually("the feed's first read", LIMIT, || async {
+        let calls = command_calls(&stack).await;
+        calls.get("xrange").is_some_and(|&n| n >= 1).then_some(())
+    })
+    .await;
+
+    append_unannounced(&stack, id).await;
+    assert_no_event_within(&mut stream, Duration::from_secs(1)).await;
+    // Redis closes a subscriber's connection when it cannot deliver to it
+    // (for example an overflowing output buffer); main-service resubscribes
+    // and rechecks its feeds.
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut stack.redis().await)
+        .await
+        .unwrap();
+    assert_eq!(killed, 1, "main-service holds one subscription");
+    assert_delivered(&mut stream).await;
+}

@@ -40,6 +40,18 @@ pub enum Scenario {
     /// reports the time from right before each EVALSHA to its receipt by the
     /// client. loadgen is the producer: provider-service must NOT be running.
     Latency(LatencyArgs),
+    /// Hold many idle streams, then deliver events at a steady rate: the tail
+    /// latency that periodic work in main-service causes.
+    ///
+    /// POSTs --streams searches with one SSE client each, holds them idle for
+    /// --hold while counting main-service's Redis commands (INFO commandstats,
+    /// less loadgen's own INFO/CLIENT/HELLO), then appends processing,
+    /// --results-per-search results (default 0) and completed to every search
+    /// at --rate events per second in total, and reports the delivery latency
+    /// (p50/p99/p99.9/max) and the idle commands per second. loadgen is the
+    /// producer: provider-service must NOT be running, and main-service's
+    /// SEARCH_TIMEOUT_SECS must exceed connecting plus --hold plus producing.
+    Tail(TailArgs),
     /// End-to-end searches per second with the real provider-service.
     ///
     /// provider-service must be running (MOCK_LATENCY_MS=0 for a benchmark).
@@ -97,9 +109,10 @@ pub struct FleetArgs {
     /// Clients connecting at once per worker.
     #[arg(long, default_value_t = 64)]
     pub connect_concurrency: usize,
-    /// `result` events per search, between processing and completed (max 8).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=8))]
-    pub results_per_search: u8,
+    /// `result` events per search, between processing and completed (max 8)
+    /// [default: 3; 0 for tail].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=8))]
+    pub results_per_search: Option<u8>,
 }
 
 /// `idle` options.
@@ -140,6 +153,26 @@ pub struct LatencyArgs {
     pub searches: usize,
     /// Events appended per second, over all searches.
     #[arg(long, default_value_t = 500.0)]
+    pub rate: f64,
+}
+
+/// `tail` options.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+    /// Client placement.
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// SSE streams, each on a search of its own.
+    #[arg(long, default_value_t = 10_000)]
+    pub streams: usize,
+    /// How long to hold the streams idle before the events start.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub hold: Duration,
+    /// Events appended per second, over all searches.
+    #[arg(long, default_value_t = 1000.0)]
     pub rate: f64,
 }
 
@@ -230,6 +263,19 @@ mod tests {
         assert_eq!(
             (args.connections, args.hold, args.searches),
             (1000, Duration::from_secs(5), None)
+        );
+        let cli = Cli::try_parse_from(["loadgen", "tail", "--streams", "500"]).unwrap();
+        let Scenario::Tail(args) = cli.scenario else {
+            panic!("not tail")
+        };
+        assert_eq!(
+            (
+                args.streams,
+                args.hold,
+                args.rate,
+                args.fleet.results_per_search
+            ),
+            (500, Duration::from_secs(10), 1000.0, None)
         );
     }
 }

@@ -1,5 +1,5 @@
 //! The scenarios in which the load generator produces the events itself
-//! (`idle` and `latency`): POST searches, open SSE clients in worker processes,
+//! (`idle`, `latency` and `tail`): POST searches, open SSE clients in worker processes,
 //! optionally hold them idle while sampling, then append every search's events
 //! through `APPEND_EVENT` and check what each client received.
 
@@ -13,9 +13,8 @@ use uuid::Uuid;
 use crate::cli::{Common, FleetArgs};
 use crate::clock::now_us;
 use crate::cpu::CpuReading;
-use crate::errors::Errors;
+use crate::errors::{ErrorKind, Errors};
 use crate::fleet::Fleet;
-use crate::procfs;
 use crate::producer::Producer;
 use crate::report::{Report, per_sec};
 use crate::sampler::Sampler;
@@ -23,6 +22,7 @@ use crate::searches::submit_all;
 use crate::stack::{PROVIDER_SERVICE, Stack};
 use crate::verify::{self, Plan};
 use crate::worker::WorkerPlan;
+use crate::{procfs, redis_info};
 
 /// POSTs in flight while submitting the searches.
 const POST_CONCURRENCY: usize = 32;
@@ -47,14 +47,16 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// Extra time the parent gives workers past their own deadline to report.
 const REPORT_GRACE: Duration = Duration::from_secs(15);
 
-/// One run of `idle` or `latency`.
+/// One run of `idle`, `latency` or `tail`.
 pub struct DeliveryRun<'a> {
-    /// `idle` or `latency`.
+    /// `idle`, `latency` or `tail`.
     pub name: &'static str,
     /// Target and sampling options.
     pub common: &'a Common,
-    /// Client placement and events per search.
+    /// Client placement.
     pub fleet: &'a FleetArgs,
+    /// `result` events per search, between processing and completed.
+    pub results: u8,
     /// SSE clients, spread evenly over the searches.
     pub connections: usize,
     /// Searches to POST.
@@ -104,7 +106,7 @@ pub fn place_clients(
 impl DeliveryRun<'_> {
     /// The default overall limit: setup, hold and production with margin.
     fn default_deadline(&self) -> Duration {
-        let events = self.searches * (usize::from(self.fleet.results_per_search) + 2);
+        let events = self.searches * (usize::from(self.results) + 2);
         let producing = self.rate.map_or(0.0, |rate| events as f64 / rate);
         self.hold + Duration::from_secs_f64(producing) + Duration::from_secs(300)
     }
@@ -211,7 +213,9 @@ impl DeliveryRun<'_> {
         let phase_start =
             CpuReading::take(stack.main_pid, None, &mut stack.redis, &mut errors).await;
         let mut hold_window = None;
+        let mut idle_calls = None;
         if self.hold > Duration::ZERO {
+            let calls_before = redis_info::command_calls(&mut stack.redis).await;
             let hold_start = Instant::now();
             let hold_end = (hold_start + self.hold).min(deadline);
             while Instant::now() < hold_end {
@@ -223,14 +227,26 @@ impl DeliveryRun<'_> {
                     fleet.open_now()
                 );
             }
-            phases.insert("hold", hold_start.elapsed().as_secs_f64());
+            let held_secs = hold_start.elapsed().as_secs_f64();
+            phases.insert("hold", held_secs);
             hold_window = Some(sampler.take());
+            match (
+                calls_before,
+                redis_info::command_calls(&mut stack.redis).await,
+            ) {
+                (Ok(before), Ok(after)) => {
+                    idle_calls = Some((redis_info::calls_between(&before, &after), held_secs));
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    errors.record(ErrorKind::Sample, format!("INFO commandstats: {e}"));
+                }
+            }
         }
         let hold_cpu = CpuReading::take(stack.main_pid, None, &mut stack.redis, &mut errors).await;
 
         eprintln!(
             "loadgen: appending {} events per search{}",
-            usize::from(self.fleet.results_per_search) + 2,
+            usize::from(self.results) + 2,
             self.rate
                 .map_or(String::new(), |r| format!(" at {r} events/s"))
         );
@@ -240,13 +256,7 @@ impl DeliveryRun<'_> {
         let deliver_start_us = now_us();
         let deliver_start = Instant::now();
         let production = producer
-            .produce(
-                &ids,
-                self.fleet.results_per_search.into(),
-                self.rate,
-                deadline,
-                &mut errors,
-            )
+            .produce(&ids, self.results.into(), self.rate, deadline, &mut errors)
             .await;
         phases.insert("produce", production.elapsed.as_secs_f64());
         let peak_open = fleet.peak_open();
@@ -319,6 +329,10 @@ impl DeliveryRun<'_> {
             redis_connected_clients_peak: connected.redis_clients_peak,
             loadgen_redis_clients: 3,
             main_redis_connections_peak: connected.main_redis_connections_peak,
+            idle_redis_commands_per_sec: idle_calls.as_ref().map(|(calls, secs)| {
+                (calls.values().sum::<u64>() as f64 / secs * 100.0).round() / 100.0
+            }),
+            idle_redis_commands: idle_calls.map(|(calls, _)| calls).unwrap_or_default(),
             cpu,
             load_average: (load_start, procfs::load_average()),
             phase_secs: phases,

@@ -1,18 +1,20 @@
 //! `loadgen`: benchmarks SSE delivery of a running flight-search deployment.
 //!
-//! Three scenarios, each a subcommand (see [`cli`]):
+//! Four scenarios, each a subcommand (see [`cli`]):
 //!
 //! * `idle`: thousands of SSE clients held idle (spread over worker processes
 //!   and loopback source addresses), sampling main-service's RSS and Redis
 //!   connections, then one delivery to all of them ([`delivery`]).
 //! * `latency`: one client per search and a steady event rate, measuring the
 //!   time from right before each `APPEND_EVENT` to its receipt ([`delivery`]).
+//! * `tail`: one client per search held idle, counting main-service's Redis
+//!   commands, then a steady event rate: the latency tail ([`delivery`]).
 //! * `throughput`: end-to-end searches per second with the real
 //!   provider-service ([`throughput`]).
 //! * `overload`: searches offered above capacity; admission, rate limit and
 //!   accepted-but-lost ([`overload`]).
 //!
-//! In the first two the load generator is the producer ([`producer`]); every
+//! In the first three the load generator is the producer ([`producer`]); every
 //! client's events are checked against the entry ids Redis recorded
 //! ([`verify`]): exactly once, in order, response ended after the terminal event.
 //! The SSE clients ([`subscriber`]) speak HTTP/1.1 directly over `TcpStream`
@@ -98,6 +100,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     searches: args.searches.unwrap_or(args.connections / 19).max(1),
                     hold: args.hold,
                     rate: args.rate,
+                    results: args.fleet.results_per_search.unwrap_or(3),
                 }
                 .run()
                 .await
@@ -111,6 +114,21 @@ pub fn run(cli: Cli) -> ExitCode {
                     searches: args.searches,
                     hold: std::time::Duration::ZERO,
                     rate: Some(args.rate),
+                    results: args.fleet.results_per_search.unwrap_or(3),
+                }
+                .run()
+                .await
+            }
+            Scenario::Tail(args) => {
+                DeliveryRun {
+                    name: "tail",
+                    common: &args.common,
+                    fleet: &args.fleet,
+                    connections: args.streams,
+                    searches: args.streams,
+                    hold: args.hold,
+                    rate: Some(args.rate),
+                    results: args.fleet.results_per_search.unwrap_or(0),
                 }
                 .run()
                 .await

@@ -13,7 +13,7 @@ use crate::summary::Summary;
 /// Every figure of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// `idle`, `latency` or `throughput`.
+    /// `idle`, `latency`, `tail` or `throughput`.
     pub scenario: &'static str,
     /// Searches main-service accepted (202).
     pub searches_submitted: u64,
@@ -62,6 +62,12 @@ pub struct Report {
     pub loadgen_redis_clients: u64,
     /// Established TCP connections from main-service to the Redis port, peak.
     pub main_redis_connections_peak: Option<u64>,
+    /// Redis commands per second sent while the streams were held idle, by
+    /// anyone but the load generator (so main-service's, when nothing else
+    /// uses this Redis): from `INFO commandstats` around the hold.
+    pub idle_redis_commands_per_sec: Option<f64>,
+    /// Those commands by name, over the whole hold.
+    pub idle_redis_commands: BTreeMap<String, u64>,
     /// CPU by phase: `hold` and `deliver` (`idle`), `deliver` (`latency`),
     /// `run` (`throughput`).
     pub cpu: BTreeMap<&'static str, CpuUsage>,
@@ -158,6 +164,22 @@ impl Report {
             self.loadgen_redis_clients,
             count(self.main_redis_connections_peak),
         );
+        if let Some(rate) = self.idle_redis_commands_per_sec {
+            let calls: Vec<String> = self
+                .idle_redis_commands
+                .iter()
+                .map(|(name, n)| format!("{name} {n}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "redis idle    {rate} commands/s from main-service while held idle ({})",
+                if calls.is_empty() {
+                    "none".to_owned()
+                } else {
+                    calls.join(", ")
+                },
+            );
+        }
         for (phase, cpu) in &self.cpu {
             let _ = writeln!(
                 out,

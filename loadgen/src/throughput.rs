@@ -191,6 +191,8 @@ pub async fn run(args: &ThroughputArgs) -> Result<Report, String> {
         redis_connected_clients_peak: window.redis_clients_peak,
         loadgen_redis_clients: 2,
         main_redis_connections_peak: window.main_redis_connections_peak,
+        idle_redis_commands_per_sec: None,
+        idle_redis_commands: BTreeMap::new(),
         cpu: BTreeMap::from([("run", cpu_end.since(&cpu_start))]),
         load_average: (load_start, procfs::load_average()),
         phase_secs: BTreeMap::from([("run", run_secs)]),

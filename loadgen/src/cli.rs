@@ -44,8 +44,8 @@ pub enum Scenario {
     /// latency that periodic work in main-service causes.
     ///
     /// POSTs --streams searches with one SSE client each, holds them idle for
-    /// --hold while counting main-service's Redis commands (INFO commandstats,
-    /// less loadgen's own INFO/CLIENT/HELLO), then appends processing,
+    /// --hold while counting main-service's Redis commands over its second half
+    /// (INFO commandstats, less loadgen's own INFO/CLIENT/HELLO), then appends processing,
     /// --results-per-search results (default 0) and completed to every search
     /// at --rate events per second in total, and reports the delivery latency
     /// (p50/p99/p99.9/max) and the idle commands per second. loadgen is the

@@ -215,11 +215,22 @@ impl DeliveryRun<'_> {
         let mut hold_window = None;
         let mut idle_calls = None;
         if self.hold > Duration::ZERO {
-            let calls_before = redis_info::command_calls(&mut stack.redis).await;
             let hold_start = Instant::now();
             let hold_end = (hold_start + self.hold).min(deadline);
+            // Idle commands are counted over the second half of the hold: the
+            // first lets the streams' first reads, queued while connecting, finish.
+            let idle_from = hold_start + (hold_end - hold_start) / 2;
+            let mut calls_before = None;
             while Instant::now() < hold_end {
-                tokio::time::sleep_until((Instant::now() + PROGRESS_EVERY).min(hold_end)).await;
+                let next = (Instant::now() + PROGRESS_EVERY).min(hold_end);
+                if calls_before.is_none() && next >= idle_from {
+                    tokio::time::sleep_until(idle_from).await;
+                    calls_before = Some((
+                        redis_info::command_calls(&mut stack.redis).await,
+                        Instant::now(),
+                    ));
+                }
+                tokio::time::sleep_until(next).await;
                 eprintln!(
                     "loadgen: holding, {:.0}s/{:.0}s, {} streams open",
                     hold_start.elapsed().as_secs_f64(),
@@ -227,15 +238,22 @@ impl DeliveryRun<'_> {
                     fleet.open_now()
                 );
             }
-            let held_secs = hold_start.elapsed().as_secs_f64();
-            phases.insert("hold", held_secs);
+            phases.insert("hold", hold_start.elapsed().as_secs_f64());
             hold_window = Some(sampler.take());
+            let (calls_before, counted_from) = calls_before.unwrap_or((
+                Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "the hold ended early",
+                ))),
+                Instant::now(),
+            ));
+            let counted_secs = counted_from.elapsed().as_secs_f64();
             match (
                 calls_before,
                 redis_info::command_calls(&mut stack.redis).await,
             ) {
                 (Ok(before), Ok(after)) => {
-                    idle_calls = Some((redis_info::calls_between(&before, &after), held_secs));
+                    idle_calls = Some((redis_info::calls_between(&before, &after), counted_secs));
                 }
                 (Err(e), _) | (_, Err(e)) => {
                     errors.record(ErrorKind::Sample, format!("INFO commandstats: {e}"));

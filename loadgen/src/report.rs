@@ -64,9 +64,10 @@ pub struct Report {
     pub main_redis_connections_peak: Option<u64>,
     /// Redis commands per second sent while the streams were held idle, by
     /// anyone but the load generator (so main-service's, when nothing else
-    /// uses this Redis): from `INFO commandstats` around the hold.
+    /// uses this Redis): from `INFO commandstats` over the second half of the
+    /// hold, once the streams' first reads are done.
     pub idle_redis_commands_per_sec: Option<f64>,
-    /// Those commands by name, over the whole hold.
+    /// Those commands by name, over the same window.
     pub idle_redis_commands: BTreeMap<String, u64>,
     /// CPU by phase: `hold` and `deliver` (`idle`), `deliver` (`latency`),
     /// `run` (`throughput`).
@@ -172,7 +173,7 @@ impl Report {
                 .collect();
             let _ = writeln!(
                 out,
-                "redis idle    {rate} commands/s from main-service while held idle ({})",
+                "redis idle    {rate} commands/s from main-service in the second half of the hold ({})",
                 if calls.is_empty() {
                     "none".to_owned()
                 } else {

@@ -369,6 +369,7 @@ impl Hub {
         self.feeds
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .by_id
             .len()
     }
 

@@ -22,8 +22,8 @@
 //! script, in the terminal slot: every reader, on every instance, receives the
 //! same entry, and a provider that answers late finds the slot taken, so a
 //! search never has two terminal events. While Redis refuses writes (OOM and
-//! the like) the write fails and each pass tries again, so the event reaches
-//! the open streams within one pass of Redis accepting writes again.
+//! the like) the write fails and is retried every two seconds, so the event reaches
+//! the open streams within two seconds of Redis accepting writes again.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

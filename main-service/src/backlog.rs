@@ -12,7 +12,10 @@
 //!
 //! No command per POST while the backlog is far from the bound: a task reads
 //! the figure every [`REFRESH_INTERVAL`], and this instance adds the searches it
-//! accepted since and those it is admitting right now. Within
+//! accepted since and those it is admitting right now. While no POST arrives
+//! the task reads only every [`IDLE_REFRESH_INTERVAL`] (idle instances cost
+//! Redis almost nothing), and the first POST that finds the figure older than
+//! [`STALE_AFTER`] reads afresh instead of trusting it. Within
 //! [`Admission::margin`] of the bound each POST reads the figure afresh, so
 //! instances cannot overshoot together on a stale one, and adds this
 //! instance's admissions in progress, so one instance never overshoots on its
@@ -22,7 +25,7 @@
 //! margin holds.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use service_runtime::redis_link::RedisLink;
 use tokio_util::sync::CancellationToken;
@@ -30,8 +33,15 @@ use tokio_util::sync::CancellationToken;
 use crate::groups;
 use crate::metrics::Metrics;
 
-/// How often the cached figure is read.
+/// How often the cached figure is read while POSTs arrive.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often it is read when no POST came within the last interval, for the
+/// `queue_backlog` gauge.
+const IDLE_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A figure older than this is not trusted by a POST: it reads afresh.
+const STALE_AFTER: Duration = Duration::from_millis(250);
 
 /// Whether a search may be queued now.
 pub(crate) enum Verdict<'a> {
@@ -77,6 +87,12 @@ pub(crate) struct Admission {
     accepted_since: AtomicU64,
     /// Searches this instance is admitting now (read done, write not settled).
     reserved: AtomicU64,
+    /// When `figure` was read, in ms since `epoch` (0: never).
+    read_at_ms: AtomicU64,
+    /// When the latest POST was checked, in ms since `epoch`.
+    checked_at_ms: AtomicU64,
+    /// The origin of the two times above.
+    epoch: Instant,
 }
 
 impl Admission {
@@ -89,7 +105,15 @@ impl Admission {
             figure: AtomicU64::new(0),
             accepted_since: AtomicU64::new(0),
             reserved: AtomicU64::new(0),
+            read_at_ms: AtomicU64::new(0),
+            checked_at_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
+    }
+
+    /// Milliseconds since `epoch`, at least 1 (0 means "never").
+    fn now_ms(&self) -> u64 {
+        (self.epoch.elapsed().as_millis() as u64).max(1)
     }
 
     /// A tenth of the bound, and the whole bound up to 100: a small bound is
@@ -104,10 +128,14 @@ impl Admission {
         // Held from here, so concurrent checks of this instance see each other.
         let others = self.reserved.fetch_add(1, Ordering::AcqRel);
         let reservation = Reservation { admission: self };
+        let now_ms = self.now_ms();
+        self.checked_at_ms.store(now_ms, Ordering::Release);
+        let fresh = now_ms.saturating_sub(self.read_at_ms.load(Ordering::Acquire))
+            <= STALE_AFTER.as_millis() as u64;
         let estimate = self.figure.load(Ordering::Acquire)
             + self.accepted_since.load(Ordering::Acquire)
             + others;
-        if estimate.saturating_add(self.margin) < self.max {
+        if fresh && estimate.saturating_add(self.margin) < self.max {
             return Ok(Verdict::Admit(reservation));
         }
         // Taken before the read: an admission in progress now either lands in
@@ -123,8 +151,9 @@ impl Admission {
         })
     }
 
-    /// Reads the figure every [`REFRESH_INTERVAL`] until `shutdown`, and
-    /// publishes it as `queue_backlog`.
+    /// Reads the figure every [`REFRESH_INTERVAL`] while POSTs arrive (every
+    /// [`IDLE_REFRESH_INTERVAL`] otherwise) until `shutdown`, and publishes it
+    /// as `queue_backlog`.
     pub(crate) async fn refresh(
         self: std::sync::Arc<Self>,
         metrics: std::sync::Arc<Metrics>,
@@ -139,6 +168,16 @@ impl Admission {
             if !self.redis.is_ready() {
                 continue;
             }
+            let now_ms = self.now_ms();
+            let idle = now_ms.saturating_sub(self.checked_at_ms.load(Ordering::Acquire))
+                > REFRESH_INTERVAL.as_millis() as u64;
+            let read_at_ms = self.read_at_ms.load(Ordering::Acquire);
+            if idle
+                && read_at_ms != 0
+                && now_ms.saturating_sub(read_at_ms) < IDLE_REFRESH_INTERVAL.as_millis() as u64
+            {
+                continue;
+            }
             // Accepts counted before the read began are in the figure it returns
             // (or counted twice, which errs on the safe side).
             let counted = self.accepted_since.load(Ordering::Acquire);
@@ -146,6 +185,7 @@ impl Admission {
                 Ok(backlog) => {
                     self.figure.store(backlog, Ordering::Release);
                     self.accepted_since.fetch_sub(counted, Ordering::AcqRel);
+                    self.read_at_ms.store(now_ms, Ordering::Release);
                     metrics.queue_backlog.set(backlog as i64);
                 }
                 Err(error) => {

@@ -145,15 +145,17 @@ async fn idle_streams_cost_redis_no_reads_while_the_subscription_is_healthy() {
     let after = command_calls(&stack).await;
     let delta = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
     assert_eq!(delta("xrange"), 0, "idle feeds were re-read");
-    // What is left is main-service's readiness PING (1/s) and the
-    // subscription's PING, besides this test's own connection set-up and INFO.
+    // What is left does not grow with the streams: main-service's readiness
+    // PING and write probe, the queue's trim and backlog gauge (each about once
+    // a second), besides this test's own connection set-up and INFO. 200
+    // streams read even once per window would exceed the bound.
     let others: u64 = after
         .keys()
         .filter(|name| !["info", "client", "hello"].contains(&name.as_str()))
         .map(|name| delta(name))
         .sum();
     assert!(
-        others as f64 <= 2.0 * window.as_secs_f64(),
+        (others as f64) < 10.0 * window.as_secs_f64(),
         "{others} commands in {window:?} with 200 idle streams: {after:?}"
     );
 

@@ -1,7 +1,7 @@
 //! provider-service: the worker behind the flight search.
 //!
 //! It consumes `flight.search.requested` in a Redis consumer group, asks several
-//! mock airline suppliers concurrently, and writes each supplier's offers to the
+
 //! search's result stream as soon as they arrive, then one terminal event.
 //! Redis is the only state: replicas share work through the group, and a
 //! replica that dies mid-search has its entries claimed and finished by another.
@@ -12,20 +12,17 @@
 //! * [`recovery`]: claiming idle entries and dead-lettering hopeless ones.
 //! * [`events`]: appending events through the idempotent script.
 //! * [`queue`]: the request stream's group commands and the dead-letter stream.
-//! * [`supplier`], [`schedule`], [`catalogue`], [`rng`]: the mock airline APIs
-//!   and their deterministic timetables.
+//! * [`supplier`]: the airline APIs (the in-process simulation over the
+//!   `timetable` crate, or real HTTP suppliers).
 //! * [`admin`], [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 
 pub mod admin;
-pub mod catalogue;
 pub mod config;
 pub mod consumer;
 pub mod events;
 pub mod metrics;
 pub mod queue;
 pub mod recovery;
-pub mod rng;
-pub mod schedule;
 pub mod search;
 pub mod supplier;
 

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use contract::{Flight, SearchRequest};
 
-use crate::catalogue::{CARRIERS, Carrier};
+use timetable::catalogue::{CARRIERS, Carrier};
 use crate::config::MockLatency;
 use crate::metrics::{Metrics, SupplierLabel};
-use crate::rng::Rng;
-use crate::schedule;
+use timetable::rng::Rng;
+use timetable::schedule;
 
 /// A supplier call that produced no answer; the search goes on without it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -323,7 +323,7 @@ async fn a_terminal_event_based_on_a_stale_tally_is_refused() {
     let ttl = Duration::from_secs(60);
     let request = search("CGK", "DPS").request;
     let flights: Vec<_> =
-        provider_service::schedule::flights(&provider_service::catalogue::CARRIERS[0], &request)
+        timetable::schedule::flights(&timetable::catalogue::CARRIERS[0], &request)
             .into_iter()
             .take(2)
             .collect();

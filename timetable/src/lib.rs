@@ -1,0 +1,12 @@
+//! The simulated airlines' deterministic timetables, shared by the in-process
+//! supplier simulation in provider-service and the `mock-suppliers` HTTP service,
+//! so both answer a question with the same flights and neither service imports
+//! the other.
+//!
+//! * [`catalogue`]: airports, airlines and which airline flies which route.
+//! * [`schedule`]: the flights one airline offers on one route and day.
+//! * [`rng`]: the stable pseudo-random generator both are drawn from.
+
+pub mod catalogue;
+pub mod rng;
+pub mod schedule;

@@ -1,6 +1,8 @@
 //! The events of a search, exactly as stored in its result stream (field `data`)
 //! and forwarded untouched to SSE clients.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -125,6 +127,76 @@ impl SearchEvent {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a SearchEvent always serialises")
     }
+
+    /// The JSON of a terminal event that also reports how each supplier's part
+    /// ended, as the field `suppliers` after the fixed fields. An empty report
+    /// adds nothing, so the result is then exactly [`SearchEvent::to_json`].
+    pub fn to_json_reporting(&self, suppliers: &SupplierOutcomes) -> String {
+        serde_json::to_string(&ReportedEvent {
+            event: self,
+            suppliers,
+        })
+        .expect("a SearchEvent always serialises")
+    }
+}
+
+/// How one supplier's part of a search ended, as reported in the terminal
+/// event's `suppliers` object (`{"GA":"answered","JT":"timeout",...}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SupplierOutcome {
+    /// The supplier answered; its offers are in a `result` event.
+    Answered,
+    /// It did not answer within its timeout or the search's deadline.
+    Timeout,
+    /// It answered with an error or something unreadable, or could not be reached.
+    Error,
+    /// It refused with 429 and asked for a wait the search could not afford.
+    RateLimited,
+    /// It was not asked: its circuit breaker is open after repeated failures.
+    CircuitOpen,
+}
+
+impl SupplierOutcome {
+    /// The wire name, also used as a metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SupplierOutcome::Answered => "answered",
+            SupplierOutcome::Timeout => "timeout",
+            SupplierOutcome::Error => "error",
+            SupplierOutcome::RateLimited => "rate_limited",
+            SupplierOutcome::CircuitOpen => "circuit_open",
+        }
+    }
+}
+
+/// Every supplier of a search and how its part ended, by airline code.
+pub type SupplierOutcomes = BTreeMap<String, SupplierOutcome>;
+
+/// A search event plus the per-supplier report of a terminal event. Reading a
+/// reported event as a plain [`SearchEvent`] ignores `suppliers`, so readers
+/// that do not know the field are unaffected.
+#[derive(Debug, Serialize)]
+struct ReportedEvent<'a> {
+    /// The event's fixed fields.
+    #[serde(flatten)]
+    event: &'a SearchEvent,
+    /// Outcomes by supplier; omitted when empty.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    suppliers: &'a SupplierOutcomes,
+}
+
+/// Reads the `suppliers` report of a terminal event's JSON; empty when the
+/// event carries none (a timeout written by main-service, an older provider).
+pub fn supplier_report(json: &[u8]) -> SupplierOutcomes {
+    #[derive(Deserialize)]
+    struct Report {
+        #[serde(default)]
+        suppliers: SupplierOutcomes,
+    }
+    serde_json::from_slice::<Report>(json)
+        .map(|r| r.suppliers)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -186,6 +258,30 @@ mod tests {
             text.starts_with(&format!(r#"{{"search_id":"{}","status":"completed""#, id())),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_supplier_report_follows_the_fixed_fields_and_is_ignored_by_plain_readers() {
+        let event = SearchEvent {
+            search_id: id(),
+            kind: EventKind::Completed { total_results: 3 },
+        };
+        let report = SupplierOutcomes::from([
+            ("GA".to_owned(), SupplierOutcome::Answered),
+            ("JT".to_owned(), SupplierOutcome::RateLimited),
+            ("QZ".to_owned(), SupplierOutcome::CircuitOpen),
+        ]);
+        let text = event.to_json_reporting(&report);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            json!({"search_id": id(), "status": "completed", "total_results": 3,
+                   "suppliers": {"GA": "answered", "JT": "rate_limited", "QZ": "circuit_open"}})
+        );
+        assert!(text.starts_with(&format!(r#"{{"search_id":"{}","status":"completed""#, id())));
+        assert_eq!(serde_json::from_str::<SearchEvent>(&text).unwrap(), event);
+        assert_eq!(supplier_report(text.as_bytes()), report);
+        assert_eq!(event.to_json_reporting(&SupplierOutcomes::new()), event.to_json());
+        assert!(supplier_report(event.to_json().as_bytes()).is_empty());
     }
 
     #[test]

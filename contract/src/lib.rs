@@ -16,7 +16,9 @@ pub mod request;
 pub mod scripts;
 
 pub use entry_id::EntryId;
-pub use event::{EventError, EventKind, SearchEvent, Tally};
+pub use event::{
+    EventError, EventKind, SearchEvent, SupplierOutcome, SupplierOutcomes, Tally, supplier_report,
+};
 pub use flight::{Airline, Flight, Price};
 pub use queued::{DecodeError, QueuedSearch};
 pub use request::{FieldError, Iata, RequestError, SearchRequest};

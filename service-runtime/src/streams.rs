@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use contract::keys::{EVENTS_CHANNEL, REQUESTS_STREAM, results_key, state_key};
-use contract::{EventKind, SearchEvent, Tally};
+use contract::{EventKind, SearchEvent, SupplierOutcomes, Tally};
 use redis::aio::ConnectionLike;
 
 /// The append script, sent by hash (EVALSHA) with automatic fallback to its body.
@@ -53,6 +53,19 @@ pub async fn append_event(
     ttl: Duration,
     basis: Option<Tally>,
 ) -> redis::RedisResult<Appended> {
+    append_reported_event(conn, event, &SupplierOutcomes::new(), ttl, basis).await
+}
+
+/// [`append_event`] for a terminal event that reports each supplier's outcome
+/// (see [`SearchEvent::to_json_reporting`]); the report changes neither the
+/// slot nor the tally check.
+pub async fn append_reported_event(
+    conn: &mut impl ConnectionLike,
+    event: &SearchEvent,
+    suppliers: &SupplierOutcomes,
+    ttl: Duration,
+    basis: Option<Tally>,
+) -> redis::RedisResult<Appended> {
     let tally = match (&event.kind, basis) {
         (EventKind::Result { results, .. }, _) => results.len().to_string(),
         (kind, Some(basis)) if kind.is_terminal() => basis.to_arg(),
@@ -62,7 +75,7 @@ pub async fn append_event(
         .key(results_key(event.search_id))
         .key(state_key(event.search_id))
         .arg(event.kind.slot())
-        .arg(event.to_json())
+        .arg(event.to_json_reporting(suppliers))
         .arg(ttl.as_secs())
         .arg(EVENTS_CHANNEL)
         .arg(event.search_id.to_string())

@@ -280,7 +280,10 @@ mod tests {
         assert!(text.starts_with(&format!(r#"{{"search_id":"{}","status":"completed""#, id())));
         assert_eq!(serde_json::from_str::<SearchEvent>(&text).unwrap(), event);
         assert_eq!(supplier_report(text.as_bytes()), report);
-        assert_eq!(event.to_json_reporting(&SupplierOutcomes::new()), event.to_json());
+        assert_eq!(
+            event.to_json_reporting(&SupplierOutcomes::new()),
+            event.to_json()
+        );
         assert!(supplier_report(event.to_json().as_bytes()).is_empty());
     }
 

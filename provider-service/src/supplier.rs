@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use contract::{Flight, SearchRequest};
 
-use timetable::catalogue::{CARRIERS, Carrier};
 use crate::config::MockLatency;
 use crate::metrics::{Metrics, SupplierLabel};
+use timetable::catalogue::{CARRIERS, Carrier};
 use timetable::rng::Rng;
 use timetable::schedule;
 

@@ -1,0 +1,312 @@
+//! How each airline's API behaves, and the board that holds it while the mock
+//! runs: latency, a random error rate, and one fault at a time (5xx, 429 with
+//! `Retry-After`, hanging, malformed JSON), optionally for the next few calls
+//! only. Tests change it at run time through the admin endpoint.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use timetable::rng::Rng;
+
+/// Longest latency accepted, so a typo cannot park every call for hours.
+const MAX_LATENCY_MS: u64 = 120_000;
+
+/// A span call latencies are drawn from, uniformly, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latency {
+    /// Fastest answer.
+    pub min_ms: u64,
+    /// Slowest answer; equal to `min_ms` for a fixed latency.
+    pub max_ms: u64,
+}
+
+impl Latency {
+    /// `a-b` (inclusive, a ≤ b) or a single number of milliseconds.
+    pub fn parse(text: &str) -> Result<Latency, String> {
+        let reason = || {
+            format!("expected milliseconds as `min-max` or one number, each up to {MAX_LATENCY_MS}")
+        };
+        let ms = |part: &str| match part.trim().parse::<u64>() {
+            Ok(n) if n <= MAX_LATENCY_MS => Ok(n),
+            _ => Err(reason()),
+        };
+        let (min_ms, max_ms) = match text.split_once('-') {
+            Some((a, b)) => (ms(a)?, ms(b)?),
+            None => {
+                let n = ms(text)?;
+                (n, n)
+            }
+        };
+        if min_ms > max_ms {
+            return Err(reason());
+        }
+        Ok(Latency { min_ms, max_ms })
+    }
+
+    fn draw(self, rng: &mut Rng) -> Duration {
+        let span = self.max_ms - self.min_ms;
+        let ms = self.min_ms + if span == 0 { 0 } else { rng.below(span + 1) };
+        Duration::from_millis(ms)
+    }
+}
+
+impl Serialize for Latency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}-{}", self.min_ms, self.max_ms))
+    }
+}
+
+/// The failure an airline's API is set to produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// Answer normally.
+    #[default]
+    None,
+    /// 503 Service Unavailable.
+    ServerError,
+    /// 429 Too Many Requests with `Retry-After`.
+    RateLimited,
+    /// Accept the request and never answer (until [`HANG_LIMIT`], then close).
+    Hang,
+    /// 200 with a body that is not valid JSON.
+    Malformed,
+}
+
+/// A hanging call gives up after this long and closes the connection without
+/// an answer, so a forgotten fault cannot hold connections for ever.
+pub const HANG_LIMIT: Duration = Duration::from_secs(120);
+
+/// One airline API's behaviour.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Behaviour {
+    /// Time before every answer (also before a fault's answer).
+    #[serde(rename = "latency_ms")]
+    pub latency: Latency,
+    /// Chance, 0 to 1, that a call without a fault answers 500.
+    pub error_rate: f64,
+    /// The fault to produce.
+    pub fault: Fault,
+    /// How many more calls get the fault before it reverts to `none`; `None`
+    /// for every call until changed.
+    pub fault_calls: Option<u32>,
+    /// The `Retry-After` of a `rate_limited` answer, in seconds.
+    pub retry_after_secs: u64,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            latency: Latency {
+                min_ms: 0,
+                max_ms: 0,
+            },
+            error_rate: 0.0,
+            fault: Fault::None,
+            fault_calls: None,
+            retry_after_secs: 1,
+        }
+    }
+}
+
+/// A change to a [`Behaviour`]: fields left out keep their value. Setting
+/// `fault` without `fault_calls` makes the fault permanent.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BehaviourPatch {
+    /// `"a-b"` or one number of milliseconds (a JSON number works too).
+    latency_ms: Option<serde_json::Value>,
+    /// Chance of a 500.
+    error_rate: Option<f64>,
+    /// The fault to produce.
+    fault: Option<Fault>,
+    /// Calls the fault lasts.
+    fault_calls: Option<u32>,
+    /// `Retry-After` seconds.
+    retry_after_secs: Option<u64>,
+}
+
+impl Behaviour {
+    /// Applies `patch`, or changes nothing and says why when a value is bad.
+    pub fn apply(&mut self, patch: BehaviourPatch) -> Result<(), String> {
+        let mut next = self.clone();
+        if let Some(latency) = patch.latency_ms {
+            let text = match latency {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => return Err("latency_ms: expected \"min-max\" or a number".to_owned()),
+            };
+            next.latency = Latency::parse(&text).map_err(|e| format!("latency_ms: {e}"))?;
+        }
+        if let Some(rate) = patch.error_rate {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err("error_rate: expected a number from 0 to 1".to_owned());
+            }
+            next.error_rate = rate;
+        }
+        if let Some(fault) = patch.fault {
+            next.fault = fault;
+            next.fault_calls = patch.fault_calls;
+        } else if patch.fault_calls.is_some() {
+            next.fault_calls = patch.fault_calls;
+        }
+        if let Some(secs) = patch.retry_after_secs {
+            if secs > 3600 {
+                return Err("retry_after_secs: expected at most 3600".to_owned());
+            }
+            next.retry_after_secs = secs;
+        }
+        *self = next;
+        Ok(())
+    }
+}
+
+/// What one call is to do, decided when it arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Answer with the timetable.
+    Answer,
+    /// 500 (the random error rate).
+    InternalError,
+    /// Produce this fault.
+    Fault(Fault),
+}
+
+/// One airline's behaviour plus what it has seen.
+#[derive(Debug, Clone, Serialize)]
+pub struct Airline {
+    /// Current behaviour.
+    pub behaviour: Behaviour,
+    /// Calls received since start, whatever they were answered with.
+    pub calls: u64,
+}
+
+/// Every airline's behaviour and call count, shared by all connections.
+pub struct Board {
+    /// By airline code; a plain mutex, held for a few field updates only.
+    airlines: Mutex<BTreeMap<&'static str, Airline>>,
+}
+
+impl Board {
+    /// A board with these starting behaviours and no calls.
+    pub fn new(behaviours: BTreeMap<&'static str, Behaviour>) -> Board {
+        Board {
+            airlines: Mutex::new(
+                behaviours
+                    .into_iter()
+                    .map(|(code, behaviour)| {
+                        (
+                            code,
+                            Airline {
+                                behaviour,
+                                calls: 0,
+                            },
+                        )
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Counts a call to `code` and decides what it does and how long it waits;
+    /// a fault limited to a number of calls uses one up.
+    pub fn plan(&self, code: &str, rng: &mut Rng) -> Option<(Plan, Duration, Behaviour)> {
+        let mut airlines = self.airlines.lock().expect("board poisoned");
+        let airline = airlines.get_mut(code)?;
+        airline.calls += 1;
+        let behaviour = airline.behaviour.clone();
+        let plan = match behaviour.fault {
+            Fault::None if rng.chance(behaviour.error_rate) => Plan::InternalError,
+            Fault::None => Plan::Answer,
+            fault => {
+                match &mut airline.behaviour.fault_calls {
+                    Some(0) | Some(1) => {
+                        airline.behaviour.fault = Fault::None;
+                        airline.behaviour.fault_calls = None;
+                    }
+                    Some(left) => *left -= 1,
+                    None => {}
+                }
+                Plan::Fault(fault)
+            }
+        };
+        Some((plan, behaviour.latency.draw(rng), behaviour))
+    }
+
+    /// Applies `patch` to `code`'s behaviour. `Ok(None)` for an unknown airline.
+    pub fn change(&self, code: &str, patch: BehaviourPatch) -> Result<Option<Behaviour>, String> {
+        let mut airlines = self.airlines.lock().expect("board poisoned");
+        let Some(airline) = airlines.get_mut(code) else {
+            return Ok(None);
+        };
+        airline.behaviour.apply(patch)?;
+        tracing::info!(supplier = code, behaviour = ?airline.behaviour, "behaviour changed");
+        Ok(Some(airline.behaviour.clone()))
+    }
+
+    /// Every airline's state, for `GET /admin/suppliers`.
+    pub fn snapshot(&self) -> BTreeMap<&'static str, Airline> {
+        self.airlines.lock().expect("board poisoned").clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patch(json: &str) -> BehaviourPatch {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_limited_fault_reverts_after_its_calls() {
+        let board = Board::new(BTreeMap::from([("GA", Behaviour::default())]));
+        board
+            .change("GA", patch(r#"{"fault":"server_error","fault_calls":2}"#))
+            .unwrap();
+        let mut rng = Rng::for_key("t");
+        let plans: Vec<Plan> = (0..3)
+            .map(|_| board.plan("GA", &mut rng).unwrap().0)
+            .collect();
+        assert_eq!(
+            plans,
+            [
+                Plan::Fault(Fault::ServerError),
+                Plan::Fault(Fault::ServerError),
+                Plan::Answer
+            ]
+        );
+        assert_eq!(board.snapshot()["GA"].calls, 3);
+        assert!(board.plan("XX", &mut rng).is_none());
+    }
+
+    #[test]
+    fn a_bad_patch_changes_nothing() {
+        let board = Board::new(BTreeMap::from([("GA", Behaviour::default())]));
+        let before = board.snapshot()["GA"].behaviour.clone();
+        assert!(
+            board
+                .change("GA", patch(r#"{"fault":"hang","error_rate":2}"#))
+                .is_err()
+        );
+        assert_eq!(board.snapshot()["GA"].behaviour, before);
+        assert_eq!(board.change("XX", patch("{}")), Ok(None));
+        assert!(serde_json::from_str::<BehaviourPatch>(r#"{"nope":1}"#).is_err());
+    }
+
+    #[test]
+    fn latency_draws_stay_in_range() {
+        let mut rng = Rng::for_key("latency");
+        let latency = Latency::parse("10-20").unwrap();
+        for _ in 0..200 {
+            let d = latency.draw(&mut rng).as_millis();
+            assert!((10..=20).contains(&d), "{d}");
+        }
+        assert_eq!(Latency::parse("0").unwrap().draw(&mut rng), Duration::ZERO);
+        for bad in ["9-1", "x", "1-2-3", "999999999"] {
+            assert!(Latency::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

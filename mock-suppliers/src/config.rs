@@ -1,0 +1,174 @@
+//! The mock's configuration, read once at start from environment variables.
+//!
+//! `MOCK_LATENCY_MS` and `MOCK_FAILURE_RATE` mean what they mean for the
+//! in-process simulation: the latency range is split into one band per airline
+//! (so answers arrive one by one) and the failure rate is each call's chance of
+//! a 500. `MOCK_BEHAVIOUR` then overrides any airline's behaviour with the same
+//! JSON the admin endpoint takes, e.g. `{"GA":{"fault":"hang"}}`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use service_runtime::config::{ConfigError, Vars};
+use service_runtime::telemetry::LogFormat;
+use timetable::catalogue::CARRIERS;
+
+use crate::behaviour::{Behaviour, BehaviourPatch, Latency};
+
+/// Everything the mock can be told from outside.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where the airline APIs and the admin endpoints are served.
+    pub http_addr: SocketAddr,
+    /// Each airline's behaviour at start, by airline code.
+    pub behaviours: BTreeMap<&'static str, Behaviour>,
+    /// Log line format.
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_vars(&Vars::from_env())
+    }
+
+    /// Reads and validates every variable.
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Config, ConfigError> {
+        let http_addr = vars.parse_with("HTTP_ADDR", ([0, 0, 0, 0], 8090).into(), |v| {
+            v.parse()
+                .map_err(|_| "expected host:port, e.g. 0.0.0.0:8090".to_owned())
+        })?;
+        let latency = vars.parse_with(
+            "MOCK_LATENCY_MS",
+            Latency {
+                min_ms: 200,
+                max_ms: 1500,
+            },
+            Latency::parse,
+        )?;
+        let failure_rate =
+            vars.parse_with("MOCK_FAILURE_RATE", 0.0, |v| match v.parse::<f64>() {
+                Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+                _ => Err("expected a number from 0 to 1".to_owned()),
+            })?;
+        let mut behaviours = default_behaviours(latency, failure_rate);
+        let overrides = vars.parse_with("MOCK_BEHAVIOUR", BTreeMap::new(), |v| {
+            serde_json::from_str::<BTreeMap<String, BehaviourPatch>>(v)
+                .map_err(|e| format!("expected a JSON object of airline code to behaviour ({e})"))
+        })?;
+        for (code, patch) in overrides {
+            let Some(behaviour) = behaviours.get_mut(code.as_str()) else {
+                return Err(ConfigError {
+                    name: "MOCK_BEHAVIOUR",
+                    value: vars.raw("MOCK_BEHAVIOUR").unwrap_or_default(),
+                    reason: format!("{code} is not one of the airlines"),
+                });
+            };
+            behaviour.apply(patch).map_err(|reason| ConfigError {
+                name: "MOCK_BEHAVIOUR",
+                value: vars.raw("MOCK_BEHAVIOUR").unwrap_or_default(),
+                reason: format!("{code}: {reason}"),
+            })?;
+        }
+        Ok(Config {
+            http_addr,
+            behaviours,
+            log_format: vars.parse("LOG_FORMAT", LogFormat::Text)?,
+        })
+    }
+}
+
+/// One latency band per airline across `latency`, in catalogue order, each with
+/// `failure_rate`: the in-process simulation's timing, minus its overlap.
+fn default_behaviours(latency: Latency, failure_rate: f64) -> BTreeMap<&'static str, Behaviour> {
+    let band = (latency.max_ms - latency.min_ms) / CARRIERS.len() as u64;
+    CARRIERS
+        .iter()
+        .enumerate()
+        .map(|(i, carrier)| {
+            let min_ms = latency.min_ms + band * i as u64;
+            let behaviour = Behaviour {
+                latency: Latency {
+                    min_ms,
+                    max_ms: if i + 1 == CARRIERS.len() {
+                        latency.max_ms
+                    } else {
+                        min_ms + band
+                    },
+                },
+                error_rate: failure_rate,
+                ..Behaviour::default()
+            };
+            (carrier.code, behaviour)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::behaviour::Fault;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(&Vars::from_pairs(pairs))
+    }
+
+    #[test]
+    fn the_latency_range_is_split_into_one_band_per_airline() {
+        let c = config(&[("MOCK_LATENCY_MS", "0-600"), ("MOCK_FAILURE_RATE", "0.5")]).unwrap();
+        assert_eq!(c.behaviours.len(), 6);
+        let ga = &c.behaviours["GA"];
+        assert_eq!(
+            ga.latency,
+            Latency {
+                min_ms: 0,
+                max_ms: 100
+            }
+        );
+        assert_eq!(
+            c.behaviours["SJ"].latency,
+            Latency {
+                min_ms: 500,
+                max_ms: 600
+            }
+        );
+        assert!(c.behaviours.values().all(|b| b.error_rate == 0.5));
+        let zero = config(&[("MOCK_LATENCY_MS", "0")]).unwrap();
+        assert!(zero.behaviours.values().all(|b| b.latency.max_ms == 0));
+    }
+
+    #[test]
+    fn behaviour_overrides_apply_per_airline() {
+        let c = config(&[(
+            "MOCK_BEHAVIOUR",
+            r#"{"GA":{"fault":"rate_limited","retry_after_secs":2},"JT":{"latency_ms":"5"}}"#,
+        )])
+        .unwrap();
+        assert_eq!(c.behaviours["GA"].fault, Fault::RateLimited);
+        assert_eq!(c.behaviours["GA"].retry_after_secs, 2);
+        assert_eq!(
+            c.behaviours["JT"].latency,
+            Latency {
+                min_ms: 5,
+                max_ms: 5
+            }
+        );
+        assert_eq!(c.behaviours["QZ"].fault, Fault::None);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (name, value) in [
+            ("HTTP_ADDR", "nowhere"),
+            ("MOCK_LATENCY_MS", "9-1"),
+            ("MOCK_FAILURE_RATE", "2"),
+            ("MOCK_BEHAVIOUR", "{"),
+            ("MOCK_BEHAVIOUR", r#"{"XX":{}}"#),
+            ("MOCK_BEHAVIOUR", r#"{"GA":{"fault":"explode"}}"#),
+            ("MOCK_BEHAVIOUR", r#"{"GA":{"error_rate":3}}"#),
+        ] {
+            let err = config(&[(name, value)]).unwrap_err();
+            assert_eq!(err.name, name, "{value}");
+        }
+    }
+}

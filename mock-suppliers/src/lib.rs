@@ -1,0 +1,250 @@
+//! mock-suppliers: the six airlines' supplier APIs over HTTP, standing in for
+//! real partners in tests, demos and benchmarks.
+//!
+//! Each airline is served under its own base path (`/ga`, `/jt`, …) in one of
+//! two wire formats ([`formats`]), with the same deterministic timetables as the
+//! in-process simulation (the `timetable` crate). Each airline's latency and
+//! faults ([`behaviour`]) are set at start ([`config`]) and changed at run time:
+//!
+//! * `GET /healthz`: 200 while the process runs.
+//! * `GET /admin/suppliers`: every airline's behaviour and call count, and the
+//!   number of TCP connections accepted (to see whether clients pool them).
+//! * `PATCH /admin/suppliers/<CODE>`: changes one airline's behaviour; the body
+//!   is a JSON object with any of `latency_ms`, `error_rate`, `fault`
+//!   (`none`, `server_error`, `rate_limited`, `hang`, `malformed`),
+//!   `fault_calls`, `retry_after_secs`.
+//! * `GET /<code>/v1/flights?…` (flights format) or
+//!   `POST /<code>/api/offers/search` (offers format): the airline's API.
+
+pub mod behaviour;
+pub mod config;
+pub mod formats;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, RETRY_AFTER};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use timetable::catalogue::CARRIERS;
+use timetable::rng::Rng;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+use crate::behaviour::{BehaviourPatch, Board, Fault, HANG_LIMIT, Plan};
+use crate::formats::Format;
+
+/// Largest request body read (admin patches and offers searches are tiny).
+const MAX_BODY: usize = 16 * 1024;
+/// Open connections get this long to finish once the server stops.
+const DRAIN: Duration = Duration::from_secs(1);
+/// Time a client gets to send a complete request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a call ended without an HTTP answer: the connection is closed instead.
+#[derive(Debug, thiserror::Error)]
+#[error("hung up without answering")]
+pub struct HungUp;
+
+/// What every connection shares.
+struct Mock {
+    /// Each airline's behaviour and call count.
+    board: Board,
+    /// TCP connections accepted since start.
+    connections: AtomicU64,
+    /// Ends hanging calls at shutdown.
+    shutdown: CancellationToken,
+}
+
+/// Serves the airline APIs and the admin endpoints on `listener` until
+/// `shutdown`, then gives open connections a moment to finish.
+pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) {
+    tracing::info!(
+        addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
+        "mock suppliers starting"
+    );
+    let mock = Arc::new(Mock {
+        board: Board::new(config.behaviours),
+        connections: AtomicU64::new(0),
+        shutdown: shutdown.clone(),
+    });
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        mock.connections.fetch_add(1, Ordering::Relaxed);
+        let conn_mock = Arc::clone(&mock);
+        let service = service_fn(move |req| {
+            let mock = Arc::clone(&conn_mock);
+            async move { mock.route(req).await }
+        });
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(error) = conn.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
+    tracing::info!("mock suppliers stopped");
+}
+
+impl Mock {
+    async fn route(&self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, HungUp> {
+        let path = req.uri().path().to_owned();
+        let method = req.method().clone();
+        if path == "/healthz" {
+            return Ok(text(StatusCode::OK, "ok\n"));
+        }
+        if path == "/admin/suppliers" && method == Method::GET {
+            let body = serde_json::json!({
+                "connections": self.connections.load(Ordering::Relaxed),
+                "suppliers": self.board.snapshot(),
+            });
+            return Ok(json(StatusCode::OK, body.to_string()));
+        }
+        if let Some(code) = path.strip_prefix("/admin/suppliers/") {
+            if method != Method::PATCH {
+                return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "use PATCH\n"));
+            }
+            let Ok(body) = read_body(req).await else {
+                return Ok(error(StatusCode::BAD_REQUEST, "unreadable body"));
+            };
+            let patch: BehaviourPatch = match serde_json::from_slice(&body) {
+                Ok(patch) => patch,
+                Err(e) => return Ok(error(StatusCode::BAD_REQUEST, &e.to_string())),
+            };
+            return Ok(match self.board.change(code, patch) {
+                Ok(Some(behaviour)) => json(
+                    StatusCode::OK,
+                    serde_json::to_string(&behaviour).expect("behaviour serialises"),
+                ),
+                Ok(None) => error(StatusCode::NOT_FOUND, "no such airline"),
+                Err(reason) => error(StatusCode::BAD_REQUEST, &reason),
+            });
+        }
+        let Some(carrier) = CARRIERS.iter().find(|c| {
+            path.strip_prefix('/')
+                .and_then(|p| p.get(..2))
+                .is_some_and(|prefix| prefix.eq_ignore_ascii_case(c.code))
+                && path.get(3..4) == Some("/")
+        }) else {
+            return Ok(error(StatusCode::NOT_FOUND, "no such airline"));
+        };
+        let format = Format::of(carrier.code);
+        let (want_method, want_path) = format.endpoint();
+        if &path[3..] != want_path {
+            return Ok(error(StatusCode::NOT_FOUND, "no such endpoint"));
+        }
+        if method.as_str() != want_method {
+            return Ok(error(StatusCode::METHOD_NOT_ALLOWED, "wrong method"));
+        }
+        let request = match format {
+            Format::Flights => formats::flights_request(req.uri().query().unwrap_or("")),
+            Format::Offers => match read_body(req).await {
+                Ok(body) => formats::offers_request(&body),
+                Err(()) => Err("unreadable body".to_owned()),
+            },
+        };
+        let request = match request {
+            Ok(request) => request,
+            Err(reason) => return Ok(error(StatusCode::BAD_REQUEST, &reason)),
+        };
+        let mut rng = Rng::from_entropy();
+        let (plan, latency, behaviour) = self
+            .board
+            .plan(carrier.code, &mut rng)
+            .expect("every carrier is on the board");
+        if plan == Plan::Fault(Fault::Hang) {
+            tokio::select! {
+                () = tokio::time::sleep(HANG_LIMIT) => {}
+                () = self.shutdown.cancelled() => {}
+            }
+            return Err(HungUp);
+        }
+        tokio::time::sleep(latency).await;
+        Ok(match plan {
+            Plan::Answer => {
+                let flights = timetable::schedule::flights(carrier, &request);
+                let body = match format {
+                    Format::Flights => formats::flights_body(&flights),
+                    Format::Offers => formats::offers_body(&flights),
+                };
+                json(StatusCode::OK, body)
+            }
+            Plan::InternalError => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+            Plan::Fault(Fault::ServerError) => {
+                error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
+            }
+            Plan::Fault(Fault::RateLimited) => {
+                let mut response = error(StatusCode::TOO_MANY_REQUESTS, "slow down");
+                response.headers_mut().insert(
+                    RETRY_AFTER,
+                    behaviour
+                        .retry_after_secs
+                        .to_string()
+                        .parse()
+                        .expect("digits"),
+                );
+                response
+            }
+            Plan::Fault(Fault::Malformed) => {
+                json(StatusCode::OK, r#"{"flights":[{"flight_"#.to_owned())
+            }
+            Plan::Fault(Fault::None | Fault::Hang) => unreachable!("handled above"),
+        })
+    }
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, ()> {
+    Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|_| ())
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        "text/plain; charset=utf-8".parse().expect("valid header"),
+    );
+    response
+}
+
+fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        "application/json".parse().expect("valid header"),
+    );
+    response
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    json(status, serde_json::json!({ "error": message }).to_string())
+}

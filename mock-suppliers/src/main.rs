@@ -1,0 +1,28 @@
+//! The mock-suppliers binary: configuration, logging, the listener and the
+//! shutdown signal; everything else is [`mock_suppliers::run`].
+
+use std::process::ExitCode;
+
+use mock_suppliers::Config;
+use service_runtime::{shutdown, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("mock-suppliers: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let listener = match tokio::net::TcpListener::bind(config.http_addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(addr = %config.http_addr, %error, "cannot bind HTTP_ADDR");
+            return ExitCode::FAILURE;
+        }
+    };
+    mock_suppliers::run(listener, config, shutdown::on_signal()).await;
+    ExitCode::SUCCESS
+}

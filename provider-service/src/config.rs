@@ -46,6 +46,31 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Log line format.
     pub log_format: LogFormat,
+    /// How suppliers are called: the in-process simulation, or HTTP.
+    pub suppliers: SupplierConfig,
+    /// How long a supplier answer is reused from Redis; zero disables the cache.
+    pub supplier_cache_ttl: Duration,
+}
+
+/// The supplier side: where the airline APIs are and how patiently to call them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupplierConfig {
+    /// `SUPPLIER_URLS` as airline code and base URL, in the order given; empty
+    /// for the in-process simulation.
+    pub urls: Vec<(&'static str, String)>,
+    /// Longest one HTTP call may take, connection included.
+    pub timeout: Duration,
+    /// All supplier calls of one search attempt, retries and waits included,
+    /// end this long after it started: the search's own deadline.
+    pub deadline: Duration,
+    /// Calls after the first for a failure worth retrying.
+    pub retries: u32,
+    /// Calls (and so connections) in flight per supplier.
+    pub max_connections: usize,
+    /// Consecutive failures that open a supplier's circuit.
+    pub breaker_failures: u32,
+    /// How long an open circuit refuses calls before one probe may pass.
+    pub breaker_open: Duration,
 }
 
 /// The span supplier response times are drawn from, in milliseconds.
@@ -94,8 +119,73 @@ impl Config {
             max_deliveries: vars.int_in("MAX_DELIVERIES", 3, 1..=1000)?,
             shutdown_grace: vars.secs("SHUTDOWN_GRACE_SECS", 10, 0..=3600)?,
             log_format: vars.parse("LOG_FORMAT", LogFormat::Text)?,
+            suppliers: SupplierConfig::from_vars(vars)?,
+            supplier_cache_ttl: vars.secs("SUPPLIER_CACHE_TTL_SECS", 30, 0..=86_400)?,
         })
     }
+}
+
+impl SupplierConfig {
+    fn from_vars<F: Fn(&str) -> Option<String>>(
+        vars: &Vars<F>,
+    ) -> Result<SupplierConfig, ConfigError> {
+        let timeout = vars.millis("SUPPLIER_TIMEOUT_MS", 3_000, 1..=120_000)?;
+        let deadline = vars.millis("SUPPLIER_DEADLINE_MS", 20_000, 1..=600_000)?;
+        if deadline < timeout {
+            return Err(ConfigError {
+                name: "SUPPLIER_DEADLINE_MS",
+                value: deadline.as_millis().to_string(),
+                reason: format!(
+                    "must be at least SUPPLIER_TIMEOUT_MS ({} ms)",
+                    timeout.as_millis()
+                ),
+            });
+        }
+        Ok(SupplierConfig {
+            urls: vars.parse_with("SUPPLIER_URLS", Vec::new(), parse_supplier_urls)?,
+            timeout,
+            deadline,
+            retries: vars.int_in("SUPPLIER_RETRIES", 2, 0..=10)? as u32,
+            max_connections: vars.int_in("SUPPLIER_MAX_CONNECTIONS", 32, 1..=10_000)? as usize,
+            breaker_failures: vars.int_in("SUPPLIER_BREAKER_FAILURES", 5, 1..=1000)? as u32,
+            breaker_open: vars.millis("SUPPLIER_BREAKER_OPEN_MS", 10_000, 1..=3_600_000)?,
+        })
+    }
+}
+
+/// `GA=http://host:port/ga,JT=…`: each code an airline with an adapter, at
+/// most once, each URL plain `http://` with a host.
+fn parse_supplier_urls(text: &str) -> Result<Vec<(&'static str, String)>, String> {
+    let mut urls: Vec<(&'static str, String)> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (code, url) = item
+            .split_once('=')
+            .ok_or_else(|| format!("expected CODE=http://host:port/path, got `{item}`"))?;
+        let code = crate::adapters::AIRLINES
+            .iter()
+            .copied()
+            .find(|c| c.eq_ignore_ascii_case(code.trim()))
+            .ok_or_else(|| {
+                format!(
+                    "`{}` has no adapter; known airlines: {}",
+                    code.trim(),
+                    crate::adapters::AIRLINES.join(", ")
+                )
+            })?;
+        let url = url.trim().trim_end_matches('/');
+        let uri: hyper::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
+        if uri.scheme_str() != Some("http") || uri.host().is_none() || uri.query().is_some() {
+            return Err(format!("`{url}` must be http://host[:port][/path]"));
+        }
+        if urls.iter().any(|(c, _)| *c == code) {
+            return Err(format!("{code} is listed twice"));
+        }
+        urls.push((code, url.to_owned()));
+    }
+    if urls.is_empty() {
+        return Err("expected at least one CODE=http://host:port/path".to_owned());
+    }
+    Ok(urls)
 }
 
 /// `METRICS_ADDR` alone, for `--healthcheck`, which must not fail on an
@@ -201,6 +291,49 @@ mod tests {
         assert_eq!(c.max_deliveries, 3);
         assert_eq!(c.shutdown_grace, Duration::from_secs(10));
         assert_eq!(c.log_format, LogFormat::Text);
+        assert!(c.suppliers.urls.is_empty());
+        assert_eq!(c.suppliers.timeout, Duration::from_secs(3));
+        assert_eq!(c.suppliers.deadline, Duration::from_secs(20));
+        assert_eq!(c.supplier_cache_ttl, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn supplier_urls_name_known_airlines_once_over_http() {
+        let c = config(&[
+            (
+                "SUPPLIER_URLS",
+                "ga=http://mock:8090/ga/, JT=http://127.0.0.1:1/jt",
+            ),
+            ("SUPPLIER_TIMEOUT_MS", "500"),
+            ("SUPPLIER_DEADLINE_MS", "2000"),
+            ("SUPPLIER_CACHE_TTL_SECS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.suppliers.urls,
+            [
+                ("GA", "http://mock:8090/ga".to_owned()),
+                ("JT", "http://127.0.0.1:1/jt".to_owned())
+            ]
+        );
+        assert_eq!(c.supplier_cache_ttl, Duration::ZERO);
+        for bad in [
+            "GA",
+            "XX=http://mock/xx",
+            "GA=https://mock/ga",
+            "GA=mock/ga",
+            "GA=http://mock/ga,GA=http://mock/ga2",
+            ",",
+        ] {
+            let err = config(&[("SUPPLIER_URLS", bad)]).unwrap_err();
+            assert_eq!(err.name, "SUPPLIER_URLS", "{bad}");
+        }
+        let err = config(&[
+            ("SUPPLIER_TIMEOUT_MS", "5000"),
+            ("SUPPLIER_DEADLINE_MS", "1000"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.name, "SUPPLIER_DEADLINE_MS");
     }
 
     #[test]

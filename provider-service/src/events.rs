@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contract::keys::{DATA_FIELD, STATE_TERMINAL, results_key, state_key};
-use contract::{EventKind, SearchEvent, Tally};
+use contract::{EventKind, SearchEvent, SupplierOutcomes, Tally};
 use redis::Value;
 use redis::aio::ConnectionManager;
 use service_runtime::streams::Appended;
@@ -91,24 +91,35 @@ impl ResultStreams {
         search_id: Uuid,
         kind: EventKind,
     ) -> Result<Option<String>, RedisFailure> {
-        Ok(match self.append_based_on(search_id, kind, None).await? {
-            Appended::Written(id) => Some(id),
-            Appended::Skipped | Appended::Stale(_) => None,
-        })
+        let report = SupplierOutcomes::new();
+        Ok(
+            match self.append_based_on(search_id, kind, None, &report).await? {
+                Appended::Written(id) => Some(id),
+                Appended::Skipped | Appended::Stale(_) => None,
+            },
+        )
     }
 
-    /// Appends a terminal event computed from `basis`; the script refuses it as
-    /// [`Appended::Stale`] when the search's results no longer add up to that.
+    /// Appends a terminal event computed from `basis`, reporting each
+    /// supplier's outcome (`report`, omitted when empty); the script refuses it
+    /// as [`Appended::Stale`] when the search's results no longer add up to that.
     pub async fn append_based_on(
         &self,
         search_id: Uuid,
         kind: EventKind,
         basis: Option<Tally>,
+        report: &SupplierOutcomes,
     ) -> Result<Appended, RedisFailure> {
         let event = SearchEvent { search_id, kind };
-        service_runtime::streams::append_event(&mut self.conn.clone(), &event, self.ttl, basis)
-            .await
-            .map_err(|e| self.failed("append", e))
+        service_runtime::streams::append_reported_event(
+            &mut self.conn.clone(),
+            &event,
+            report,
+            self.ttl,
+            basis,
+        )
+        .await
+        .map_err(|e| self.failed("append", e))
     }
 
     /// What earlier attempts wrote for `search_id`.

@@ -12,18 +12,24 @@
 //! * [`recovery`]: claiming idle entries and dead-lettering hopeless ones.
 //! * [`events`]: appending events through the idempotent script.
 //! * [`queue`]: the request stream's group commands and the dead-letter stream.
-//! * [`supplier`]: the airline APIs (the in-process simulation over the
-//!   `timetable` crate, or real HTTP suppliers).
+//! * [`supplier`]: the supplier call boundary, with two implementations:
+//!   [`simulation`] (in-process, over the `timetable` crate; the default) and
+//!   [`http_supplier`] (airline APIs over HTTP through per-airline
+//!   [`adapters`], with retries and a [`breaker`] per supplier).
 //! * [`admin`], [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 
+pub mod adapters;
 pub mod admin;
+pub mod breaker;
 pub mod config;
 pub mod consumer;
 pub mod events;
+pub mod http_supplier;
 pub mod metrics;
 pub mod queue;
 pub mod recovery;
 pub mod search;
+pub mod simulation;
 pub mod supplier;
 
 use std::sync::Arc;
@@ -83,7 +89,7 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let metrics = Arc::new(Metrics::new(&supplier::codes()));
+    let metrics = Arc::new(Metrics::new(&supplier::codes(&config)));
     let link = RedisLink::new(&config.redis_url)?;
     let queue = Queue::new(
         link.commands(),
@@ -93,12 +99,13 @@ pub async fn run(
         Arc::clone(&metrics),
     );
     let results = ResultStreams::new(link.commands(), config.results_ttl, Arc::clone(&metrics));
-    let suppliers = supplier::all(config.mock_latency, config.mock_failure_rate, &metrics);
+    let suppliers = supplier::from_config(&config, &metrics);
     let health = RedisHealth::new();
     let worker = Arc::new(Worker::new(
         queue,
         results,
         suppliers,
+        config.suppliers.deadline,
         Arc::clone(&metrics),
         Arc::clone(&health),
     ));
@@ -109,6 +116,7 @@ pub async fn run(
         consumer = config.consumer_name,
         group = config.consumer_group,
         concurrency = config.concurrency,
+        suppliers = if config.suppliers.urls.is_empty() { "simulated" } else { "http" },
         admin = %admin.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
         "provider starting"
     );

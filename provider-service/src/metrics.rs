@@ -29,6 +29,15 @@ pub struct SupplierLabel {
     pub supplier: &'static str,
 }
 
+/// Label for supplier call outcomes.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// Airline code of the supplier.
+    pub supplier: &'static str,
+    /// A `SupplierOutcome` wire name.
+    pub outcome: &'static str,
+}
+
 /// Label for dead letters.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -59,6 +68,16 @@ pub struct Metrics {
     pub supplier_call_duration: Family<SupplierLabel, Histogram>,
     /// Supplier calls that failed, by supplier.
     pub supplier_failures: Family<SupplierLabel, Counter>,
+    /// Supplier calls by how they ended (the terminal event's report).
+    pub supplier_outcomes: Family<OutcomeLabel, Counter>,
+    /// HTTP supplier calls repeated after a retryable failure.
+    pub supplier_retries: Family<SupplierLabel, Counter>,
+    /// 1 while an HTTP supplier's circuit is open or half-open, as of its last call.
+    pub supplier_circuit_open: Family<SupplierLabel, Gauge>,
+    /// Supplier answers served from the Redis answer cache.
+    pub supplier_cache_hits: Family<SupplierLabel, Counter>,
+    /// Supplier answers looked up in the cache and not found.
+    pub supplier_cache_misses: Family<SupplierLabel, Counter>,
     /// Idle searches taken over from another (or a previous) consumer.
     pub claims: Counter,
     /// Entries moved to the dead-letter stream, by reason.
@@ -106,6 +125,11 @@ impl Metrics {
             searches_failed: Family::default(),
             supplier_call_duration: Family::new_with_constructor(|| Histogram::new(CALL_BUCKETS)),
             supplier_failures: Family::default(),
+            supplier_outcomes: Family::default(),
+            supplier_retries: Family::default(),
+            supplier_circuit_open: Family::default(),
+            supplier_cache_hits: Family::default(),
+            supplier_cache_misses: Family::default(),
             claims: Counter::default(),
             dead_letters: Family::default(),
             pending_entries: Gauge::default(),
@@ -151,6 +175,31 @@ impl Metrics {
             metrics.redis_writes_refused.clone(),
         );
         registry.register(
+            "supplier_outcomes",
+            "Supplier calls by outcome: answered, timeout, error, rate_limited, circuit_open",
+            metrics.supplier_outcomes.clone(),
+        );
+        registry.register(
+            "supplier_retries",
+            "HTTP supplier calls repeated after a retryable failure",
+            metrics.supplier_retries.clone(),
+        );
+        registry.register(
+            "supplier_circuit_open",
+            "1 while the supplier's circuit breaker is open or probing",
+            metrics.supplier_circuit_open.clone(),
+        );
+        registry.register(
+            "supplier_cache_hits",
+            "Supplier answers served from the Redis answer cache",
+            metrics.supplier_cache_hits.clone(),
+        );
+        registry.register(
+            "supplier_cache_misses",
+            "Supplier answers looked up in the cache and not found",
+            metrics.supplier_cache_misses.clone(),
+        );
+        registry.register(
             "claims",
             "Idle pending searches claimed for processing",
             metrics.claims.clone(),
@@ -179,6 +228,10 @@ impl Metrics {
             let label = SupplierLabel { supplier };
             metrics.supplier_failures.get_or_create_owned(&label);
             metrics.supplier_call_duration.get_or_create_owned(&label);
+            metrics.supplier_retries.get_or_create_owned(&label);
+            metrics.supplier_circuit_open.get_or_create_owned(&label);
+            metrics.supplier_cache_hits.get_or_create_owned(&label);
+            metrics.supplier_cache_misses.get_or_create_owned(&label);
         }
         for code in [
             contract::EventError::SUPPLIERS_UNAVAILABLE,

@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use contract::{EventError, EventKind, QueuedSearch};
+use contract::{EventError, EventKind, QueuedSearch, SupplierOutcome, SupplierOutcomes};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use service_runtime::redis_health::RedisHealth;
@@ -62,6 +62,8 @@ pub struct Worker {
     pub results: ResultStreams,
     /// The airline APIs every search asks.
     suppliers: Vec<Supplier>,
+    /// How long one attempt's supplier calls may take in all.
+    supplier_deadline: Duration,
     /// Counters and gauges.
     pub metrics: Arc<Metrics>,
     /// Whether Redis refuses writes; noted by every attempt that hits a refusal.
@@ -82,6 +84,7 @@ impl Worker {
         queue: Queue,
         results: ResultStreams,
         suppliers: Vec<Supplier>,
+        supplier_deadline: Duration,
         metrics: Arc<Metrics>,
         health: Arc<RedisHealth>,
     ) -> Worker {
@@ -89,6 +92,7 @@ impl Worker {
             queue,
             results,
             suppliers,
+            supplier_deadline,
             metrics,
             health,
             tasks: TaskTracker::new(),
@@ -270,24 +274,31 @@ impl Worker {
                 .await?;
         }
 
+        let deadline = Instant::now() + self.supplier_deadline;
+        let mut failures = SupplierOutcomes::new();
         let mut calls: FuturesUnordered<_> = self
             .suppliers
             .iter()
             .filter(|s| !before.answered.contains_key(s.code()))
-            .map(|s| async move { (s.code(), s.search(&request).await) })
+            .map(|s| async move { (s.code(), s.search(&request, deadline, &self.metrics).await) })
             .collect();
         while let Some((supplier, answer)) = calls.next().await {
-            if let Ok(results) = answer {
-                self.results
-                    .append(
-                        id,
-                        EventKind::Result {
-                            supplier: supplier.to_owned(),
-                            results,
-                        },
-                    )
-                    .await?;
-            }
+            let results = match answer {
+                Ok(results) => results,
+                Err(failure) => {
+                    failures.insert(supplier.to_owned(), failure.outcome());
+                    continue;
+                }
+            };
+            self.results
+                .append(
+                    id,
+                    EventKind::Result {
+                        supplier: supplier.to_owned(),
+                        results,
+                    },
+                )
+                .await?;
         }
 
         // Read back rather than add up locally: the stream is what clients see,
@@ -302,9 +313,10 @@ impl Worker {
                 break;
             }
             let terminal = terminal_event(&after);
+            let report = supplier_report(&after, &failures);
             match self
                 .results
-                .append_based_on(id, terminal, Some(after.tally()))
+                .append_based_on(id, terminal, Some(after.tally()), &report)
                 .await?
             {
                 Appended::Written(entry) => {
@@ -392,6 +404,17 @@ impl Drop for WaitingForWrites<'_> {
     fn drop(&mut self) {
         self.0.searches_waiting_for_writes.dec();
     }
+}
+
+/// How each supplier's part ended: `answered` for every supplier with a
+/// `result` event (from this attempt or an earlier one), else why this
+/// attempt got nothing from it.
+fn supplier_report(history: &History, failures: &SupplierOutcomes) -> SupplierOutcomes {
+    let mut report = failures.clone();
+    for supplier in history.answered.keys() {
+        report.insert(supplier.clone(), SupplierOutcome::Answered);
+    }
+    report
 }
 
 /// An entry this replica has taken and not yet finished.

@@ -1,175 +1,152 @@
-//! The mock airline supplier APIs: one per airline, each answering after its own
-//! simulated latency and sometimes not at all.
+//! The supplier call boundary: what a search asks each airline, and how each
+//! call ended.
 //!
-//! The offers are deterministic (see `schedule`); only the timing and the
-//! failures are random. `MOCK_LATENCY_MS` is split into one band per supplier and
-//! each call lands around its own band's centre, give or take a band width, so
-//! results arrive one by one in a mostly stable but not fixed order.
+//! A [`Supplier`] is either the in-process simulation (the default) or an
+//! airline API over HTTP (`SUPPLIER_URLS`); searches see one interface and one
+//! set of outcomes either way. Every call is bounded by the search's deadline,
+//! and its duration and outcome are counted per supplier.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use contract::{Flight, SearchRequest};
+use contract::{Flight, SearchRequest, SupplierOutcome};
+use tokio::time::Instant;
 
-use crate::config::MockLatency;
-use crate::metrics::{Metrics, SupplierLabel};
-use timetable::catalogue::{CARRIERS, Carrier};
-use timetable::rng::Rng;
-use timetable::schedule;
+use crate::config::Config;
+use crate::http_supplier::{self, HttpSupplier};
+use crate::metrics::{Metrics, OutcomeLabel, SupplierLabel};
+use crate::simulation::{self, Simulated};
 
-/// A supplier call that produced no answer; the search goes on without it.
+/// Why a supplier contributed no answer; the search goes on without it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("supplier {supplier} did not answer")]
-pub struct Unavailable {
-    /// Airline code of the supplier.
-    pub supplier: &'static str,
+pub enum Failure {
+    /// No answer within the call's timeout or the search's deadline.
+    #[error("timed out")]
+    Timeout,
+    /// An error answer, an unreadable one, or no connection.
+    #[error("failed")]
+    Error,
+    /// Refused with 429 for longer than the search could wait.
+    #[error("rate limited")]
+    RateLimited,
+    /// Not called: its circuit is open.
+    #[error("circuit open")]
+    CircuitOpen,
+}
+
+impl Failure {
+    /// The outcome reported to the client.
+    pub fn outcome(self) -> SupplierOutcome {
+        match self {
+            Failure::Timeout => SupplierOutcome::Timeout,
+            Failure::Error => SupplierOutcome::Error,
+            Failure::RateLimited => SupplierOutcome::RateLimited,
+            Failure::CircuitOpen => SupplierOutcome::CircuitOpen,
+        }
+    }
 }
 
 /// One airline's API.
-pub struct Supplier {
-    /// The airline whose timetable this API serves.
-    carrier: &'static Carrier,
-    /// Centre of this supplier's latency band, in milliseconds.
-    latency_centre_ms: f64,
-    /// Jitter either side of the centre, in milliseconds (one band width).
-    latency_spread_ms: f64,
-    /// Bounds every drawn latency stays within.
-    latency: MockLatency,
-    /// Chance of failing a call.
-    failure_rate: f64,
-    /// Where call durations and failures are counted.
-    metrics: Arc<Metrics>,
+pub enum Supplier {
+    /// The in-process simulation.
+    Simulated(Simulated),
+    /// A real (or mock) API over HTTP.
+    Http(Box<HttpSupplier>),
 }
 
-/// Every supplier, in catalogue order.
-pub fn all(latency: MockLatency, failure_rate: f64, metrics: &Arc<Metrics>) -> Vec<Supplier> {
-    let span = (latency.max_ms - latency.min_ms) as f64;
-    let band = span / CARRIERS.len() as f64;
-    CARRIERS
+/// The suppliers `config` asks for: the HTTP ones listed in `SUPPLIER_URLS`,
+/// sharing one connection pool, or else every simulated airline.
+pub fn from_config(config: &Config, metrics: &Arc<Metrics>) -> Vec<Supplier> {
+    let suppliers = &config.suppliers;
+    if suppliers.urls.is_empty() {
+        return simulation::all(config.mock_latency, config.mock_failure_rate)
+            .into_iter()
+            .map(Supplier::Simulated)
+            .collect();
+    }
+    let client = http_supplier::client(suppliers);
+    suppliers
+        .urls
         .iter()
-        .enumerate()
-        .map(|(i, carrier)| Supplier {
-            carrier,
-            latency_centre_ms: latency.min_ms as f64 + band * (i as f64 + 0.5),
-            latency_spread_ms: band,
-            latency,
-            failure_rate,
-            metrics: metrics.clone(),
+        .map(|(code, url)| {
+            let adapter = crate::adapters::for_airline(code)
+                .expect("SUPPLIER_URLS names only airlines with an adapter");
+            Supplier::Http(Box::new(HttpSupplier::new(
+                code,
+                url.clone(),
+                adapter,
+                client.clone(),
+                suppliers,
+                Arc::clone(metrics),
+            )))
         })
         .collect()
 }
 
-/// Airline codes of every supplier, for labelling metrics before any call.
-pub fn codes() -> Vec<&'static str> {
-    CARRIERS.iter().map(|c| c.code).collect()
+/// Airline codes `config` will call, for labelling metrics before any call.
+pub fn codes(config: &Config) -> Vec<&'static str> {
+    if config.suppliers.urls.is_empty() {
+        simulation::codes()
+    } else {
+        config
+            .suppliers
+            .urls
+            .iter()
+            .map(|(code, _)| *code)
+            .collect()
+    }
 }
 
 impl Supplier {
-    /// The airline code, which names the supplier in `result` events.
+    /// The airline code, which names the supplier in events.
     pub fn code(&self) -> &'static str {
-        self.carrier.code
+        match self {
+            Supplier::Simulated(s) => s.code(),
+            Supplier::Http(s) => s.code(),
+        }
     }
 
-    /// Asks the supplier for `request`'s flights: waits the simulated latency,
-    /// then answers or, with `MOCK_FAILURE_RATE`, fails.
-    pub async fn search(&self, request: &SearchRequest) -> Result<Vec<Flight>, Unavailable> {
+    /// Asks for `request`'s flights, giving up at `deadline`; counts the
+    /// call's duration and outcome in `metrics`.
+    pub async fn search(
+        &self,
+        request: &SearchRequest,
+        deadline: Instant,
+        metrics: &Metrics,
+    ) -> Result<Vec<Flight>, Failure> {
         let started = Instant::now();
-        let mut rng = Rng::from_entropy();
-        tokio::time::sleep(self.draw_latency(&mut rng)).await;
-        let label = SupplierLabel {
-            supplier: self.code(),
+        let answer = match self {
+            Supplier::Simulated(s) => tokio::time::timeout_at(deadline, s.search(request))
+                .await
+                .unwrap_or(Err(Failure::Timeout)),
+            Supplier::Http(s) => s.search(request, deadline).await,
         };
-        let answer = if rng.chance(self.failure_rate) {
-            self.metrics.supplier_failures.get_or_create(&label).inc();
-            tracing::info!(supplier = self.code(), "supplier call failed");
-            Err(Unavailable {
-                supplier: self.code(),
-            })
-        } else {
-            Ok(schedule::flights(self.carrier, request))
-        };
-        self.metrics
+        let supplier = self.code();
+        metrics
             .supplier_call_duration
-            .get_or_create(&label)
+            .get_or_create(&SupplierLabel { supplier })
             .observe(started.elapsed().as_secs_f64());
-        answer
-    }
-
-    fn draw_latency(&self, rng: &mut Rng) -> Duration {
-        let jitter = (rng.unit() * 2.0 - 1.0) * self.latency_spread_ms;
-        let ms = (self.latency_centre_ms + jitter)
-            .clamp(self.latency.min_ms as f64, self.latency.max_ms as f64);
-        Duration::from_micros((ms * 1000.0) as u64)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn suppliers(min_ms: u64, max_ms: u64) -> Vec<Supplier> {
-        all(
-            MockLatency { min_ms, max_ms },
-            0.0,
-            &Arc::new(Metrics::new(&codes())),
-        )
-    }
-
-    #[test]
-    fn latencies_stay_in_range_and_spread_by_supplier() {
-        let list = suppliers(200, 1500);
-        assert!(list.len() >= 5);
-        let mut rng = Rng::for_key("latency");
-        let mut means = Vec::new();
-        for s in &list {
-            let draws: Vec<Duration> = (0..500).map(|_| s.draw_latency(&mut rng)).collect();
-            assert!(
-                draws
-                    .iter()
-                    .all(|d| (200..=1500).contains(&(d.as_millis() as u64)))
-            );
-            means.push(draws.iter().sum::<Duration>() / 500);
-        }
-        assert!(means.windows(2).all(|w| w[0] < w[1]), "{means:?}");
-    }
-
-    #[test]
-    fn a_fixed_latency_is_exact() {
-        let mut rng = Rng::for_key("fixed");
-        for s in suppliers(3000, 3000) {
-            assert_eq!(s.draw_latency(&mut rng), Duration::from_secs(3));
-        }
-        for s in suppliers(0, 0) {
-            assert_eq!(s.draw_latency(&mut rng), Duration::ZERO);
-        }
-    }
-
-    #[tokio::test]
-    async fn failure_rate_one_always_fails_and_is_counted() {
-        let metrics = Arc::new(Metrics::new(&codes()));
-        let list = all(
-            MockLatency {
-                min_ms: 0,
-                max_ms: 0,
-            },
-            1.0,
-            &metrics,
-        );
-        let request = SearchRequest {
-            from: contract::Iata::parse("CGK").unwrap(),
-            to: contract::Iata::parse("DPS").unwrap(),
-            date: time::macros::date!(2026 - 12 - 10),
-            passengers: 1,
+        let outcome = match &answer {
+            Ok(_) => SupplierOutcome::Answered,
+            Err(failure) => {
+                metrics
+                    .supplier_failures
+                    .get_or_create(&SupplierLabel { supplier })
+                    .inc();
+                tracing::info!(
+                    supplier,
+                    outcome = failure.outcome().as_str(),
+                    "supplier call failed"
+                );
+                failure.outcome()
+            }
         };
-        for s in &list {
-            assert_eq!(
-                s.search(&request).await,
-                Err(Unavailable { supplier: s.code() })
-            );
-        }
-        let text = metrics.encode();
-        assert!(
-            text.contains(r#"flight_search_provider_supplier_failures_total{supplier="GA"} 1"#)
-        );
+        metrics
+            .supplier_outcomes
+            .get_or_create(&OutcomeLabel {
+                supplier,
+                outcome: outcome.as_str(),
+            })
+            .inc();
+        answer
     }
 }

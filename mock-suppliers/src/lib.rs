@@ -8,7 +8,8 @@
 //!
 //! * `GET /healthz`: 200 while the process runs.
 //! * `GET /admin/suppliers`: every airline's behaviour and call count, and the
-//!   number of TCP connections accepted (to see whether clients pool them).
+//!   number of TCP connections that carried airline calls (to see whether
+//!   clients pool them).
 //! * `PATCH /admin/suppliers/<CODE>`: changes one airline's behaviour; the body
 //!   is a JSON object with any of `latency_ms`, `error_rate`, `fault`
 //!   (`none`, `server_error`, `rate_limited`, `hang`, `malformed`),
@@ -21,7 +22,7 @@ pub mod config;
 pub mod formats;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -59,7 +60,7 @@ pub struct HungUp;
 struct Mock {
     /// Each airline's behaviour and call count.
     board: Board,
-    /// TCP connections accepted since start.
+    /// TCP connections that carried at least one airline call since start.
     connections: AtomicU64,
     /// Ends hanging calls at shutdown.
     shutdown: CancellationToken,
@@ -93,11 +94,12 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
                 }
             },
         };
-        mock.connections.fetch_add(1, Ordering::Relaxed);
         let conn_mock = Arc::clone(&mock);
+        let counted = Arc::new(AtomicBool::new(false));
         let service = service_fn(move |req| {
             let mock = Arc::clone(&conn_mock);
-            async move { mock.route(req).await }
+            let counted = Arc::clone(&counted);
+            async move { mock.route(req, &counted).await }
         });
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
@@ -111,7 +113,13 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
 }
 
 impl Mock {
-    async fn route(&self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, HungUp> {
+    /// Answers one request; `counted` is its connection's flag for the
+    /// connection count.
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        counted: &AtomicBool,
+    ) -> Result<Response<Full<Bytes>>, HungUp> {
         let path = req.uri().path().to_owned();
         let method = req.method().clone();
         if path == "/healthz" {
@@ -171,6 +179,9 @@ impl Mock {
             Ok(request) => request,
             Err(reason) => return Ok(error(StatusCode::BAD_REQUEST, &reason)),
         };
+        if !counted.swap(true, Ordering::Relaxed) {
+            self.connections.fetch_add(1, Ordering::Relaxed);
+        }
         let mut rng = Rng::from_entropy();
         let (plan, latency, behaviour) = self
             .board

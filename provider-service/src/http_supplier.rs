@@ -5,7 +5,8 @@
 //! Retry policy: a 5xx other than 501, or a connection that failed before any
 //! answer (refused, reset), is retried with full-jitter exponential backoff; a
 //! 429 is retried after its `Retry-After` (seconds). Nothing is retried once
-//! the wait plus a whole call would overrun the search's deadline, and a
+//! the wait would leave the call less than half its timeout before the
+//! search's deadline (a retry then gets only what is left), and a
 //! timeout is never retried: a supplier that is slow now will not be faster a
 //! moment later, and a second call would only add load. A 4xx, a malformed
 //! answer and 501 are errors a retry cannot fix.
@@ -175,8 +176,9 @@ impl HttpSupplier {
             let Some(wait) = wait.filter(|_| retry < self.retries) else {
                 return Err(failure);
             };
-            // Only retry if the wait and a whole call still fit the deadline.
-            if Instant::now() + wait + self.timeout > deadline {
+            // Only retry if the wait still leaves the call half its timeout
+            // before the deadline; less is unlikely to be enough.
+            if Instant::now() + wait + self.timeout / 2 > deadline {
                 return Err(failure);
             }
             retry += 1;

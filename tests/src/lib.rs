@@ -10,6 +10,7 @@
 
 pub mod documents;
 pub mod http;
+pub mod mock_suppliers;
 pub mod pki;
 pub mod redis_server;
 pub mod services;

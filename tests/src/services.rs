@@ -17,6 +17,8 @@ pub enum Kind {
     Main,
     /// Search worker.
     Provider,
+    /// The airline APIs over HTTP.
+    MockSuppliers,
 }
 
 impl Kind {
@@ -24,6 +26,7 @@ impl Kind {
         match self {
             Kind::Main => "main-service",
             Kind::Provider => "provider-service",
+            Kind::MockSuppliers => "mock-suppliers",
         }
     }
 }
@@ -63,7 +66,7 @@ impl Service {
     pub async fn start(kind: Kind, redis_url: &str, env: &[(&str, &str)]) -> Service {
         let addr = format!("127.0.0.1:{}", free_port());
         let addr_var = match kind {
-            Kind::Main => "HTTP_ADDR",
+            Kind::Main | Kind::MockSuppliers => "HTTP_ADDR",
             Kind::Provider => "METRICS_ADDR",
         };
         let mut vars: BTreeMap<String, String> = [

@@ -1,0 +1,302 @@
+//! provider-service against the real `mock-suppliers` process over HTTP: every
+//! failure mode a partner API has (slow, 5xx, 429 with Retry-After, hanging,
+//! malformed JSON, refusing connections), the circuit breaker opening and
+//! closing, a provider killed mid-search, and the answer cache. In each the
+//! search ends on time, every offer reaches the client once, and the terminal
+//! event says how each supplier's part ended.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use tests::mock_suppliers::MockSuppliers;
+use tests::sse::Event;
+use tests::stack::{Stack, StackBuilder, follow};
+use tests::{eventually, free_port, search_body};
+use uuid::Uuid;
+
+const LIMIT: Duration = Duration::from_secs(60);
+const ALL: &[&str] = &["GA", "JT", "QZ", "ID", "QG", "SJ"];
+
+/// A local stack whose provider calls `codes` on `mock`, with the cache off
+/// unless `env` turns it on.
+fn builder(mock: &MockSuppliers, codes: &[&str], env: &[(&str, &str)]) -> StackBuilder {
+    let mut builder = Stack::builder()
+        .local_only()
+        .provider_env("SUPPLIER_URLS", &mock.urls(codes))
+        .provider_env("SUPPLIER_CACHE_TTL_SECS", "0");
+    for (name, value) in env {
+        builder = builder.provider_env(name, value);
+    }
+    builder
+}
+
+/// Runs one search to its terminal event; returns the events and how long
+/// that took from the POST.
+async fn search(stack: &Stack, body: &str) -> (Vec<Event>, Duration) {
+    let started = Instant::now();
+    let id = stack.submit(body).await;
+    let events = stack.events(id).await;
+    assert_exactly_once(id, &events);
+    (events, started.elapsed())
+}
+
+/// The terminal event's outcome for `supplier`.
+fn outcome<'a>(events: &'a [Event], supplier: &str) -> &'a str {
+    let last = events.last().expect("a terminal event");
+    last.data["suppliers"][supplier]
+        .as_str()
+        .unwrap_or_else(|| panic!("no outcome for {supplier} in {}", last.raw))
+}
+
+/// The offers of `supplier`'s result event, if it answered.
+fn offers_of(events: &[Event], supplier: &str) -> Option<serde_json::Value> {
+    events
+        .iter()
+        .find(|e| e.status() == "result" && e.data["supplier"] == supplier)
+        .map(|e| e.data["results"].clone())
+}
+
+/// One `processing` first, each supplier once, one terminal event last, and a
+/// `completed` total equal to the offers received.
+fn assert_exactly_once(id: Uuid, events: &[Event]) {
+    assert_eq!(
+        events.first().map(Event::status),
+        Some("processing"),
+        "{id}: {events:?}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.status() == "processing").count(),
+        1,
+        "{id}"
+    );
+    assert_eq!(events.iter().filter(|e| e.is_terminal()).count(), 1, "{id}");
+    assert!(events.last().unwrap().is_terminal(), "{id}: {events:?}");
+    let mut suppliers = HashSet::new();
+    let mut offers = 0;
+    for event in events.iter().filter(|e| e.status() == "result") {
+        let supplier = event.data["supplier"].as_str().unwrap().to_owned();
+        assert!(
+            suppliers.insert(supplier.clone()),
+            "{id}: {supplier} answered twice"
+        );
+        offers += event.data["results"].as_array().unwrap().len() as u64;
+    }
+    let last = events.last().unwrap();
+    if last.status() == "completed" {
+        assert_eq!(last.data["total_results"].as_u64(), Some(offers), "{id}");
+    }
+}
+
+#[tokio::test]
+async fn http_suppliers_answer_with_the_timetables_over_pooled_connections() {
+    let mock = MockSuppliers::start(&[("MOCK_LATENCY_MS", "0-60")]).await;
+    let stack = builder(&mock, ALL, &[]).start().await;
+    let (events, _) = search(&stack, &search_body("CGK", "DPS", 9, 2)).await;
+    assert_eq!(events.last().unwrap().status(), "completed");
+    let request = contract::SearchRequest {
+        from: contract::Iata::parse("CGK").unwrap(),
+        to: contract::Iata::parse("DPS").unwrap(),
+        date: contract::request::parse_date(&tests::date_in(9)).unwrap(),
+        passengers: 2,
+    };
+    for carrier in timetable::catalogue::CARRIERS {
+        assert_eq!(outcome(&events, carrier.code), "answered");
+        let expected =
+            serde_json::to_value(timetable::schedule::flights(carrier, &request)).unwrap();
+        assert_eq!(
+            offers_of(&events, carrier.code),
+            Some(expected),
+            "{} over HTTP differs from the timetable",
+            carrier.code
+        );
+    }
+
+    let after_first = mock.connections().await;
+    assert!(
+        after_first <= ALL.len() as u64,
+        "{after_first} connections for one search"
+    );
+    for day in 10..15 {
+        search(&stack, &search_body("CGK", "DPS", day, 1)).await;
+    }
+    let added = mock.connections().await - after_first;
+    assert!(
+        added <= 3,
+        "{added} new connections for 5 more searches: the pool is not reused"
+    );
+}
+
+#[tokio::test]
+async fn a_supplier_slower_than_its_timeout_is_reported_and_the_search_ends_on_time() {
+    let mock = MockSuppliers::start(&[("MOCK_LATENCY_MS", "0-50")]).await;
+    mock.set("GA", r#"{"latency_ms":10000}"#).await;
+    let stack = builder(&mock, &["GA", "JT"], &[("SUPPLIER_TIMEOUT_MS", "700")])
+        .start()
+        .await;
+    let (events, took) = search(&stack, &search_body("CGK", "DPS", 9, 1)).await;
+    assert_eq!(outcome(&events, "GA"), "timeout");
+    assert_eq!(outcome(&events, "JT"), "answered");
+    assert_eq!(events.last().unwrap().status(), "completed");
+    assert!(took < Duration::from_secs(5), "the search took {took:?}");
+    assert_eq!(mock.calls("GA").await, 1, "a timeout is not retried");
+}
+
+#[tokio::test]
+async fn a_5xx_is_retried_once_and_its_offers_appear_once() {
+    let mock = MockSuppliers::start(&[("MOCK_LATENCY_MS", "0-50")]).await;
+    mock.set("GA", r#"{"fault":"server_error","fault_calls":1}"#)
+        .await;
+    let stack = builder(&mock, &["GA", "JT"], &[]).start().await;
+    let (events, _) = search(&stack, &search_body("CGK", "DPS", 9, 1)).await;
+    assert_eq!(outcome(&events, "GA"), "answered");
+    assert!(offers_of(&events, "GA").is_some());
+    assert_eq!(mock.calls("GA").await, 2, "one 503, one retry");
+    assert_eq!(mock.calls("JT").await, 1);
+}
+
+#[tokio::test]
+async fn a_429_is_retried_after_its_retry_after_unless_the_wait_is_too_long() {
+    let mock = MockSuppliers::start(&[("MOCK_LATENCY_MS", "0-50")]).await;
+    mock.set(
+        "JT",
+        r#"{"fault":"rate_limited","fault_calls":1,"retry_after_secs":1}"#,
+    )
+    .await;
+    mock.set("QZ", r#"{"fault":"rate_limited","retry_after_secs":60}"#)
+        .await;
+    let stack = builder(&mock, &["JT", "QZ"], &[("SUPPLIER_DEADLINE_MS", "4000")])
+        .start()
+        .await;
+    let (events, took) = search(&stack, &search_body("CGK", "DPS", 9, 1)).await;
+    assert_eq!(outcome(&events, "JT"), "answered");
+    assert_eq!(outcome(&events, "QZ"), "rate_limited");
+    assert_eq!(mock.calls("JT").await, 2);
+    assert_eq!(
+        mock.calls("QZ").await,
+        1,
+        "a 60 s wait does not fit a 4 s deadline"
+    );
+    assert!(
+        took >= Duration::from_secs(1),
+        "Retry-After not honoured: {took:?}"
+    );
+    assert!(took < Duration::from_secs(4), "the search took {took:?}");
+}
+
+#[tokio::test]
+async fn a_hanging_supplier_times_out_and_the_search_ends_on_time() {
+    let mock = MockSuppliers::start(&[("MOCK_LATENCY_MS", "0-50")]).await;
+    mock.set("ID", r#"{"fault":"hang"}"#).await;
+    let stack = builder(&mock, &["ID", "QG"], &[("SUPPLIER_TIMEOUT_MS", "700")])
+        .start()
+        .await;
+    let (events, took) = search(&stack, &search_body("CGK", "DPS", 9, 1)).await;
+    assert_eq!(outcome(&events, "ID"), "timeout");
+    assert_eq!(outcome(&events, "QG"), "answered");
+    assert!(took < Duration::from_secs(5), "the search took {took:?}");
+}
+
+#[tokio::test]
+async fn malformed_json_is_an_error_and_not_retried() {
+    let mock = MockSuppliers::start(&[("MOCK_LATENCY_MS", "0-50")]).await;
+    mock.set("QG", r#"{"fault":"malformed"}"#).await;
+    mock.set("SJ", r#"{"fault":"malformed"}"#).await;
+    let stack = builder(&mock, &["QG", "SJ", "GA"], &[]).start().await;
+    let (events, _) = search(&stack, &search_body("CGK", "DPS", 9, 1)).await;
+    assert_eq!(outcome(&events, "QG"), "error");
+    assert_eq!(outcome(&events, "SJ"), "error");
+    assert_eq!(outcome(&events, "GA"), "answered");
+    assert_eq!((mock.calls("QG").await, mock.calls("SJ").await), (1, 1));
+}
+
+#[tokio::test]
+async fn a_supplier_refusing_connections_is_an_error_and_every_failure_means_failed() {
+    let nobody = format!("SJ=http://127.0.0.1:{}/sj", free_port());
+    let stack = Stack::builder()
+        .local_only()
+        .provider_env("SUPPLIER_URLS", &nobody)
+        .provider_env("SUPPLIER_CACHE_TTL_SECS", "0")
+        .start()
+        .await;
+    let (events, took) = search(&stack, &search_body("CGK", "DPS", 9, 1)).await;
+    let last = events.last().unwrap();
+    assert_eq!(last.status(), "failed", "{}", last.raw);
+    assert_eq!(last.data["error"]["code"], "suppliers_unavailable");
+    assert_eq!(outcome(&events, "SJ"), "error");
+    assert!(took < Duration::from_secs(5), "the search took {took:?}");
+}
+
+#[tokio::test]
+async fn the_circuit_opens_after_repeated_failures_and_closes_after_recovery() {
+    let mock = MockSuppliers::start(&[("MOCK_LATENCY_MS", "0-50")]).await;
+    mock.set("GA", r#"{"fault":"server_error"}"#).await;
+    let env = [
+        ("SUPPLIER_RETRIES", "0"),
+        ("SUPPLIER_BREAKER_FAILURES", "2"),
+        ("SUPPLIER_BREAKER_OPEN_MS", "1500"),
+    ];
+    let stack = builder(&mock, &["GA", "JT"], &env).start().await;
+    let body = search_body("CGK", "DPS", 9, 1);
+    for _ in 0..2 {
+        let (events, _) = search(&stack, &body).await;
+        assert_eq!(outcome(&events, "GA"), "error");
+    }
+    let (events, _) = search(&stack, &body).await;
+    assert_eq!(outcome(&events, "GA"), "circuit_open");
+    assert_eq!(outcome(&events, "JT"), "answered");
+    assert_eq!(mock.calls("GA").await, 2, "an open circuit makes no call");
+
+    mock.set("GA", r#"{"fault":"none"}"#).await;
+    eventually(
+        "GA answering again after the open period",
+        LIMIT,
+        || async {
+            let (events, _) = search(&stack, &body).await;
+            (outcome(&events, "GA") == "answered").then_some(())
+        },
+    )
+    .await;
+    let (events, _) = search(&stack, &body).await;
+    assert_eq!(outcome(&events, "GA"), "answered", "the circuit closed");
+}
+
+#[tokio::test]
+async fn a_provider_killed_mid_search_over_http_still_yields_each_offer_once() {
+    let mock = MockSuppliers::start(&[("MOCK_LATENCY_MS", "300-4000")]).await;
+    let urls = mock.urls(ALL);
+    let env = [
+        ("SUPPLIER_URLS", urls.as_str()),
+        ("SUPPLIER_CACHE_TTL_SECS", "0"),
+        ("SUPPLIER_TIMEOUT_MS", "8000"),
+        ("CLAIM_IDLE_MS", "1000"),
+    ];
+    let mut stack = Stack::builder().local_only().providers(0).start().await;
+    stack.local().add_provider(&env).await;
+    let id = stack.submit(&search_body("CGK", "DPS", 9, 2)).await;
+    let url = stack.base_url().to_owned();
+    let client = tokio::spawn(async move { follow(&url, id, LIMIT).await });
+
+    eventually("a first supplier result", LIMIT, || async {
+        stack
+            .stored_events(id)
+            .await
+            .iter()
+            .any(|(_, data)| data.contains(r#""status":"result""#))
+            .then_some(())
+    })
+    .await;
+    let before = stack.stored_events(id).await;
+    assert!(
+        !before.iter().any(|(_, data)| data.contains("completed")),
+        "killed too late: {before:?}"
+    );
+    stack.local().providers[0].kill();
+    stack.local().add_provider(&env).await;
+
+    let events = client.await.unwrap();
+    assert_exactly_once(id, &events);
+    assert_eq!(events.last().unwrap().status(), "completed", "{events:?}");
+    for code in ALL {
+        assert_eq!(outcome(&events, code), "answered");
+    }
+}

@@ -48,7 +48,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How suppliers are called: the in-process simulation, or HTTP.
     pub suppliers: SupplierConfig,
-    /// How long a supplier answer is reused from Redis; zero disables the cache.
+    /// How long a supplier answer is reused from Redis; zero disables the
+    /// cache. Defaults to 30 s for HTTP suppliers and off for the in-process
+    /// simulation, whose answers cost nothing to recompute.
     pub supplier_cache_ttl: Duration,
 }
 
@@ -93,6 +95,7 @@ impl Config {
 
     /// Reads and validates every variable, in the order of the design table.
     pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Config, ConfigError> {
+        let suppliers = SupplierConfig::from_vars(vars)?;
         Ok(Config {
             redis_url: vars.redis_endpoint("REDIS_URL", "redis://127.0.0.1:6379")?,
             metrics_addr: metrics_addr(vars)?,
@@ -119,8 +122,12 @@ impl Config {
             max_deliveries: vars.int_in("MAX_DELIVERIES", 3, 1..=1000)?,
             shutdown_grace: vars.secs("SHUTDOWN_GRACE_SECS", 10, 0..=3600)?,
             log_format: vars.parse("LOG_FORMAT", LogFormat::Text)?,
-            suppliers: SupplierConfig::from_vars(vars)?,
-            supplier_cache_ttl: vars.secs("SUPPLIER_CACHE_TTL_SECS", 30, 0..=86_400)?,
+            supplier_cache_ttl: vars.secs(
+                "SUPPLIER_CACHE_TTL_SECS",
+                if suppliers.urls.is_empty() { 0 } else { 30 },
+                0..=86_400,
+            )?,
+            suppliers,
         })
     }
 }
@@ -294,7 +301,13 @@ mod tests {
         assert!(c.suppliers.urls.is_empty());
         assert_eq!(c.suppliers.timeout, Duration::from_secs(3));
         assert_eq!(c.suppliers.deadline, Duration::from_secs(20));
-        assert_eq!(c.supplier_cache_ttl, Duration::from_secs(30));
+        assert_eq!(
+            c.supplier_cache_ttl,
+            Duration::ZERO,
+            "nothing to save on the simulation"
+        );
+        let http = config(&[("SUPPLIER_URLS", "GA=http://mock:8090/ga")]).unwrap();
+        assert_eq!(http.supplier_cache_ttl, Duration::from_secs(30));
     }
 
     #[test]

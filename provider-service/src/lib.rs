@@ -15,12 +15,14 @@
 //! * [`supplier`]: the supplier call boundary, with two implementations:
 //!   [`simulation`] (in-process, over the `timetable` crate; the default) and
 //!   [`http_supplier`] (airline APIs over HTTP through per-airline
-//!   [`adapters`], with retries and a [`breaker`] per supplier).
+//!   [`adapters`], with retries and a [`breaker`] per supplier), behind the
+//!   Redis answer [`cache`].
 //! * [`admin`], [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 
 pub mod adapters;
 pub mod admin;
 pub mod breaker;
+pub mod cache;
 pub mod config;
 pub mod consumer;
 pub mod events;
@@ -44,6 +46,7 @@ use tokio_util::task::TaskTracker;
 pub use config::Config;
 
 use crate::admin::Admin;
+use crate::cache::AnswerCache;
 use crate::consumer::Consumer;
 use crate::events::ResultStreams;
 use crate::metrics::Metrics;
@@ -106,6 +109,7 @@ pub async fn run(
         results,
         suppliers,
         config.suppliers.deadline,
+        AnswerCache::new(link.commands(), config.supplier_cache_ttl),
         Arc::clone(&metrics),
         Arc::clone(&health),
     ));

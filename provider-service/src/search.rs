@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::RedisFailure;
+use crate::cache::AnswerCache;
 use crate::events::{History, ResultStreams};
 use crate::metrics::{CodeLabel, Metrics};
 use crate::queue::{Entry, Queue};
@@ -64,6 +65,8 @@ pub struct Worker {
     suppliers: Vec<Supplier>,
     /// How long one attempt's supplier calls may take in all.
     supplier_deadline: Duration,
+    /// Answers reused across searches, in front of every supplier.
+    cache: AnswerCache,
     /// Counters and gauges.
     pub metrics: Arc<Metrics>,
     /// Whether Redis refuses writes; noted by every attempt that hits a refusal.
@@ -85,6 +88,7 @@ impl Worker {
         results: ResultStreams,
         suppliers: Vec<Supplier>,
         supplier_deadline: Duration,
+        cache: AnswerCache,
         metrics: Arc<Metrics>,
         health: Arc<RedisHealth>,
     ) -> Worker {
@@ -93,6 +97,7 @@ impl Worker {
             results,
             suppliers,
             supplier_deadline,
+            cache,
             metrics,
             health,
             tasks: TaskTracker::new(),
@@ -280,7 +285,10 @@ impl Worker {
             .suppliers
             .iter()
             .filter(|s| !before.answered.contains_key(s.code()))
-            .map(|s| async move { (s.code(), s.search(&request, deadline, &self.metrics).await) })
+            .map(|s| async move {
+                let answer = self.cache.search(s, &request, deadline, &self.metrics);
+                (s.code(), answer.await)
+            })
             .collect();
         while let Some((supplier, answer)) = calls.next().await {
             let results = match answer {

@@ -300,3 +300,58 @@ async fn a_provider_killed_mid_search_over_http_still_yields_each_offer_once() {
         assert_eq!(outcome(&events, code), "answered");
     }
 }
+
+#[tokio::test]
+async fn the_answer_cache_spares_the_supplier_within_its_ttl_and_not_after() {
+    let mock = MockSuppliers::start(&[("MOCK_LATENCY_MS", "0-50")]).await;
+    mock.set("GA", r#"{"latency_ms":400}"#).await;
+    let mut stack = builder(&mock, &["GA", "JT"], &[("SUPPLIER_CACHE_TTL_SECS", "2")])
+        .start()
+        .await;
+    let body = search_body("CGK", "DPS", 9, 1);
+    let (first, _) = search(&stack, &body).await;
+    let (second, _) = search(&stack, &body).await;
+    assert_eq!(
+        mock.calls("GA").await,
+        1,
+        "the second search was answered from the cache"
+    );
+    assert_eq!(offers_of(&first, "GA"), offers_of(&second, "GA"));
+    assert_eq!(outcome(&second, "GA"), "answered");
+    let metrics = tests::http::get(&format!(
+        "{}/metrics",
+        stack.local().providers[0].base_url()
+    ))
+    .await
+    .unwrap();
+    let text = String::from_utf8(metrics.body.to_vec()).unwrap();
+    let hits = tests::http::metric(
+        &text,
+        r#"flight_search_provider_supplier_cache_hits_total{supplier="GA"}"#,
+    );
+    assert_eq!(hits, Some(1.0), "{text}");
+
+    let key = format!("flight.supplier.answer:GA:CGK:DPS:{}:1", tests::date_in(9));
+    assert!(stack.key_exists(&key).await);
+    eventually("the cached answer to expire", LIMIT, || async {
+        (!stack.key_exists(&key).await).then_some(())
+    })
+    .await;
+    search(&stack, &body).await;
+    assert_eq!(mock.calls("GA").await, 2, "asked again after the TTL");
+
+    // Identical searches at once share one call: those arriving while it is in
+    // flight wait for it, later ones find its answer cached.
+    let other = search_body("CGK", "SUB", 9, 1);
+    let ids = futures_util::future::join_all((0..3).map(|_| stack.submit(&other))).await;
+    for id in ids {
+        let events = stack.events(id).await;
+        assert_exactly_once(id, &events);
+        assert_eq!(outcome(&events, "GA"), "answered");
+    }
+    assert_eq!(
+        mock.calls("GA").await,
+        3,
+        "one call for three identical searches"
+    );
+}

@@ -1,9 +1,10 @@
-# One Dockerfile for both services. The build stages are shared, so the
+# One Dockerfile for every service image. The build stages are shared, so the
 # dependency layer and the workspace compile happen once for both images; the
 # image for each service is its own final stage:
 #
 #   docker build --target main-service     -t flight-search/main-service .
 #   docker build --target provider-service -t flight-search/provider-service .
+#   docker build --target mock-suppliers   -t flight-search/mock-suppliers .
 #
 # Works with BuildKit and with the classic builder (no RUN --mount, no heredocs).
 
@@ -42,13 +43,14 @@ ENV CARGO_TERM_COLOR=never \
     CARGO_INCREMENTAL=0
 # Dependencies only (cached until a manifest or Cargo.lock changes).
 COPY --from=planner /skeleton/ ./
-RUN cargo build --release --locked -p main-service -p provider-service
+RUN cargo build --release --locked -p main-service -p provider-service -p mock-suppliers
 # The real sources. Fresh mtimes so cargo rebuilds the stubbed workspace crates.
 COPY . .
 RUN find . -path ./target -prune -o -name '*.rs' -exec touch {} + \
-    && cargo build --release --locked -p main-service -p provider-service \
+    && cargo build --release --locked -p main-service -p provider-service -p mock-suppliers \
     && mkdir -p /out \
-    && cp target/release/main-service target/release/provider-service /out/
+    && cp target/release/main-service target/release/provider-service \
+        target/release/mock-suppliers /out/
 
 # ---- runtime base: no compilers, no package manager caches, non-root ----------
 FROM ${RUNTIME_IMAGE} AS runtime
@@ -72,6 +74,14 @@ EXPOSE 9091
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
     CMD ["/usr/local/bin/provider-service", "--healthcheck"]
 ENTRYPOINT ["/usr/local/bin/provider-service"]
+
+# ---- mock-suppliers: the airline APIs the providers call in compose -----------
+FROM runtime AS mock-suppliers
+COPY --from=builder /out/mock-suppliers /usr/local/bin/mock-suppliers
+EXPOSE 8090
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["/usr/local/bin/mock-suppliers", "--healthcheck"]
+ENTRYPOINT ["/usr/local/bin/mock-suppliers"]
 
 # ---- main-service (last, so a plain `docker build .` gives the API) ------------
 FROM runtime AS main-service

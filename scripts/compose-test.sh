@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end test of the compose stack, in one command:
 #   1. base images (stand-ins built when no registry is reachable)
-#   2. build and start redis + main-service + provider-service, wait until healthy
-#   3. run the end-to-end suite against it (FLIGHT_SEARCH_URL, REDIS_URL)
+#   2. build and start redis + main-service + provider-service + mock-suppliers,
+#      wait until healthy
+#   3. run the end-to-end suite against it (FLIGHT_SEARCH_URL, REDIS_URL), and
+#      check that the providers reached every airline on mock-suppliers over HTTP
 #   4. scale provider-service to 3 replicas, wait, run the suite again
 #   5. always: save the logs, tear down (containers, network, volumes, images)
 #
@@ -150,6 +152,18 @@ run_suite() { # run_suite LABEL
 
 run_suite "1 provider"
 phase "suite, 1 provider"
+
+# The searches went through the airline APIs over HTTP, not a simulation.
+mock_port="$(compose port mock-suppliers 8090 | tail -n1)"
+suppliers_state="$(curl -fsS "http://127.0.0.1:${mock_port##*:}/admin/suppliers")" \
+    || die "mock-suppliers /admin/suppliers does not answer"
+if python3 -c 'import json,sys; s=json.load(sys.stdin)["suppliers"]; sys.exit(0 if all(a["calls"] > 0 for a in s.values()) else 1)' \
+    <<<"$suppliers_state"; then
+    log "every airline on mock-suppliers was called over HTTP"
+else
+    log "an airline on mock-suppliers was never called: $suppliers_state"
+    FAILED+=("supplier calls")
+fi
 
 log "scaling provider-service to $REPLICAS"
 compose up -d --no-build --scale provider-service="$REPLICAS" >>"$LOG_DIR/up.log" 2>&1 \

@@ -34,10 +34,7 @@ impl Config {
 
     /// Reads and validates every variable.
     pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Config, ConfigError> {
-        let http_addr = vars.parse_with("HTTP_ADDR", ([0, 0, 0, 0], 8090).into(), |v| {
-            v.parse()
-                .map_err(|_| "expected host:port, e.g. 0.0.0.0:8090".to_owned())
-        })?;
+        let http_addr = http_addr(vars)?;
         let latency = vars.parse_with(
             "MOCK_LATENCY_MS",
             Latency {
@@ -76,6 +73,15 @@ impl Config {
             log_format: vars.parse("LOG_FORMAT", LogFormat::Text)?,
         })
     }
+}
+
+/// `HTTP_ADDR` alone, for `--healthcheck`, which must not fail on an
+/// unrelated bad variable.
+pub fn http_addr<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<SocketAddr, ConfigError> {
+    vars.parse_with("HTTP_ADDR", ([0, 0, 0, 0], 8090).into(), |v| {
+        v.parse()
+            .map_err(|_| "expected host:port, e.g. 0.0.0.0:8090".to_owned())
+    })
 }
 
 /// One latency band per airline across `latency`, in catalogue order, each with

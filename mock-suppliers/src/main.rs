@@ -4,10 +4,17 @@
 use std::process::ExitCode;
 
 use mock_suppliers::Config;
-use service_runtime::{shutdown, telemetry};
+use service_runtime::config::Vars;
+use service_runtime::{probe, shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("--healthcheck") {
+        return match mock_suppliers::config::http_addr(&Vars::from_env()) {
+            Ok(addr) if probe::healthz(addr).await => ExitCode::SUCCESS,
+            _ => ExitCode::FAILURE,
+        };
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {

@@ -728,3 +728,46 @@ async fn a_page_on_an_allowed_origin_searches_cross_origin_and_others_are_blocke
 
     browser.close().await;
 }
+
+#[tokio::test]
+async fn airlines_that_did_not_answer_are_shown_with_the_reason() {
+    let mock = tests::mock_suppliers::MockSuppliers::start(&[("MOCK_LATENCY_MS", "0-50")]).await;
+    mock.set("GA", r#"{"fault":"hang"}"#).await;
+    mock.set("JT", r#"{"fault":"malformed"}"#).await;
+    let stack = Stack::builder()
+        .local_only()
+        .provider_env("SUPPLIER_URLS", &mock.urls(&["GA", "JT", "QZ"]))
+        .provider_env("SUPPLIER_TIMEOUT_MS", "700")
+        .start()
+        .await;
+    let browser = Browser::start().await;
+    browser.open(stack.base_url()).await;
+    browser.search("CGK", "DPS", 1).await;
+    browser.wait_completed().await;
+    let chips = browser
+        .js(
+            "const p = document.querySelector('[data-testid=search-panel]');
+             return [...p.querySelectorAll('[data-testid=suppliers] li')]
+                 .map(li => [li.dataset.supplier, li.dataset.outcome, li.textContent]);",
+        )
+        .await;
+    let chips: Vec<(String, String, String)> = serde_json::from_value(chips).unwrap();
+    let chip = |code: &str| {
+        chips
+            .iter()
+            .find(|c| c.0 == code)
+            .unwrap_or_else(|| panic!("no chip for {code}: {chips:?}"))
+            .clone()
+    };
+    assert_eq!(chip("QZ").1, "answered");
+    let (_, outcome, text) = chip("GA");
+    assert_eq!(outcome, "timeout");
+    assert!(
+        text.contains("Garuda Indonesia") && text.contains("timed out"),
+        "{text}"
+    );
+    let (_, outcome, text) = chip("JT");
+    assert_eq!(outcome, "error");
+    assert!(text.contains("unavailable"), "{text}");
+    browser.close().await;
+}

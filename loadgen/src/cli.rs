@@ -188,6 +188,11 @@ pub struct ThroughputArgs {
     /// Searches in flight at once (POST, then its stream to the end).
     #[arg(long, default_value_t = 200)]
     pub concurrency: usize,
+    /// Distinct questions: search `i` departs `i mod dates` days after the
+    /// first date, so a supplier answer cache sees each question repeated
+    /// (1 to 301; 1 asks the same question every time).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=301))]
+    pub dates: u16,
     /// provider-service's process id, for its CPU; by default the only process
     /// named provider-service, if any.
     #[arg(long)]

@@ -26,7 +26,15 @@ pub struct Submitted {
 /// The request body every search uses: one route, so provider-service's mocks
 /// do the same work for each.
 pub fn search_body() -> String {
-    let date = time::OffsetDateTime::now_utc().date() + time::Duration::days(DAYS_AHEAD);
+    search_body_later(0)
+}
+
+/// [`search_body`] for a departure `later` days after its date (at most 300,
+/// so the date stays inside the one-year window): the same route, another
+/// question for a supplier answer cache.
+pub fn search_body_later(later: u16) -> String {
+    let later = i64::from(later.min(300));
+    let date = time::OffsetDateTime::now_utc().date() + time::Duration::days(DAYS_AHEAD + later);
     serde_json::json!({
         "from": "CGK",
         "to": "DPS",

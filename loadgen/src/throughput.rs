@@ -19,7 +19,7 @@ use crate::http::HttpConnection;
 use crate::procfs;
 use crate::report::{Report, per_sec};
 use crate::sampler::Sampler;
-use crate::searches::{Submitted, search_body, submit};
+use crate::searches::{Submitted, search_body_later, submit};
 use crate::stack::{PROVIDER_SERVICE, Stack};
 use crate::subscriber::{StreamReport, Subscription};
 use crate::verify::{self, Plan};
@@ -81,14 +81,14 @@ pub async fn run(args: &ThroughputArgs) -> Result<Report, String> {
     let cpu_start =
         CpuReading::take(stack.main_pid, provider_pid, &mut stack.redis, &mut errors).await;
     let run_start = Instant::now();
-    let body = Arc::new(search_body());
+    let bodies: Arc<Vec<String>> = Arc::new((0..args.dates).map(search_body_later).collect());
     let next = Arc::new(AtomicUsize::new(0));
     let open = Arc::new(OpenStreams::default());
     let mut lanes = JoinSet::new();
     for _ in 0..args.concurrency.clamp(1, args.searches.max(1)) {
-        let (target, body, next, open) = (
+        let (target, bodies, next, open) = (
             stack.target.clone(),
-            body.clone(),
+            bodies.clone(),
             next.clone(),
             open.clone(),
         );
@@ -96,8 +96,13 @@ pub async fn run(args: &ThroughputArgs) -> Result<Report, String> {
         lanes.spawn(async move {
             let mut lane = Lane::default();
             let mut conn = HttpConnection::new(target.clone());
-            while next.fetch_add(1, Ordering::Relaxed) < searches {
-                let submitted = match submit(&mut conn, &body, deadline).await {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= searches {
+                    break;
+                }
+                let body = &bodies[i % bodies.len()];
+                let submitted = match submit(&mut conn, body, deadline).await {
                     Ok(submitted) => submitted,
                     Err((kind, detail)) => {
                         lane.errors.record(kind, detail);

@@ -132,11 +132,17 @@ impl Supplier {
                     .supplier_failures
                     .get_or_create(&SupplierLabel { supplier })
                     .inc();
-                tracing::info!(
-                    supplier,
-                    outcome = failure.outcome().as_str(),
-                    "supplier call failed"
-                );
+                // An open circuit was logged once when it opened; repeating it
+                // for every search it spares would drown the other lines.
+                if *failure == Failure::CircuitOpen {
+                    tracing::debug!(supplier, "supplier skipped: circuit open");
+                } else {
+                    tracing::info!(
+                        supplier,
+                        outcome = failure.outcome().as_str(),
+                        "supplier call failed"
+                    );
+                }
                 failure.outcome()
             }
         };

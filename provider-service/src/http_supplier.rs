@@ -157,7 +157,9 @@ impl HttpSupplier {
                         Err(_) => Attempt::Final(Failure::Timeout),
                     }
                 }
-                Err(_) => Attempt::Final(Failure::Timeout),
+                // The deadline passed while waiting for this provider's own
+                // limit, not for the supplier: not held against its circuit.
+                Err(_) => return Err(Failure::Timeout),
             };
             let (failure, wait) = match attempt {
                 Attempt::Answered(flights) => {

@@ -45,18 +45,21 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Idle pooled connections are closed after this long.
 const POOL_IDLE: Duration = Duration::from_secs(30);
 
-/// The one HTTP/1.1 client every supplier shares: one keep-alive pool, with
-/// idle connections per host bounded by `SUPPLIER_MAX_CONNECTIONS`.
+/// The one HTTP/1.1 client every supplier shares: one keep-alive pool.
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-/// Builds the shared client.
+/// Builds the shared client. The pool keeps as many idle connections per host
+/// as may be in use at once: `SUPPLIER_MAX_CONNECTIONS` per supplier, times
+/// the suppliers that may share one host (the pool is keyed by host, and
+/// several airlines can live behind one gateway). A smaller cap would close
+/// connections after each busy moment and open new ones the next.
 pub fn client(config: &SupplierConfig) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(config.timeout));
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE)
-        .pool_max_idle_per_host(config.max_connections)
+        .pool_max_idle_per_host(config.max_connections * config.urls.len().max(1))
         .build(connector)
 }
 

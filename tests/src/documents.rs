@@ -208,10 +208,27 @@ mod tests {
     }
 
     #[test]
+    fn terminal_events_may_report_each_suppliers_outcome() {
+        let outcomes = json!({"GA": "answered", "JT": "timeout", "QZ": "error",
+                              "ID": "rate_limited", "QG": "circuit_open"});
+        let completed = json!({"search_id": Uuid::new_v4(), "status": "completed",
+                               "total_results": 3, "suppliers": outcomes});
+        let failed = json!({"search_id": Uuid::new_v4(), "status": "failed",
+                            "error": {"code": "suppliers_unavailable", "message": "m"},
+                            "suppliers": {"GA": "timeout"}});
+        for event in [completed, failed] {
+            assert_matches(Schema::SearchEvent, &event);
+            assert_matches(Schema::StoredEvent, &event);
+        }
+    }
+
+    #[test]
     fn the_event_schemas_refuse_what_the_contract_does_not_allow() {
         let mut events = events();
         let mut extra = events[2].clone();
-        extra["suppliers"] = json!([]);
+        extra["undocumented"] = json!([]);
+        let mut bad_outcome = events[2].clone();
+        bad_outcome["suppliers"] = json!({"GA": "exploded"});
         let mut bad_code = events[3].clone();
         bad_code["error"]["code"] = json!("exploded");
         let mut not_empty = events[0].clone();
@@ -227,6 +244,7 @@ mod tests {
         bad_id["search_id"] = json!("not-a-uuid");
         for (what, event) in [
             ("an undocumented field", extra),
+            ("an unknown supplier outcome", bad_outcome),
             ("an unknown failure code", bad_code),
             ("offers in processing", not_empty),
             ("a flight without a price", no_price),

@@ -40,9 +40,11 @@ async fn search(stack: &Stack, body: &str) -> (Vec<Event>, Duration) {
     (events, started.elapsed())
 }
 
-/// The terminal event's outcome for `supplier`.
+/// The terminal event's outcome for `supplier`; the event must match the
+/// OpenAPI document.
 fn outcome<'a>(events: &'a [Event], supplier: &str) -> &'a str {
     let last = events.last().expect("a terminal event");
+    tests::documents::assert_matches(tests::documents::Schema::SearchEvent, &last.data);
     last.data["suppliers"][supplier]
         .as_str()
         .unwrap_or_else(|| panic!("no outcome for {supplier} in {}", last.raw))

@@ -12,8 +12,6 @@ pub const DEFAULT_CONSUMER_GROUP: &str = "provider-service";
 /// Prefix of each search's result stream; see [`results_key`].
 pub const RESULTS_PREFIX: &str = "flight.search.results:";
 
-/// Prefix of each search's state hash; see [`state_key`].
-pub const STATE_PREFIX: &str = "flight.search.state:";
 
 /// Stream where searches that cannot be processed end up, with the reason.
 pub const DEAD_LETTER_STREAM: &str = "flight.search.dead-letter";
@@ -47,10 +45,19 @@ pub fn results_key(search_id: Uuid) -> String {
     format!("{RESULTS_PREFIX}{search_id}")
 }
 
-/// `flight.search.state:<search_id>`: what the search's stream alone cannot tell
-/// (that it was submitted, when, whether it ended, who is reading it).
+/// `{flight.search.results:<search_id>}`: the hash tag on every key of a search
+/// other than its result stream. Redis Cluster hashes only what is inside the
+/// braces, and a key without braces hashes its whole name, so a tagged key lands
+/// in the same slot as the contract's `flight.search.results:<search_id>` and a
+/// script over both stays one atomic step on a cluster.
+pub fn search_tag(search_id: Uuid) -> String {
+    format!("{{{RESULTS_PREFIX}{search_id}}}")
+}
+
+/// `{flight.search.results:<search_id>}:state`: what the search's stream alone
+/// cannot tell (that it was submitted, when, whether it ended, who is reading it).
 pub fn state_key(search_id: Uuid) -> String {
-    format!("{STATE_PREFIX}{search_id}")
+    format!("{}:state", search_tag(search_id))
 }
 
 #[cfg(test)]
@@ -66,7 +73,17 @@ mod tests {
         );
         assert_eq!(
             state_key(id),
-            "flight.search.state:6f1c2a9e-8a5b-4c2d-9e7f-0a1b2c3d4e5f"
+            "{flight.search.results:6f1c2a9e-8a5b-4c2d-9e7f-0a1b2c3d4e5f}:state"
         );
+    }
+
+    #[test]
+    fn a_search_keys_share_the_result_stream_slot() {
+        // Redis Cluster hashes the text between the first `{` and the next `}`.
+        let id = Uuid::new_v4();
+        let state = state_key(id);
+        let tagged = &state[state.find('{').unwrap() + 1..state.find('}').unwrap()];
+        assert_eq!(tagged, results_key(id));
+        assert!(!results_key(id).contains('{'));
     }
 }

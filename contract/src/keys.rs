@@ -12,7 +12,6 @@ pub const DEFAULT_CONSUMER_GROUP: &str = "provider-service";
 /// Prefix of each search's result stream; see [`results_key`].
 pub const RESULTS_PREFIX: &str = "flight.search.results:";
 
-
 /// Stream where searches that cannot be processed end up, with the reason.
 pub const DEAD_LETTER_STREAM: &str = "flight.search.dead-letter";
 

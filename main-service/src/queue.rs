@@ -1,10 +1,14 @@
 //! The search queue, `flight.search.requested`, as main-service writes it.
 //!
-//! A submission writes the search's state hash and its queue entry in one
-//! MULTI/EXEC: a search is either fully accepted (its stream can be opened at
-//! once, and a provider will pick it up) or not written at all. The XADD sets
-//! no MAXLEN: the queue is bounded by admission control ([`crate::backlog`])
-//! and trimmed only below what every group has finished ([`crate::trim`]).
+//! A submission writes the search's state hash (with its TTL), then its queue
+//! entry. The two keys live in different Redis Cluster slots, so they cannot
+//! share a transaction; the order makes the gap harmless. A queued search
+//! always has its state hash, so its stream can be opened at once; if the
+//! second write fails the POST answers 503 and what is left is a state hash
+//! that no client knows of and that expires after `RESULTS_TTL_SECS`.
+//! The XADD sets no MAXLEN: the queue is bounded by admission control
+//! ([`crate::backlog`]) and trimmed only below what every group has finished
+//! ([`crate::trim`]).
 //!
 //! The consumer group is created here too (from id `0`, with MKSTREAM), so a
 //! search posted before any provider ever ran, or after Redis lost its data, is
@@ -48,7 +52,8 @@ impl SearchQueue {
         }
     }
 
-    /// Records the search as submitted and queues it, atomically.
+    /// Records the search as submitted, then queues it. An error from either
+    /// write means the search must not be reported as accepted.
     pub(crate) async fn enqueue(&self, search: &QueuedSearch) -> redis::RedisResult<()> {
         if !self.group_ready.load(Ordering::Acquire) {
             self.create_group().await?;
@@ -56,15 +61,22 @@ impl SearchQueue {
         let state = state_key(search.search_id);
         // The timeout counts from here, so the state hash always gets a time.
         let requested_at_ms = search.requested_at_ms.unwrap_or_else(crate::unix_ms);
+        let mut conn = self.redis.commands();
+        // One key, so MULTI/EXEC works on a cluster too: the hash never exists
+        // without its TTL.
         redis::pipe()
             .atomic()
             .hset(&state, STATE_REQUESTED_AT, requested_at_ms)
             .ignore()
             .expire(&state, self.results_ttl.as_secs() as i64)
             .ignore()
-            .xadd(REQUESTS_STREAM, "*", &search.to_fields())
-            .ignore()
-            .query_async(&mut self.redis.commands())
+            .query_async::<()>(&mut conn)
+            .await?;
+        redis::cmd("XADD")
+            .arg(REQUESTS_STREAM)
+            .arg("*")
+            .arg(search.to_fields())
+            .query_async::<()>(&mut conn)
             .await
     }
 

@@ -212,6 +212,60 @@ async fn redis_down_means_503_with_retry_after_and_recovery_when_it_returns() {
 }
 
 #[tokio::test]
+async fn a_failed_queue_write_answers_503_and_leaves_only_an_expiring_state_hash() {
+    let stack = Stack::builder()
+        .local_only()
+        .providers(0)
+        .main_env("RESULTS_TTL_SECS", "120")
+        .start()
+        .await;
+    stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
+    let mut redis = stack.redis().await;
+    // The state hash is written first and the queue entry second; a queue of
+    // the wrong type makes only the second write fail.
+    let _: () = redis::pipe()
+        .del(contract::keys::REQUESTS_STREAM)
+        .set(contract::keys::REQUESTS_STREAM, "not a stream")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let before = state_hashes(&stack).await;
+
+    let refused = stack.post(&search_body("CGK", "DPS", 6, 2)).await;
+    assert_eq!(refused.status, 503, "{:?}", refused.body);
+    assert!(refused.header("retry-after").is_some());
+    let left: Vec<String> = state_hashes(&stack)
+        .await
+        .into_iter()
+        .filter(|k| !before.contains(k))
+        .collect();
+    assert_eq!(left.len(), 1, "one state hash left behind: {left:?}");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&left[0])
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(
+        (1..=120).contains(&ttl),
+        "the state hash expires: TTL {ttl}"
+    );
+    let streams: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", contract::keys::RESULTS_PREFIX))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(streams.is_empty(), "no result stream: {streams:?}");
+}
+
+async fn state_hashes(stack: &Stack) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg("{flight.search.results:*}:state")
+        .query_async(&mut stack.redis().await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
 async fn disconnected_clients_release_everything_and_never_delete_the_stream() {
     let stack = Stack::builder().local_only().providers(0).start().await;
     let id = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;

@@ -88,7 +88,7 @@ pub(crate) mod tests {
         let vars =
             Vars::new(|name| (name == "REDIS_URL").then(|| "redis://127.0.0.1:1".to_owned()));
         let config = Config::from_vars(&vars).unwrap();
-        let redis = RedisLink::new(&config.redis_url).unwrap();
+        let redis = RedisLink::new(&config.redis).unwrap();
         App::start(config, redis, &CancellationToken::new())
     }
 }

@@ -199,7 +199,7 @@ impl Admission {
 
 /// Searches accepted and not yet finished by the slowest group.
 pub(crate) async fn read_backlog(
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut service_runtime::redis_connection::RedisConnection,
 ) -> redis::RedisResult<u64> {
     let groups = groups::read(conn).await?;
     let mut backlog = 0;

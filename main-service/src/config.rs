@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use service_runtime::config::{ConfigError, Vars};
-use service_runtime::redis_endpoint::RedisEndpoint;
+use service_runtime::redis_target::RedisTarget;
 use service_runtime::telemetry::LogFormat;
 
 use crate::rate_limit::{self, RateLimit};
@@ -25,8 +25,9 @@ use crate::cors::AllowedOrigins;
 /// Everything main-service reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where Redis is (`REDIS_URL`, `REDIS_CA_FILE`); the only shared state.
-    pub redis_url: RedisEndpoint,
+    /// Where Redis is (`REDIS_URL` or
+    /// `REDIS_CLUSTER_NODES`, with `REDIS_CA_FILE` and the client certificate); the only shared state.
+    pub redis: RedisTarget,
     /// Where the HTTP API, health and metrics listen (`HTTP_ADDR`).
     pub http_addr: SocketAddr,
     /// Lifetime of a search's keys after their last write (`RESULTS_TTL_SECS`),
@@ -72,7 +73,7 @@ impl Config {
     /// Reads variables through `vars`; tests pass a map.
     pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Config, ConfigError> {
         let config = Config {
-            redis_url: vars.redis_endpoint("REDIS_URL", "redis://127.0.0.1:6379")?,
+            redis: vars.redis_target()?,
             http_addr: vars.parse_with(
                 "HTTP_ADDR",
                 SocketAddr::from(([0, 0, 0, 0], 8080)),
@@ -131,7 +132,7 @@ mod tests {
     #[test]
     fn defaults_follow_the_design() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.redis_url.to_string(), "redis://127.0.0.1:6379");
+        assert_eq!(c.redis.to_string(), "redis://127.0.0.1:6379");
         assert_eq!(c.http_addr.to_string(), "0.0.0.0:8080");
         assert_eq!(c.results_ttl, Duration::from_secs(1800));
         assert_eq!(c.search_timeout, Duration::from_secs(60));

@@ -58,7 +58,7 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let redis = RedisLink::new(&config.redis_url)?;
+    let redis = RedisLink::new(&config.redis)?;
     tokio::spawn(redis.clone().watch(shutdown.clone()));
     let app = App::start(config, redis, &shutdown);
     tokio::spawn(

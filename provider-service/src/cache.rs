@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use contract::{Flight, SearchRequest};
-use redis::aio::ConnectionManager;
+use service_runtime::redis_connection::RedisConnection;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
@@ -36,7 +36,7 @@ type Flight1 = Arc<OnceCell<Result<Vec<Flight>, Failure>>>;
 /// The cache in front of every supplier.
 pub struct AnswerCache {
     /// Shared command connection.
-    conn: ConnectionManager,
+    conn: RedisConnection,
     /// How long answers are kept; zero disables the cache entirely.
     ttl: Duration,
     /// Calls in flight by cache key, for single flight.
@@ -56,7 +56,7 @@ pub fn key(supplier: &str, request: &SearchRequest) -> String {
 
 impl AnswerCache {
     /// A cache keeping answers `ttl` (zero: off).
-    pub fn new(conn: ConnectionManager, ttl: Duration) -> AnswerCache {
+    pub fn new(conn: RedisConnection, ttl: Duration) -> AnswerCache {
         AnswerCache {
             conn,
             ttl,

@@ -9,15 +9,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use service_runtime::config::{ConfigError, Vars};
-use service_runtime::redis_endpoint::RedisEndpoint;
+use service_runtime::redis_target::RedisTarget;
 use service_runtime::telemetry::LogFormat;
 
 /// Everything the provider can be told from outside.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where Redis is (`REDIS_URL`, `REDIS_CA_FILE`); the only shared state
-    /// between the services.
-    pub redis_url: RedisEndpoint,
+    /// Where Redis is (`REDIS_URL` or
+    /// `REDIS_CLUSTER_NODES`, with `REDIS_CA_FILE` and the client certificate); the only shared
+    /// state between the services.
+    pub redis: RedisTarget,
     /// Address of the admin server (/healthz, /readyz, /metrics); the provider
     /// has no other HTTP surface.
     pub metrics_addr: SocketAddr,
@@ -97,7 +98,7 @@ impl Config {
     pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Config, ConfigError> {
         let suppliers = SupplierConfig::from_vars(vars)?;
         Ok(Config {
-            redis_url: vars.redis_endpoint("REDIS_URL", "redis://127.0.0.1:6379")?,
+            redis: vars.redis_target()?,
             metrics_addr: metrics_addr(vars)?,
             results_ttl: vars.results_ttl()?,
             consumer_group: name(vars, "CONSUMER_GROUP")?
@@ -275,7 +276,7 @@ mod tests {
     #[test]
     fn defaults_follow_the_design() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.redis_url.to_string(), "redis://127.0.0.1:6379");
+        assert_eq!(c.redis.to_string(), "redis://127.0.0.1:6379");
         assert_eq!(c.metrics_addr, "0.0.0.0:9091".parse().unwrap());
         assert_eq!(c.results_ttl, Duration::from_secs(1800));
         assert_eq!(c.consumer_group, "provider-service");
@@ -366,7 +367,7 @@ mod tests {
             ("LOG_FORMAT", "json"),
         ])
         .unwrap();
-        assert_eq!(c.redis_url.to_string(), "redis://redis:6379/2");
+        assert_eq!(c.redis.to_string(), "redis://redis:6379/2");
         assert_eq!(c.metrics_addr, "127.0.0.1:19091".parse().unwrap());
         assert_eq!(c.results_ttl, Duration::from_secs(60));
         assert_eq!(

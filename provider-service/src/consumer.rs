@@ -1,18 +1,18 @@
 //! The read loop: takes new searches off `flight.search.requested` for this
 //! consumer and hands each to the worker.
 //!
-//! It reads on a connection of its own, because `XREADGROUP ... BLOCK` would
-//! stall every other command sharing a multiplexed connection, with a response
-//! timeout above the BLOCK time. It reads only when a concurrency permit is free
+//! It reads on a connection of its own (on a cluster, a cluster connection of
+//! its own), because `XREADGROUP ... BLOCK` would stall every other command
+//! sharing a multiplexed connection, with a response timeout above the BLOCK
+//! time. It reads only when a concurrency permit is free
 //! and never more entries than there are free permits, so a backlog waits in
 //! Redis (where other replicas can take it) rather than in this process.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
-use service_runtime::redis_link::{Backoff, LinkState};
+use service_runtime::redis_connection::RedisConnection;
+use service_runtime::redis_link::{Backoff, LinkState, RedisLink};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +39,7 @@ pub struct Consumer {
     /// The concurrency bound, shared with the recovery sweep.
     permits: Arc<Semaphore>,
     /// Opens the reader's dedicated connection.
-    client: redis::Client,
+    link: RedisLink,
     /// Up/down of the reader's connection; part of readiness.
     state: Arc<LinkState>,
 }
@@ -49,13 +49,13 @@ impl Consumer {
     pub fn new(
         worker: Arc<Worker>,
         permits: Arc<Semaphore>,
-        client: redis::Client,
+        link: RedisLink,
         state: Arc<LinkState>,
     ) -> Consumer {
         Consumer {
             worker,
             permits,
-            client,
+            link,
             state,
         }
     }
@@ -64,7 +64,7 @@ impl Consumer {
     /// connection dropped, which makes Redis forget the blocked read.
     pub async fn run(self, stop: CancellationToken) {
         let mut backoff = Backoff::new(Duration::from_millis(100), MAX_RECONNECT_DELAY);
-        let mut reader: Option<MultiplexedConnection> = None;
+        let mut reader: Option<RedisConnection> = None;
         loop {
             // Biased here and below: once stopped, no read may start, or Redis
             // could hand new entries to a consumer that is leaving.
@@ -164,13 +164,10 @@ impl Consumer {
 
     /// Opens the dedicated connection and makes sure the group exists, which it
     /// may not after Redis lost its data.
-    async fn connect(&self) -> Result<MultiplexedConnection, crate::RedisFailure> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(BLOCK + RESPONSE_SLACK));
+    async fn connect(&self) -> Result<RedisConnection, crate::RedisFailure> {
         let mut conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
+            .link
+            .dedicated(CONNECT_TIMEOUT, BLOCK + RESPONSE_SLACK)
             .await
             .map_err(|source| {
                 self.worker.metrics.redis_error("connect");

@@ -14,7 +14,7 @@ use std::time::Duration;
 use contract::keys::{DATA_FIELD, STATE_TERMINAL, results_key, state_key};
 use contract::{EventKind, SearchEvent, SupplierOutcomes, Tally};
 use redis::Value;
-use redis::aio::ConnectionManager;
+use service_runtime::redis_connection::RedisConnection;
 use service_runtime::streams::Appended;
 use uuid::Uuid;
 
@@ -71,7 +71,7 @@ impl History {
 #[derive(Clone)]
 pub struct ResultStreams {
     /// Shared connection for every command here.
-    conn: ConnectionManager,
+    conn: RedisConnection,
     /// TTL refreshed by every append.
     ttl: Duration,
     /// Where Redis failures are counted.
@@ -80,7 +80,7 @@ pub struct ResultStreams {
 
 impl ResultStreams {
     /// Handles on every search's stores, appending with TTL `ttl`.
-    pub fn new(conn: ConnectionManager, ttl: Duration, metrics: Arc<Metrics>) -> ResultStreams {
+    pub fn new(conn: RedisConnection, ttl: Duration, metrics: Arc<Metrics>) -> ResultStreams {
         ResultStreams { conn, ttl, metrics }
     }
 

@@ -93,7 +93,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new(&supplier::codes(&config)));
-    let link = RedisLink::new(&config.redis_url)?;
+    let link = RedisLink::new(&config.redis)?;
     let queue = Queue::new(
         link.commands(),
         config.consumer_group.clone(),
@@ -155,7 +155,7 @@ pub async fn run(
         Consumer::new(
             Arc::clone(&worker),
             Arc::clone(&permits),
-            link.client().clone(),
+            link.clone(),
             reader,
         )
         .run(shutdown.clone()),

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use contract::keys::{DEAD_LETTER_MAXLEN, DEAD_LETTER_STREAM, REQUESTS_STREAM};
 use redis::Value;
-use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::aio::ConnectionLike;
+use service_runtime::redis_connection::RedisConnection;
 
 use crate::RedisFailure;
 use crate::metrics::Metrics;
@@ -131,7 +132,7 @@ pub enum Claim {
 #[derive(Clone)]
 pub struct Queue {
     /// Shared connection for every non-blocking command.
-    conn: ConnectionManager,
+    conn: RedisConnection,
     /// Consumer group name.
     group: String,
     /// This replica's consumer name.
@@ -146,7 +147,7 @@ pub struct Queue {
 impl Queue {
     /// A queue handle for `consumer` in `group`.
     pub fn new(
-        conn: ConnectionManager,
+        conn: RedisConnection,
         group: String,
         consumer: String,
         claim_idle: Duration,

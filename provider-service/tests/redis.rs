@@ -19,6 +19,7 @@ use provider_service::metrics::Metrics;
 use provider_service::queue::Queue;
 use redis::aio::MultiplexedConnection;
 use service_runtime::config::Vars;
+use service_runtime::redis_connection::RedisConnection;
 use service_runtime::streams::{self, Appended};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -253,7 +254,7 @@ async fn queue(redis: &RedisServer, consumer: &str) -> Queue {
         .await
         .unwrap();
     Queue::new(
-        conn,
+        RedisConnection::Managed(conn),
         "provider-service".to_owned(),
         consumer.to_owned(),
         Duration::from_secs(15),
@@ -723,7 +724,7 @@ async fn catching_up_reads_only_what_was_written_since_and_sees_the_end() {
         .await
         .unwrap();
     let results = ResultStreams::new(
-        commands,
+        RedisConnection::Managed(commands),
         Duration::from_secs(60),
         Arc::new(Metrics::new(&[])),
     );

@@ -11,6 +11,8 @@
 //!   with readiness and capped backoff.
 //! * [`redis_health`]: whether Redis accepts writes ([`write_refusal`]) and
 //!   whether its eviction policy can lose data ([`memory_policy`]).
+//! * [`redis_target`], [`redis_connection`]: one server or a Redis Cluster,
+//!   chosen by configuration, behind one connection type.
 //! * [`probe`]: the `--healthcheck` client used by container health checks.
 //! * [`streams`]: consumer-group creation and event appends, the Redis writes
 //!   both services make to the contract's streams.
@@ -19,9 +21,11 @@ pub mod config;
 pub mod memory_policy;
 pub mod probe;
 pub mod redact;
+pub mod redis_connection;
 pub mod redis_endpoint;
 pub mod redis_health;
 pub mod redis_link;
+pub mod redis_target;
 pub mod shutdown;
 pub mod streams;
 pub mod telemetry;

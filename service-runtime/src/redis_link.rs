@@ -1,6 +1,7 @@
 //! The Redis link: one multiplexed, self-reconnecting connection for ordinary
 //! commands, plus what long-lived dedicated connections (blocking reads, pub/sub)
-//! need to reconnect politely.
+//! need to reconnect politely. It works the same on one server and on a Redis
+//! Cluster (see [`RedisTarget`]).
 //!
 //! A service starts whether or not Redis is up. [`RedisLink::new`] connects
 //! lazily; [`RedisLink::watch`] pings once a second and keeps [`RedisLink::is_ready`]
@@ -10,10 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
+use redis::cluster::{ClusterClient, ClusterConfig};
 use tokio_util::sync::CancellationToken;
 
+use crate::redis_connection::RedisConnection;
 use crate::redis_endpoint::RedisEndpoint;
+use crate::redis_target::RedisTarget;
 
 /// Non-blocking commands answer within this, or count as failed.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
@@ -26,42 +30,118 @@ const PING_INTERVAL: Duration = Duration::from_secs(1);
 pub struct RedisLink {
     /// For dedicated connections (blocking XREADGROUP, pub/sub), which must never
     /// share the multiplexed connection: a blocked command would stall every other.
-    client: redis::Client,
+    opener: Opener,
     /// The multiplexed connection for every non-blocking command.
-    commands: ConnectionManager,
+    commands: RedisConnection,
     /// Result of the latest ping, shared by all clones.
     state: Arc<LinkState>,
     /// Where Redis is, to explain failures in the log.
-    endpoint: RedisEndpoint,
+    target: RedisTarget,
+}
+
+/// What opens new connections, per kind of deployment.
+#[derive(Clone)]
+enum Opener {
+    /// One server.
+    Server(Box<redis::Client>),
+    /// A cluster; the seed URLs are kept for the pub/sub connection, which
+    /// needs one node rather than the cluster client.
+    Cluster(Box<ClusterClient>, Vec<RedisEndpoint>),
 }
 
 impl RedisLink {
-    /// Creates the link without connecting. Fails only if the endpoint's TLS
+    /// Creates the link without connecting. Fails only if the target's TLS
     /// settings cannot be turned into a client.
-    pub fn new(endpoint: &RedisEndpoint) -> redis::RedisResult<RedisLink> {
-        let client = endpoint.client()?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(COMMAND_TIMEOUT))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let commands = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+    pub fn new(target: &RedisTarget) -> redis::RedisResult<RedisLink> {
+        let (opener, commands) = match target {
+            RedisTarget::Server(url) => {
+                let client = url.client()?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(1)))
+                    .set_response_timeout(Some(COMMAND_TIMEOUT))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_millis(500));
+                let commands = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+                (
+                    Opener::Server(Box::new(client)),
+                    RedisConnection::Managed(commands),
+                )
+            }
+            RedisTarget::Cluster(nodes) => {
+                let client =
+                    RedisTarget::cluster_client(nodes, Duration::from_secs(1), COMMAND_TIMEOUT)?;
+                // Connects in the background and recovers by itself, like the
+                // lazy connection manager above.
+                let commands = client.get_pending_async_connection_with_config(
+                    ClusterConfig::new()
+                        .set_connection_timeout(Duration::from_secs(1))
+                        .set_response_timeout(COMMAND_TIMEOUT),
+                );
+                (
+                    Opener::Cluster(Box::new(client), nodes.clone()),
+                    RedisConnection::Cluster(commands),
+                )
+            }
+        };
         Ok(RedisLink {
-            client,
+            opener,
             commands,
             state: Arc::new(LinkState::new("redis")),
-            endpoint: endpoint.clone(),
+            target: target.clone(),
         })
     }
 
     /// The multiplexed connection (a cheap clone). Never send blocking commands on it.
-    pub fn commands(&self) -> ConnectionManager {
+    pub fn commands(&self) -> RedisConnection {
         self.commands.clone()
     }
 
-    /// The client, for opening dedicated connections.
-    pub fn client(&self) -> &redis::Client {
-        &self.client
+    /// A new connection of its own, for commands that block (XREADGROUP
+    /// BLOCK): each answer may take up to `response_timeout`, which must exceed
+    /// the block time. On a cluster it is a cluster connection of its own, as
+    /// a BLOCK on the shared one would delay other commands to the same node.
+    pub async fn dedicated(
+        &self,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> redis::RedisResult<RedisConnection> {
+        match &self.opener {
+            Opener::Server(client) => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(connect_timeout))
+                    .set_response_timeout(Some(response_timeout));
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map(RedisConnection::Dedicated)
+            }
+            Opener::Cluster(client, _) => client
+                .get_async_connection_with_config(
+                    ClusterConfig::new()
+                        .set_connection_timeout(connect_timeout)
+                        .set_response_timeout(response_timeout),
+                )
+                .await
+                .map(RedisConnection::Cluster),
+        }
+    }
+
+    /// A new pub/sub connection. On a cluster it goes to the first seed node
+    /// that answers: a PUBLISH reaches every node of a cluster.
+    pub async fn pubsub(&self) -> redis::RedisResult<PubSub> {
+        match &self.opener {
+            Opener::Server(client) => client.get_async_pubsub().await,
+            Opener::Cluster(_, seeds) => {
+                let mut last = None;
+                for seed in seeds {
+                    match seed.client()?.get_async_pubsub().await {
+                        Ok(pubsub) => return Ok(pubsub),
+                        Err(error) => last = Some(error),
+                    }
+                }
+                Err(last.expect("a cluster has at least one seed node"))
+            }
+        }
     }
 
     /// True if and only if the latest ping succeeded.
@@ -76,7 +156,7 @@ impl RedisLink {
             let ping: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
             match ping {
                 Ok(_) => self.state.up(),
-                Err(e) => self.state.down(&self.endpoint.explain(&e)),
+                Err(e) => self.state.down(&self.target.explain(&e)),
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,

@@ -1,10 +1,12 @@
 //! Test support for the end-to-end and fault suites.
 //!
 //! Everything here is real: [`redis_server::RedisServer`] starts `redis-server` on a
-//! free port (optionally with TLS from a throwaway CA made by [`pki`], and ACL users), [`services`] starts the real service binaries as child processes, and
+//! free port (optionally with TLS from a throwaway CA made by [`pki`], and ACL
+//! users), [`redis_cluster::RedisCluster`] six of them as a Redis Cluster
+//! (used when `FLIGHT_SEARCH_REDIS=cluster`), [`services`] starts the real service binaries as child processes, and
 //! [`http`]/[`sse`] speak HTTP/1.1 to them over TCP. [`stack::Stack`] bundles the
 //! three, or, when `FLIGHT_SEARCH_URL` is set, attaches to a stack that is already
-//! running (with `REDIS_URL` pointing at its Redis) so the same suite can check a
+//! running (with `REDIS_URL` or `REDIS_CLUSTER_NODES` pointing at its Redis) so the same suite can check a
 //! compose deployment. [`documents`] holds `openapi.yaml` and `asyncapi.yaml` as
 //! validators: every SSE event a suite receives is checked against them.
 
@@ -12,6 +14,7 @@ pub mod documents;
 pub mod http;
 pub mod mock_suppliers;
 pub mod pki;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod services;
 pub mod sse;

@@ -64,13 +64,19 @@ impl Service {
     /// Starts `kind` with `env` (on top of quiet defaults) on a free port and waits
     /// until its `/healthz` answers.
     pub async fn start(kind: Kind, redis_url: &str, env: &[(&str, &str)]) -> Service {
+        Service::start_with(kind, ("REDIS_URL", redis_url), env).await
+    }
+
+    /// Like [`Service::start`], with Redis given as `(variable, value)`:
+    /// `REDIS_URL` or `REDIS_CLUSTER_NODES`.
+    pub async fn start_with(kind: Kind, redis: (&str, &str), env: &[(&str, &str)]) -> Service {
         let addr = format!("127.0.0.1:{}", free_port());
         let addr_var = match kind {
             Kind::Main | Kind::MockSuppliers => "HTTP_ADDR",
             Kind::Provider => "METRICS_ADDR",
         };
         let mut vars: BTreeMap<String, String> = [
-            ("REDIS_URL", redis_url),
+            redis,
             (addr_var, addr.as_str()),
             ("RUST_LOG", "warn"),
             ("SHUTDOWN_GRACE_SECS", "5"),

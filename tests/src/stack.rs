@@ -1,12 +1,22 @@
 //! A whole flight-search deployment for a test: started locally, or attached to a
-//! running one when `FLIGHT_SEARCH_URL` (and `REDIS_URL`) are set.
+//! running one when `FLIGHT_SEARCH_URL` (and `REDIS_URL` or
+//! `REDIS_CLUSTER_NODES`) are set.
+//!
+//! A local stack runs on one `redis-server`, or on a local Redis Cluster when
+//! `FLIGHT_SEARCH_REDIS=cluster` is set (or the test asks for one), so the same
+//! suites prove both deployments.
 
 use std::time::Duration;
 
+use service_runtime::config::Vars;
+use service_runtime::redis_connection::RedisConnection;
+use service_runtime::redis_link::RedisLink;
+use service_runtime::redis_target::RedisTarget;
 use uuid::Uuid;
 
 use crate::documents::{self, Schema};
 use crate::http::{self, Response};
+use crate::redis_cluster::RedisCluster;
 use crate::redis_server::{RedisOptions, RedisServer};
 use crate::services::{Kind, Service};
 use crate::sse::{Event, SseStream};
@@ -14,10 +24,63 @@ use crate::sse::{Event, SseStream};
 /// Supplier latency for tests: short, but long enough that results arrive one by one.
 pub const TEST_LATENCY_MS: &str = "20-150";
 
+/// The Redis of a local stack.
+pub enum LocalRedis {
+    /// One server.
+    Server(Box<RedisServer>),
+    /// A cluster of three masters with a replica each.
+    Cluster(RedisCluster),
+}
+
+impl LocalRedis {
+    /// Kills every Redis process (an outage, not a clean stop).
+    pub fn stop(&mut self) {
+        match self {
+            LocalRedis::Server(server) => server.stop(),
+            LocalRedis::Cluster(cluster) => cluster.kill_all(),
+        }
+    }
+
+    /// Starts every Redis process again with its data and waits until it serves.
+    pub async fn restart(&mut self) {
+        match self {
+            LocalRedis::Server(server) => server.restart().await,
+            LocalRedis::Cluster(cluster) => cluster.revive_all().await,
+        }
+    }
+
+    /// The single server; panics for a cluster.
+    pub fn server(&mut self) -> &mut RedisServer {
+        match self {
+            LocalRedis::Server(server) => server,
+            LocalRedis::Cluster(_) => panic!("this test needs a single Redis server"),
+        }
+    }
+
+    /// The cluster; panics for a single server (build with `StackBuilder::cluster`).
+    pub fn cluster(&mut self) -> &mut RedisCluster {
+        match self {
+            LocalRedis::Cluster(cluster) => cluster,
+            LocalRedis::Server(_) => panic!("this test needs a cluster (StackBuilder::cluster)"),
+        }
+    }
+
+    /// How the test itself reaches this Redis (plain TCP, default user).
+    fn target(&self) -> RedisTarget {
+        let (variable, value) = match self {
+            LocalRedis::Server(server) => ("REDIS_URL", server.url()),
+            LocalRedis::Cluster(cluster) => ("REDIS_CLUSTER_NODES", cluster.seeds()),
+        };
+        Vars::from_pairs(&[(variable, value.as_str())])
+            .redis_target()
+            .expect("a valid local Redis address")
+    }
+}
+
 /// The processes of a locally started stack.
 pub struct Local {
-    /// The Redis server.
-    pub redis: RedisServer,
+    /// The Redis server or cluster.
+    pub redis: LocalRedis,
     /// main-service instances (usually one).
     pub mains: Vec<Service>,
     /// provider-service instances.
@@ -29,7 +92,9 @@ pub struct Local {
 /// How a service reaches the stack's Redis.
 #[derive(Clone)]
 struct RedisAccess {
-    /// Its `REDIS_URL`.
+    /// `REDIS_URL`, or `REDIS_CLUSTER_NODES` for a cluster.
+    variable: &'static str,
+    /// Its value.
     url: String,
     /// `REDIS_CA_FILE` when the URL is `rediss://`.
     ca_file: Option<String>,
@@ -47,11 +112,22 @@ impl RedisAccess {
             None => url,
         };
         RedisAccess {
+            variable: "REDIS_URL",
             url,
             ca_file: tls.then(|| redis.ca_file().display().to_string()),
             client_certificate: redis
                 .client_certificate_files()
                 .map(|(cert, key)| (cert.display().to_string(), key.display().to_string())),
+        }
+    }
+
+    /// The seed nodes of `cluster`, as the default user over plain TCP.
+    fn cluster(cluster: &RedisCluster) -> RedisAccess {
+        RedisAccess {
+            variable: "REDIS_CLUSTER_NODES",
+            url: cluster.seeds(),
+            ca_file: None,
+            client_certificate: None,
         }
     }
 
@@ -67,7 +143,7 @@ impl RedisAccess {
                 ("REDIS_CLIENT_KEY_FILE", key.as_str()),
             ]);
         }
-        Service::start(kind, &self.url, &env).await
+        Service::start_with(kind, (self.variable, &self.url), &env).await
     }
 }
 
@@ -84,8 +160,8 @@ impl Local {
 pub struct Stack {
     /// main-service base URL.
     base_url: String,
-    /// Redis URL, for checking what the services wrote.
-    redis_url: String,
+    /// The stack's Redis, for checking what the services wrote.
+    redis: RedisTarget,
     /// The processes, when this test started them.
     local: Option<Local>,
 }
@@ -102,6 +178,8 @@ pub struct StackBuilder {
     mains: usize,
     /// Refuse to attach to a running stack (the test needs process control).
     local_only: bool,
+    /// Start a Redis Cluster rather than one server.
+    cluster: bool,
     /// How to configure Redis.
     redis: RedisOptions,
     /// main-service's ACL user (name, password); `default` when `None`.
@@ -161,23 +239,43 @@ impl StackBuilder {
         self
     }
 
+    /// Start a local Redis Cluster, whatever `FLIGHT_SEARCH_REDIS` says.
+    /// Implies `local_only`.
+    pub fn cluster(mut self) -> Self {
+        self.cluster = true;
+        self.local_only = true;
+        self
+    }
+
     /// Starts (or attaches to) the stack.
     pub async fn start(self) -> Stack {
         if !self.local_only
             && let Ok(base_url) = std::env::var("FLIGHT_SEARCH_URL")
         {
-            let redis_url = std::env::var("REDIS_URL")
-                .expect("FLIGHT_SEARCH_URL needs REDIS_URL too (the stack's Redis)");
+            let redis = Vars::from_env().redis_target().expect(
+                "FLIGHT_SEARCH_URL needs REDIS_URL or REDIS_CLUSTER_NODES (the stack's Redis)",
+            );
             return Stack {
                 base_url: base_url.trim_end_matches('/').to_owned(),
-                redis_url,
+                redis,
                 local: None,
             };
         }
-        let redis = RedisServer::start_with(self.redis.clone()).await;
-        let tls = self.redis.tls;
-        let main_redis = RedisAccess::new(&redis, tls, self.main_user.as_ref());
-        let provider_redis = RedisAccess::new(&redis, tls, self.provider_user.as_ref());
+        let (redis, main_redis, provider_redis) = if self.cluster || cluster_requested() {
+            let cluster = RedisCluster::start().await;
+            let access = RedisAccess::cluster(&cluster);
+            (LocalRedis::Cluster(cluster), access.clone(), access)
+        } else {
+            let redis = RedisServer::start_with(self.redis.clone()).await;
+            let tls = self.redis.tls;
+            let main_redis = RedisAccess::new(&redis, tls, self.main_user.as_ref());
+            let provider_redis = RedisAccess::new(&redis, tls, self.provider_user.as_ref());
+            (
+                LocalRedis::Server(Box::new(redis)),
+                main_redis,
+                provider_redis,
+            )
+        };
         let pairs = |v: &[(String, String)]| -> Vec<(String, String)> { v.to_vec() };
         let main_env = pairs(&self.main_env);
         let mut mains = Vec::new();
@@ -205,7 +303,7 @@ impl StackBuilder {
         }
         Stack {
             base_url: local.mains[0].base_url(),
-            redis_url: local.redis.url(),
+            redis: local.redis.target(),
             local: Some(local),
         }
     }
@@ -220,6 +318,7 @@ impl Stack {
             providers: 1,
             mains: 1,
             local_only: false,
+            cluster: false,
             redis: RedisOptions::default(),
             main_user: None,
             provider_user: None,
@@ -258,15 +357,19 @@ impl Stack {
         self.url(&format!("/api/flights/search/{search_id}/stream"))
     }
 
-    /// A new connection to the stack's Redis.
-    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        // Generous: on a loaded machine a large read (a full-size queue) can
-        // take longer than the client's default of 500 ms.
-        let config =
-            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
-        redis::Client::open(self.redis_url.as_str())
-            .expect("valid REDIS_URL")
-            .get_multiplexed_async_connection_with_config(&config)
+    /// True if and only if the stack runs on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.redis.is_cluster()
+    }
+
+    /// A new connection to the stack's Redis (a cluster connection on a
+    /// cluster, so keys are found on whichever node holds them). Generous
+    /// timeout: on a loaded machine a large read (a full-size queue) can take
+    /// longer than the client's default of 500 ms.
+    pub async fn redis(&self) -> RedisConnection {
+        RedisLink::new(&self.redis)
+            .expect("valid Redis address")
+            .dedicated(Duration::from_secs(5), Duration::from_secs(30))
             .await
             .expect("connect to the stack's redis")
     }
@@ -351,6 +454,12 @@ impl Stack {
             .expect("EXISTS")
             == 1
     }
+}
+
+/// True if and only if `FLIGHT_SEARCH_REDIS=cluster`: local stacks then run on
+/// a Redis Cluster.
+pub fn cluster_requested() -> bool {
+    std::env::var("FLIGHT_SEARCH_REDIS").is_ok_and(|v| v == "cluster")
 }
 
 /// Submits a search to the main-service at `base_url`, which must accept it;

@@ -325,7 +325,7 @@ async fn disconnected_clients_release_everything_and_never_delete_the_stream() {
 /// The state hash's `readers` count and the number of `reader:<token>` fields;
 /// `None` while Redis does not answer (it may be paused).
 async fn readers(
-    redis: &mut redis::aio::MultiplexedConnection,
+    redis: &mut service_runtime::redis_connection::RedisConnection,
     id: uuid::Uuid,
 ) -> Option<(i64, usize)> {
     let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
@@ -709,10 +709,16 @@ async fn both_services_expose_health_readiness_and_the_documented_metrics() {
             "provider {family}"
         );
     }
-    assert_eq!(
-        metric(&text, "flight_search_provider_searches_completed_total"),
-        Some(1.0)
-    );
+    // The provider counts a search after acknowledging it, which may be a
+    // moment after the client saw the terminal event.
+    let metrics_url = format!("{provider}/metrics");
+    eventually("the provider to count the search", LIMIT, || async {
+        let body = http::get(&metrics_url).await.ok()?.body;
+        let text = String::from_utf8(body.to_vec()).ok()?;
+        (metric(&text, "flight_search_provider_searches_completed_total") == Some(1.0))
+            .then_some(())
+    })
+    .await;
     assert_eq!(metric(&text, "flight_search_provider_redis_up"), Some(1.0));
     assert!(
         metric(

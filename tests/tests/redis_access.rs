@@ -115,7 +115,7 @@ async fn the_whole_flow_runs_with_each_service_as_its_own_restricted_user_over_m
     // The users really are restricted: a command outside the rule is refused.
     let url = format!(
         "redis://provider-service:{password}@127.0.0.1:{}",
-        stack.local().redis.port()
+        stack.local().redis.server().port()
     );
     let mut conn = redis::Client::open(url)
         .unwrap()

@@ -60,7 +60,7 @@ pub(super) async fn run(hub: Arc<Hub>) {
 
 /// Opens a dedicated connection and subscribes.
 async fn subscribe(hub: &Hub) -> redis::RedisResult<(PubSubSink, PubSubStream)> {
-    let (mut sink, messages) = hub.redis.client().get_async_pubsub().await?.split();
+    let (mut sink, messages) = hub.redis.pubsub().await?.split();
     sink.subscribe(EVENTS_CHANNEL).await?;
     Ok((sink, messages))
 }

@@ -1,0 +1,305 @@
+//! A throwaway Redis Cluster: three masters with one replica each, six
+//! `redis-server` processes on free ports joined by `redis-cli --cluster
+//! create`, stopped on Drop.
+//!
+//! `cluster-node-timeout` is one second, so a killed master's replica is
+//! promoted within a few seconds, which keeps fault tests short.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::{eventually, free_port};
+
+/// Masters in the cluster; each has one replica.
+pub const MASTERS: usize = 3;
+
+/// How long a node may be unreachable before the cluster fails it over.
+const NODE_TIMEOUT_MS: &str = "1000";
+
+/// One node's process.
+struct Node {
+    /// Where it listens; kept across restarts.
+    port: u16,
+    /// The process, `None` while stopped.
+    child: Option<Child>,
+}
+
+/// A running cluster with its own data directory.
+pub struct RedisCluster {
+    /// Six nodes; which are masters changes with failovers.
+    nodes: Vec<Node>,
+    /// Holds one sub-directory per node (its AOF and `nodes.conf`).
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    /// Starts six nodes, creates the cluster and waits until every node sees
+    /// all slots served and every replica is in sync with its master.
+    pub async fn start() -> RedisCluster {
+        let ports: Vec<u16> = (0..MASTERS * 2).map(|_| free_port()).collect();
+        let dir = std::env::temp_dir().join(format!(
+            "flight-search-cluster-{}-{}",
+            ports[0],
+            std::process::id()
+        ));
+        let mut cluster = RedisCluster {
+            nodes: ports
+                .into_iter()
+                .map(|port| Node { port, child: None })
+                .collect(),
+            dir,
+        };
+        for i in 0..cluster.nodes.len() {
+            cluster.spawn(i).await;
+        }
+        let addresses: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let created = tokio::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+            .await
+            .expect("redis-cli must be installed (apt-get install redis-tools)");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        cluster.wait_healthy().await;
+        cluster
+    }
+
+    /// The seed URLs of every node, comma-separated: `REDIS_CLUSTER_NODES`.
+    pub fn seeds(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Ports of the current masters serving slots, as the running nodes see it.
+    pub async fn masters(&self) -> Vec<u16> {
+        self.topology()
+            .await
+            .into_iter()
+            .filter(|n| n.master && n.serves_slots)
+            .map(|n| n.port)
+            .collect()
+    }
+
+    /// The port of the master serving `key`'s slot.
+    pub async fn master_of(&self, key: &str) -> u16 {
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut self.any_node().await)
+            .await
+            .expect("CLUSTER KEYSLOT");
+        self.topology()
+            .await
+            .into_iter()
+            .find(|n| n.master && n.slots.iter().any(|r| r.contains(&slot)))
+            .unwrap_or_else(|| panic!("no master serves slot {slot}"))
+            .port
+    }
+
+    /// SIGKILLs the node on `port` (a crash, not a clean stop).
+    pub fn kill(&mut self, port: u16) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("a node of this cluster");
+        if let Some(mut child) = node.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the node on `port` again with its data; it rejoins as a replica
+    /// if its slots were failed over meanwhile.
+    pub async fn revive(&mut self, port: u16) {
+        let i = self
+            .nodes
+            .iter()
+            .position(|n| n.port == port)
+            .expect("a node of this cluster");
+        self.spawn(i).await;
+    }
+
+    /// SIGKILLs every node.
+    pub fn kill_all(&mut self) {
+        let ports: Vec<u16> = self.nodes.iter().map(|n| n.port).collect();
+        for port in ports {
+            self.kill(port);
+        }
+    }
+
+    /// Starts every stopped node again and waits until the cluster is healthy.
+    pub async fn revive_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].child.is_none() {
+                self.spawn(i).await;
+            }
+        }
+        self.wait_healthy().await;
+    }
+
+    /// Waits until every running node reports `cluster_state:ok` and the same
+    /// view: three masters serving all slots, each with a replica in sync.
+    pub async fn wait_healthy(&self) {
+        eventually(
+            "the cluster to be healthy",
+            Duration::from_secs(60),
+            || async {
+                for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+                    let mut conn = connect(node.port).await?;
+                    let info: String = redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query_async(&mut conn)
+                        .await
+                        .ok()?;
+                    if !info.contains("cluster_state:ok") {
+                        return None;
+                    }
+                    let replication: String = redis::cmd("INFO")
+                        .arg("replication")
+                        .query_async(&mut conn)
+                        .await
+                        .ok()?;
+                    if replication.contains("role:slave")
+                        && !replication.contains("master_link_status:up")
+                    {
+                        return None;
+                    }
+                }
+                let topology = self.topology().await;
+                let masters = topology.iter().filter(|n| n.master && n.serves_slots);
+                (masters.count() == MASTERS).then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// `CLUSTER NODES` as seen by a running node, failed nodes left out.
+    async fn topology(&self) -> Vec<NodeView> {
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut self.any_node().await)
+            .await
+            .expect("CLUSTER NODES");
+        nodes.lines().filter_map(NodeView::parse).collect()
+    }
+
+    /// A connection to some running node.
+    async fn any_node(&self) -> redis::aio::MultiplexedConnection {
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            if let Some(conn) = connect(node.port).await {
+                return conn;
+            }
+        }
+        panic!("no cluster node answers");
+    }
+
+    async fn spawn(&mut self, i: usize) {
+        let port = self.nodes[i].port;
+        let dir = self.dir.join(port.to_string());
+        std::fs::create_dir_all(&dir).expect("create cluster node dir");
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-config-file", "nodes.conf"])
+            .args(["--cluster-node-timeout", NODE_TIMEOUT_MS])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("redis-server must be installed (apt-get install redis-server)");
+        self.nodes[i].child = Some(child);
+        eventually(
+            "a cluster node to answer PING",
+            Duration::from_secs(10),
+            || async { connect(port).await.map(|_| ()) },
+        )
+        .await;
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A connection to one node that answered PING, or `None`.
+async fn connect(port: u16) -> Option<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    let _: String = redis::cmd("PING").query_async(&mut conn).await.ok()?;
+    Some(conn)
+}
+
+/// One line of `CLUSTER NODES`.
+struct NodeView {
+    /// Its port on 127.0.0.1.
+    port: u16,
+    /// A master (possibly without slots).
+    master: bool,
+    /// Owns at least one slot range.
+    serves_slots: bool,
+    /// The slot ranges it serves.
+    slots: Vec<std::ops::RangeInclusive<u16>>,
+}
+
+impl NodeView {
+    /// `<id> <ip:port@bus> <flags> <master> <ping> <pong> <epoch> <link> <slot>...`;
+    /// `None` for failed or disconnected nodes.
+    fn parse(line: &str) -> Option<NodeView> {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let port = fields
+            .get(1)?
+            .split('@')
+            .next()?
+            .rsplit(':')
+            .next()?
+            .parse()
+            .ok()?;
+        let flags = fields.get(2)?;
+        if flags.contains("fail") || fields.get(7) != Some(&"connected") {
+            return None;
+        }
+        let slots: Vec<_> = fields[8..]
+            .iter()
+            .filter(|s| !s.starts_with('['))
+            .filter_map(|s| {
+                let (a, b) = s.split_once('-').unwrap_or((s, s));
+                Some(a.parse().ok()?..=b.parse().ok()?)
+            })
+            .collect();
+        Some(NodeView {
+            port,
+            master: flags.contains("master"),
+            serves_slots: !slots.is_empty(),
+            slots,
+        })
+    }
+}

@@ -1,13 +1,14 @@
 //! Fault tests on real processes: providers killed mid-search, Redis restarted
 //! under load, main-service restarted under open streams, poison input, searches
-//! handed out too often, and several instances of each service sharing one Redis.
+//! handed out too often, several instances of each service sharing one Redis,
+//! and on a Redis Cluster a master killed mid-run.
 //! Every test is bounded in time and proves that nothing is lost or doubled as
 //! clients see it.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM};
+use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM, results_key, state_key};
 use tests::documents::{self, Schema};
 use tests::sse::Event;
 use tests::stack::{Stack, follow, submit_to};
@@ -402,4 +403,113 @@ async fn a_thousand_searches_survive_providers_killed_every_few_seconds() {
         kills >= 3,
         "the run was too short to kill providers ({kills})"
     );
+}
+
+#[tokio::test]
+async fn on_a_cluster_searches_spread_over_all_three_masters_each_within_one_slot() {
+    let mut stack = Stack::builder().local_only().cluster().start().await;
+    let ids: Vec<Uuid> = futures_util::future::join_all((0..30).map(|i| {
+        let body = search_body("CGK", "DPS", 1 + i, 1);
+        let stack = &stack;
+        async move { stack.submit(&body).await }
+    }))
+    .await;
+    for &id in &ids {
+        assert_exactly_once(id, &stack.events(id).await);
+    }
+    let cluster = stack.local().redis.cluster();
+    let mut masters = HashSet::new();
+    for &id in &ids {
+        let state = state_key(id);
+        let node = cluster.master_of(&state).await;
+        assert_eq!(
+            node,
+            cluster.master_of(&results_key(id)).await,
+            "{id}: the state hash shares the result stream's slot"
+        );
+        masters.insert(node);
+    }
+    assert_eq!(
+        masters.len(),
+        tests::redis_cluster::MASTERS,
+        "30 searches on {masters:?}"
+    );
+}
+
+#[tokio::test]
+async fn on_a_cluster_a_master_killed_mid_run_is_replaced_and_every_search_completes_once() {
+    let mut stack = Stack::builder()
+        .local_only()
+        .cluster()
+        .providers(2)
+        .provider_env("MOCK_LATENCY_MS", "300-3000")
+        .provider_env("CLAIM_IDLE_MS", "2000")
+        .start()
+        .await;
+    let url = stack.base_url().to_owned();
+    let follow_all = |ids: Vec<Uuid>| -> Vec<_> {
+        ids.into_iter()
+            .map(|id| {
+                let url = url.clone();
+                tokio::spawn(async move { (id, follow(&url, id, Duration::from_secs(120)).await) })
+            })
+            .collect()
+    };
+    let before: Vec<Uuid> = futures_util::future::join_all((0..30).map(|i| {
+        let body = search_body("CGK", "SIN", 1 + i, 2);
+        let stack = &stack;
+        async move { stack.submit(&body).await }
+    }))
+    .await;
+    let mut clients = follow_all(before.clone());
+    eventually("searches under way", LIMIT, || async {
+        let mut started = 0;
+        for &id in &before {
+            started += usize::from(!results_so_far(&stack, id).await.is_empty());
+        }
+        (started >= 10).then_some(())
+    })
+    .await;
+
+    // The queue's master: POSTs and every provider's reads depend on it, and
+    // it holds a third of the searches in flight.
+    let cluster = stack.local().redis.cluster();
+    let victim = cluster.master_of(REQUESTS_STREAM).await;
+    cluster.kill(victim);
+    cluster.wait_healthy().await;
+    assert!(
+        !cluster.masters().await.contains(&victim),
+        "a replica took over"
+    );
+
+    let after: Vec<Uuid> = futures_util::future::join_all((0..10).map(|i| {
+        let body = search_body("SUB", "DPS", 1 + i, 1);
+        let url = &url;
+        async move {
+            eventually("POST to be accepted after the failover", LIMIT, || async {
+                let response = tests::http::post_json(&format!("{url}/api/flights/search"), &body)
+                    .await
+                    .ok()?;
+                (response.status == 202).then(|| {
+                    response.json()["data"]["search_id"]
+                        .as_str()
+                        .unwrap()
+                        .parse::<Uuid>()
+                        .unwrap()
+                })
+            })
+            .await
+        }
+    }))
+    .await;
+    clients.extend(follow_all(after));
+    for client in clients {
+        let (id, events) = client.await.unwrap();
+        assert_eq!(
+            events.last().unwrap().status(),
+            "completed",
+            "{id}: {events:?}"
+        );
+        assert_exactly_once(id, &events);
+    }
 }

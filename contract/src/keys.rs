@@ -15,8 +15,9 @@ pub const RESULTS_PREFIX: &str = "flight.search.results:";
 /// Stream where searches that cannot be processed end up, with the reason.
 pub const DEAD_LETTER_STREAM: &str = "flight.search.dead-letter";
 
-/// Pub/sub channel on which every appended event is announced (message: the
-/// search id), so main-service reads a result stream only when it changed.
+/// Pub/sub channel on which every appended event is announced on a single
+/// Redis (message: the search id), so main-service reads a result stream only
+/// when it changed. On a cluster, [`events_channel`] is used instead.
 pub const EVENTS_CHANNEL: &str = "flight.search.events";
 
 /// Field of a result stream entry holding the event JSON.
@@ -59,6 +60,14 @@ pub fn state_key(search_id: Uuid) -> String {
     format!("{}:state", search_tag(search_id))
 }
 
+/// `{flight.search.results:<search_id>}:events`: the sharded pub/sub channel
+/// announcing the search's appends on a Redis Cluster (SPUBLISH/SSUBSCRIBE).
+/// It lives on the node that owns the search's keys, so an announcement costs
+/// one node, not a broadcast to every node as a PUBLISH does.
+pub fn events_channel(search_id: Uuid) -> String {
+    format!("{}:events", search_tag(search_id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +93,6 @@ mod tests {
         let tagged = &state[state.find('{').unwrap() + 1..state.find('}').unwrap()];
         assert_eq!(tagged, results_key(id));
         assert!(!results_key(id).contains('{'));
+        assert!(events_channel(id).starts_with(&state[..state.find('}').unwrap() + 1]));
     }
 }

@@ -8,7 +8,9 @@
 /// events channel, `ARGV[5]` the search id, and optionally `ARGV[6]` the tally
 /// (see [`Tally`](crate::Tally)): for a `result`, its offer count, added to
 /// the state hash's `answers` and `offers`; for a terminal event, the
-/// `answers:offers` the writer based it on.
+/// `answers:offers` the writer based it on (empty for none); and optionally
+/// `ARGV[7]` `SPUBLISH` to announce on a sharded channel (on a cluster, the
+/// search's own channel in its slot) rather than with PUBLISH.
 ///
 /// Returns the new entry id, or nil when the slot is taken or the search already
 /// has its terminal event. This is what makes re-processing after a crash, or a
@@ -35,7 +37,7 @@ if tally ~= '' and ARGV[1] ~= 'terminal' then
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
-redis.call('PUBLISH', ARGV[4], ARGV[5])
+redis.call(ARGV[7] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH', ARGV[4], ARGV[5])
 return id
 ";
 

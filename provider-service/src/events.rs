@@ -111,12 +111,14 @@ impl ResultStreams {
         report: &SupplierOutcomes,
     ) -> Result<Appended, RedisFailure> {
         let event = SearchEvent { search_id, kind };
+        let nudges = self.conn.nudges();
         service_runtime::streams::append_reported_event(
             &mut self.conn.clone(),
             &event,
             report,
             self.ttl,
             basis,
+            nudges,
         )
         .await
         .map_err(|e| self.failed("append", e))

@@ -20,7 +20,7 @@ use provider_service::queue::Queue;
 use redis::aio::MultiplexedConnection;
 use service_runtime::config::Vars;
 use service_runtime::redis_connection::RedisConnection;
-use service_runtime::streams::{self, Appended};
+use service_runtime::streams::{self, Appended, Nudges};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -292,9 +292,15 @@ async fn append(conn: &mut MultiplexedConnection, id: Uuid, kind: EventKind) {
         search_id: id,
         kind,
     };
-    streams::append_event(conn, &event, Duration::from_secs(60), None)
-        .await
-        .unwrap();
+    streams::append_event(
+        conn,
+        &event,
+        Duration::from_secs(60),
+        None,
+        Nudges::Broadcast,
+    )
+    .await
+    .unwrap();
 }
 
 /// A consumer that takes `count` entries and dies: they stay pending on it.
@@ -352,9 +358,15 @@ async fn a_terminal_event_based_on_a_stale_tally_is_refused() {
         answers: 0,
         offers: 0,
     };
-    let refused = streams::append_event(&mut conn, &completed(0), ttl, Some(stale))
-        .await
-        .unwrap();
+    let refused = streams::append_event(
+        &mut conn,
+        &completed(0),
+        ttl,
+        Some(stale),
+        Nudges::Broadcast,
+    )
+    .await
+    .unwrap();
     let now = Tally {
         answers: 1,
         offers: 2,
@@ -367,9 +379,10 @@ async fn a_terminal_event_based_on_a_stale_tally_is_refused() {
             .all(|e| !e.kind.is_terminal())
     );
 
-    let written = streams::append_event(&mut conn, &completed(2), ttl, Some(now))
-        .await
-        .unwrap();
+    let written =
+        streams::append_event(&mut conn, &completed(2), ttl, Some(now), Nudges::Broadcast)
+            .await
+            .unwrap();
     assert!(matches!(written, Appended::Written(_)), "{written:?}");
     let seen = events(&mut conn, id).await;
     assert_eq!(

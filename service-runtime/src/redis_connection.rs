@@ -10,6 +10,8 @@ use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
+use crate::streams::Nudges;
+
 /// A connection to Redis, whichever kind of deployment it is. Cloning is cheap
 /// and shares the underlying connection.
 #[derive(Clone)]
@@ -22,6 +24,17 @@ pub enum RedisConnection {
     /// A cluster connection: one connection per node, commands routed by slot,
     /// MOVED and failovers followed by refreshing the slot map.
     Cluster(ClusterConnection),
+}
+
+impl RedisConnection {
+    /// How appends written on this connection are announced: sharded channels
+    /// on a cluster, the one broadcast channel on a single server.
+    pub fn nudges(&self) -> Nudges {
+        match self {
+            RedisConnection::Cluster(_) => Nudges::Sharded,
+            RedisConnection::Managed(_) | RedisConnection::Dedicated(_) => Nudges::Broadcast,
+        }
+    }
 }
 
 impl ConnectionLike for RedisConnection {

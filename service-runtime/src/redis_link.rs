@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
 use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::redis_connection::RedisConnection;
-use crate::redis_endpoint::RedisEndpoint;
 use crate::redis_target::RedisTarget;
+use crate::streams::Nudges;
 
 /// Non-blocking commands answer within this, or count as failed.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
@@ -44,9 +45,8 @@ pub struct RedisLink {
 enum Opener {
     /// One server.
     Server(Box<redis::Client>),
-    /// A cluster; the seed URLs are kept for the pub/sub connection, which
-    /// needs one node rather than the cluster client.
-    Cluster(Box<ClusterClient>, Vec<RedisEndpoint>),
+    /// A cluster.
+    Cluster(Box<ClusterClient>),
 }
 
 impl RedisLink {
@@ -78,7 +78,7 @@ impl RedisLink {
                         .set_response_timeout(COMMAND_TIMEOUT),
                 );
                 (
-                    Opener::Cluster(Box::new(client), nodes.clone()),
+                    Opener::Cluster(Box::new(client)),
                     RedisConnection::Cluster(commands),
                 )
             }
@@ -89,6 +89,34 @@ impl RedisLink {
             state: Arc::new(LinkState::new("redis")),
             target: target.clone(),
         })
+    }
+
+    /// How appends are announced: sharded channels on a cluster, the one
+    /// broadcast channel on a single server.
+    pub fn nudges(&self) -> Nudges {
+        self.commands.nudges()
+    }
+
+    /// On a cluster, a new cluster connection for sharded subscriptions that
+    /// hands every message and subscription change to `pushes`; it connects in
+    /// the background and resubscribes by itself after reconnects, MOVED and
+    /// failovers. `None` on a single server, where redis-rs offers SSUBSCRIBE
+    /// on no connection type (see [`Nudges`]).
+    pub fn sharded_subscriber(
+        &self,
+        pushes: impl redis::aio::AsyncPushSender,
+    ) -> Option<ClusterConnection> {
+        match &self.opener {
+            Opener::Server(_) => None,
+            Opener::Cluster(client) => Some(
+                client.get_pending_async_connection_with_config(
+                    ClusterConfig::new()
+                        .set_connection_timeout(Duration::from_secs(1))
+                        .set_response_timeout(COMMAND_TIMEOUT)
+                        .set_push_sender(pushes),
+                ),
+            ),
+        }
     }
 
     /// The multiplexed connection (a cheap clone). Never send blocking commands on it.
@@ -115,7 +143,7 @@ impl RedisLink {
                     .await
                     .map(RedisConnection::Dedicated)
             }
-            Opener::Cluster(client, _) => client
+            Opener::Cluster(client) => client
                 .get_async_connection_with_config(
                     ClusterConfig::new()
                         .set_connection_timeout(connect_timeout)
@@ -126,21 +154,15 @@ impl RedisLink {
         }
     }
 
-    /// A new pub/sub connection. On a cluster it goes to the first seed node
-    /// that answers: a PUBLISH reaches every node of a cluster.
+    /// A new pub/sub connection to a single server. A cluster announces on
+    /// sharded channels instead (see [`RedisLink::sharded_subscriber`]).
     pub async fn pubsub(&self) -> redis::RedisResult<PubSub> {
         match &self.opener {
             Opener::Server(client) => client.get_async_pubsub().await,
-            Opener::Cluster(_, seeds) => {
-                let mut last = None;
-                for seed in seeds {
-                    match seed.client()?.get_async_pubsub().await {
-                        Ok(pubsub) => return Ok(pubsub),
-                        Err(error) => last = Some(error),
-                    }
-                }
-                Err(last.expect("a cluster has at least one seed node"))
-            }
+            Opener::Cluster(_) => Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "a cluster announces appends on sharded channels",
+            ))),
         }
     }
 

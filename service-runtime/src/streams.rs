@@ -4,7 +4,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use contract::keys::{EVENTS_CHANNEL, REQUESTS_STREAM, results_key, state_key};
+use contract::keys::{EVENTS_CHANNEL, REQUESTS_STREAM, events_channel, results_key, state_key};
 use contract::{EventKind, SearchEvent, SupplierOutcomes, Tally};
 use redis::aio::ConnectionLike;
 
@@ -30,6 +30,16 @@ pub async fn create_group(conn: &mut impl ConnectionLike, group: &str) -> redis:
     }
 }
 
+/// How an append is announced to the main-service instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nudges {
+    /// PUBLISH on the one channel `flight.search.events` (a single Redis).
+    Broadcast,
+    /// SPUBLISH on the search's own channel `{flight.search.results:<id>}:events`
+    /// (a Redis Cluster, where a PUBLISH would be forwarded to every node).
+    Sharded,
+}
+
 /// What [`append_event`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {
@@ -45,15 +55,17 @@ pub enum Appended {
 /// Appends `event` to its search's result stream through
 /// `contract::scripts::APPEND_EVENT`: at most once per slot, never after the
 /// terminal event, with both keys' TTL refreshed to `ttl` and the pub/sub nudge
-/// sent, all atomically. A `result` always updates the search's tally; a
-/// terminal event given a `basis` is written only if the tally still matches it.
+/// sent as `nudges` says, all atomically. A `result` always updates the
+/// search's tally; a terminal event given a `basis` is written only if the
+/// tally still matches it.
 pub async fn append_event(
     conn: &mut impl ConnectionLike,
     event: &SearchEvent,
     ttl: Duration,
     basis: Option<Tally>,
+    nudges: Nudges,
 ) -> redis::RedisResult<Appended> {
-    append_reported_event(conn, event, &SupplierOutcomes::new(), ttl, basis).await
+    append_reported_event(conn, event, &SupplierOutcomes::new(), ttl, basis, nudges).await
 }
 
 /// [`append_event`] for a terminal event that reports each supplier's outcome
@@ -65,11 +77,16 @@ pub async fn append_reported_event(
     suppliers: &SupplierOutcomes,
     ttl: Duration,
     basis: Option<Tally>,
+    nudges: Nudges,
 ) -> redis::RedisResult<Appended> {
     let tally = match (&event.kind, basis) {
         (EventKind::Result { results, .. }, _) => results.len().to_string(),
         (kind, Some(basis)) if kind.is_terminal() => basis.to_arg(),
         _ => String::new(),
+    };
+    let (channel, publish) = match nudges {
+        Nudges::Broadcast => (EVENTS_CHANNEL.to_owned(), "PUBLISH"),
+        Nudges::Sharded => (events_channel(event.search_id), "SPUBLISH"),
     };
     let written: redis::RedisResult<Option<String>> = APPEND_EVENT
         .key(results_key(event.search_id))
@@ -77,9 +94,10 @@ pub async fn append_reported_event(
         .arg(event.kind.slot())
         .arg(event.to_json_reporting(suppliers))
         .arg(ttl.as_secs())
-        .arg(EVENTS_CHANNEL)
+        .arg(channel)
         .arg(event.search_id.to_string())
         .arg(tally)
+        .arg(publish)
         .invoke_async(conn)
         .await;
     match written {

@@ -109,6 +109,11 @@ impl RedisCluster {
             .port
     }
 
+    /// A connection to the node on `port`, for commands about that node only.
+    pub async fn node(&self, port: u16) -> redis::aio::MultiplexedConnection {
+        connect(port).await.expect("the node answers")
+    }
+
     /// SIGKILLs the node on `port` (a crash, not a clean stop).
     pub fn kill(&mut self, port: u16) {
         let node = self

@@ -3,7 +3,9 @@
 //! are.
 //!
 //! * [`nudges`]: one pub/sub connection; the append script publishes the search id
-//!   after every write, and a nudge marks that search's feed for a read.
+//!   after every write, and a nudge marks that search's feed for a read. On a
+//!   Redis Cluster [`shard_nudges`] does the same with one sharded channel per
+//!   search, subscribed while the search has a feed here.
 //! * [`fetcher`]: reads new entries with `XRANGE` on the shared multiplexed
 //!   connection, many searches concurrently, and wakes the feed's clients.
 //!   Nudged reads go first; safety-net re-reads ("rechecks") take the spare
@@ -25,6 +27,7 @@
 mod feed;
 mod fetcher;
 mod nudges;
+mod shard_nudges;
 mod sweep;
 
 use std::collections::hash_map::Entry as MapEntry;
@@ -113,6 +116,10 @@ pub(crate) struct Hub {
     /// True while the pub/sub subscription is up (and every feed was rechecked
     /// when it came up), so nudges arrive and nothing needs re-reading.
     subscribed: AtomicBool,
+    /// On a cluster, where each search has its own channel: the ids of
+    /// searches whose feed appeared or went away, for [`shard_nudges`] to
+    /// subscribe or unsubscribe. `None` on a single server.
+    shard_subscriptions: Option<mpsc::UnboundedSender<Uuid>>,
 }
 
 /// What the hub's map lock guards.
@@ -174,6 +181,9 @@ impl Hub {
         let (fetch_queue, fetches) = mpsc::unbounded_channel();
         let (recheck_queue, rechecks) = mpsc::unbounded_channel();
         let slots = tick_slots(settings.heartbeat);
+        let (pushes, pushed) = mpsc::unbounded_channel();
+        let (changes, changed) = mpsc::unbounded_channel();
+        let sharded = redis.sharded_subscriber(pushes);
         let hub = Arc::new(Hub {
             feeds: Mutex::default(),
             fetch_queue,
@@ -188,9 +198,23 @@ impl Hub {
             link: LinkState::new("redis-hub"),
             health,
             subscribed: AtomicBool::new(false),
+            shard_subscriptions: sharded.is_some().then(|| changes.clone()),
         });
         tokio::spawn(fetcher::run(hub.clone(), fetches, rechecks));
-        tokio::spawn(nudges::run(hub.clone()));
+        match sharded {
+            Some(conn) => {
+                tokio::spawn(shard_nudges::run(
+                    hub.clone(),
+                    conn,
+                    pushed,
+                    changed,
+                    changes,
+                ));
+            }
+            None => {
+                tokio::spawn(nudges::run(hub.clone()));
+            }
+        }
         tokio::spawn(sweep::run(hub.clone()));
         tokio::spawn(heartbeat(hub.clone()));
         hub
@@ -229,6 +253,7 @@ impl Hub {
         if created {
             self.metrics.hub_feeds_active.inc();
             self.want_fetch(&feed);
+            self.feed_changed(search_id);
         }
         let slot = self.next_slot.fetch_add(1, Ordering::Relaxed) % self.ticks.len();
         Subscription {
@@ -252,6 +277,8 @@ impl Hub {
             feeds.by_id.remove(&feed.search_id);
             feeds.deadlines.remove(feed);
             self.metrics.hub_feeds_active.dec();
+            drop(feeds);
+            self.feed_changed(feed.search_id);
         }
     }
 
@@ -286,6 +313,24 @@ impl Hub {
         {
             feeds.deadlines.insert(feed, at_ms);
         }
+    }
+
+    /// A search's feed appeared or went away: on a cluster, its sharded
+    /// subscription follows.
+    fn feed_changed(&self, search_id: Uuid) {
+        if let Some(changes) = &self.shard_subscriptions {
+            // Fails only once the task stopped at shutdown.
+            let _ = changes.send(search_id);
+        }
+    }
+
+    /// True if and only if a local client watches the search.
+    fn has_feed(&self, search_id: Uuid) -> bool {
+        self.feeds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_id
+            .contains_key(&search_id)
     }
 
     /// Queues a read of `feed` unless one is already queued or the feed is over.

@@ -1,5 +1,7 @@
-//! The one pub/sub connection: `SUBSCRIBE flight.search.events`, where the append
-//! script publishes a search id after every event it writes.
+//! On a single server, the one pub/sub connection: `SUBSCRIBE
+//! flight.search.events`, where the append script publishes a search id after
+//! every event it writes. (redis-rs offers SSUBSCRIBE only on its cluster
+//! connection, so a single server keeps this broadcast channel.)
 //!
 //! Pub/sub is at-most-once: messages published while this connection is down
 //! are gone, and only then: Redis drops a subscriber's messages only by

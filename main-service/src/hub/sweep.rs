@@ -141,6 +141,7 @@ async fn expire(hub: Arc<Hub>, feed: Arc<Feed>) {
         &event,
         hub.settings.results_ttl,
         None,
+        hub.redis.nudges(),
     )
     .await;
     match written {

@@ -13,6 +13,7 @@
 pub mod documents;
 pub mod http;
 pub mod mock_suppliers;
+pub mod nginx;
 pub mod pki;
 pub mod redis_cluster;
 pub mod redis_server;

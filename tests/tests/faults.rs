@@ -513,3 +513,55 @@ async fn on_a_cluster_a_master_killed_mid_run_is_replaced_and_every_search_compl
         assert_exactly_once(id, &events);
     }
 }
+
+#[tokio::test]
+async fn behind_nginx_clients_resume_on_another_main_service_when_one_is_killed() {
+    let mut stack = Stack::builder()
+        .local_only()
+        .mains(2)
+        .provider_env("MOCK_LATENCY_MS", "500-4000")
+        .start()
+        .await;
+    let upstreams: Vec<String> = stack
+        .local()
+        .mains
+        .iter()
+        .map(|m| m.base_url().trim_start_matches("http://").to_owned())
+        .collect();
+    let nginx = tests::nginx::Nginx::start(&upstreams).await;
+    let url = nginx.base_url();
+    let ids: Vec<Uuid> = futures_util::future::join_all((0..10).map(|i| {
+        let body = search_body("CGK", "SIN", 2 + i, 2);
+        let url = &url;
+        async move { submit_to(url, &body).await }
+    }))
+    .await;
+    let clients: Vec<_> = ids
+        .iter()
+        .map(|&id| {
+            let url = url.clone();
+            tokio::spawn(async move { (id, follow(&url, id, LIMIT).await) })
+        })
+        .collect();
+    // least_conn spreads the streams, so the victim holds some of them.
+    let victim = stack.local().mains[0].base_url();
+    eventually("streams open on the instance to kill", LIMIT, || async {
+        let text = tests::http::get(&format!("{victim}/metrics"))
+            .await
+            .ok()?
+            .body;
+        let open = tests::http::metric(
+            std::str::from_utf8(&text).ok()?,
+            "flight_search_sse_streams_open",
+        )?;
+        (open >= 3.0).then_some(())
+    })
+    .await;
+
+    stack.local().mains[0].kill();
+    for client in clients {
+        let (id, events) = client.await.unwrap();
+        assert_eq!(events.last().unwrap().status(), "completed", "{id}");
+        assert_exactly_once(id, &events);
+    }
+}

@@ -6,7 +6,10 @@
 //! keys and scripts work in both modes as long as every multi-key command and
 //! script stays within one search's hash tag.
 
+use std::sync::{Arc, PoisonError, RwLock};
+
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
@@ -24,14 +27,67 @@ pub enum RedisConnection {
     /// A cluster connection: one connection per node, commands routed by slot,
     /// MOVED and failovers followed by refreshing the slot map.
     Cluster(ClusterConnection),
+    /// The shared cluster connection, replaceable by [`RedisConnection::renew`]
+    /// for every holder of a clone at once.
+    SharedCluster(Arc<RenewableCluster>),
+}
+
+/// A cluster connection that can be swapped for a new one. After a failover
+/// the redis crate's cluster connection has been seen to stay stuck on the
+/// old topology, answering nothing for a minute and more; a fresh one learns
+/// the topology anew from the seed nodes.
+pub struct RenewableCluster {
+    /// Opens the replacement.
+    client: ClusterClient,
+    /// Timeouts of every connection this opens.
+    config: ClusterConfig,
+    /// The connection in use; clones of it are cheap handles.
+    current: RwLock<ClusterConnection>,
+}
+
+impl RenewableCluster {
+    /// A connection that connects in the background, like every replacement.
+    pub fn new(client: ClusterClient, config: ClusterConfig) -> RenewableCluster {
+        let current = client.get_pending_async_connection_with_config(config.clone());
+        RenewableCluster {
+            client,
+            config,
+            current: RwLock::new(current),
+        }
+    }
+
+    /// A handle on the connection in use.
+    fn current(&self) -> ClusterConnection {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 impl RedisConnection {
+    /// Replaces a shared cluster connection with a new one, for every clone;
+    /// returns false (and does nothing) for other kinds, which reconnect by
+    /// themselves or are replaced by their owners.
+    pub fn renew(&self) -> bool {
+        let RedisConnection::SharedCluster(shared) = self else {
+            return false;
+        };
+        let fresh = shared
+            .client
+            .get_pending_async_connection_with_config(shared.config.clone());
+        *shared
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = fresh;
+        true
+    }
+
     /// How appends written on this connection are announced: sharded channels
     /// on a cluster, the one broadcast channel on a single server.
     pub fn nudges(&self) -> Nudges {
         match self {
-            RedisConnection::Cluster(_) => Nudges::Sharded,
+            RedisConnection::Cluster(_) | RedisConnection::SharedCluster(_) => Nudges::Sharded,
             RedisConnection::Managed(_) | RedisConnection::Dedicated(_) => Nudges::Broadcast,
         }
     }
@@ -43,6 +99,10 @@ impl ConnectionLike for RedisConnection {
             RedisConnection::Managed(c) => c.req_packed_command(cmd),
             RedisConnection::Dedicated(c) => c.req_packed_command(cmd),
             RedisConnection::Cluster(c) => c.req_packed_command(cmd),
+            RedisConnection::SharedCluster(shared) => {
+                let mut conn = shared.current();
+                Box::pin(async move { conn.req_packed_command(cmd).await })
+            }
         }
     }
 
@@ -56,6 +116,10 @@ impl ConnectionLike for RedisConnection {
             RedisConnection::Managed(c) => c.req_packed_commands(pipeline, offset, count),
             RedisConnection::Dedicated(c) => c.req_packed_commands(pipeline, offset, count),
             RedisConnection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConnection::SharedCluster(shared) => {
+                let mut conn = shared.current();
+                Box::pin(async move { conn.req_packed_commands(pipeline, offset, count).await })
+            }
         }
     }
 
@@ -64,6 +128,7 @@ impl ConnectionLike for RedisConnection {
             RedisConnection::Managed(c) => c.get_db(),
             RedisConnection::Dedicated(c) => c.get_db(),
             RedisConnection::Cluster(c) => c.get_db(),
+            RedisConnection::SharedCluster(_) => 0,
         }
     }
 }

@@ -16,12 +16,16 @@ use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use tokio_util::sync::CancellationToken;
 
-use crate::redis_connection::RedisConnection;
+use crate::redis_connection::{RedisConnection, RenewableCluster};
 use crate::redis_target::RedisTarget;
 use crate::streams::Nudges;
 
 /// Non-blocking commands answer within this, or count as failed.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A shared cluster connection failing this long is replaced: after a
+/// failover the redis crate's cluster connection has been seen to stay stuck.
+pub const RENEW_CLUSTER_AFTER: Duration = Duration::from_secs(10);
 
 /// How often readiness is re-checked.
 const PING_INTERVAL: Duration = Duration::from_secs(1);
@@ -71,15 +75,16 @@ impl RedisLink {
                 let client =
                     RedisTarget::cluster_client(nodes, Duration::from_secs(1), COMMAND_TIMEOUT)?;
                 // Connects in the background and recovers by itself, like the
-                // lazy connection manager above.
-                let commands = client.get_pending_async_connection_with_config(
+                // lazy connection manager above, or is renewed by `watch`.
+                let commands = RenewableCluster::new(
+                    client.clone(),
                     ClusterConfig::new()
                         .set_connection_timeout(Duration::from_secs(1))
                         .set_response_timeout(COMMAND_TIMEOUT),
                 );
                 (
                     Opener::Cluster(Box::new(client)),
-                    RedisConnection::Cluster(commands),
+                    RedisConnection::SharedCluster(Arc::new(commands)),
                 )
             }
         };
@@ -172,13 +177,30 @@ impl RedisLink {
     }
 
     /// Pings Redis every second until `shutdown`, keeping readiness current.
+    /// A cluster connection that has failed every ping for
+    /// [`RENEW_CLUSTER_AFTER`] is replaced with a new one.
     pub async fn watch(self, shutdown: CancellationToken) {
         let mut conn = self.commands();
+        let mut failing_since: Option<tokio::time::Instant> = None;
         loop {
             let ping: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
             match ping {
-                Ok(_) => self.state.up(),
-                Err(e) => self.state.down(&self.target.explain(&e)),
+                Ok(_) => {
+                    failing_since = None;
+                    self.state.up();
+                }
+                Err(e) => {
+                    self.state.down(&self.target.explain(&e));
+                    let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= RENEW_CLUSTER_AFTER && self.commands.renew() {
+                        tracing::warn!(
+                            connection = "redis",
+                            failing_for = ?since.elapsed(),
+                            "cluster connection replaced with a new one"
+                        );
+                        failing_since = None;
+                    }
+                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,

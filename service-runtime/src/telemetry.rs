@@ -2,9 +2,13 @@
 //! collectors (`LOG_FORMAT`). The level filter comes from `RUST_LOG` (default `info`).
 //! Text is coloured only when stdout is a terminal: escape codes in a file or a
 //! log collector are noise that breaks grep.
+//!
+//! The redis crate's cluster client logs a warning on every reconnect attempt,
+//! many a second while a node is down, where this project logs one line per
+//! change of a connection's state. Unless `RUST_LOG` names the `redis` target,
+//! only its errors are shown.
 
 use std::io::IsTerminal;
-
 use std::str::FromStr;
 
 use tracing_subscriber::EnvFilter;
@@ -32,7 +36,9 @@ impl FromStr for LogFormat {
 
 /// Installs the global subscriber. Call once, first thing in `main`.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    let filter = EnvFilter::try_new(with_quiet_redis(&spec))
+        .unwrap_or_else(|_| EnvFilter::new(with_quiet_redis("info")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -44,5 +50,35 @@ pub fn init(format: LogFormat) {
             .flatten_event(true)
             .with_current_span(false)
             .init(),
+    }
+}
+
+/// `spec` plus `redis=error`, unless a directive of `spec` is about the
+/// `redis` target already.
+fn with_quiet_redis(spec: &str) -> String {
+    let names_redis = spec.split(',').any(|directive| {
+        directive.trim() == "redis"
+            || directive.trim().starts_with("redis=")
+            || directive.trim().starts_with("redis::")
+    });
+    if names_redis {
+        spec.to_owned()
+    } else {
+        format!("{spec},redis=error")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_redis_crate_is_quiet_unless_asked_for() {
+        assert_eq!(with_quiet_redis("info"), "info,redis=error");
+        assert_eq!(
+            with_quiet_redis("warn,service_runtime::redis_link=debug"),
+            "warn,service_runtime::redis_link=debug,redis=error"
+        );
+        assert_eq!(with_quiet_redis("info,redis=debug"), "info,redis=debug");
     }
 }

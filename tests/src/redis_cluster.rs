@@ -23,6 +23,9 @@ const NODE_TIMEOUT_MS: &str = "3000";
 struct Node {
     /// Where it listens; kept across restarts.
     port: u16,
+    /// Where it talks to the other nodes. Chosen free like `port`: the
+    /// default, `port` + 10000, may belong to anything else on the machine.
+    bus_port: u16,
     /// The process, `None` while stopped.
     child: Option<Child>,
 }
@@ -48,7 +51,11 @@ impl RedisCluster {
         let mut cluster = RedisCluster {
             nodes: ports
                 .into_iter()
-                .map(|port| Node { port, child: None })
+                .map(|port| Node {
+                    port,
+                    bus_port: free_port(),
+                    child: None,
+                })
                 .collect(),
             dir,
         };
@@ -213,12 +220,13 @@ impl RedisCluster {
     }
 
     async fn spawn(&mut self, i: usize) {
-        let port = self.nodes[i].port;
+        let (port, bus_port) = (self.nodes[i].port, self.nodes[i].bus_port);
         let dir = self.dir.join(port.to_string());
         std::fs::create_dir_all(&dir).expect("create cluster node dir");
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-port", &bus_port.to_string()])
             .args(["--cluster-config-file", "nodes.conf"])
             .args(["--cluster-node-timeout", NODE_TIMEOUT_MS])
             .args([

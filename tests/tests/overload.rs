@@ -76,7 +76,7 @@ async fn xlen(stack: &Stack, key: &str) -> u64 {
 async fn state_keys(stack: &Stack) -> usize {
     let mut redis = stack.redis().await;
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("flight.search.state:*")
+        .arg("{flight.search.results:*}:state")
         .query_async(&mut redis)
         .await
         .expect("KEYS");

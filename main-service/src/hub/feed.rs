@@ -7,7 +7,7 @@
 //! client, and a search has a handful of events, so keeping all of them lets late
 //! joiners and `Last-Event-ID` resumes be served from memory.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 use bytes::Bytes;
@@ -33,16 +33,16 @@ pub(super) struct Feed {
     /// Bumped after each append; every client waits on a receiver of it.
     changes: watch::Sender<()>,
     /// Set while a nudged read is queued, so a burst of nudges costs one read.
-    pub(super) fetch_wanted: AtomicBool,
+    fetch_wanted: AtomicBool,
     /// Set while a safety-net re-read is queued, apart from `fetch_wanted` so
     /// that a nudge never waits behind the slower re-read queue.
-    pub(super) recheck_wanted: AtomicBool,
+    recheck_wanted: AtomicBool,
     /// The time (Unix ms) under which the feed sits in the hub's deadline
     /// queue, 0 when it is not queued; changed only under the hub's map lock,
     /// so the feed can be taken out of the queue when its last client leaves.
-    pub(super) due_ms: AtomicU64,
+    due_ms: AtomicU64,
     /// Local clients watching; changed only under the hub's map lock.
-    pub(super) watchers: AtomicUsize,
+    watchers: AtomicUsize,
 }
 
 /// The entries of a feed and what they tell.
@@ -276,6 +276,57 @@ impl Feed {
     pub(super) fn changes(&self) -> watch::Receiver<()> {
         self.changes.subscribe()
     }
+
+    /// Asks for a nudged read. Returns true if and only if the caller must
+    /// queue one: none is queued yet and the feed is not over.
+    pub(super) fn want_fetch(&self) -> bool {
+        !self.is_over() && !self.fetch_wanted.swap(true, Ordering::AcqRel)
+    }
+
+    /// Asks for a safety-net re-read; true if and only if the caller must
+    /// queue one, as for [`Feed::want_fetch`].
+    pub(super) fn want_recheck(&self) -> bool {
+        !self.is_over() && !self.recheck_wanted.swap(true, Ordering::AcqRel)
+    }
+
+    /// A queued nudged read starts. Cleared before reading: a nudge that
+    /// arrives during the read queues another one instead of being lost.
+    pub(super) fn fetch_started(&self) {
+        self.fetch_wanted.store(false, Ordering::Release);
+    }
+
+    /// A queued re-read starts; see [`Feed::fetch_started`].
+    pub(super) fn recheck_started(&self) {
+        self.recheck_wanted.store(false, Ordering::Release);
+    }
+
+    /// One more local client watches. Called under the hub's map lock.
+    pub(super) fn watch(&self) {
+        self.watchers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One local client left. Returns true if and only if it was the last.
+    /// Called under the hub's map lock.
+    pub(super) fn unwatch(&self) -> bool {
+        self.watchers.fetch_sub(1, Ordering::Relaxed) == 1
+    }
+
+    /// True if and only if a local client watches.
+    pub(super) fn is_watched(&self) -> bool {
+        self.watchers.load(Ordering::Relaxed) > 0
+    }
+
+    /// Records that the feed sits in the deadline queue under `at_ms`
+    /// (never 0). Called under the hub's map lock.
+    pub(super) fn set_due(&self, at_ms: u64) {
+        self.due_ms.store(at_ms, Ordering::Relaxed);
+    }
+
+    /// Records that the feed left the deadline queue, and returns the time it
+    /// was queued under, if it was. Called under the hub's map lock.
+    pub(super) fn take_due(&self) -> Option<u64> {
+        Some(self.due_ms.swap(0, Ordering::Relaxed)).filter(|&at_ms| at_ms != 0)
+    }
 }
 
 #[cfg(test)]
@@ -413,5 +464,41 @@ mod tests {
         feed.append([(id(2), data("processing"))]);
         assert!(changes.has_changed().unwrap());
         changes.mark_unchanged();
+        feed.append([(id(2), data("processing"))]);
+        assert!(
+            !changes.has_changed().unwrap(),
+            "an entry read before wakes nobody"
+        );
+    }
+
+    #[test]
+    fn a_burst_of_requests_for_a_read_queues_one_until_it_starts() {
+        let feed = Feed::new(Uuid::nil(), 0, true);
+        assert!(feed.want_fetch());
+        assert!(!feed.want_fetch(), "one is queued already");
+        assert!(feed.want_recheck(), "re-reads are queued apart");
+        assert!(!feed.want_recheck());
+        feed.fetch_started();
+        assert!(feed.want_fetch(), "a nudge during the read queues another");
+        assert!(!feed.want_recheck());
+        feed.recheck_started();
+        feed.fetch_started();
+        feed.append([(id(1), data("completed"))]);
+        assert!(
+            !feed.want_fetch() && !feed.want_recheck(),
+            "nothing to read once over"
+        );
+    }
+
+    #[test]
+    fn the_last_watcher_to_leave_is_told() {
+        let feed = Feed::new(Uuid::nil(), 0, true);
+        assert!(!feed.is_watched());
+        feed.watch();
+        feed.watch();
+        assert!(!feed.unwatch());
+        assert!(feed.is_watched());
+        assert!(feed.unwatch());
+        assert!(!feed.is_watched());
     }
 }

@@ -17,7 +17,6 @@
 //! rather than failing the whole read and freezing the search's feed.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use contract::EntryId;
 use contract::keys::DATA_FIELD;
@@ -79,14 +78,12 @@ pub(super) async fn run(
 
 /// One queued read of `feed`; returns why it was queued.
 async fn read(hub: &Hub, feed: Arc<Feed>, reason: Reason) -> Reason {
-    // Cleared before reading: a request that arrives during the read queues
-    // another one instead of being lost.
     match reason {
-        Reason::Nudged => feed.fetch_wanted.store(false, Ordering::Release),
-        Reason::Recheck => feed.recheck_wanted.store(false, Ordering::Release),
+        Reason::Nudged => feed.fetch_started(),
+        Reason::Recheck => feed.recheck_started(),
     }
     // A recheck of a feed whose clients all left since is not worth a read.
-    if reason == Reason::Nudged || feed.watchers.load(Ordering::Relaxed) > 0 {
+    if reason == Reason::Nudged || feed.is_watched() {
         fetch(hub, feed).await;
     }
     reason

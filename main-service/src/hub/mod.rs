@@ -247,7 +247,7 @@ impl Hub {
                     (feed, true)
                 }
             };
-            feed.watchers.fetch_add(1, Ordering::Relaxed);
+            feed.watch();
             (feed, created)
         };
         if created {
@@ -268,7 +268,7 @@ impl Hub {
     /// Drops one watcher of `feed`, and the feed itself when it was the last.
     fn release(&self, feed: &Arc<Feed>) {
         let mut feeds = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
-        if feed.watchers.fetch_sub(1, Ordering::Relaxed) == 1
+        if feed.unwatch()
             && feeds
                 .by_id
                 .get(&feed.search_id)
@@ -298,7 +298,9 @@ impl Hub {
             .take_due(now_ms)
             .into_iter()
             .filter_map(|search_id| feeds.by_id.get(&search_id).cloned())
-            .inspect(|feed| feed.due_ms.store(0, Ordering::Relaxed))
+            .inspect(|feed| {
+                feed.take_due();
+            })
             .collect()
     }
 
@@ -335,21 +337,30 @@ impl Hub {
 
     /// Queues a read of `feed` unless one is already queued or the feed is over.
     fn want_fetch(&self, feed: &Arc<Feed>) {
-        if feed.is_over() || feed.fetch_wanted.swap(true, Ordering::AcqRel) {
-            return;
+        if feed.want_fetch() {
+            // Fails only once the fetcher stopped at shutdown, when reads no longer matter.
+            let _ = self.fetch_queue.send(feed.clone());
         }
-        // Fails only once the fetcher stopped at shutdown, when reads no longer matter.
-        let _ = self.fetch_queue.send(feed.clone());
     }
 
     /// Queues a safety-net re-read of `feed` unless one is already queued or
     /// the feed is over.
     fn want_recheck(&self, feed: &Arc<Feed>) {
-        if feed.is_over() || feed.recheck_wanted.swap(true, Ordering::AcqRel) {
-            return;
+        if feed.want_recheck() {
+            // Fails only once the fetcher stopped at shutdown, when reads no longer matter.
+            let _ = self.recheck_queue.send(feed.clone());
         }
-        // Fails only once the fetcher stopped at shutdown, when reads no longer matter.
-        let _ = self.recheck_queue.send(feed.clone());
+    }
+
+    /// Records whether the pub/sub subscription is up, so nudges arrive.
+    fn set_subscribed(&self, up: bool) {
+        self.subscribed.store(up, Ordering::Release);
+    }
+
+    /// True if and only if the pub/sub subscription is up; while it is down
+    /// the sweep re-reads every feed.
+    fn is_subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Acquire)
     }
 
     /// Notes that a read of `feed` failed, for the sweep to retry.

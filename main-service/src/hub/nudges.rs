@@ -9,7 +9,6 @@
 //! rechecked, and the sweep re-reads them while this connection is down.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use contract::keys::EVENTS_CHANNEL;
@@ -40,10 +39,10 @@ pub(super) async fn run(hub: Arc<Hub>) {
             Ok(Ok((mut sink, mut messages))) => {
                 link.up();
                 backoff.reset();
-                hub.subscribed.store(true, Ordering::Release);
+                hub.set_subscribed(true);
                 hub.recheck_all();
                 let lost = listen(&hub, &mut sink, &mut messages).await;
-                hub.subscribed.store(false, Ordering::Release);
+                hub.set_subscribed(false);
                 match lost {
                     None => return,
                     Some(lost) => link.down(&lost),

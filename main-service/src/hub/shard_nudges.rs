@@ -15,7 +15,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use contract::keys::{RESULTS_PREFIX, events_channel};
@@ -109,13 +108,13 @@ fn on_push(hub: &Hub, link: &LinkState, push: PushInfo) {
             None => tracing::debug!("ignored a nudge that is not a search id"),
         },
         PushKind::SSubscribe => {
-            hub.subscribed.store(true, Ordering::Release);
+            hub.set_subscribed(true);
             if let Some(search_id) = push.data.first().and_then(channel_search_id) {
                 hub.nudge(search_id);
             }
         }
         PushKind::Disconnection => {
-            hub.subscribed.store(false, Ordering::Release);
+            hub.set_subscribed(false);
             link.down(&"a node connection closed");
         }
         _ => {}

@@ -27,7 +27,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use contract::{EventError, EventKind, SearchEvent};
@@ -45,7 +44,8 @@ const PASS_INTERVAL: Duration = Duration::from_millis(500);
 const RETRY_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Timeout deadlines of the feeds, earliest first. Each feed is in it at most
-/// once, under the time kept in its `due_ms`; the hub's map lock guards both.
+/// once, under the time the feed keeps ([`Feed::set_due`]); the hub's map lock
+/// guards both.
 #[derive(Default)]
 pub(super) struct Deadlines {
     /// `(deadline in Unix ms, search)`, ordered by deadline.
@@ -59,20 +59,19 @@ impl Deadlines {
         // 0 means "not queued"; a deadline at the epoch is due anyway.
         let at_ms = at_ms.max(1);
         self.queue.insert((at_ms, feed.search_id));
-        feed.due_ms.store(at_ms, Ordering::Relaxed);
+        feed.set_due(at_ms);
     }
 
     /// Takes `feed` out of the queue, if it is in it.
     pub(super) fn remove(&mut self, feed: &Feed) {
-        let at_ms = feed.due_ms.swap(0, Ordering::Relaxed);
-        if at_ms != 0 {
+        if let Some(at_ms) = feed.take_due() {
             self.queue.remove(&(at_ms, feed.search_id));
         }
     }
 
     /// Takes out and returns the searches due at or before `now_ms`, earliest
-    /// first. Their feeds' `due_ms` must be cleared by the caller, which holds
-    /// the feeds.
+    /// first. The caller, which holds the feeds, must clear their due time
+    /// ([`Feed::take_due`]).
     pub(super) fn take_due(&mut self, now_ms: u64) -> Vec<Uuid> {
         let mut due = Vec::new();
         while let Some(&(at_ms, search_id)) = self.queue.first() {
@@ -112,7 +111,7 @@ pub(super) async fn run(hub: Arc<Hub>) {
         if last_retry.elapsed() >= RETRY_INTERVAL {
             last_retry = Instant::now();
             hub.retry_failed();
-            if !hub.subscribed.load(Ordering::Acquire) {
+            if !hub.is_subscribed() {
                 hub.recheck_all();
             }
         }

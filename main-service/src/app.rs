@@ -6,7 +6,9 @@ use service_runtime::redis_health::RedisHealth;
 use service_runtime::redis_link::RedisLink;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use uuid::Uuid;
 
+use crate::api_error::ApiError;
 use crate::backlog::Admission;
 use crate::config::Config;
 use crate::cors::Cors;
@@ -74,6 +76,22 @@ impl App {
             metrics,
             readers: TaskTracker::new(),
         })
+    }
+
+    /// What a client gets when a Redis command (`op`, its metrics label) made
+    /// for its request failed: the failure is counted and logged at debug
+    /// (the Redis link logs an outage itself, once), and the answer is a 503
+    /// without the details.
+    pub(crate) fn redis_failed(
+        &self,
+        op: &'static str,
+        search_id: Option<Uuid>,
+        error: &redis::RedisError,
+    ) -> ApiError {
+        self.metrics.redis_error(op);
+        let search_id = search_id.map(tracing::field::display);
+        tracing::debug!(op, search_id, %error, "a Redis command failed");
+        ApiError::Unavailable
     }
 }
 

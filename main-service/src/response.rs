@@ -1,5 +1,6 @@
-//! Response helpers: the one body type every handler returns and builders for
-//! the common shapes.
+//! Response helpers: the one body type every handler returns, builders for
+//! the common shapes, and the extension a handler uses to name its search in
+//! the request's log line.
 
 use std::convert::Infallible;
 
@@ -8,10 +9,16 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
+use uuid::Uuid;
 
 /// The body of every response: a fixed buffer or an event stream. Unsync because
 /// an event stream's state only ever lives in its connection's task.
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Response extension naming the search a request was about, for the log line
+/// [`crate::routes`] writes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SearchIdLog(pub Uuid);
 
 /// A body holding `bytes`.
 pub fn full(bytes: impl Into<Bytes>) -> Body {

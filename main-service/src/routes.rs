@@ -27,13 +27,12 @@ use hyper::body::Incoming;
 use hyper::header::{CACHE_CONTROL, HOST, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Version};
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::api_error::ApiError;
 use crate::app::App;
 use crate::connection::Connection;
 use crate::metrics::{self, RequestLabels};
-use crate::response::{self, Body};
+use crate::response::{self, Body, SearchIdLog};
 use crate::{stream, submit};
 
 /// The demo page.
@@ -66,10 +65,6 @@ pub(crate) const SUCCESSES: &[(&str, &str, u16)] = &[
     (SEARCH, "POST", 202),
     (STREAM, "GET", 200),
 ];
-
-/// Response extension naming the search a request was about, for the log line.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct SearchIdLog(pub Uuid);
 
 /// Where a request goes.
 #[derive(Debug, PartialEq, Eq)]

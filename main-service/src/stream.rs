@@ -36,8 +36,7 @@ use crate::app::App;
 use crate::connection::Connection;
 use crate::hub::{EntryKind, Next, Subscription, Wake};
 use crate::reader::{self, Attach, Reader};
-use crate::response::{self, Body};
-use crate::routes::SearchIdLog;
+use crate::response::{self, Body, SearchIdLog};
 use crate::sse;
 
 /// Answers a stream request; `id` is the path segment as sent.
@@ -70,11 +69,7 @@ async fn try_open(
     let after = last_event_id(req.headers(), req.uri().query())?;
     let attached = reader::attach(app, search_id, after)
         .await
-        .map_err(|error| {
-            app.metrics.redis_error("attach");
-            tracing::debug!(%search_id, %error, "attach failed");
-            ApiError::Unavailable
-        })?;
+        .map_err(|error| app.redis_failed("attach", Some(search_id), &error))?;
     match attached {
         Attach::Unknown => Err(ApiError::UnknownSearch),
         // 204 is what makes a reconnecting EventSource stop for good.

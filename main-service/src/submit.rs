@@ -22,8 +22,7 @@ use crate::api_error::ApiError;
 use crate::app::App;
 use crate::backlog::Verdict;
 use crate::rate_limit;
-use crate::response::{self, Body};
-use crate::routes::SearchIdLog;
+use crate::response::{self, Body, SearchIdLog};
 
 /// Largest accepted request body.
 const MAX_BODY: usize = 16 * 1024;
@@ -124,11 +123,11 @@ async fn try_submit(app: &App, req: Request<Incoming>) -> Result<Uuid, ApiError>
         return Err(ApiError::UnsupportedMediaType);
     }
     let request = parse(&body)?;
-    let verdict = app.admission.check().await.map_err(|error| {
-        app.metrics.redis_error("backlog");
-        tracing::debug!(%error, "could not read the queue's backlog");
-        ApiError::Unavailable
-    })?;
+    let verdict = app
+        .admission
+        .check()
+        .await
+        .map_err(|error| app.redis_failed("backlog", None, &error))?;
     let reservation = match verdict {
         Verdict::Admit(reservation) => reservation,
         Verdict::Full(backlog) => {
@@ -143,10 +142,8 @@ async fn try_submit(app: &App, req: Request<Incoming>) -> Result<Uuid, ApiError>
         requested_at_ms: Some(crate::unix_ms()),
     };
     app.queue.enqueue(&queued).await.map_err(|error| {
-        app.metrics.redis_error("submit");
         app.health.writes.note(&error);
-        tracing::debug!(search_id = %queued.search_id, %error, "could not queue a search");
-        ApiError::Unavailable
+        app.redis_failed("submit", Some(queued.search_id), &error)
     })?;
     reservation.accepted();
     app.metrics.searches_submitted.inc();

@@ -27,11 +27,12 @@ use hyper::body::Incoming;
 use hyper::header::{CACHE_CONTROL, HOST, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Version};
 use serde_json::json;
+use service_runtime::http_server::OPENMETRICS_CONTENT_TYPE;
 
 use crate::api_error::ApiError;
 use crate::app::App;
 use crate::connection::Connection;
-use crate::metrics::{self, RequestLabels};
+use crate::metrics::RequestLabels;
 use crate::response::{self, Body, SearchIdLog};
 use crate::{stream, submit};
 
@@ -199,7 +200,11 @@ pub(crate) async fn handle(
             app.metrics
                 .redis_writes_refused
                 .set(i64::from(app.health.refusal().is_some()));
-            response::with_body(StatusCode::OK, metrics::CONTENT_TYPE, app.metrics.encode())
+            response::with_body(
+                StatusCode::OK,
+                OPENMETRICS_CONTENT_TYPE,
+                app.metrics.encode(),
+            )
         }
         // RFC 9512's media type; YAML is always UTF-8 here, so no charset.
         Endpoint::OpenApi => response::with_body(StatusCode::OK, "application/yaml", OPENAPI_YAML),

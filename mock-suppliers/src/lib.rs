@@ -29,11 +29,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, RETRY_AFTER};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use service_runtime::http_server;
 use timetable::catalogue::CARRIERS;
 use timetable::rng::Rng;
 use tokio::net::TcpListener;
@@ -46,10 +44,9 @@ use crate::formats::Format;
 
 /// Largest request body read (admin patches and offers searches are tiny).
 const MAX_BODY: usize = 16 * 1024;
-/// Open connections get this long to finish once the server stops.
+/// Open connections get this long to finish once the server stops; those
+/// still open then are closed.
 const DRAIN: Duration = Duration::from_secs(1);
-/// Time a client gets to send a complete request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a call ended without an HTTP answer: the connection is closed instead.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +64,7 @@ struct Mock {
 }
 
 /// Serves the airline APIs and the admin endpoints on `listener` until
-/// `shutdown`, then gives open connections a moment to finish.
+/// `shutdown`, then gives open connections [`DRAIN`] to finish.
 pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) {
     tracing::info!(
         addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
@@ -78,37 +75,23 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         connections: AtomicU64::new(0),
         shutdown: shutdown.clone(),
     });
-    let graceful = GracefulShutdown::new();
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    loop {
-        let stream = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let conn_mock = Arc::clone(&mock);
-        let counted = Arc::new(AtomicBool::new(false));
-        let service = service_fn(move |req| {
-            let mock = Arc::clone(&conn_mock);
-            let counted = Arc::clone(&counted);
-            async move { mock.route(req, &counted).await }
-        });
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(error) = conn.await {
-                tracing::debug!(%error, "connection ended with an error");
-            }
-        });
-    }
-    let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
+    http_server::serve(
+        "mock-suppliers",
+        listener,
+        DRAIN,
+        shutdown,
+        move |socket, _| {
+            let mock = Arc::clone(&mock);
+            let counted = Arc::new(AtomicBool::new(false));
+            let service = service_fn(move |req| {
+                let mock = Arc::clone(&mock);
+                let counted = Arc::clone(&counted);
+                async move { mock.route(req, &counted).await }
+            });
+            (socket, service)
+        },
+    )
+    .await;
     tracing::info!("mock suppliers stopped");
 }
 

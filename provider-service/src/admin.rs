@@ -18,25 +18,20 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_TYPE};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::json;
+use service_runtime::http_server::{self, OPENMETRICS_CONTENT_TYPE};
 use service_runtime::redis_health::RedisHealth;
 use service_runtime::redis_link::{LinkState, RedisLink};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 
-/// Open admin connections get this long to finish once the server stops.
+/// Open admin connections get this long to finish once the server stops;
+/// those still open then are closed.
 const DRAIN: Duration = Duration::from_secs(1);
-
-/// Time a client gets to send a complete request head, as on main-service, so
-/// a client cannot hold an admin connection open by trickling bytes.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the admin endpoints report on.
 pub struct Admin {
@@ -87,37 +82,15 @@ impl Admin {
 
     /// Serves `listener` until `stop`, then gives open connections [`DRAIN`].
     pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
-        let graceful = GracefulShutdown::new();
-        let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
-        loop {
-            let stream = tokio::select! {
-                () = stop.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
-                        // Typically out of file descriptors: back off instead of spinning.
-                        tracing::warn!(%error, "admin accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
+        http_server::serve("admin", listener, DRAIN, stop, move |socket, _| {
             let admin = Arc::clone(&self);
             let service = service_fn(move |req| {
                 let admin = Arc::clone(&admin);
                 async move { Ok::<_, Infallible>(admin.route(&req)) }
             });
-            let conn = http.serve_connection(TokioIo::new(stream), service);
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                if let Err(error) = conn.await {
-                    tracing::debug!(%error, "admin connection ended with an error");
-                }
-            });
-        }
-        let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
+            (socket, service)
+        })
+        .await;
     }
 
     fn route(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -134,7 +107,7 @@ impl Admin {
                 let mut response = Response::new(Full::new(Bytes::from(self.metrics.encode())));
                 response.headers_mut().insert(
                     CONTENT_TYPE,
-                    metrics::CONTENT_TYPE.parse().expect("valid header"),
+                    OPENMETRICS_CONTENT_TYPE.parse().expect("valid header"),
                 );
                 response
             }

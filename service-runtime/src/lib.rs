@@ -5,6 +5,8 @@
 //!   lookup function, failing fast with `NAME=value is not valid: why`.
 //! * [`telemetry`]: tracing setup, text or JSON (`LOG_FORMAT`).
 //! * [`shutdown`]: one cancellation token per process, fired by SIGINT or SIGTERM.
+//! * [`http_server`]: the HTTP/1.1 accept loop of every server in the workspace,
+//!   with its timeouts, TCP keepalive and drain bounded by a grace period.
 //! * [`redis_endpoint`]: a `redis://`/`rediss://` URL and the CAs to trust,
 //!   turned into client settings; [`redact`] keeps its password out of output.
 //! * [`redis_link`]: the shared Redis connection, usable while Redis is down,
@@ -18,6 +20,7 @@
 //!   both services make to the contract's streams.
 
 pub mod config;
+pub mod http_server;
 pub mod memory_policy;
 pub mod probe;
 pub mod redact;

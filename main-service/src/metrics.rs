@@ -140,121 +140,147 @@ impl Metrics {
             searches_rejected: Family::default(),
             redis_writes_refused: Gauge::default(),
         };
-        let r = &mut m.registry;
+        m.register_delivery();
+        m.register_searches();
+        m.register_redis();
+        m.start_known_series_at_zero();
+        m
+    }
+
+    /// Registers the HTTP and event delivery metrics.
+    fn register_delivery(&mut self) {
+        let r = &mut self.registry;
         r.register(
             "http_requests",
             "HTTP requests answered",
-            m.http_requests.clone(),
+            self.http_requests.clone(),
         );
         r.register(
             "http_request_duration_seconds",
             "Time from request to response head",
-            m.http_request_duration.clone(),
+            self.http_request_duration.clone(),
         );
         r.register(
             "sse_streams_open",
             "Open event streams",
-            m.sse_streams_open.clone(),
+            self.sse_streams_open.clone(),
         );
         r.register(
             "sse_events_delivered",
             "Events handed to SSE clients",
-            m.sse_events_delivered.clone(),
-        );
-        r.register(
-            "searches_submitted",
-            "Searches accepted",
-            m.searches_submitted.clone(),
-        );
-        r.register(
-            "searches_completed",
-            "Searches seen completing",
-            m.searches_completed.clone(),
-        );
-        r.register(
-            "searches_failed",
-            "Searches seen failing, timeouts included",
-            m.searches_failed.clone(),
-        );
-        r.register(
-            "searches_timed_out",
-            "Searches this instance ended with a timeout",
-            m.searches_timed_out.clone(),
-        );
-        r.register(
-            "search_time_to_first_result_seconds",
-            "Time from POST to the first supplier result",
-            m.time_to_first_result.clone(),
-        );
-        r.register(
-            "search_time_to_completion_seconds",
-            "Time from POST to the terminal event",
-            m.time_to_completion.clone(),
+            self.sse_events_delivered.clone(),
         );
         r.register(
             "hub_feeds_active",
             "Searches with at least one local SSE client",
-            m.hub_feeds_active.clone(),
+            self.hub_feeds_active.clone(),
         );
         r.register(
             "hub_entries_skipped",
             "Result stream entries skipped as unreadable",
-            m.hub_entries_skipped.clone(),
+            self.hub_entries_skipped.clone(),
         );
         r.register(
             "sse_clients_dropped_slow",
             "Connections dropped because the client stopped reading",
-            m.sse_clients_dropped_slow.clone(),
+            self.sse_clients_dropped_slow.clone(),
         );
+    }
+
+    /// Registers the search outcome metrics.
+    fn register_searches(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "searches_submitted",
+            "Searches accepted",
+            self.searches_submitted.clone(),
+        );
+        r.register(
+            "searches_completed",
+            "Searches seen completing",
+            self.searches_completed.clone(),
+        );
+        r.register(
+            "searches_failed",
+            "Searches seen failing, timeouts included",
+            self.searches_failed.clone(),
+        );
+        r.register(
+            "searches_timed_out",
+            "Searches this instance ended with a timeout",
+            self.searches_timed_out.clone(),
+        );
+        r.register(
+            "search_time_to_first_result_seconds",
+            "Time from POST to the first supplier result",
+            self.time_to_first_result.clone(),
+        );
+        r.register(
+            "search_time_to_completion_seconds",
+            "Time from POST to the terminal event",
+            self.time_to_completion.clone(),
+        );
+    }
+
+    /// Registers the Redis and queue metrics.
+    fn register_redis(&mut self) {
+        let r = &mut self.registry;
         r.register(
             "redis_errors",
             "Failed Redis operations",
-            m.redis_errors.clone(),
+            self.redis_errors.clone(),
         );
-        r.register("redis_up", "1 if Redis answers pings", m.redis_up.clone());
+        r.register(
+            "redis_up",
+            "1 if Redis answers pings",
+            self.redis_up.clone(),
+        );
         r.register(
             "queue_backlog",
             "Searches accepted and not yet finished by the slowest consumer group",
-            m.queue_backlog.clone(),
+            self.queue_backlog.clone(),
         );
         r.register(
             "queue_trimmed_entries",
             "Finished entries trimmed from the search queue",
-            m.queue_trimmed.clone(),
+            self.queue_trimmed.clone(),
         );
         r.register(
             "searches_rejected",
             "Submissions refused before anything was written",
-            m.searches_rejected.clone(),
+            self.searches_rejected.clone(),
         );
         // Both reasons start at zero, so dashboards see the series before the
         // first refusal.
         for reason in ["queue_full", "rate_limited"] {
             drop(
-                m.searches_rejected
+                self.searches_rejected
                     .get_or_create(&RejectionLabels { reason }),
             );
         }
         r.register(
             "redis_writes_refused",
             "1 while Redis refuses writes (OOM, READONLY, MISCONF)",
-            m.redis_writes_refused.clone(),
+            self.redis_writes_refused.clone(),
         );
+    }
+
+    /// Creates the known series, so every family is in the first scrape.
+    fn start_known_series_at_zero(&mut self) {
         // Known series start at zero, so every family is in the first scrape
         // and dashboards see zeros rather than gaps.
         for &(route, method, status) in crate::routes::SUCCESSES {
-            m.http_requests.get_or_create_owned(&RequestLabels {
+            self.http_requests.get_or_create_owned(&RequestLabels {
                 route,
                 method,
                 status,
             });
-            m.http_request_duration
+            self.http_request_duration
                 .get_or_create_owned(&RouteLabels { route });
         }
         for op in REDIS_OPS {
-            m.redis_errors.get_or_create_owned(&OpLabels { op });
+            self.redis_errors.get_or_create_owned(&OpLabels { op });
         }
-        m
     }
 
     /// Counts a failed Redis operation.

@@ -96,6 +96,25 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
 }
 
 impl Mock {
+    /// `PATCH /admin/suppliers/<code>`: changes one airline's behaviour.
+    async fn change(&self, code: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let Ok(body) = read_body(req).await else {
+            return error(StatusCode::BAD_REQUEST, "unreadable body");
+        };
+        let patch: BehaviourPatch = match serde_json::from_slice(&body) {
+            Ok(patch) => patch,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+        };
+        match self.board.change(code, patch) {
+            Ok(Some(behaviour)) => json(
+                StatusCode::OK,
+                serde_json::to_string(&behaviour).expect("behaviour serialises"),
+            ),
+            Ok(None) => error(StatusCode::NOT_FOUND, "no such airline"),
+            Err(reason) => error(StatusCode::BAD_REQUEST, &reason),
+        }
+    }
+
     /// Answers one request; `counted` is its connection's flag for the
     /// connection count.
     async fn route(
@@ -119,21 +138,7 @@ impl Mock {
             if method != Method::PATCH {
                 return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "use PATCH\n"));
             }
-            let Ok(body) = read_body(req).await else {
-                return Ok(error(StatusCode::BAD_REQUEST, "unreadable body"));
-            };
-            let patch: BehaviourPatch = match serde_json::from_slice(&body) {
-                Ok(patch) => patch,
-                Err(e) => return Ok(error(StatusCode::BAD_REQUEST, &e.to_string())),
-            };
-            return Ok(match self.board.change(code, patch) {
-                Ok(Some(behaviour)) => json(
-                    StatusCode::OK,
-                    serde_json::to_string(&behaviour).expect("behaviour serialises"),
-                ),
-                Ok(None) => error(StatusCode::NOT_FOUND, "no such airline"),
-                Err(reason) => error(StatusCode::BAD_REQUEST, &reason),
-            });
+            return Ok(self.change(code, req).await);
         }
         let Some(carrier) = CARRIERS.iter().find(|c| {
             path.strip_prefix('/')

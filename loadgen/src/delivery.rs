@@ -17,10 +17,10 @@ use crate::errors::{ErrorKind, Errors};
 use crate::fleet::Fleet;
 use crate::producer::Producer;
 use crate::report::{Report, per_sec};
-use crate::sampler::Sampler;
-use crate::searches::submit_all;
+use crate::sampler::{Probe, Sampler, Window};
+use crate::searches::{Submitted, submit_all};
 use crate::stack::{PROVIDER_SERVICE, Stack};
-use crate::verify::{self, Plan};
+use crate::verify;
 use crate::worker::WorkerPlan;
 use crate::{procfs, redis_info};
 
@@ -65,6 +65,37 @@ pub struct DeliveryRun<'a> {
     pub hold: Duration,
     /// Appends per second, or as fast as possible.
     pub rate: Option<f64>,
+}
+
+/// What holding the streams idle measured.
+struct Held {
+    /// The samples taken during the hold.
+    window: Window,
+    /// Redis commands by name over the second half of the hold, and its
+    /// length in seconds; `None` when they could not be counted.
+    idle_calls: Option<(BTreeMap<String, u64>, f64)>,
+    /// How long the hold lasted.
+    secs: f64,
+}
+
+/// main-service's memory per open stream, in bytes: an idle figure, so read
+/// during the hold only (`None` without one).
+fn memory_per_connection(
+    baseline_kib: Option<u64>,
+    hold_window: Option<&Window>,
+    opened: usize,
+) -> Option<f64> {
+    match (baseline_kib, hold_window.and_then(|held| held.rss_peak_kib)) {
+        (Some(base), Some(peak)) if opened > 0 => {
+            Some(((peak as f64 - base as f64) * 1024.0 / opened as f64).round())
+        }
+        _ => None,
+    }
+}
+
+/// Commands per second, rounded to hundredths, of calls counted over `secs`.
+fn commands_per_sec((calls, secs): &(BTreeMap<String, u64>, f64)) -> f64 {
+    (calls.values().sum::<u64>() as f64 / secs * 100.0).round() / 100.0
 }
 
 /// The source addresses to spread `connections` over towards `target`.
@@ -115,17 +146,10 @@ impl DeliveryRun<'_> {
         self.common.sample_interval.unwrap_or(SAMPLE_INTERVAL)
     }
 
-    /// Runs the scenario.
-    pub async fn run(&self) -> Result<Report, String> {
-        let started = Instant::now();
-        let load_start = procfs::load_average();
-        let deadline = started
-            + self
-                .common
-                .deadline
-                .unwrap_or_else(|| self.default_deadline());
-        let mut errors = Errors::new();
-        let mut stack = Stack::connect(self.common).await?;
+    /// Refuses a stack where provider-service would compete with the
+    /// producer, and warns when main-service's timeout would end the searches
+    /// during the hold.
+    fn check_stack(&self, stack: &Stack) -> Result<(), String> {
         if let Some(pid) = stack.provider_pid()? {
             return Err(format!(
                 "{PROVIDER_SERVICE} (pid {pid}) is connected to this Redis: stop it, loadgen is the producer in this scenario"
@@ -140,37 +164,24 @@ impl DeliveryRun<'_> {
                  its timeout events will end the searches first (restart it with e.g. SEARCH_TIMEOUT_SECS=600)"
             );
         }
-        let mut probe = stack.probe().await?;
-        let mut phases = BTreeMap::new();
+        Ok(())
+    }
 
-        eprintln!("loadgen: posting {} searches", self.searches);
-        let post_start = Instant::now();
-        let submitted = submit_all(
-            &stack.target,
-            self.searches,
-            POST_CONCURRENCY,
-            deadline,
-            &mut errors,
-        )
-        .await;
-        let post_secs = post_start.elapsed().as_secs_f64();
-        phases.insert("post", post_secs);
-        if submitted.is_empty() {
-            return Err(format!("no search was accepted: {:?}", errors.samples));
-        }
-        // The baseline: every POST answered, no client connected yet.
-        tokio::time::sleep(SETTLE).await;
-        let baseline = probe.sample(&mut errors).await.rss_kib;
-        let sampler = Sampler::start(probe, self.sample_interval());
-
-        let ids: Vec<Uuid> = submitted.iter().map(|s| s.search_id).collect();
+    /// Places the clients over source addresses and worker processes; returns
+    /// each worker's plan and the number of clients of each search.
+    fn plan_workers(
+        &self,
+        stack: &Stack,
+        ids: &[Uuid],
+        deadline: Instant,
+    ) -> (Vec<WorkerPlan>, HashMap<Uuid, usize>) {
         let sources = source_addrs(
             stack.target.addr.ip(),
             self.connections,
             self.fleet.source_addrs,
         );
         let placement = place_clients(
-            &ids,
+            ids,
             &sources,
             self.connections,
             self.fleet.clients_per_worker,
@@ -203,6 +214,136 @@ impl DeliveryRun<'_> {
                 many => format!(" over {} source addresses", many.len()),
             }
         );
+        (plans, clients)
+    }
+
+    /// Holds the open streams idle until the hold (or the deadline) ends,
+    /// printing progress, and counts the Redis commands of its second half.
+    async fn hold_idle(
+        &self,
+        stack: &mut Stack,
+        fleet: &Fleet,
+        sampler: &Sampler,
+        deadline: Instant,
+        errors: &mut Errors,
+    ) -> Held {
+        let hold_start = Instant::now();
+        let hold_end = (hold_start + self.hold).min(deadline);
+        // Idle commands are counted over the second half of the hold: the
+        // first lets the streams' first reads, queued while connecting, finish.
+        let idle_from = hold_start + (hold_end - hold_start) / 2;
+        let mut calls_before = None;
+        while Instant::now() < hold_end {
+            let next = (Instant::now() + PROGRESS_EVERY).min(hold_end);
+            if calls_before.is_none() && next >= idle_from {
+                tokio::time::sleep_until(idle_from).await;
+                calls_before = Some((
+                    redis_info::command_calls(&mut stack.redis).await,
+                    Instant::now(),
+                ));
+            }
+            tokio::time::sleep_until(next).await;
+            eprintln!(
+                "loadgen: holding, {:.0}s/{:.0}s, {} streams open",
+                hold_start.elapsed().as_secs_f64(),
+                self.hold.as_secs_f64(),
+                fleet.open_now()
+            );
+        }
+        let secs = hold_start.elapsed().as_secs_f64();
+        let window = sampler.take();
+        let (calls_before, counted_from) = calls_before.unwrap_or((
+            Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "the hold ended early",
+            ))),
+            Instant::now(),
+        ));
+        let counted_secs = counted_from.elapsed().as_secs_f64();
+        let idle_calls = match (
+            calls_before,
+            redis_info::command_calls(&mut stack.redis).await,
+        ) {
+            (Ok(before), Ok(after)) => {
+                Some((redis_info::calls_between(&before, &after), counted_secs))
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                errors.record(ErrorKind::Sample, format!("INFO commandstats: {e}"));
+                None
+            }
+        };
+        Held {
+            window,
+            idle_calls,
+            secs,
+        }
+    }
+
+    /// POSTs the searches; returns those accepted and how long it took.
+    async fn post(
+        &self,
+        stack: &Stack,
+        deadline: Instant,
+        errors: &mut Errors,
+    ) -> Result<(Vec<Submitted>, f64), String> {
+        eprintln!("loadgen: posting {} searches", self.searches);
+        let post_start = Instant::now();
+        let submitted = submit_all(
+            &stack.target,
+            self.searches,
+            POST_CONCURRENCY,
+            deadline,
+            errors,
+        )
+        .await;
+        if submitted.is_empty() {
+            return Err(format!("no search was accepted: {:?}", errors.samples));
+        }
+        Ok((submitted, post_start.elapsed().as_secs_f64()))
+    }
+
+    /// Takes the baseline (every POST answered, no client connected yet), then
+    /// samples in the background.
+    async fn start_sampling(
+        &self,
+        mut probe: Probe,
+        errors: &mut Errors,
+    ) -> (Option<u64>, Sampler) {
+        tokio::time::sleep(SETTLE).await;
+        let baseline = probe.sample(errors).await.rss_kib;
+        (baseline, Sampler::start(probe, self.sample_interval()))
+    }
+
+    /// The producer, on its own Redis connection.
+    async fn producer(&self, stack: &Stack) -> Result<Producer, String> {
+        eprintln!(
+            "loadgen: appending {} events per search{}",
+            usize::from(self.results) + 2,
+            self.rate
+                .map_or(String::new(), |r| format!(" at {r} events/s"))
+        );
+        Producer::connect(&stack.redis_client)
+            .await
+            .map_err(|e| format!("producer's Redis connection: {e}"))
+    }
+
+    /// Runs the scenario.
+    pub async fn run(&self) -> Result<Report, String> {
+        let started = Instant::now();
+        let load_start = procfs::load_average();
+        let deadline = started + self.common.deadline.unwrap_or(self.default_deadline());
+        let mut errors = Errors::new();
+        let mut stack = Stack::connect(self.common).await?;
+        self.check_stack(&stack)?;
+        let probe = stack.probe().await?;
+        let mut phases = BTreeMap::new();
+
+        let (submitted, post_secs) = self.post(&stack, deadline, &mut errors).await?;
+        phases.insert("post", post_secs);
+        let (baseline, sampler) = self.start_sampling(probe, &mut errors).await;
+
+        let ids: Vec<Uuid> = submitted.iter().map(|s| s.search_id).collect();
+        let (plans, clients) = self.plan_workers(&stack, &ids, deadline);
         let connect_start = Instant::now();
         let fleet = Fleet::spawn(plans).await?;
         let (opened, failed) = fleet.wait_connected(deadline).await;
@@ -212,65 +353,18 @@ impl DeliveryRun<'_> {
         let connect_window = sampler.take();
         let phase_start =
             CpuReading::take(stack.main_pid, None, &mut stack.redis, &mut errors).await;
-        let mut hold_window = None;
-        let mut idle_calls = None;
-        if self.hold > Duration::ZERO {
-            let hold_start = Instant::now();
-            let hold_end = (hold_start + self.hold).min(deadline);
-            // Idle commands are counted over the second half of the hold: the
-            // first lets the streams' first reads, queued while connecting, finish.
-            let idle_from = hold_start + (hold_end - hold_start) / 2;
-            let mut calls_before = None;
-            while Instant::now() < hold_end {
-                let next = (Instant::now() + PROGRESS_EVERY).min(hold_end);
-                if calls_before.is_none() && next >= idle_from {
-                    tokio::time::sleep_until(idle_from).await;
-                    calls_before = Some((
-                        redis_info::command_calls(&mut stack.redis).await,
-                        Instant::now(),
-                    ));
-                }
-                tokio::time::sleep_until(next).await;
-                eprintln!(
-                    "loadgen: holding, {:.0}s/{:.0}s, {} streams open",
-                    hold_start.elapsed().as_secs_f64(),
-                    self.hold.as_secs_f64(),
-                    fleet.open_now()
-                );
-            }
-            phases.insert("hold", hold_start.elapsed().as_secs_f64());
-            hold_window = Some(sampler.take());
-            let (calls_before, counted_from) = calls_before.unwrap_or((
-                Err(redis::RedisError::from((
-                    redis::ErrorKind::Io,
-                    "the hold ended early",
-                ))),
-                Instant::now(),
-            ));
-            let counted_secs = counted_from.elapsed().as_secs_f64();
-            match (
-                calls_before,
-                redis_info::command_calls(&mut stack.redis).await,
-            ) {
-                (Ok(before), Ok(after)) => {
-                    idle_calls = Some((redis_info::calls_between(&before, &after), counted_secs));
-                }
-                (Err(e), _) | (_, Err(e)) => {
-                    errors.record(ErrorKind::Sample, format!("INFO commandstats: {e}"));
-                }
-            }
-        }
+        let (hold_window, idle_calls) = if self.hold > Duration::ZERO {
+            let held = self
+                .hold_idle(&mut stack, &fleet, &sampler, deadline, &mut errors)
+                .await;
+            phases.insert("hold", held.secs);
+            (Some(held.window), held.idle_calls)
+        } else {
+            (None, None)
+        };
         let hold_cpu = CpuReading::take(stack.main_pid, None, &mut stack.redis, &mut errors).await;
 
-        eprintln!(
-            "loadgen: appending {} events per search{}",
-            usize::from(self.results) + 2,
-            self.rate
-                .map_or(String::new(), |r| format!(" at {r} events/s"))
-        );
-        let mut producer = Producer::connect(&stack.redis_client)
-            .await
-            .map_err(|e| format!("producer's Redis connection: {e}"))?;
+        let mut producer = self.producer(&stack).await?;
         let deliver_start_us = now_us();
         let deliver_start = Instant::now();
         let production = producer
@@ -285,48 +379,29 @@ impl DeliveryRun<'_> {
         let deliver_window = sampler.take();
         errors.merge(sampler.stop());
 
-        let expected = verify::expected_ids(&mut stack.redis, &ids, &mut errors)
-            .await
-            .map_err(|e| format!("reading the state hashes back: {e}"))?;
-        let posted_at: HashMap<Uuid, u64> = submitted
-            .iter()
-            .map(|s| (s.search_id, s.posted_at_us))
-            .collect();
-        let delivery = verify::verify(
-            &Plan {
-                clients: &clients,
-                expected: &expected,
-                posted_at: &posted_at,
-                sent_at: &production.sent_at,
-            },
+        let delivery = verify::verify_submitted(
+            &mut stack.redis,
+            &submitted,
+            &clients,
+            &production.sent_at,
             &reports,
-        );
-        errors.merge(delivery.errors);
+            &mut errors,
+        )
+        .await?;
 
-        let connected = hold_window.map_or(connect_window.merge(&deliver_window), |hold| {
-            connect_window.merge(&hold).merge(&deliver_window)
-        });
-        // Memory per connection is an idle figure: read during the hold only.
-        let held = hold_window.unwrap_or_default();
-        let per_connection = match (baseline, held.rss_peak_kib) {
-            (Some(base), Some(peak)) if opened > 0 && hold_window.is_some() => {
-                Some(((peak as f64 - base as f64) * 1024.0 / opened as f64).round())
-            }
-            _ => None,
-        };
+        let connected = hold_window.map_or(connect_window, |hold| connect_window.merge(&hold));
+        let connected = connected.merge(&deliver_window);
         let mut cpu = BTreeMap::from([("deliver", deliver_cpu.since(&hold_cpu))]);
-        if self.hold > Duration::ZERO {
-            cpu.insert("hold", hold_cpu.since(&phase_start));
-        }
-        let completed_secs = delivery
-            .last_terminal_at_us
-            .map(|last| last.saturating_sub(deliver_start_us) as f64 / 1e6);
+        cpu.extend(hold_window.map(|_| ("hold", hold_cpu.since(&phase_start))));
+        let per_connection = memory_per_connection(baseline, hold_window.as_ref(), opened);
         Ok(Report {
             scenario: self.name,
             searches_submitted: submitted.len() as u64,
             searches_completed: delivery.searches_completed,
             submitted_per_sec: per_sec(submitted.len() as u64, post_secs),
-            completed_per_sec: completed_secs
+            completed_per_sec: delivery
+                .last_terminal_at_us
+                .map(|last| last.saturating_sub(deliver_start_us) as f64 / 1e6)
                 .and_then(|secs| per_sec(delivery.searches_completed, secs)),
             connections_requested: self.connections as u64,
             connections_opened: opened as u64,
@@ -347,9 +422,7 @@ impl DeliveryRun<'_> {
             redis_connected_clients_peak: connected.redis_clients_peak,
             loadgen_redis_clients: 3,
             main_redis_connections_peak: connected.main_redis_connections_peak,
-            idle_redis_commands_per_sec: idle_calls.as_ref().map(|(calls, secs)| {
-                (calls.values().sum::<u64>() as f64 / secs * 100.0).round() / 100.0
-            }),
+            idle_redis_commands_per_sec: idle_calls.as_ref().map(commands_per_sec),
             idle_redis_commands: idle_calls.map(|(calls, _)| calls).unwrap_or_default(),
             cpu,
             load_average: (load_start, procfs::load_average()),

@@ -45,98 +45,135 @@ pub mod verify;
 pub mod worker;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use cli::{Cli, Scenario};
 use delivery::DeliveryRun;
+use overload::OverloadReport;
+use report::Report;
 
 /// Runs the command line's scenario, prints its report, and returns the exit
 /// status: 0 if and only if nothing failed and nothing was lost, 1 if the run
 /// found failures, 2 if it could not run.
 pub fn run(cli: Cli) -> ExitCode {
     if let Scenario::Worker = cli.scenario {
-        // Many idle sockets need no parallelism; one thread keeps a worker small.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
-        return match runtime.block_on(worker::run()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("loadgen {e}");
-                ExitCode::from(2)
-            }
-        };
+        return run_worker();
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    if let Scenario::Overload(args) = &cli.scenario {
-        return match runtime.block_on(overload::run(args)) {
-            Ok(report) => {
-                print!("{}", report.human());
-                println!("{}", report.json_line());
-                if report.passed() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                }
-            }
-            Err(e) => {
-                eprintln!("loadgen: {e}");
-                ExitCode::from(2)
-            }
-        };
+    match &cli.scenario {
+        Scenario::Overload(args) => conclude(runtime.block_on(overload::run(args))),
+        scenario => conclude(runtime.block_on(measure(scenario))),
     }
-    let outcome = runtime.block_on(async {
-        match &cli.scenario {
-            Scenario::Idle(args) => {
-                DeliveryRun {
-                    name: "idle",
-                    common: &args.common,
-                    fleet: &args.fleet,
-                    connections: args.connections,
-                    searches: args.searches.unwrap_or(args.connections / 19).max(1),
-                    hold: args.hold,
-                    rate: args.rate,
-                    results: args.fleet.results_per_search.unwrap_or(3),
-                }
-                .run()
-                .await
-            }
-            Scenario::Latency(args) => {
-                DeliveryRun {
-                    name: "latency",
-                    common: &args.common,
-                    fleet: &args.fleet,
-                    connections: args.searches,
-                    searches: args.searches,
-                    hold: std::time::Duration::ZERO,
-                    rate: Some(args.rate),
-                    results: args.fleet.results_per_search.unwrap_or(3),
-                }
-                .run()
-                .await
-            }
-            Scenario::Tail(args) => {
-                DeliveryRun {
-                    name: "tail",
-                    common: &args.common,
-                    fleet: &args.fleet,
-                    connections: args.streams,
-                    searches: args.streams,
-                    hold: args.hold,
-                    rate: Some(args.rate),
-                    results: args.fleet.results_per_search.unwrap_or(0),
-                }
-                .run()
-                .await
-            }
-            Scenario::Throughput(args) => throughput::run(args).await,
-            Scenario::Worker | Scenario::Overload(_) => unreachable!("handled above"),
+}
+
+/// A worker process: holds its share of idle clients for the parent.
+fn run_worker() -> ExitCode {
+    // Many idle sockets need no parallelism; one thread keeps a worker small.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(worker::run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadgen {e}");
+            ExitCode::from(2)
         }
-    });
+    }
+}
+
+/// Runs one of the delivery scenarios or `throughput`.
+async fn measure(scenario: &Scenario) -> Result<Report, String> {
+    match scenario {
+        Scenario::Idle(args) => {
+            DeliveryRun {
+                name: "idle",
+                common: &args.common,
+                fleet: &args.fleet,
+                connections: args.connections,
+                searches: args.searches.unwrap_or(args.connections / 19).max(1),
+                hold: args.hold,
+                rate: args.rate,
+                results: args.fleet.results_per_search.unwrap_or(3),
+            }
+            .run()
+            .await
+        }
+        Scenario::Latency(args) => {
+            DeliveryRun {
+                name: "latency",
+                common: &args.common,
+                fleet: &args.fleet,
+                connections: args.searches,
+                searches: args.searches,
+                hold: Duration::ZERO,
+                rate: Some(args.rate),
+                results: args.fleet.results_per_search.unwrap_or(3),
+            }
+            .run()
+            .await
+        }
+        Scenario::Tail(args) => {
+            DeliveryRun {
+                name: "tail",
+                common: &args.common,
+                fleet: &args.fleet,
+                connections: args.streams,
+                searches: args.streams,
+                hold: args.hold,
+                rate: Some(args.rate),
+                results: args.fleet.results_per_search.unwrap_or(0),
+            }
+            .run()
+            .await
+        }
+        Scenario::Throughput(args) => throughput::run(args).await,
+        Scenario::Worker | Scenario::Overload(_) => unreachable!("run handles these"),
+    }
+}
+
+/// What every scenario's report offers: a text for people, one JSON line for
+/// tools, and the verdict.
+trait Verdict {
+    /// The report for people.
+    fn human(&self) -> String;
+    /// The report as one JSON line.
+    fn json_line(&self) -> String;
+    /// True if and only if nothing failed and nothing was lost.
+    fn passed(&self) -> bool;
+}
+
+impl Verdict for Report {
+    fn human(&self) -> String {
+        Report::human(self)
+    }
+    fn json_line(&self) -> String {
+        Report::json_line(self)
+    }
+    fn passed(&self) -> bool {
+        Report::passed(self)
+    }
+}
+
+impl Verdict for OverloadReport {
+    fn human(&self) -> String {
+        OverloadReport::human(self)
+    }
+    fn json_line(&self) -> String {
+        OverloadReport::json_line(self)
+    }
+    fn passed(&self) -> bool {
+        OverloadReport::passed(self)
+    }
+}
+
+/// Prints a run's report (or why it could not run) and turns it into the
+/// exit status described at [`run`].
+fn conclude(outcome: Result<impl Verdict, String>) -> ExitCode {
     match outcome {
         Ok(report) => {
             print!("{}", report.human());

@@ -139,6 +139,24 @@ struct Tally {
     accepted: Mutex<Vec<Uuid>>,
 }
 
+/// Waits until every accepted search has finished, for at most `limit`;
+/// returns the seconds it waited.
+async fn drain(
+    redis: &mut MultiplexedConnection,
+    accepted: &[Uuid],
+    limit: Duration,
+) -> Result<f64, String> {
+    let drain_start = Instant::now();
+    loop {
+        let open = unfinished(redis, accepted).await?;
+        if open == 0 || drain_start.elapsed() >= limit {
+            break;
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+    Ok(drain_start.elapsed().as_secs_f64())
+}
+
 /// Runs the scenario.
 pub async fn run(args: &OverloadArgs) -> Result<OverloadReport, String> {
     if args.rate.is_nan() || args.rate <= 0.0 {
@@ -212,15 +230,7 @@ pub async fn run(args: &OverloadArgs) -> Result<OverloadReport, String> {
         accepted.len(),
         args.drain
     );
-    let drain_start = Instant::now();
-    loop {
-        let open = unfinished(&mut redis, &accepted).await?;
-        if open == 0 || drain_start.elapsed() >= args.drain {
-            break;
-        }
-        tokio::time::sleep(DRAIN_POLL).await;
-    }
-    let drain_secs = drain_start.elapsed().as_secs_f64();
+    let drain_secs = drain(&mut redis, &accepted, args.drain).await?;
     sampling.store(false, Ordering::Release);
     let _ = sampler.await;
     let outcomes = outcomes(&mut redis, &accepted).await?;

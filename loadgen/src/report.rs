@@ -106,15 +106,15 @@ impl Report {
     /// The report for people, several lines.
     pub fn human(&self) -> String {
         let mut out = String::new();
-        let opt =
-            |v: Option<f64>, unit: &str| v.map_or("n/a".to_owned(), |v| format!("{v} {unit}"));
-        let kib = |v: Option<u64>| {
-            v.map_or("n/a".to_owned(), |v| {
-                format!("{:.1} MiB", v as f64 / 1024.0)
-            })
-        };
-        let count = |v: Option<u64>| v.map_or("n/a".to_owned(), |v| v.to_string());
         let _ = writeln!(out, "== loadgen {} ==", self.scenario);
+        self.write_delivery(&mut out);
+        self.write_resources(&mut out);
+        self.write_outcome(&mut out);
+        out
+    }
+
+    /// Searches, clients, latencies and events.
+    fn write_delivery(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "searches      submitted {} ({}), completed {} ({})",
@@ -149,6 +149,10 @@ impl Report {
             self.events_received,
             self.events_lost,
         );
+    }
+
+    /// What main-service, Redis and the CPUs spent.
+    fn write_resources(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "main-service  pid {}, RSS baseline {}, peak {}, per connection {}",
@@ -190,6 +194,10 @@ impl Report {
                 opt(cpu.redis_percent, "%"),
             );
         }
+    }
+
+    /// Phase times, errors and the verdict.
+    fn write_outcome(&self, out: &mut String) {
         let phases: Vec<String> = self
             .phase_secs
             .iter()
@@ -226,13 +234,29 @@ impl Report {
             "result        {}",
             if self.passed() { "PASS" } else { "FAIL" }
         );
-        out
     }
 
     /// The report as one JSON line.
     pub fn json_line(&self) -> String {
         serde_json::to_string(self).expect("a Report serialises")
     }
+}
+
+/// `v unit`, or `n/a`.
+fn opt(v: Option<f64>, unit: &str) -> String {
+    v.map_or("n/a".to_owned(), |v| format!("{v} {unit}"))
+}
+
+/// KiB as MiB, or `n/a`.
+fn kib(v: Option<u64>) -> String {
+    v.map_or("n/a".to_owned(), |v| {
+        format!("{:.1} MiB", v as f64 / 1024.0)
+    })
+}
+
+/// A count, or `n/a`.
+fn count(v: Option<u64>) -> String {
+    v.map_or("n/a".to_owned(), |v| v.to_string())
 }
 
 #[cfg(test)]

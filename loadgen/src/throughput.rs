@@ -15,14 +15,14 @@ use uuid::Uuid;
 use crate::cli::ThroughputArgs;
 use crate::cpu::CpuReading;
 use crate::errors::Errors;
-use crate::http::HttpConnection;
+use crate::http::{HttpConnection, Target};
 use crate::procfs;
 use crate::report::{Report, per_sec};
 use crate::sampler::Sampler;
 use crate::searches::{Submitted, search_body_later, submit};
 use crate::stack::{PROVIDER_SERVICE, Stack};
 use crate::subscriber::{StreamReport, Subscription};
-use crate::verify::{self, Plan};
+use crate::verify;
 
 /// Default overall limit.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(900);
@@ -53,6 +53,21 @@ struct Lane {
     errors: Errors,
 }
 
+/// provider-service's pid: the one given, else the one found connected to
+/// Redis; without it its CPU is missing from the report.
+fn provider_pid(args: &ThroughputArgs, stack: &Stack) -> Result<Option<u32>, String> {
+    let pid = match args.provider_pid {
+        Some(pid) => Some(pid),
+        None => stack.provider_pid()?,
+    };
+    if pid.is_none() {
+        eprintln!(
+            "loadgen: no {PROVIDER_SERVICE} process connected to this Redis found: its CPU will be missing (use --provider-pid)"
+        );
+    }
+    Ok(pid)
+}
+
 /// Runs the scenario.
 pub async fn run(args: &ThroughputArgs) -> Result<Report, String> {
     let started = Instant::now();
@@ -60,15 +75,7 @@ pub async fn run(args: &ThroughputArgs) -> Result<Report, String> {
     let deadline = started + args.common.deadline.unwrap_or(DEFAULT_DEADLINE);
     let mut errors = Errors::new();
     let mut stack = Stack::connect(&args.common).await?;
-    let provider_pid = match args.provider_pid {
-        Some(pid) => Some(pid),
-        None => stack.provider_pid()?,
-    };
-    if provider_pid.is_none() {
-        eprintln!(
-            "loadgen: no {PROVIDER_SERVICE} process connected to this Redis found: its CPU will be missing (use --provider-pid)"
-        );
-    }
+    let provider_pid = provider_pid(args, &stack)?;
     let interval = args.common.sample_interval.unwrap_or(SAMPLE_INTERVAL);
     let mut probe = stack.probe().await?;
     let baseline = probe.sample(&mut errors).await.rss_kib;
@@ -93,49 +100,7 @@ pub async fn run(args: &ThroughputArgs) -> Result<Report, String> {
             open.clone(),
         );
         let searches = args.searches;
-        lanes.spawn(async move {
-            let mut lane = Lane::default();
-            let mut conn = HttpConnection::new(target.clone());
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= searches {
-                    break;
-                }
-                let body = &bodies[i % bodies.len()];
-                let submitted = match submit(&mut conn, body, deadline).await {
-                    Ok(submitted) => submitted,
-                    Err((kind, detail)) => {
-                        lane.errors.record(kind, detail);
-                        continue;
-                    }
-                };
-                let subscription = Subscription {
-                    target: target.clone(),
-                    search_id: submitted.search_id,
-                    source: None,
-                    deadline,
-                    end_grace: END_GRACE,
-                };
-                let report = match subscription.open().await {
-                    Ok(stream) => {
-                        let now = open.now.fetch_add(1, Ordering::Relaxed) + 1;
-                        open.peak.fetch_max(now, Ordering::Relaxed);
-                        let report = subscription.read(stream).await;
-                        open.now.fetch_sub(1, Ordering::Relaxed);
-                        report
-                    }
-                    Err(outcome) => StreamReport {
-                        search_id: submitted.search_id,
-                        opened_at_us: None,
-                        events: Vec::new(),
-                        outcome,
-                    },
-                };
-                lane.submitted.push(submitted);
-                lane.reports.push(report);
-            }
-            lane
-        });
+        lanes.spawn(run_lane(target, bodies, next, open, searches, deadline));
     }
     let mut submitted = Vec::with_capacity(args.searches);
     let mut reports = Vec::with_capacity(args.searches);
@@ -151,25 +116,16 @@ pub async fn run(args: &ThroughputArgs) -> Result<Report, String> {
     let window = sampler.take();
     errors.merge(sampler.stop());
 
-    let ids: Vec<Uuid> = submitted.iter().map(|s| s.search_id).collect();
-    let expected = verify::expected_ids(&mut stack.redis, &ids, &mut errors)
-        .await
-        .map_err(|e| format!("reading the state hashes back: {e}"))?;
-    let clients: HashMap<Uuid, usize> = ids.iter().map(|&id| (id, 1)).collect();
-    let posted_at: HashMap<Uuid, u64> = submitted
-        .iter()
-        .map(|s| (s.search_id, s.posted_at_us))
-        .collect();
-    let delivery = verify::verify(
-        &Plan {
-            clients: &clients,
-            expected: &expected,
-            posted_at: &posted_at,
-            sent_at: &HashMap::new(),
-        },
+    let clients: HashMap<Uuid, usize> = submitted.iter().map(|s| (s.search_id, 1)).collect();
+    let delivery = verify::verify_submitted(
+        &mut stack.redis,
+        &submitted,
+        &clients,
+        &HashMap::new(),
         &reports,
-    );
-    errors.merge(delivery.errors);
+        &mut errors,
+    )
+    .await?;
     let opened = reports.iter().filter(|r| r.opened_at_us.is_some()).count();
     Ok(Report {
         scenario: "throughput",
@@ -206,4 +162,57 @@ pub async fn run(args: &ThroughputArgs) -> Result<Report, String> {
         error_samples: Vec::new(),
     }
     .with_errors(errors))
+}
+
+/// One lane: takes the next search until all are taken, POSTs it on its own
+/// keep-alive connection and follows its stream to the end.
+async fn run_lane(
+    target: Target,
+    bodies: Arc<Vec<String>>,
+    next: Arc<AtomicUsize>,
+    open: Arc<OpenStreams>,
+    searches: usize,
+    deadline: Instant,
+) -> Lane {
+    let mut lane = Lane::default();
+    let mut conn = HttpConnection::new(target.clone());
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= searches {
+            break;
+        }
+        let body = &bodies[i % bodies.len()];
+        let submitted = match submit(&mut conn, body, deadline).await {
+            Ok(submitted) => submitted,
+            Err((kind, detail)) => {
+                lane.errors.record(kind, detail);
+                continue;
+            }
+        };
+        let subscription = Subscription {
+            target: target.clone(),
+            search_id: submitted.search_id,
+            source: None,
+            deadline,
+            end_grace: END_GRACE,
+        };
+        let report = match subscription.open().await {
+            Ok(stream) => {
+                let now = open.now.fetch_add(1, Ordering::Relaxed) + 1;
+                open.peak.fetch_max(now, Ordering::Relaxed);
+                let report = subscription.read(stream).await;
+                open.now.fetch_sub(1, Ordering::Relaxed);
+                report
+            }
+            Err(outcome) => StreamReport {
+                search_id: submitted.search_id,
+                opened_at_us: None,
+                events: Vec::new(),
+                outcome,
+            },
+        };
+        lane.submitted.push(submitted);
+        lane.reports.push(report);
+    }
+    lane
 }

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::clock::elapsed_us;
 use crate::errors::{ErrorKind, Errors};
+use crate::searches::Submitted;
 use crate::subscriber::{Outcome, StreamReport};
 use crate::summary::Recorder;
 
@@ -137,6 +138,39 @@ pub struct Plan<'a> {
     pub posted_at: &'a HashMap<Uuid, u64>,
     /// Send time per appended event, when the load generator produced them.
     pub sent_at: &'a HashMap<(Uuid, EntryId), u64>,
+}
+
+/// Reads back the entry ids Redis recorded for the `submitted` searches and
+/// checks every client's report against them; the checks' errors go into
+/// `errors`. `clients` is the number of clients planned per search,
+/// `sent_at` the send time of each event the load generator produced.
+pub async fn verify_submitted(
+    conn: &mut MultiplexedConnection,
+    submitted: &[Submitted],
+    clients: &HashMap<Uuid, usize>,
+    sent_at: &HashMap<(Uuid, EntryId), u64>,
+    reports: &[StreamReport],
+    errors: &mut Errors,
+) -> Result<Delivery, String> {
+    let ids: Vec<Uuid> = submitted.iter().map(|s| s.search_id).collect();
+    let expected = expected_ids(conn, &ids, errors)
+        .await
+        .map_err(|e| format!("reading the state hashes back: {e}"))?;
+    let posted_at: HashMap<Uuid, u64> = submitted
+        .iter()
+        .map(|s| (s.search_id, s.posted_at_us))
+        .collect();
+    let mut delivery = verify(
+        &Plan {
+            clients,
+            expected: &expected,
+            posted_at: &posted_at,
+            sent_at,
+        },
+        reports,
+    );
+    errors.merge(std::mem::replace(&mut delivery.errors, Errors::new()));
+    Ok(delivery)
 }
 
 /// Checks every report against the plan.

@@ -6,8 +6,6 @@
 //! the catch-up, heartbeat and roster tests use the handles directly.
 
 use std::collections::HashMap;
-use std::net::TcpListener as StdListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,77 +19,13 @@ use redis::aio::MultiplexedConnection;
 use service_runtime::config::Vars;
 use service_runtime::redis_connection::RedisConnection;
 use service_runtime::streams::{self, Appended, Nudges};
+use tests::redis_server::RedisServer;
+use tests::{eventually, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A throwaway `redis-server`, killed on Drop.
-struct RedisServer {
-    /// The server process, killed on Drop so no test leaks one.
-    child: Child,
-    /// Its port, free when the test started.
-    port: u16,
-}
-
-impl RedisServer {
-    async fn start() -> RedisServer {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed to run these tests");
-        let mut server = RedisServer { child, port };
-        let started = Instant::now();
-        while let Err(error) = server.connect().await {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("redis-server on port {port} exited with {status}");
-            }
-            assert!(
-                started.elapsed() < LIMIT,
-                "redis-server on port {port} does not answer: {error}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    async fn connect(&self) -> redis::RedisResult<MultiplexedConnection> {
-        redis::Client::open(self.url())?
-            .get_multiplexed_async_connection()
-            .await
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A provider running in-process, stopped by [`Provider::stop`].
 struct Provider {
@@ -192,16 +126,22 @@ async fn events(conn: &mut MultiplexedConnection, id: Uuid) -> Vec<SearchEvent> 
 }
 
 /// Waits for the search's terminal event and returns every event.
-async fn finished(conn: &mut MultiplexedConnection, id: Uuid) -> Vec<SearchEvent> {
-    let started = Instant::now();
-    loop {
-        let seen = events(conn, id).await;
-        if seen.last().is_some_and(|e| e.kind.is_terminal()) {
-            return seen;
-        }
-        assert!(started.elapsed() < LIMIT, "no terminal event: {seen:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn finished(conn: &MultiplexedConnection, id: Uuid) -> Vec<SearchEvent> {
+    eventually("the search's terminal event", LIMIT, || async {
+        let seen = events(&mut conn.clone(), id).await;
+        seen.last()
+            .is_some_and(|e| e.kind.is_terminal())
+            .then_some(seen)
+    })
+    .await
+}
+
+/// Waits until nothing is pending in the group.
+async fn nothing_pending(conn: &MultiplexedConnection) {
+    eventually("no entry left pending", LIMIT, || async {
+        (pending(&mut conn.clone()).await == 0).then_some(())
+    })
+    .await;
 }
 
 async fn pending(conn: &mut MultiplexedConnection) -> u64 {
@@ -325,7 +265,7 @@ async fn take_and_die(conn: &mut MultiplexedConnection, consumer: &str, count: u
 #[tokio::test]
 async fn a_terminal_event_based_on_a_stale_tally_is_refused() {
     let redis = RedisServer::start().await;
-    let mut conn = redis.connect().await.unwrap();
+    let mut conn = redis.connection().await;
     let id = Uuid::new_v4();
     let ttl = Duration::from_secs(60);
     let request = search("CGK", "DPS").request;
@@ -394,12 +334,12 @@ async fn a_terminal_event_based_on_a_stale_tally_is_refused() {
 #[tokio::test]
 async fn a_search_gets_processing_one_result_per_supplier_and_a_matching_total() {
     let redis = RedisServer::start().await;
-    let mut conn = redis.connect().await.unwrap();
+    let mut conn = redis.connection().await;
     let q = search("CGK", "DPS");
     enqueue_search(&mut conn, &q).await;
     let provider = Provider::start(&redis, &[]).await;
 
-    let seen = finished(&mut conn, q.search_id).await;
+    let seen = finished(&conn, q.search_id).await;
     assert!(
         matches!(seen[0].kind, EventKind::Processing { .. }),
         "{seen:?}"
@@ -438,7 +378,7 @@ async fn a_search_gets_processing_one_result_per_supplier_and_a_matching_total()
 #[tokio::test]
 async fn a_crashed_search_is_claimed_and_finished_without_asking_answered_suppliers_again() {
     let redis = RedisServer::start().await;
-    let mut conn = redis.connect().await.unwrap();
+    let mut conn = redis.connection().await;
     let q = search("CGK", "DPS");
     enqueue_search(&mut conn, &q).await;
     take_and_die(&mut conn, "crashed", 1).await;
@@ -461,7 +401,7 @@ async fn a_crashed_search_is_claimed_and_finished_without_asking_answered_suppli
     .await;
 
     let provider = Provider::start(&redis, &[("CLAIM_IDLE_MS", "200")]).await;
-    let seen = finished(&mut conn, q.search_id).await;
+    let seen = finished(&conn, q.search_id).await;
     let processing = seen
         .iter()
         .filter(|e| matches!(e.kind, EventKind::Processing { .. }))
@@ -498,7 +438,7 @@ async fn a_crashed_search_is_claimed_and_finished_without_asking_answered_suppli
 #[tokio::test]
 async fn poison_and_exhausted_entries_are_dead_lettered_with_a_failed_event() {
     let redis = RedisServer::start().await;
-    let mut conn = redis.connect().await.unwrap();
+    let mut conn = redis.connection().await;
     let exhausted = search("SUB", "UPG");
     let exhausted_entry = enqueue_search(&mut conn, &exhausted).await;
     take_and_die(&mut conn, "crashed-1", 1).await;
@@ -525,14 +465,14 @@ async fn poison_and_exhausted_entries_are_dead_lettered_with_a_failed_event() {
     let provider =
         Provider::start(&redis, &[("MAX_DELIVERIES", "2"), ("CLAIM_IDLE_MS", "200")]).await;
 
-    let poisoned = finished(&mut conn, poison_id).await;
+    let poisoned = finished(&conn, poison_id).await;
     assert_eq!(poisoned.len(), 1);
     let EventKind::Failed { error } = &poisoned[0].kind else {
         panic!("{poisoned:?}")
     };
     assert_eq!(error.code, "invalid_request");
 
-    let retired = finished(&mut conn, exhausted.search_id).await;
+    let retired = finished(&conn, exhausted.search_id).await;
     assert_eq!(retired.len(), 1);
     let EventKind::Failed { error } = &retired[0].kind else {
         panic!("{retired:?}")
@@ -540,11 +480,7 @@ async fn poison_and_exhausted_entries_are_dead_lettered_with_a_failed_event() {
     assert_eq!(error.code, "dead_lettered");
     assert!(error.message.contains("2 times"), "{}", error.message);
 
-    let started = Instant::now();
-    while pending(&mut conn).await != 0 {
-        assert!(started.elapsed() < LIMIT, "entries left pending");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    nothing_pending(&conn).await;
     let dead: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
         .arg(DEAD_LETTER_STREAM)
         .arg("-")
@@ -574,23 +510,22 @@ async fn poison_and_exhausted_entries_are_dead_lettered_with_a_failed_event() {
 #[tokio::test]
 async fn becomes_ready_and_leaves_unfinished_work_pending_after_the_grace_period() {
     let redis = RedisServer::start().await;
-    let mut conn = redis.connect().await.unwrap();
+    let mut conn = redis.connection().await;
     let provider = Provider::start(
         &redis,
         &[("MOCK_LATENCY_MS", "10000"), ("SHUTDOWN_GRACE_SECS", "1")],
     )
     .await;
-    let started = Instant::now();
-    while provider.get("/readyz").await.0 != 200 {
-        assert!(started.elapsed() < LIMIT, "never ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the provider to be ready", LIMIT, || async {
+        (provider.get("/readyz").await.0 == 200).then_some(())
+    })
+    .await;
     let q = search("CGK", "DPS");
     enqueue_search(&mut conn, &q).await;
-    while events(&mut conn, q.search_id).await.is_empty() {
-        assert!(started.elapsed() < LIMIT, "search never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the search to start", LIMIT, || async {
+        (!events(&mut conn.clone(), q.search_id).await.is_empty()).then_some(())
+    })
+    .await;
 
     let took = provider.stop().await;
     assert!(
@@ -605,7 +540,7 @@ async fn becomes_ready_and_leaves_unfinished_work_pending_after_the_grace_period
 #[tokio::test]
 async fn an_entry_with_a_binary_field_name_is_dead_lettered_and_the_rest_is_processed() {
     let redis = RedisServer::start().await;
-    let mut conn = redis.connect().await.unwrap();
+    let mut conn = redis.connection().await;
     // Claim path: a bad entry pending on a dead consumer, ahead of a good one.
     let claimed_bad = search("CGK", "DPS");
     let claimed_bad_entry = enqueue_with_binary_field(&mut conn, &claimed_bad).await;
@@ -621,7 +556,7 @@ async fn an_entry_with_a_binary_field_name_is_dead_lettered_and_the_rest_is_proc
     let provider = Provider::start(&redis, &[("CLAIM_IDLE_MS", "200")]).await;
 
     for good in [&read_good, &claimed_good] {
-        let seen = finished(&mut conn, good.search_id).await;
+        let seen = finished(&conn, good.search_id).await;
         let (suppliers, offers) = answers(&seen);
         assert_eq!(suppliers.len(), 6, "{seen:?}");
         assert_eq!(
@@ -632,7 +567,7 @@ async fn an_entry_with_a_binary_field_name_is_dead_lettered_and_the_rest_is_proc
         );
     }
     for bad in [&read_bad, &claimed_bad] {
-        let seen = finished(&mut conn, bad.search_id).await;
+        let seen = finished(&conn, bad.search_id).await;
         let [event] = seen.as_slice() else {
             panic!("{seen:?}")
         };
@@ -642,11 +577,7 @@ async fn an_entry_with_a_binary_field_name_is_dead_lettered_and_the_rest_is_proc
         assert_eq!(error.code, "invalid_request");
         assert!(error.message.contains("not UTF-8"), "{}", error.message);
     }
-    let started = Instant::now();
-    while pending(&mut conn).await != 0 {
-        assert!(started.elapsed() < LIMIT, "entries left pending");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    nothing_pending(&conn).await;
 
     let dead: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
         .arg(DEAD_LETTER_STREAM)
@@ -685,7 +616,7 @@ async fn an_entry_with_a_binary_field_name_is_dead_lettered_and_the_rest_is_proc
 #[tokio::test]
 async fn the_sweep_takes_nothing_more_once_stopped() {
     let redis = RedisServer::start().await;
-    let mut conn = redis.connect().await.unwrap();
+    let mut conn = redis.connection().await;
     // Far more exhausted entries than one sweep looks at, so the stop lands
     // in the middle of a sweep.
     let mut add = redis::pipe();
@@ -708,29 +639,39 @@ async fn the_sweep_takes_nothing_more_once_stopped() {
             .await
             .unwrap()
     };
-    let started = Instant::now();
-    let at_stop = loop {
-        let n = dead_letters(conn.clone()).await;
-        if n >= 10 {
-            break n;
-        }
-        assert!(started.elapsed() < LIMIT, "nothing was retired");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    };
+    let at_stop = eventually("some entries to be retired", LIMIT, || async {
+        Some(dead_letters(conn.clone()).await).filter(|&n| n >= 10)
+    })
+    .await;
     provider.stop().await;
     let after = dead_letters(conn.clone()).await;
     assert!(
         after - at_stop <= 5,
         "retired {at_stop} before the stop, {after} after it"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the provider's connections are gone nothing of it can retire
+    // another entry: the count must not have moved until then.
+    eventually("the provider's connections to close", LIMIT, || async {
+        (client_count(&mut conn.clone()).await == 1).then_some(())
+    })
+    .await;
     assert_eq!(dead_letters(conn).await, after);
+}
+
+/// Connections Redis has open, this test's own included.
+async fn client_count(conn: &mut MultiplexedConnection) -> usize {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(conn)
+        .await
+        .unwrap();
+    list.lines().count()
 }
 
 #[tokio::test]
 async fn catching_up_reads_only_what_was_written_since_and_sees_the_end() {
     let redis = RedisServer::start().await;
-    let mut conn = redis.connect().await.unwrap();
+    let mut conn = redis.connection().await;
     let commands = redis::Client::open(redis.url())
         .unwrap()
         .get_connection_manager()
@@ -770,7 +711,7 @@ async fn catching_up_reads_only_what_was_written_since_and_sees_the_end() {
 #[tokio::test]
 async fn a_heartbeat_refreshes_its_own_entries_and_never_takes_one_back() {
     let redis = RedisServer::start().await;
-    let mut conn = redis.connect().await.unwrap();
+    let mut conn = redis.connection().await;
     let kept = enqueue_search(&mut conn, &search("CGK", "DPS")).await;
     let taken = enqueue_search(&mut conn, &search("SUB", "UPG")).await;
     take_and_die(&mut conn, "stalled", 2).await;
@@ -784,7 +725,13 @@ async fn a_heartbeat_refreshes_its_own_entries_and_never_takes_one_back() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("both entries to sit idle for 300 ms", LIMIT, || async {
+        let idle = pending_entries(&mut conn.clone()).await;
+        idle.iter()
+            .all(|(_, _, idle_ms, _)| *idle_ms >= 300)
+            .then_some(())
+    })
+    .await;
 
     queue(&redis, "stalled")
         .await
@@ -794,16 +741,7 @@ async fn a_heartbeat_refreshes_its_own_entries_and_never_takes_one_back() {
 
     assert_eq!(owner(&mut conn, &taken).await.as_deref(), Some("claimer"));
     assert_eq!(owner(&mut conn, &kept).await.as_deref(), Some("stalled"));
-    let idle: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-        .arg(REQUESTS_STREAM)
-        .arg("provider-service")
-        .arg("-")
-        .arg("+")
-        .arg(10)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    for (id, _, idle_ms, deliveries) in idle {
+    for (id, _, idle_ms, deliveries) in pending_entries(&mut conn).await {
         if id == kept {
             assert!(idle_ms < 300, "its own entry was refreshed: {idle_ms} ms");
             assert_eq!(deliveries, 1, "a heartbeat is not a delivery");
@@ -817,10 +755,38 @@ async fn a_heartbeat_refreshes_its_own_entries_and_never_takes_one_back() {
     }
 }
 
+/// Every pending entry: id, consumer, idle ms, deliveries.
+async fn pending_entries(conn: &mut MultiplexedConnection) -> Vec<(String, String, u64, u64)> {
+    redis::cmd("XPENDING")
+        .arg(REQUESTS_STREAM)
+        .arg("provider-service")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+/// The idle time of each of the group's consumers, in ms.
+async fn consumer_idle_ms(conn: &mut MultiplexedConnection) -> Vec<u64> {
+    let reply: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(REQUESTS_STREAM)
+        .arg("provider-service")
+        .query_async(conn)
+        .await
+        .unwrap();
+    reply
+        .into_iter()
+        .map(|c| redis::from_redis_value(c["idle"].clone()).unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn only_consumers_without_pending_entries_are_forgotten() {
     let redis = RedisServer::start().await;
-    let mut conn = redis.connect().await.unwrap();
+    let mut conn = redis.connection().await;
     enqueue_search(&mut conn, &search("CGK", "DPS")).await;
     take_and_die(&mut conn, "busy", 1).await;
     for idle in ["gone-1", "gone-2"] {
@@ -833,7 +799,11 @@ async fn only_consumers_without_pending_entries_are_forgotten() {
             .await
             .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("every consumer to sit idle for 200 ms", LIMIT, || async {
+        let idle = consumer_idle_ms(&mut conn.clone()).await;
+        idle.iter().all(|&ms| ms >= 200).then_some(())
+    })
+    .await;
 
     let busy = queue(&redis, "busy").await;
     assert!(!busy.forget_self().await.unwrap(), "it has a pending entry");

@@ -664,7 +664,42 @@ async fn the_demo_page_is_served() {
             .starts_with("text/html")
     );
     let text = String::from_utf8_lossy(&page.body);
-    assert!(text.contains("EventSource"), "the page uses EventSource");
+    // The search form and the fields the API takes.
+    assert!(text.contains(r#"<form class="search card" id="search-form""#));
+    for field in ["from", "to", "date", "passengers"] {
+        assert!(
+            text.contains(&format!(r#"name="{field}""#)),
+            "the form has no `{field}` field"
+        );
+    }
+    // Submitting the form posts the search, and the 202's stream location is
+    // what the page opens an EventSource on.
+    for (wiring, what) in [
+        (
+            "form.addEventListener('submit'",
+            "the form's submit is handled",
+        ),
+        (
+            "fetch('/api/flights/search', {\n      method: 'POST'",
+            "the search is POSTed to the API",
+        ),
+        (
+            "response.status === 202 && body && body.data && body.data.search_id",
+            "the 202 answer is read",
+        ),
+        (
+            "response.headers.get('Location') || ('/api/flights/search/' + encodeURIComponent(id) + '/stream')",
+            "the stream URL is the Location header or the stream route",
+        ),
+        (
+            "startSearch(req, id, location)",
+            "the search starts on that URL",
+        ),
+        ("connect(panel, streamUrl)", "the page connects to it"),
+        ("new EventSource(url)", "through an EventSource"),
+    ] {
+        assert!(text.contains(wiring), "{what}: `{wiring}` not found");
+    }
 }
 
 /// Checks the error envelope against `openapi.yaml` and the contract, and that

@@ -243,13 +243,27 @@ impl RedisCluster {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("redis-server must be installed (apt-get install redis-server)");
-        self.nodes[i].child = Some(child);
+        // Generous: six nodes start at once, and on a loaded machine one may
+        // take more than 10 s to load and listen. A node that exits (its port
+        // taken meanwhile, say) fails at once, with its status.
+        let child = std::sync::Mutex::new(child);
         eventually(
             "a cluster node to answer PING",
-            Duration::from_secs(10),
-            || async { connect(port).await.map(|_| ()) },
+            Duration::from_secs(30),
+            || async {
+                let exited = child
+                    .lock()
+                    .unwrap()
+                    .try_wait()
+                    .expect("wait on redis-server");
+                if let Some(status) = exited {
+                    panic!("the cluster node on port {port} (bus {bus_port}) exited: {status}");
+                }
+                connect(port).await.map(|_| ())
+            },
         )
         .await;
+        self.nodes[i].child = Some(child.into_inner().unwrap());
     }
 }
 

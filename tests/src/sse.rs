@@ -173,6 +173,46 @@ fn parse_block(block: &[u8]) -> Result<Item, Error> {
     }
 }
 
+/// Asserts what a client must see whatever happened behind the scenes: one
+/// `processing` first, each supplier once, exactly one terminal event last, and
+/// a `completed` total equal to the offers received (so no result went missing).
+pub fn assert_exactly_once(id: uuid::Uuid, events: &[Event]) {
+    assert_eq!(
+        events.first().map(Event::status),
+        Some("processing"),
+        "{id}: {events:?}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.status() == "processing").count(),
+        1,
+        "{id}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.is_terminal()).count(),
+        1,
+        "{id}: {events:?}"
+    );
+    assert!(events.last().unwrap().is_terminal(), "{id}");
+    let mut suppliers = std::collections::HashSet::new();
+    let mut offers = 0;
+    for event in events.iter().filter(|e| e.status() == "result") {
+        let supplier = event.data["supplier"].as_str().unwrap().to_owned();
+        assert!(
+            suppliers.insert(supplier.clone()),
+            "{id}: {supplier} answered twice"
+        );
+        offers += event.data["results"].as_array().unwrap().len() as u64;
+    }
+    let last = events.last().unwrap();
+    if last.status() == "completed" {
+        assert_eq!(
+            last.data["total_results"].as_u64(),
+            Some(offers),
+            "{id}: offers went missing"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -148,17 +148,18 @@ impl Browser {
     /// Polls `script` until it returns something other than `null`/`false`;
     /// panics naming `what` and showing the newest panel after `limit`.
     async fn wait_for(&self, what: &str, limit: Duration, script: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
+        // `eventually` polls; its own limit is never reached, so that a
+        // timeout can report the page's state.
+        let polled = eventually(what, 2 * limit, || async {
             let value = self.js(script).await;
-            if !value.is_null() && value != Value::Bool(false) {
-                return value;
-            }
-            if tokio::time::Instant::now() >= deadline {
+            (!value.is_null() && value != Value::Bool(false)).then_some(value)
+        });
+        match tokio::time::timeout(limit, polled).await {
+            Ok(value) => value,
+            Err(_) => {
                 let panel = self.js(PANEL_STATE).await;
                 panic!("timed out after {limit:?} waiting for {what}; newest panel: {panel}");
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 

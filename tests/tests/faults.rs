@@ -10,50 +10,24 @@ use std::time::Duration;
 
 use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM, results_key, state_key};
 use tests::documents::{self, Schema};
-use tests::sse::Event;
+use tests::sse::{Event, assert_exactly_once};
 use tests::stack::{Stack, follow, submit_to};
 use tests::{eventually, search_body};
 use uuid::Uuid;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// Asserts what a client must see whatever happened behind the scenes: one
-/// `processing` first, each supplier once, exactly one terminal event last, and
-/// a `completed` total equal to the offers received (so no result went missing).
-fn assert_exactly_once(id: Uuid, events: &[Event]) {
-    assert_eq!(
-        events.first().map(Event::status),
-        Some("processing"),
-        "{id}: {events:?}"
-    );
-    assert_eq!(
-        events.iter().filter(|e| e.status() == "processing").count(),
-        1,
-        "{id}"
-    );
-    assert_eq!(
-        events.iter().filter(|e| e.is_terminal()).count(),
-        1,
-        "{id}: {events:?}"
-    );
-    assert!(events.last().unwrap().is_terminal(), "{id}");
-    let mut suppliers = HashSet::new();
-    let mut offers = 0;
-    for event in events.iter().filter(|e| e.status() == "result") {
-        let supplier = event.data["supplier"].as_str().unwrap().to_owned();
-        assert!(
-            suppliers.insert(supplier.clone()),
-            "{id}: {supplier} answered twice"
-        );
-        offers += event.data["results"].as_array().unwrap().len() as u64;
-    }
-    let last = events.last().unwrap();
-    if last.status() == "completed" {
+/// Waits for every client and asserts that each search completed, exactly
+/// once.
+async fn all_completed_once(clients: Vec<tokio::task::JoinHandle<(Uuid, Vec<Event>)>>) {
+    for client in clients {
+        let (id, events) = client.await.unwrap();
         assert_eq!(
-            last.data["total_results"].as_u64(),
-            Some(offers),
-            "{id}: offers went missing"
+            events.last().unwrap().status(),
+            "completed",
+            "{id}: {events:?}"
         );
+        assert_exactly_once(id, &events);
     }
 }
 
@@ -141,15 +115,7 @@ async fn every_accepted_search_completes_across_a_redis_restart() {
     tokio::time::sleep(Duration::from_secs(2)).await; // the outage itself
     stack.local().redis.restart().await;
 
-    for client in clients {
-        let (id, events) = client.await.unwrap();
-        assert_eq!(
-            events.last().unwrap().status(),
-            "completed",
-            "{id}: {events:?}"
-        );
-        assert_exactly_once(id, &events);
-    }
+    all_completed_once(clients).await;
     let after = stack.submit(&search_body("SUB", "DPS", 3, 1)).await;
     assert_eq!(
         stack.events(after).await.last().unwrap().status(),
@@ -191,11 +157,7 @@ async fn clients_resume_across_a_main_service_restart_with_no_gap_or_duplicate()
     );
     stack.local().mains[0].spawn().await;
 
-    for client in clients {
-        let (id, events) = client.await.unwrap();
-        assert_eq!(events.last().unwrap().status(), "completed", "{id}");
-        assert_exactly_once(id, &events);
-    }
+    all_completed_once(clients).await;
 }
 
 #[tokio::test]
@@ -503,15 +465,7 @@ async fn on_a_cluster_a_master_killed_mid_run_is_replaced_and_every_search_compl
     }))
     .await;
     clients.extend(follow_all(after));
-    for client in clients {
-        let (id, events) = client.await.unwrap();
-        assert_eq!(
-            events.last().unwrap().status(),
-            "completed",
-            "{id}: {events:?}"
-        );
-        assert_exactly_once(id, &events);
-    }
+    all_completed_once(clients).await;
 }
 
 #[tokio::test]
@@ -559,9 +513,5 @@ async fn behind_nginx_clients_resume_on_another_main_service_when_one_is_killed(
     .await;
 
     stack.local().mains[0].kill();
-    for client in clients {
-        let (id, events) = client.await.unwrap();
-        assert_eq!(events.last().unwrap().status(), "completed", "{id}");
-        assert_exactly_once(id, &events);
-    }
+    all_completed_once(clients).await;
 }

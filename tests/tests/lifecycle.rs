@@ -350,9 +350,35 @@ async fn request_and_leave(stack: &Stack, id: uuid::Uuid, clients: usize) {
         socket.write_all(request.as_bytes()).await.unwrap();
         sockets.push(socket);
     }
-    // Long enough for the attach to reach Redis; leaving sooner would cancel
-    // it before it was sent.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Leaving before main-service read a request would cancel its attach
+    // before it was sent; once read, the attach runs in a task of its own.
+    let ports: Vec<u16> = sockets
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect();
+    eventually("main-service to read every request", LIMIT, || async {
+        ports
+            .iter()
+            .all(|&port| unread_by_peer(port) == Some(0))
+            .then_some(())
+    })
+    .await;
+}
+
+/// Bytes sent from the loopback TCP socket bound to `client_port` that its
+/// peer has not read yet (the peer socket's receive queue in
+/// `/proc/net/tcp`), or `None` while no such peer socket is listed.
+fn unread_by_peer(client_port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let remote_port = fields.get(2)?.rsplit(':').next()?;
+        if u16::from_str_radix(remote_port, 16).ok()? != client_port {
+            return None;
+        }
+        let rx_queue = fields.get(4)?.split(':').nth(1)?;
+        u64::from_str_radix(rx_queue, 16).ok()
+    })
 }
 
 /// Makes Redis hold every client's commands for `ms` milliseconds.
@@ -372,19 +398,25 @@ async fn clients_that_leave_or_time_out_while_attaching_leave_no_reader_counted(
     let stack = Stack::builder().local_only().providers(0).start().await;
     let id = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
     let redis = stack.redis().await;
-    let settled = || async {
-        let mut redis = redis.clone();
-        eventually("every reader to be detached", LIMIT, || {
+    let detached = |want: (i64, usize)| {
+        let redis = redis.clone();
+        eventually("the readers to be detached", LIMIT, move || {
             let mut redis = redis.clone();
-            async move { (readers(&mut redis, id).await? == (0, 0)).then_some(()) }
+            async move { (readers(&mut redis, id).await? == want).then_some(()) }
         })
-        .await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(
-            readers(&mut redis, id).await.unwrap(),
-            (0, 0),
-            "no late registration"
-        );
+    };
+    // One more reader attaches after every earlier attach on main-service's
+    // Redis connection, which answers in order: once it is counted, no
+    // earlier attach can still register a reader late.
+    let settled = || async {
+        let mut last = stack.open(id, None).await;
+        assert!(matches!(
+            last.next_item(LIMIT).await.unwrap(),
+            Some(Item::Retry(_))
+        ));
+        detached((1, 1)).await;
+        drop(last);
+        detached((0, 0)).await;
     };
 
     // A first reader loads the scripts: an attach sent while Redis is paused
@@ -395,7 +427,7 @@ async fn clients_that_leave_or_time_out_while_attaching_leave_no_reader_counted(
         Some(Item::Retry(_))
     ));
     drop(first);
-    settled().await;
+    detached((0, 0)).await;
 
     // The attach answers after the clients left, within main-service's wait.
     pause_redis(&stack, 1500).await;
@@ -455,8 +487,25 @@ async fn a_reader_that_was_never_counted_never_counts_down() {
         (gauge(&stack, "flight_search_sse_streams_open").await == 1.0).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(readers(&mut redis, id).await.unwrap().0, 1, "still counted");
+    // A third reader attaches and leaves after anything the first one's end
+    // sent to Redis: the count goes 1 → 2 → 1 only if nothing else took it.
+    let mut third = stack.open(id, None).await;
+    assert_eq!(
+        third.next_event(LIMIT).await.unwrap().unwrap().status(),
+        "processing"
+    );
+    assert_eq!(readers(&mut redis, id).await.unwrap(), (2, 2));
+    drop(third);
+    eventually("the third reader to be detached", LIMIT, || {
+        let mut redis = redis.clone();
+        async move { (readers(&mut redis, id).await?.1 == 1).then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        readers(&mut redis, id).await.unwrap(),
+        (1, 1),
+        "still counted"
+    );
 
     drop(counted);
     eventually("the counted reader to be detached", LIMIT, || {
@@ -551,6 +600,108 @@ fn families(exposition: &str) -> std::collections::HashMap<String, String> {
     types
 }
 
+/// main-service's metric families and their types, as README documents them.
+const MAIN_FAMILIES: &[(&str, &str)] = &[
+    ("flight_search_http_requests", "counter"),
+    ("flight_search_http_request_duration_seconds", "histogram"),
+    ("flight_search_sse_streams_open", "gauge"),
+    ("flight_search_sse_events_delivered", "counter"),
+    ("flight_search_sse_clients_dropped_slow", "counter"),
+    ("flight_search_searches_submitted", "counter"),
+    ("flight_search_searches_completed", "counter"),
+    ("flight_search_searches_failed", "counter"),
+    ("flight_search_searches_timed_out", "counter"),
+    (
+        "flight_search_search_time_to_first_result_seconds",
+        "histogram",
+    ),
+    (
+        "flight_search_search_time_to_completion_seconds",
+        "histogram",
+    ),
+    ("flight_search_hub_feeds_active", "gauge"),
+    ("flight_search_hub_entries_skipped", "counter"),
+    ("flight_search_redis_errors", "counter"),
+    ("flight_search_redis_up", "gauge"),
+    ("flight_search_queue_backlog", "gauge"),
+    ("flight_search_queue_trimmed_entries", "counter"),
+    ("flight_search_searches_rejected", "counter"),
+    ("flight_search_redis_writes_refused", "gauge"),
+];
+
+/// provider-service's metric families and their types.
+const PROVIDER_FAMILIES: &[(&str, &str)] = &[
+    ("flight_search_provider_searches_in_flight", "gauge"),
+    ("flight_search_provider_searches_completed", "counter"),
+    ("flight_search_provider_searches_failed", "counter"),
+    (
+        "flight_search_provider_supplier_call_duration_seconds",
+        "histogram",
+    ),
+    ("flight_search_provider_supplier_failures", "counter"),
+    ("flight_search_provider_claims", "counter"),
+    ("flight_search_provider_pending_entries", "gauge"),
+    ("flight_search_provider_dead_letters", "counter"),
+    ("flight_search_provider_redis_errors", "counter"),
+    ("flight_search_provider_redis_up", "gauge"),
+    (
+        "flight_search_provider_searches_waiting_for_writes",
+        "gauge",
+    ),
+    ("flight_search_provider_redis_writes_refused", "gauge"),
+];
+
+/// Asserts that every family in `expected` is exposed with its type.
+fn assert_families(who: &str, exposition: &str, expected: &[(&str, &str)]) {
+    let families = families(exposition);
+    for (family, kind) in expected {
+        assert_eq!(
+            families.get(*family).map(String::as_str),
+            Some(*kind),
+            "{who} {family}"
+        );
+    }
+}
+
+/// The provider's `/metrics` text.
+async fn provider_metrics(provider: &str) -> String {
+    let body = http::get(&format!("{provider}/metrics"))
+        .await
+        .unwrap()
+        .body;
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+/// Polls an exposition until `series` reads `value`, and returns that text.
+async fn metrics_when<F, Fut>(what: &str, series: &str, value: f64, scrape: F) -> String
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    eventually(what, LIMIT, || async {
+        let text = scrape().await;
+        (metric(&text, series) == Some(value)).then_some(text)
+    })
+    .await
+}
+
+/// Health and readiness answer in one JSON shape on both services.
+async fn assert_healthy_and_ready(bases: [&str; 2]) {
+    for base in bases {
+        let health = http::get(&format!("{base}/healthz")).await.unwrap();
+        assert_eq!(health.status, 200, "{base}");
+        assert_eq!(health.json(), serde_json::json!({"status": "ok"}), "{base}");
+        let ready = http::get(&format!("{base}/readyz")).await.unwrap();
+        assert_eq!(ready.status, 200, "{base}");
+        assert_eq!(ready.header("content-type"), Some("application/json"));
+        assert_eq!(
+            ready.json(),
+            serde_json::json!({"status": "ready"}),
+            "{base}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn both_services_expose_health_readiness_and_the_documented_metrics() {
     let mut stack = Stack::builder().local_only().start().await;
@@ -559,14 +710,7 @@ async fn both_services_expose_health_readiness_and_the_documented_metrics() {
     // Every documented family is there before anything happened, its known
     // series at zero.
     let main_at_start = stack.metrics().await;
-    let provider_at_start = String::from_utf8(
-        http::get(&format!("{provider}/metrics"))
-            .await
-            .unwrap()
-            .body
-            .to_vec(),
-    )
-    .unwrap();
+    let provider_at_start = provider_metrics(&provider).await;
     for (text, series) in [
         (
             &main_at_start,
@@ -604,121 +748,22 @@ async fn both_services_expose_health_readiness_and_the_documented_metrics() {
             "{series} at start:\n{text}"
         );
     }
-
-    // Health and readiness in one JSON shape on both.
-    for base in [stack.base_url().to_owned(), provider.clone()] {
-        let health = http::get(&format!("{base}/healthz")).await.unwrap();
-        assert_eq!(health.json(), serde_json::json!({"status": "ok"}), "{base}");
-        let ready = http::get(&format!("{base}/readyz")).await.unwrap();
-        assert_eq!(ready.status, 200, "{base}");
-        assert_eq!(ready.header("content-type"), Some("application/json"));
-        assert_eq!(
-            ready.json(),
-            serde_json::json!({"status": "ready"}),
-            "{base}"
-        );
-    }
+    assert_healthy_and_ready([stack.base_url(), &provider]).await;
 
     let id = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
     stack.events(id).await;
 
-    let main = families(&stack.metrics().await);
-    for (family, kind) in [
-        ("flight_search_http_requests", "counter"),
-        ("flight_search_http_request_duration_seconds", "histogram"),
-        ("flight_search_sse_streams_open", "gauge"),
-        ("flight_search_sse_events_delivered", "counter"),
-        ("flight_search_sse_clients_dropped_slow", "counter"),
-        ("flight_search_searches_submitted", "counter"),
-        ("flight_search_searches_completed", "counter"),
-        ("flight_search_searches_failed", "counter"),
-        ("flight_search_searches_timed_out", "counter"),
-        (
-            "flight_search_search_time_to_first_result_seconds",
-            "histogram",
-        ),
-        (
-            "flight_search_search_time_to_completion_seconds",
-            "histogram",
-        ),
-        ("flight_search_hub_feeds_active", "gauge"),
-        ("flight_search_hub_entries_skipped", "counter"),
-        ("flight_search_redis_errors", "counter"),
-        ("flight_search_redis_up", "gauge"),
-        ("flight_search_queue_backlog", "gauge"),
-        ("flight_search_queue_trimmed_entries", "counter"),
-        ("flight_search_searches_rejected", "counter"),
-        ("flight_search_redis_writes_refused", "gauge"),
-    ] {
-        assert_eq!(
-            main.get(family).map(String::as_str),
-            Some(kind),
-            "main-service {family}"
-        );
-    }
-
-    assert_eq!(
-        http::get(&format!("{provider}/healthz"))
-            .await
-            .unwrap()
-            .status,
-        200
-    );
-    assert_eq!(
-        http::get(&format!("{provider}/readyz"))
-            .await
-            .unwrap()
-            .status,
-        200
-    );
-    // The client can read the terminal event before the provider that wrote
-    // it has counted the search.
-    let text = eventually("the provider to count the search", LIMIT, || {
-        let url = format!("{provider}/metrics");
-        async move {
-            let text = String::from_utf8(http::get(&url).await.ok()?.body.to_vec()).ok()?;
-            (metric(&text, "flight_search_provider_searches_completed_total") == Some(1.0))
-                .then_some(text)
-        }
-    })
+    // Either service may count the search a moment after the client saw the
+    // terminal event: the provider after acknowledging it, main-service after
+    // waking the search's clients.
+    let text = metrics_when(
+        "the provider to count the search",
+        "flight_search_provider_searches_completed_total",
+        1.0,
+        || provider_metrics(&provider),
+    )
     .await;
-    let provider_families = families(&text);
-    for (family, kind) in [
-        ("flight_search_provider_searches_in_flight", "gauge"),
-        ("flight_search_provider_searches_completed", "counter"),
-        ("flight_search_provider_searches_failed", "counter"),
-        (
-            "flight_search_provider_supplier_call_duration_seconds",
-            "histogram",
-        ),
-        ("flight_search_provider_supplier_failures", "counter"),
-        ("flight_search_provider_claims", "counter"),
-        ("flight_search_provider_pending_entries", "gauge"),
-        ("flight_search_provider_dead_letters", "counter"),
-        ("flight_search_provider_redis_errors", "counter"),
-        ("flight_search_provider_redis_up", "gauge"),
-        (
-            "flight_search_provider_searches_waiting_for_writes",
-            "gauge",
-        ),
-        ("flight_search_provider_redis_writes_refused", "gauge"),
-    ] {
-        assert_eq!(
-            provider_families.get(family).map(String::as_str),
-            Some(kind),
-            "provider {family}"
-        );
-    }
-    // The provider counts a search after acknowledging it, which may be a
-    // moment after the client saw the terminal event.
-    let metrics_url = format!("{provider}/metrics");
-    eventually("the provider to count the search", LIMIT, || async {
-        let body = http::get(&metrics_url).await.ok()?.body;
-        let text = String::from_utf8(body.to_vec()).ok()?;
-        (metric(&text, "flight_search_provider_searches_completed_total") == Some(1.0))
-            .then_some(())
-    })
-    .await;
+    assert_families("provider", &text, PROVIDER_FAMILIES);
     assert_eq!(metric(&text, "flight_search_provider_redis_up"), Some(1.0));
     assert!(
         metric(
@@ -728,13 +773,16 @@ async fn both_services_expose_health_readiness_and_the_documented_metrics() {
         .is_some(),
         "per-supplier latency:\n{text}"
     );
-    let main_text = stack.metrics().await;
+    let main_text = metrics_when(
+        "main-service to count the search",
+        "flight_search_searches_completed_total",
+        1.0,
+        || stack.metrics(),
+    )
+    .await;
+    assert_families("main-service", &main_text, MAIN_FAMILIES);
     assert_eq!(
         metric(&main_text, "flight_search_searches_submitted_total"),
-        Some(1.0)
-    );
-    assert_eq!(
-        metric(&main_text, "flight_search_searches_completed_total"),
         Some(1.0)
     );
     assert!(

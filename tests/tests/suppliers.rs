@@ -5,14 +5,12 @@
 //! search ends on time, every offer reaches the client once, and the terminal
 //! event says how each supplier's part ended.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use tests::mock_suppliers::MockSuppliers;
-use tests::sse::Event;
+use tests::sse::{Event, assert_exactly_once};
 use tests::stack::{Stack, StackBuilder, follow};
 use tests::{eventually, free_port, search_body};
-use uuid::Uuid;
 
 const LIMIT: Duration = Duration::from_secs(60);
 const ALL: &[&str] = &["GA", "JT", "QZ", "ID", "QG", "SJ"];
@@ -56,37 +54,6 @@ fn offers_of(events: &[Event], supplier: &str) -> Option<serde_json::Value> {
         .iter()
         .find(|e| e.status() == "result" && e.data["supplier"] == supplier)
         .map(|e| e.data["results"].clone())
-}
-
-/// One `processing` first, each supplier once, one terminal event last, and a
-/// `completed` total equal to the offers received.
-fn assert_exactly_once(id: Uuid, events: &[Event]) {
-    assert_eq!(
-        events.first().map(Event::status),
-        Some("processing"),
-        "{id}: {events:?}"
-    );
-    assert_eq!(
-        events.iter().filter(|e| e.status() == "processing").count(),
-        1,
-        "{id}"
-    );
-    assert_eq!(events.iter().filter(|e| e.is_terminal()).count(), 1, "{id}");
-    assert!(events.last().unwrap().is_terminal(), "{id}: {events:?}");
-    let mut suppliers = HashSet::new();
-    let mut offers = 0;
-    for event in events.iter().filter(|e| e.status() == "result") {
-        let supplier = event.data["supplier"].as_str().unwrap().to_owned();
-        assert!(
-            suppliers.insert(supplier.clone()),
-            "{id}: {supplier} answered twice"
-        );
-        offers += event.data["results"].as_array().unwrap().len() as u64;
-    }
-    let last = events.last().unwrap();
-    if last.status() == "completed" {
-        assert_eq!(last.data["total_results"].as_u64(), Some(offers), "{id}");
-    }
 }
 
 #[tokio::test]

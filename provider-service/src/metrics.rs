@@ -138,6 +138,14 @@ impl Metrics {
             searches_waiting_for_writes: Gauge::default(),
             redis_writes_refused: Gauge::default(),
         };
+        metrics.register();
+        metrics.start_at_zero(suppliers);
+        metrics
+    }
+
+    /// Adds every series to the registry, in the order they are exposed.
+    fn register(&mut self) {
+        let metrics = self;
         let registry = &mut metrics.registry;
         registry.register(
             "searches_in_flight",
@@ -224,6 +232,12 @@ impl Metrics {
             "1 if Redis is reachable for commands and for reading the queue",
             metrics.redis_up.clone(),
         );
+    }
+
+    /// Creates the labelled series known from the start, so they read zero
+    /// rather than being absent until first used.
+    fn start_at_zero(&self, suppliers: &[&'static str]) {
+        let metrics = self;
         for &supplier in suppliers {
             let label = SupplierLabel { supplier };
             metrics.supplier_failures.get_or_create_owned(&label);
@@ -242,7 +256,7 @@ impl Metrics {
                 .searches_failed
                 .get_or_create_owned(&CodeLabel { code });
         }
-        for reason in crate::recovery::DeadLetter::REASONS {
+        for reason in crate::dead_letter::DeadLetter::REASONS {
             metrics
                 .dead_letters
                 .get_or_create_owned(&ReasonLabel { reason });
@@ -250,7 +264,6 @@ impl Metrics {
         for op in REDIS_OPS {
             metrics.redis_errors.get_or_create_owned(&OpLabel { op });
         }
-        metrics
     }
 
     /// Counts one failed Redis operation.

@@ -16,10 +16,12 @@ use service_runtime::redis_link::{Backoff, LinkState, RedisLink};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use service_runtime::redis_failure::{ErrorCode, RedisFailure};
 use service_runtime::redis_health::RedisHealth;
+use service_runtime::reply::StreamEntry;
 
 use crate::metrics::Metrics;
-use crate::queue::{Entry, Queue};
+use crate::queue::Queue;
 use crate::worker::{Held, Worker};
 
 /// How long one XREADGROUP waits for new entries.
@@ -121,7 +123,12 @@ impl Consumer {
                         return;
                     }
                 }
-                Err(error) if matches!(error.code(), Some("NOGROUP" | "UNBLOCKED")) => {
+                Err(error)
+                    if matches!(
+                        ErrorCode::of(&error),
+                        Some(ErrorCode::NoGroup | ErrorCode::Unblocked)
+                    ) =>
+                {
                     // The stream or group was deleted under us (UNBLOCKED: while
                     // this read was waiting on it): recreate, then read again.
                     self.metrics.redis_error("read");
@@ -156,7 +163,7 @@ impl Consumer {
     /// fired meanwhile; entries not started then stay pending for a claim.
     async fn dispatch(
         &self,
-        entries: Vec<Entry>,
+        entries: Vec<StreamEntry>,
         first: OwnedSemaphorePermit,
         stop: &CancellationToken,
     ) -> bool {
@@ -180,14 +187,14 @@ impl Consumer {
 
     /// Opens the dedicated connection and makes sure the group exists, which it
     /// may not after Redis lost its data.
-    async fn connect(&self) -> Result<RedisConnection, crate::RedisFailure> {
+    async fn connect(&self) -> Result<RedisConnection, RedisFailure> {
         let mut conn = self
             .link
             .dedicated(CONNECT_TIMEOUT, BLOCK + RESPONSE_SLACK)
             .await
             .map_err(|source| {
                 self.metrics.redis_error("connect");
-                crate::RedisFailure {
+                RedisFailure {
                     op: "connect",
                     source,
                 }

@@ -8,19 +8,20 @@
 use std::sync::Arc;
 
 use contract::{DecodeError, EventError, EventKind, QueuedSearch};
+use service_runtime::redis_failure::RedisFailure;
+use service_runtime::reply::StreamEntry;
 use service_runtime::write_refusal::Refusal;
 
-use crate::RedisFailure;
 use crate::events::ResultStreams;
 use crate::metrics::{CodeLabel, Metrics, ReasonLabel};
-use crate::queue::{Entry, Queue};
+use crate::queue::Queue;
 
 /// Why an entry is set aside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeadLetter {
     /// Its fields do not make a search.
     Invalid(DecodeError),
-    /// Its fields could not even be read (see `Entry::unreadable`).
+    /// Its fields could not even be read (see `StreamEntry::unreadable`).
     Unreadable(&'static str),
     /// It was handed out this many times without being acknowledged.
     MaxDeliveries(u64),
@@ -103,7 +104,7 @@ impl DeadLetters {
     /// forever.
     pub async fn retire(
         &self,
-        entry: &Entry,
+        entry: &StreamEntry,
         why: DeadLetter,
         deliveries: u64,
     ) -> Result<(), RedisFailure> {
@@ -117,7 +118,7 @@ impl DeadLetters {
             Some(id) => self.end_search(entry, id, &why).await?,
             None => false,
         };
-        self.queue.ack(&entry.id).await?;
+        self.queue.ack(entry.id).await?;
         self.metrics
             .dead_letters
             .get_or_create(&ReasonLabel { reason })
@@ -129,7 +130,7 @@ impl DeadLetters {
                 .inc();
         }
         tracing::warn!(
-            entry_id = entry.id,
+            entry_id = %entry.id,
             search_id = search_id.map(|id| id.to_string()),
             reason,
             detail,
@@ -144,7 +145,7 @@ impl DeadLetters {
     /// failure that may pass is returned, others are logged and swallowed.
     async fn end_search(
         &self,
-        entry: &Entry,
+        entry: &StreamEntry,
         search_id: uuid::Uuid,
         why: &DeadLetter,
     ) -> Result<bool, RedisFailure> {
@@ -161,7 +162,7 @@ impl DeadLetters {
             }
             Err(failure) => {
                 tracing::warn!(
-                    entry_id = entry.id,
+                    entry_id = %entry.id,
                     %search_id,
                     %failure,
                     "cannot write the failed event of a dead-lettered search"

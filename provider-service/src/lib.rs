@@ -68,25 +68,6 @@ pub enum Error {
     Redis(#[from] redis::RedisError),
 }
 
-/// A Redis command that failed, and which step of the work it was.
-#[derive(Debug, thiserror::Error)]
-#[error("redis {op} failed: {source}")]
-pub struct RedisFailure {
-    /// The operation, as labelled in `redis_errors_total`.
-    pub op: &'static str,
-    /// What Redis or the connection said.
-    #[source]
-    pub source: redis::RedisError,
-}
-
-impl RedisFailure {
-    /// True if and only if trying again may succeed: the connection dropped or
-    /// timed out, Redis is still loading, and the like; not a script or type error.
-    pub fn is_transient(&self) -> bool {
-        !matches!(self.source.retry_method(), redis::RetryMethod::NoRetry)
-    }
-}
-
 /// Runs the provider until `shutdown`: serves the admin endpoints on `admin`,
 /// reads and processes searches, sweeps for abandoned ones. On shutdown it stops
 /// reading and claiming at once, lets running searches finish within the grace

@@ -11,6 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use service_runtime::redis_failure::RedisFailure;
 
 /// Content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -269,6 +270,12 @@ impl Metrics {
     /// Counts one failed Redis operation.
     pub fn redis_error(&self, op: &'static str) {
         self.redis_errors.get_or_create(&OpLabel { op }).inc();
+    }
+
+    /// Counts `source` as a failure of `op` and labels it so.
+    pub fn redis_failure(&self, op: &'static str, source: redis::RedisError) -> RedisFailure {
+        self.redis_error(op);
+        RedisFailure { op, source }
     }
 
     /// The registry in the OpenMetrics text format.

@@ -36,12 +36,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use service_runtime::redis_failure::{ErrorCode, RedisFailure};
 use service_runtime::redis_health::RedisHealth;
 use service_runtime::redis_link::RedisLink;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::RedisFailure;
 use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::metrics::Metrics;
 use crate::queue::{Claim, Idle, Queue};
@@ -117,7 +117,7 @@ impl Recovery {
             };
             match outcome {
                 Ok(()) => {}
-                Err(failure) if failure.source.code() == Some("NOGROUP") => {
+                Err(failure) if failure.code() == Some(ErrorCode::NoGroup) => {
                     // Redis lost the stream (restarted empty, or it was
                     // deleted): recreate the group rather than wait for the
                     // read loop's next reconnect.
@@ -161,17 +161,17 @@ impl Recovery {
             if ours.contains(&idle.id) {
                 continue;
             }
-            let entry_id = idle.id.clone();
+            let entry_id = idle.id;
             match self.recover(idle, stop).await {
                 Ok(true) => {}
                 Ok(false) => return Ok(()),
                 Err(failure)
-                    if failure.is_transient() || failure.source.code() == Some("NOGROUP") =>
+                    if failure.is_transient() || failure.code() == Some(ErrorCode::NoGroup) =>
                 {
                     return Err(failure);
                 }
                 Err(failure) => tracing::warn!(
-                    entry_id,
+                    %entry_id,
                     %failure,
                     "cannot recover a pending entry; going on with the next"
                 ),
@@ -198,11 +198,11 @@ impl Recovery {
             }
             () = tokio::time::sleep(self.interval) => return Ok(false),
         };
-        match self.queue.claim(&idle.id).await? {
+        match self.queue.claim(idle.id).await? {
             Claim::Taken(entry) => {
                 self.metrics.claims.inc();
                 tracing::info!(
-                    entry_id = idle.id,
+                    entry_id = %idle.id,
                     from_consumer = idle.consumer,
                     idle_ms = idle.idle_ms,
                     deliveries = idle.deliveries + 1,
@@ -233,7 +233,7 @@ impl Recovery {
 
     /// Dead-letters an entry that used up its deliveries.
     async fn retire(&self, idle: Idle) -> Result<(), RedisFailure> {
-        match self.queue.claim(&idle.id).await? {
+        match self.queue.claim(idle.id).await? {
             Claim::Taken(entry) => {
                 self.dead_letters
                     .retire(
@@ -249,9 +249,9 @@ impl Recovery {
     }
 
     async fn drop_trimmed(&self, idle: &Idle) -> Result<(), RedisFailure> {
-        self.queue.ack(&idle.id).await?;
+        self.queue.ack(idle.id).await?;
         tracing::warn!(
-            entry_id = idle.id,
+            entry_id = %idle.id,
             from_consumer = idle.consumer,
             deliveries = idle.deliveries,
             "pending entry was trimmed from the stream; acknowledged without processing"

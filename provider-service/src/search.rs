@@ -20,15 +20,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contract::{
-    EventError, EventKind, QueuedSearch, SearchRequest, SupplierOutcome, SupplierOutcomes,
+    EntryId, EventError, EventKind, QueuedSearch, SearchRequest, SupplierOutcome, SupplierOutcomes,
 };
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use service_runtime::redis_failure::RedisFailure;
 use service_runtime::streams::Appended;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::RedisFailure;
 use crate::cache::AnswerCache;
 use crate::events::{History, ResultStreams};
 use crate::metrics::{CodeLabel, Metrics};
@@ -57,9 +57,9 @@ pub struct Searcher {
 }
 
 /// What every log line of one attempt says about it.
-struct Attempt<'a> {
+struct Attempt {
     /// The queue entry being processed.
-    entry_id: &'a str,
+    entry_id: EntryId,
     /// The search's id.
     search_id: Uuid,
     /// `FROM-TO`.
@@ -106,7 +106,7 @@ impl Searcher {
     /// terminal event, acknowledges the entry and records the outcome.
     pub async fn run(
         &self,
-        entry_id: &str,
+        entry_id: EntryId,
         search: QueuedSearch,
         deliveries: u64,
     ) -> Result<(), RedisFailure> {
@@ -126,7 +126,7 @@ impl Searcher {
         let resumed = !before.is_empty();
         tracing::info!(
             search_id = %attempt.search_id,
-            entry_id,
+            %entry_id,
             route = attempt.route,
             date = attempt.date,
             passengers = request.passengers,
@@ -149,7 +149,7 @@ impl Searcher {
         if !ended.written && !ended.history.terminal {
             // Results kept landing from another attempt; that attempt will
             // finish the search, or this entry is claimed again later.
-            tracing::warn!(search_id = %attempt.search_id, entry_id, "terminal event kept going stale; left pending");
+            tracing::warn!(search_id = %attempt.search_id, %entry_id, "terminal event kept going stale; left pending");
             return Ok(());
         }
         self.queue.ack(entry_id).await?;
@@ -158,11 +158,11 @@ impl Searcher {
     }
 
     /// Acknowledges an entry whose search an earlier attempt already ended.
-    async fn acknowledge_finished(&self, attempt: &Attempt<'_>) -> Result<(), RedisFailure> {
+    async fn acknowledge_finished(&self, attempt: &Attempt) -> Result<(), RedisFailure> {
         self.queue.ack(attempt.entry_id).await?;
         tracing::info!(
             search_id = %attempt.search_id,
-            entry_id = attempt.entry_id,
+            entry_id = %attempt.entry_id,
             route = attempt.route,
             date = attempt.date,
             deliveries = attempt.deliveries,
@@ -246,7 +246,7 @@ impl Searcher {
     }
 
     /// Counts the search's end, if this attempt wrote it, and logs how it went.
-    fn record_outcome(&self, attempt: &Attempt<'_>, ended: &Ended, resumed: bool) {
+    fn record_outcome(&self, attempt: &Attempt, ended: &Ended, resumed: bool) {
         let answered = ended.history.answered.len();
         if ended.written {
             if answered == 0 {
@@ -267,7 +267,7 @@ impl Searcher {
         };
         tracing::info!(
             search_id = %attempt.search_id,
-            entry_id = attempt.entry_id,
+            entry_id = %attempt.entry_id,
             route = attempt.route,
             date = attempt.date,
             outcome,

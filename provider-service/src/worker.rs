@@ -6,18 +6,18 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use contract::QueuedSearch;
+use contract::{EntryId, QueuedSearch};
+use service_runtime::redis_failure::RedisFailure;
 use service_runtime::redis_health::RedisHealth;
 use service_runtime::redis_link::Backoff;
+use service_runtime::reply::StreamEntry;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::RedisFailure;
 use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::metrics::Metrics;
-use crate::queue::Entry;
 use crate::search::Searcher;
 
 /// Attempts per delivery when Redis fails transiently.
@@ -47,7 +47,7 @@ pub struct Worker {
     tasks: TaskTracker,
     /// Entry ids being processed here: the sweep heartbeats them and never
     /// claims them.
-    in_flight: Mutex<HashSet<String>>,
+    in_flight: Mutex<HashSet<EntryId>>,
     /// Cancelled when the shutdown grace period is over: searches still running
     /// stop where they are, leaving their entries pending.
     abandon: CancellationToken,
@@ -75,9 +75,9 @@ impl Worker {
     /// Marks `entry` as taken by this replica, from the moment it was delivered
     /// until its task ends: the sweep heartbeats it and never claims it, even
     /// while it still waits for a permit.
-    pub fn hold(self: &Arc<Self>, entry: Entry) -> Held {
+    pub fn hold(self: &Arc<Self>, entry: StreamEntry) -> Held {
         Held {
-            guard: InFlight::enter(self, &entry.id),
+            guard: InFlight::enter(self, entry.id),
             entry,
         }
     }
@@ -98,7 +98,7 @@ impl Worker {
                 biased;
                 () = worker.abandon.cancelled() => {
                     tracing::warn!(
-                        entry_id = entry.id,
+                        entry_id = %entry.id,
                         "search unfinished at shutdown; left pending for another consumer"
                     );
                 }
@@ -108,12 +108,12 @@ impl Worker {
     }
 
     /// Entry ids being processed right now.
-    pub fn in_flight(&self) -> Vec<String> {
+    pub fn in_flight(&self) -> Vec<EntryId> {
         self.in_flight
             .lock()
             .expect("in-flight set poisoned")
             .iter()
-            .cloned()
+            .copied()
             .collect()
     }
 
@@ -153,7 +153,7 @@ impl Worker {
     /// attempt is repeated every [`REFUSED_RETRY_MAX`] at most until Redis
     /// accepts writes or shutdown abandons it. The refusal is logged by
     /// [`RedisHealth`], once per change and in periodic summaries.
-    async fn process(&self, entry: &Entry, deliveries: u64) {
+    async fn process(&self, entry: &StreamEntry, deliveries: u64) {
         let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         let mut refused = Backoff::new(REFUSED_RETRY_MIN, REFUSED_RETRY_MAX);
         let mut attempt = 0;
@@ -171,7 +171,7 @@ impl Worker {
             attempt += 1;
             if !failure.is_transient() || attempt == MAX_ATTEMPTS {
                 tracing::warn!(
-                    entry_id = entry.id,
+                    entry_id = %entry.id,
                     %failure,
                     attempt,
                     "search attempt failed; entry left pending for a claim"
@@ -179,7 +179,7 @@ impl Worker {
                 return;
             }
             tracing::debug!(
-                entry_id = entry.id,
+                entry_id = %entry.id,
                 %failure,
                 attempt,
                 "search attempt failed; retrying"
@@ -189,7 +189,7 @@ impl Worker {
     }
 
     /// One attempt at `entry`: searched if it decodes, else dead-lettered.
-    async fn handle(&self, entry: &Entry, deliveries: u64) -> Result<(), RedisFailure> {
+    async fn handle(&self, entry: &StreamEntry, deliveries: u64) -> Result<(), RedisFailure> {
         if let Some(problem) = entry.unreadable() {
             return self
                 .dead_letters
@@ -197,7 +197,7 @@ impl Worker {
                 .await;
         }
         match QueuedSearch::from_fields(&entry.fields) {
-            Ok(search) => self.searcher.run(&entry.id, search, deliveries).await,
+            Ok(search) => self.searcher.run(entry.id, search, deliveries).await,
             Err(error) => {
                 self.dead_letters
                     .retire(entry, DeadLetter::Invalid(error), deliveries)
@@ -227,7 +227,7 @@ impl Drop for WaitingForWrites<'_> {
 /// An entry this replica has taken and not yet finished.
 pub struct Held {
     /// The queued search.
-    entry: Entry,
+    entry: StreamEntry,
     /// Keeps the entry in the in-flight set while it is held.
     guard: InFlight,
 }
@@ -237,20 +237,20 @@ struct InFlight {
     /// The worker whose set holds the id.
     worker: Arc<Worker>,
     /// The entry being processed.
-    id: String,
+    id: EntryId,
 }
 
 impl InFlight {
-    fn enter(worker: &Arc<Worker>, id: &str) -> InFlight {
+    fn enter(worker: &Arc<Worker>, id: EntryId) -> InFlight {
         worker
             .in_flight
             .lock()
             .expect("in-flight set poisoned")
-            .insert(id.to_owned());
+            .insert(id);
         worker.metrics.searches_in_flight.inc();
         InFlight {
             worker: Arc::clone(worker),
-            id: id.to_owned(),
+            id,
         }
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! * [`config`]: typed configuration read from environment variables through a
 //!   lookup function, failing fast with `NAME=value is not valid: why`.
+//! * [`latency_range`]: a `min-max` span of response times, as the simulated
+//!   and mock suppliers take it.
 //! * [`telemetry`]: tracing setup, text or JSON (`LOG_FORMAT`).
 //! * [`shutdown`]: one cancellation token per process, fired by SIGINT or SIGTERM.
 //! * [`redis_endpoint`]: a `redis://`/`rediss://` URL and the CAs to trust,
@@ -22,6 +24,7 @@
 //!   failed command labelled with its step.
 
 pub mod config;
+pub mod latency_range;
 pub mod memory_policy;
 pub mod probe;
 pub mod redact;

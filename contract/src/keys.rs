@@ -29,8 +29,19 @@ pub const STATE_REQUESTED_AT: &str = "requested_at";
 /// State hash field: entry id of the search's one terminal event, once written.
 pub const STATE_TERMINAL: &str = "terminal";
 
-/// State hash field: SSE readers currently attached, over all main-service instances.
+/// State hash field: SSE readers currently attached, over all main-service
+/// instances (kept by the attach and detach scripts).
 pub const STATE_READERS: &str = "readers";
+
+/// Prefix of the state hash field `reader:<token>` that records one attached
+/// reader, so its detach counts down once at most.
+pub const STATE_READER_PREFIX: &str = "reader:";
+
+/// State hash field: `result` events written so far (kept by the append script).
+pub const STATE_ANSWERS: &str = "answers";
+
+/// State hash field: offers over those `result` events (kept by the append script).
+pub const STATE_OFFERS: &str = "offers";
 
 /// Key of the write probe (`SET <key> "" XX`), which never exists: Redis
 /// refuses the probe exactly when it refuses writes, and writes nothing when
@@ -39,6 +50,24 @@ pub const WRITE_PROBE_KEY: &str = "flight.search.write-probe";
 
 /// Approximate length cap of [`DEAD_LETTER_STREAM`].
 pub const DEAD_LETTER_MAXLEN: usize = 10_000;
+
+/// Dead-letter field: the id the entry had in [`REQUESTS_STREAM`].
+pub const DEAD_LETTER_ENTRY_ID: &str = "entry_id";
+
+/// Dead-letter field: why it was set aside (`invalid_request`, `max_deliveries_exceeded`).
+pub const DEAD_LETTER_REASON: &str = "reason";
+
+/// Dead-letter field: what exactly was wrong, for people.
+pub const DEAD_LETTER_DETAIL: &str = "detail";
+
+/// Dead-letter field: how often the entry had been handed out.
+pub const DEAD_LETTER_DELIVERIES: &str = "deliveries";
+
+/// Dead-letter field: the consumer that set it aside.
+pub const DEAD_LETTER_CONSUMER: &str = "consumer";
+
+/// Prefix of the dead-letter fields copying the entry's own, `orig.<name>`.
+pub const DEAD_LETTER_ORIGINAL_PREFIX: &str = "orig.";
 
 /// `flight.search.results:<search_id>`: the search's events, in order.
 pub fn results_key(search_id: Uuid) -> String {

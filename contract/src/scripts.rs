@@ -1,5 +1,25 @@
 //! Lua scripts run inside Redis, where a check and the write it guards must be
 //! one atomic step. Both services load them by content (EVALSHA with fallback).
+//!
+//! The scripts spell the state hash's fields and the result stream's `data`
+//! field as literals; the tests below prove each literal equals its constant
+//! in [`crate::keys`], so the two cannot drift apart.
+
+/// The error code with which [`APPEND_EVENT`] refuses a terminal event based on
+/// a stale tally; the reply's detail is the tally now, `<answers>:<offers>`.
+pub const STALE_TALLY: &str = "STALE_TALLY";
+
+/// The first element of [`ATTACH_READER`]'s reply: what the reader will find.
+pub mod attach {
+    /// `{0}`: no such search.
+    pub const UNKNOWN: i64 = 0;
+    /// `{1, requested_at, terminal_id, counted}`: the events can be read.
+    pub const OPEN: i64 = 1;
+    /// `{2, terminal_id}`: the search finished and its stream is gone.
+    pub const GONE: i64 = 2;
+    /// `{3}`: the resume point lies beyond the stream's last entry.
+    pub const BEYOND: i64 = 3;
+}
 
 /// Appends one event to a search's result stream, at most once per slot.
 ///
@@ -95,3 +115,83 @@ if ARGV[2] == '1' and left <= 0 then
 end
 return 0
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{
+        DATA_FIELD, STATE_ANSWERS, STATE_OFFERS, STATE_READER_PREFIX, STATE_READERS,
+        STATE_REQUESTED_AT, STATE_TERMINAL,
+    };
+
+    /// Redis commands the scripts call, and syntax they pass to them: the
+    /// literals that are not names of this project's layout.
+    const COMMANDS_AND_SYNTAX: [&str; 20] = [
+        "HEXISTS", "HGET", "HSET", "HSETNX", "HINCRBY", "HDEL", "DEL", "EXISTS", "EXPIRE", "XADD",
+        "XRANGE", "COUNT", "PUBLISH", "SPUBLISH",
+        // XADD's auto id, XRANGE's open end, an unset value.
+        "*", "+", "",
+        // The detach flag for a reader that saw the terminal event; an unset
+        // count and the separator of a tally (see `Tally`).
+        "1", "0", ":",
+    ];
+
+    /// Every single-quoted literal in `script`.
+    fn literals(script: &str) -> Vec<&str> {
+        script.split('\'').skip(1).step_by(2).collect()
+    }
+
+    fn layout_literals(script: &str) -> Vec<String> {
+        literals(script)
+            .into_iter()
+            .filter(|l| !COMMANDS_AND_SYNTAX.contains(l))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn every_field_a_script_spells_is_its_constant() {
+        // The terminal slot's name is the state hash field that records it.
+        let stale = format!("{STALE_TALLY} ");
+        assert_eq!(
+            layout_literals(APPEND_EVENT),
+            [
+                STATE_TERMINAL,
+                STATE_TERMINAL,
+                STATE_ANSWERS,
+                STATE_OFFERS,
+                &stale,
+                DATA_FIELD,
+                STATE_TERMINAL,
+                STATE_ANSWERS,
+                STATE_OFFERS,
+            ]
+        );
+        assert_eq!(
+            layout_literals(ATTACH_READER),
+            [
+                STATE_TERMINAL,
+                STATE_READER_PREFIX,
+                STATE_READERS,
+                STATE_REQUESTED_AT
+            ]
+        );
+        assert_eq!(
+            layout_literals(DETACH_READER),
+            [STATE_READER_PREFIX, STATE_READERS, STATE_READERS]
+        );
+    }
+
+    #[test]
+    fn the_attach_statuses_are_what_the_script_returns() {
+        for (status, reply) in [
+            (attach::UNKNOWN, "return {0}"),
+            (attach::BEYOND, "return {3}"),
+            (attach::GONE, "return {2, terminal}"),
+            (attach::OPEN, "return {1, "),
+        ] {
+            assert!(ATTACH_READER.contains(reply), "{reply}");
+            assert!(reply.starts_with(&format!("return {{{status}")), "{status}");
+        }
+    }
+}

@@ -7,6 +7,7 @@ use contract::EntryId;
 use contract::keys::REQUESTS_STREAM;
 use redis::Value;
 use redis::aio::ConnectionLike;
+use service_runtime::reply::{pairs, text};
 
 /// One group's progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,13 +55,8 @@ fn parse(reply: Value) -> redis::RedisResult<Vec<GroupProgress>> {
     groups
         .into_iter()
         .map(|group| {
-            let pairs: Vec<(Value, Value)> = match group {
-                Value::Array(flat) if flat.len() % 2 == 0 => {
-                    let mut flat = flat.into_iter();
-                    std::iter::from_fn(|| Some((flat.next()?, flat.next()?))).collect()
-                }
-                Value::Map(pairs) => pairs,
-                _ => return Err(unexpected()),
+            let Some((pairs, true)) = pairs(group) else {
+                return Err(unexpected());
             };
             let mut name = None;
             let mut pending = None;
@@ -68,7 +64,7 @@ fn parse(reply: Value) -> redis::RedisResult<Vec<GroupProgress>> {
             let mut lag = None;
             for (key, value) in pairs {
                 match (text(&key).as_deref(), value) {
-                    (Some("name"), value) => name = text(&value),
+                    (Some("name"), value) => name = text(&value).map(|name| name.into_owned()),
                     (Some("pending"), Value::Int(n)) => pending = u64::try_from(n).ok(),
                     (Some("last-delivered-id"), value) => {
                         last_delivered = text(&value).and_then(|id| id.parse().ok());
@@ -85,14 +81,6 @@ fn parse(reply: Value) -> redis::RedisResult<Vec<GroupProgress>> {
             })
         })
         .collect()
-}
-
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-        Value::SimpleString(text) => Some(text.clone()),
-        _ => None,
-    }
 }
 
 fn unexpected() -> redis::RedisError {

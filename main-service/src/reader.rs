@@ -33,6 +33,7 @@ use contract::keys::{results_key, state_key};
 use contract::scripts;
 use redis::{Script, Value};
 use service_runtime::redis_link::{Backoff, COMMAND_TIMEOUT};
+use service_runtime::reply::Attached;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -73,26 +74,6 @@ pub(crate) enum Attach {
         /// The registration to release when the client is done; `None` when the
         /// search has no state hash, so there was no count to raise.
         reader: Option<Reader>,
-    },
-}
-
-/// The attach script's reply, before a [`Reader`] is made from it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Found {
-    /// `{0}`.
-    Unknown,
-    /// `{2, terminal}`.
-    Gone,
-    /// `{3}`.
-    Beyond,
-    /// `{1, requested_at, terminal, counted}`.
-    Open {
-        /// POST time in Unix ms, if recorded.
-        requested_at_ms: Option<u64>,
-        /// The terminal event's entry id, if written.
-        terminal: Option<EntryId>,
-        /// Whether the reader was counted.
-        counted: bool,
     },
 }
 
@@ -143,7 +124,7 @@ async fn register(
         .invoke_async(&mut app.redis.commands())
         .await;
     let found = ran.and_then(|reply| {
-        parse_attach(&reply).ok_or_else(|| {
+        Attached::decode(&reply).ok_or_else(|| {
             redis::RedisError::from((
                 redis::ErrorKind::Parse,
                 "unexpected reply from the attach script",
@@ -151,10 +132,10 @@ async fn register(
         })
     });
     let attached = match found {
-        Ok(Found::Unknown) => Ok(Attach::Unknown),
-        Ok(Found::Gone) => Ok(Attach::Gone),
-        Ok(Found::Beyond) => Ok(Attach::Beyond),
-        Ok(Found::Open {
+        Ok(Attached::Unknown) => Ok(Attach::Unknown),
+        Ok(Attached::Gone) => Ok(Attach::Gone),
+        Ok(Attached::Beyond) => Ok(Attach::Beyond),
+        Ok(Attached::Open {
             requested_at_ms,
             terminal,
             counted,
@@ -174,32 +155,6 @@ async fn register(
         }
     };
     drop(reply.send(attached));
-}
-
-/// Interprets the attach script's reply: `{0}`, `{2, terminal}`, `{3}` or
-/// `{1, requested_at, terminal, counted}`, empty strings meaning unset.
-fn parse_attach(reply: &[Value]) -> Option<Found> {
-    let text = |i: usize| -> Option<String> {
-        match reply.get(i)? {
-            Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
-            Value::SimpleString(text) => Some(text.clone()),
-            _ => None,
-        }
-    };
-    match reply.first()? {
-        Value::Int(0) => Some(Found::Unknown),
-        Value::Int(2) => Some(Found::Gone),
-        Value::Int(3) => Some(Found::Beyond),
-        Value::Int(1) => Some(Found::Open {
-            requested_at_ms: text(1).and_then(|t| t.parse().ok()),
-            terminal: text(2).and_then(|t| t.parse().ok()),
-            counted: match reply.get(3)? {
-                Value::Int(counted) => *counted == 1,
-                _ => return None,
-            },
-        }),
-        _ => None,
-    }
 }
 
 /// The token as the scripts receive it: 32 hex digits.
@@ -289,48 +244,6 @@ impl Drop for Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bulk(text: &str) -> Value {
-        Value::BulkString(text.as_bytes().to_vec())
-    }
-
-    #[test]
-    fn attach_replies_are_interpreted() {
-        assert_eq!(parse_attach(&[Value::Int(0)]), Some(Found::Unknown));
-        assert_eq!(
-            parse_attach(&[Value::Int(2), bulk("5-0")]),
-            Some(Found::Gone)
-        );
-        assert_eq!(
-            parse_attach(&[
-                Value::Int(1),
-                bulk("1700000000000"),
-                bulk(""),
-                Value::Int(1)
-            ]),
-            Some(Found::Open {
-                requested_at_ms: Some(1_700_000_000_000),
-                terminal: None,
-                counted: true,
-            })
-        );
-        assert_eq!(
-            parse_attach(&[Value::Int(1), bulk(""), bulk("17-2"), Value::Int(0)]),
-            Some(Found::Open {
-                requested_at_ms: None,
-                terminal: Some(EntryId { ms: 17, seq: 2 }),
-                counted: false,
-            })
-        );
-        assert_eq!(parse_attach(&[Value::Int(3)]), Some(Found::Beyond));
-        assert_eq!(parse_attach(&[]), None);
-        assert_eq!(parse_attach(&[Value::Int(7)]), None);
-        assert_eq!(
-            parse_attach(&[Value::Int(1), bulk(""), bulk("")]),
-            None,
-            "whether the reader counted must be known"
-        );
-    }
 
     #[tokio::test]
     async fn an_attach_that_fails_leaves_no_task_behind() {

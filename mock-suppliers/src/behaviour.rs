@@ -8,54 +8,22 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use service_runtime::latency_range::LatencyRange;
 use timetable::rng::Rng;
 
-/// Longest latency accepted, so a typo cannot park every call for hours.
-const MAX_LATENCY_MS: u64 = 120_000;
-
-/// A span call latencies are drawn from, uniformly, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Latency {
-    /// Fastest answer.
-    pub min_ms: u64,
-    /// Slowest answer; equal to `min_ms` for a fixed latency.
-    pub max_ms: u64,
+/// A latency drawn uniformly from `latency`.
+fn draw(latency: LatencyRange, rng: &mut Rng) -> Duration {
+    let span = latency.max_ms - latency.min_ms;
+    let ms = latency.min_ms + if span == 0 { 0 } else { rng.below(span + 1) };
+    Duration::from_millis(ms)
 }
 
-impl Latency {
-    /// `a-b` (inclusive, a ≤ b) or a single number of milliseconds.
-    pub fn parse(text: &str) -> Result<Latency, String> {
-        let reason = || {
-            format!("expected milliseconds as `min-max` or one number, each up to {MAX_LATENCY_MS}")
-        };
-        let ms = |part: &str| match part.trim().parse::<u64>() {
-            Ok(n) if n <= MAX_LATENCY_MS => Ok(n),
-            _ => Err(reason()),
-        };
-        let (min_ms, max_ms) = match text.split_once('-') {
-            Some((a, b)) => (ms(a)?, ms(b)?),
-            None => {
-                let n = ms(text)?;
-                (n, n)
-            }
-        };
-        if min_ms > max_ms {
-            return Err(reason());
-        }
-        Ok(Latency { min_ms, max_ms })
-    }
-
-    fn draw(self, rng: &mut Rng) -> Duration {
-        let span = self.max_ms - self.min_ms;
-        let ms = self.min_ms + if span == 0 { 0 } else { rng.below(span + 1) };
-        Duration::from_millis(ms)
-    }
-}
-
-impl Serialize for Latency {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}-{}", self.min_ms, self.max_ms))
-    }
+/// Writes `latency` as `min-max`, the form `latency_ms` is set in.
+fn serialize_latency<S: serde::Serializer>(
+    latency: &LatencyRange,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_str(latency)
 }
 
 /// The failure an airline's API is set to produce.
@@ -83,8 +51,8 @@ pub const HANG_LIMIT: Duration = Duration::from_secs(120);
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Behaviour {
     /// Time before every answer (also before a fault's answer).
-    #[serde(rename = "latency_ms")]
-    pub latency: Latency,
+    #[serde(rename = "latency_ms", serialize_with = "serialize_latency")]
+    pub latency: LatencyRange,
     /// Chance, 0 to 1, that a call without a fault answers 500.
     pub error_rate: f64,
     /// The fault to produce.
@@ -99,7 +67,7 @@ pub struct Behaviour {
 impl Default for Behaviour {
     fn default() -> Self {
         Behaviour {
-            latency: Latency {
+            latency: LatencyRange {
                 min_ms: 0,
                 max_ms: 0,
             },
@@ -138,7 +106,7 @@ impl Behaviour {
                 serde_json::Value::Number(n) => n.to_string(),
                 _ => return Err("latency_ms: expected \"min-max\" or a number".to_owned()),
             };
-            next.latency = Latency::parse(&text).map_err(|e| format!("latency_ms: {e}"))?;
+            next.latency = LatencyRange::parse(&text).map_err(|e| format!("latency_ms: {e}"))?;
         }
         if let Some(rate) = patch.error_rate {
             if !(0.0..=1.0).contains(&rate) {
@@ -232,7 +200,7 @@ impl Board {
                 Plan::Fault(fault)
             }
         };
-        Some((plan, behaviour.latency.draw(rng), behaviour))
+        Some((plan, draw(behaviour.latency, rng), behaviour))
     }
 
     /// Applies `patch` to `code`'s behaviour. `Ok(None)` for an unknown airline.
@@ -299,14 +267,17 @@ mod tests {
     #[test]
     fn latency_draws_stay_in_range() {
         let mut rng = Rng::for_key("latency");
-        let latency = Latency::parse("10-20").unwrap();
+        let latency = LatencyRange::parse("10-20").unwrap();
         for _ in 0..200 {
-            let d = latency.draw(&mut rng).as_millis();
+            let d = draw(latency, &mut rng).as_millis();
             assert!((10..=20).contains(&d), "{d}");
         }
-        assert_eq!(Latency::parse("0").unwrap().draw(&mut rng), Duration::ZERO);
+        assert_eq!(
+            draw(LatencyRange::parse("0").unwrap(), &mut rng),
+            Duration::ZERO
+        );
         for bad in ["9-1", "x", "1-2-3", "999999999"] {
-            assert!(Latency::parse(bad).is_err(), "{bad}");
+            assert!(LatencyRange::parse(bad).is_err(), "{bad}");
         }
     }
 }

@@ -13,7 +13,9 @@ use service_runtime::config::{ConfigError, Vars};
 use service_runtime::telemetry::LogFormat;
 use timetable::catalogue::CARRIERS;
 
-use crate::behaviour::{Behaviour, BehaviourPatch, Latency};
+use service_runtime::latency_range::LatencyRange;
+
+use crate::behaviour::{Behaviour, BehaviourPatch};
 
 /// Everything the mock can be told from outside.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,11 +39,11 @@ impl Config {
         let http_addr = http_addr(vars)?;
         let latency = vars.parse_with(
             "MOCK_LATENCY_MS",
-            Latency {
+            LatencyRange {
                 min_ms: 200,
                 max_ms: 1500,
             },
-            Latency::parse,
+            LatencyRange::parse,
         )?;
         let failure_rate =
             vars.parse_with("MOCK_FAILURE_RATE", 0.0, |v| match v.parse::<f64>() {
@@ -86,7 +88,10 @@ pub fn http_addr<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Socket
 
 /// One latency band per airline across `latency`, in catalogue order, each with
 /// `failure_rate`: the in-process simulation's timing, minus its overlap.
-fn default_behaviours(latency: Latency, failure_rate: f64) -> BTreeMap<&'static str, Behaviour> {
+fn default_behaviours(
+    latency: LatencyRange,
+    failure_rate: f64,
+) -> BTreeMap<&'static str, Behaviour> {
     let band = (latency.max_ms - latency.min_ms) / CARRIERS.len() as u64;
     CARRIERS
         .iter()
@@ -94,7 +99,7 @@ fn default_behaviours(latency: Latency, failure_rate: f64) -> BTreeMap<&'static 
         .map(|(i, carrier)| {
             let min_ms = latency.min_ms + band * i as u64;
             let behaviour = Behaviour {
-                latency: Latency {
+                latency: LatencyRange {
                     min_ms,
                     max_ms: if i + 1 == CARRIERS.len() {
                         latency.max_ms
@@ -126,14 +131,14 @@ mod tests {
         let ga = &c.behaviours["GA"];
         assert_eq!(
             ga.latency,
-            Latency {
+            LatencyRange {
                 min_ms: 0,
                 max_ms: 100
             }
         );
         assert_eq!(
             c.behaviours["SJ"].latency,
-            Latency {
+            LatencyRange {
                 min_ms: 500,
                 max_ms: 600
             }
@@ -154,7 +159,7 @@ mod tests {
         assert_eq!(c.behaviours["GA"].retry_after_secs, 2);
         assert_eq!(
             c.behaviours["JT"].latency,
-            Latency {
+            LatencyRange {
                 min_ms: 5,
                 max_ms: 5
             }

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use service_runtime::config::{ConfigError, Vars};
+use service_runtime::latency_range::LatencyRange;
 use service_runtime::redis_target::RedisTarget;
 use service_runtime::telemetry::LogFormat;
 
@@ -33,7 +34,7 @@ pub struct Config {
     /// Searches processed at once; bounds memory and Redis load under a backlog.
     pub concurrency: usize,
     /// Simulated supplier response times.
-    pub mock_latency: MockLatency,
+    pub mock_latency: LatencyRange,
     /// Chance, 0 to 1, that a simulated supplier call fails.
     pub mock_failure_rate: f64,
     /// How long a delivered search may sit unacknowledged before another
@@ -76,18 +77,6 @@ pub struct SupplierConfig {
     pub breaker_open: Duration,
 }
 
-/// The span supplier response times are drawn from, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MockLatency {
-    /// Fastest answer.
-    pub min_ms: u64,
-    /// Slowest answer; equal to `min_ms` for a fixed latency.
-    pub max_ms: u64,
-}
-
-/// Longest simulated latency accepted, so a typo cannot park every search for hours.
-const MAX_MOCK_LATENCY_MS: u64 = 120_000;
-
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
@@ -107,11 +96,11 @@ impl Config {
             concurrency: vars.int_in("PROVIDER_CONCURRENCY", 64, 1..=10_000)? as usize,
             mock_latency: vars.parse_with(
                 "MOCK_LATENCY_MS",
-                MockLatency {
+                LatencyRange {
                     min_ms: 200,
                     max_ms: 1500,
                 },
-                MockLatency::parse,
+                LatencyRange::parse,
             )?,
             mock_failure_rate: vars.parse_with("MOCK_FAILURE_RATE", 0.0, |v| {
                 match v.parse::<f64>() {
@@ -207,35 +196,6 @@ pub fn metrics_addr<F: Fn(&str) -> Option<String>>(
     })
 }
 
-impl MockLatency {
-    /// `a-b` (inclusive, a ≤ b) or a single number of milliseconds.
-    fn parse(text: &str) -> Result<MockLatency, String> {
-        let reason = || {
-            format!(
-                "expected milliseconds as `min-max` or one number, each from 0 to {MAX_MOCK_LATENCY_MS}"
-            )
-        };
-        let ms = |part: &str| match part.trim().parse::<u64>() {
-            Ok(n) if n <= MAX_MOCK_LATENCY_MS => Ok(n),
-            _ => Err(reason()),
-        };
-        let (min_ms, max_ms) = match text.split_once('-') {
-            Some((a, b)) => (ms(a)?, ms(b)?),
-            None => {
-                let n = ms(text)?;
-                (n, n)
-            }
-        };
-        if min_ms > max_ms {
-            return Err(format!(
-                "{reason}; the first bound must not exceed the second",
-                reason = reason()
-            ));
-        }
-        Ok(MockLatency { min_ms, max_ms })
-    }
-}
-
 /// A group or consumer name: optional, one word (Redis would take anything, but
 /// a name with spaces is almost certainly a quoting mistake).
 fn name<F: Fn(&str) -> Option<String>>(
@@ -289,7 +249,7 @@ mod tests {
         assert_eq!(c.concurrency, 64);
         assert_eq!(
             c.mock_latency,
-            MockLatency {
+            LatencyRange {
                 min_ms: 200,
                 max_ms: 1500
             }
@@ -377,7 +337,7 @@ mod tests {
         assert_eq!(c.concurrency, 8);
         assert_eq!(
             c.mock_latency,
-            MockLatency {
+            LatencyRange {
                 min_ms: 0,
                 max_ms: 0
             }
@@ -392,21 +352,21 @@ mod tests {
     #[test]
     fn latency_is_a_range_or_one_number() {
         assert_eq!(
-            MockLatency::parse("3000"),
-            Ok(MockLatency {
+            LatencyRange::parse("3000"),
+            Ok(LatencyRange {
                 min_ms: 3000,
                 max_ms: 3000
             })
         );
         assert_eq!(
-            MockLatency::parse("100-250"),
-            Ok(MockLatency {
+            LatencyRange::parse("100-250"),
+            Ok(LatencyRange {
                 min_ms: 100,
                 max_ms: 250
             })
         );
         for bad in ["250-100", "-5", "1-", "a-b", "1-2-3", "1.5", "999999999"] {
-            assert!(MockLatency::parse(bad).is_err(), "{bad:?} was accepted");
+            assert!(LatencyRange::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }
 

@@ -16,8 +16,13 @@ use service_runtime::redis_link::{Backoff, LinkState, RedisLink};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::Entry;
-use crate::search::{Held, Worker};
+use service_runtime::redis_failure::{ErrorCode, RedisFailure};
+use service_runtime::redis_health::RedisHealth;
+use service_runtime::reply::StreamEntry;
+
+use crate::metrics::Metrics;
+use crate::queue::Queue;
+use crate::worker::{Held, Worker};
 
 /// How long one XREADGROUP waits for new entries.
 const BLOCK: Duration = Duration::from_secs(2);
@@ -34,8 +39,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The read loop's state.
 pub struct Consumer {
-    /// Processes what is read; owns the queue handle.
+    /// The request stream, read as this replica's consumer.
+    queue: Queue,
+    /// Processes what is read.
     worker: Arc<Worker>,
+    /// Read failures are counted here.
+    metrics: Arc<Metrics>,
+    /// Whether Redis accepts writes; XREADGROUP is one.
+    health: Arc<RedisHealth>,
     /// The concurrency bound, shared with the recovery sweep.
     permits: Arc<Semaphore>,
     /// Opens the reader's dedicated connection.
@@ -45,15 +56,22 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    /// A read loop for `worker`'s consumer, reporting its connection in `state`.
+    /// A read loop for `queue`'s consumer handing entries to `worker`,
+    /// reporting its connection in `state`.
     pub fn new(
+        queue: Queue,
         worker: Arc<Worker>,
+        metrics: Arc<Metrics>,
+        health: Arc<RedisHealth>,
         permits: Arc<Semaphore>,
         link: RedisLink,
         state: Arc<LinkState>,
     ) -> Consumer {
         Consumer {
+            queue,
             worker,
+            metrics,
+            health,
             permits,
             link,
             state,
@@ -97,7 +115,7 @@ impl Consumer {
             let read = tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
-                read = self.worker.queue.read(conn, count, BLOCK) => read,
+                read = self.queue.read(conn, count, BLOCK) => read,
             };
             match read {
                 Ok(entries) => {
@@ -105,22 +123,27 @@ impl Consumer {
                         return;
                     }
                 }
-                Err(error) if matches!(error.code(), Some("NOGROUP" | "UNBLOCKED")) => {
+                Err(error)
+                    if matches!(
+                        ErrorCode::of(&error),
+                        Some(ErrorCode::NoGroup | ErrorCode::Unblocked)
+                    ) =>
+                {
                     // The stream or group was deleted under us (UNBLOCKED: while
                     // this read was waiting on it): recreate, then read again.
-                    self.worker.metrics.redis_error("read");
+                    self.metrics.redis_error("read");
                     tracing::warn!(%error, "consumer group missing; recreating it");
-                    if self.worker.queue.ensure_group(conn).await.is_err()
+                    if self.queue.ensure_group(conn).await.is_err()
                         && self.pause(&mut backoff, &stop).await
                     {
                         return;
                     }
                 }
                 Err(error) => {
-                    self.worker.metrics.redis_error("read");
+                    self.metrics.redis_error("read");
                     // XREADGROUP is a write: a replica refuses it. That is no
                     // reason to reconnect, and is logged by the refusal state.
-                    if self.worker.health.writes.note(&error).is_none() {
+                    if self.health.writes.note(&error).is_none() {
                         self.state.down(&error);
                         reader = None;
                     }
@@ -140,7 +163,7 @@ impl Consumer {
     /// fired meanwhile; entries not started then stay pending for a claim.
     async fn dispatch(
         &self,
-        entries: Vec<Entry>,
+        entries: Vec<StreamEntry>,
         first: OwnedSemaphorePermit,
         stop: &CancellationToken,
     ) -> bool {
@@ -164,19 +187,19 @@ impl Consumer {
 
     /// Opens the dedicated connection and makes sure the group exists, which it
     /// may not after Redis lost its data.
-    async fn connect(&self) -> Result<RedisConnection, crate::RedisFailure> {
+    async fn connect(&self) -> Result<RedisConnection, RedisFailure> {
         let mut conn = self
             .link
             .dedicated(CONNECT_TIMEOUT, BLOCK + RESPONSE_SLACK)
             .await
             .map_err(|source| {
-                self.worker.metrics.redis_error("connect");
-                crate::RedisFailure {
+                self.metrics.redis_error("connect");
+                RedisFailure {
                     op: "connect",
                     source,
                 }
             })?;
-        self.worker.queue.ensure_group(&mut conn).await?;
+        self.queue.ensure_group(&mut conn).await?;
         Ok(conn)
     }
 

@@ -11,16 +11,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use contract::EntryId;
 use contract::keys::{DATA_FIELD, STATE_TERMINAL, results_key, state_key};
 use contract::{EventKind, SearchEvent, SupplierOutcomes, Tally};
 use redis::Value;
 use service_runtime::redis_connection::RedisConnection;
+use service_runtime::redis_failure::RedisFailure;
+use service_runtime::reply::entries_of;
 use service_runtime::streams::Appended;
 use uuid::Uuid;
 
-use crate::RedisFailure;
 use crate::metrics::Metrics;
-use crate::queue::entries_of;
 
 /// What a search's stores already hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,7 +35,7 @@ pub struct History {
     pub terminal: bool,
     /// Id of the last stream entry read, where [`ResultStreams::catch_up`]
     /// continues.
-    pub last_id: Option<String>,
+    pub last_id: Option<EntryId>,
 }
 
 impl History {
@@ -90,7 +91,7 @@ impl ResultStreams {
         &self,
         search_id: Uuid,
         kind: EventKind,
-    ) -> Result<Option<String>, RedisFailure> {
+    ) -> Result<Option<EntryId>, RedisFailure> {
         let report = SupplierOutcomes::new();
         Ok(
             match self.append_based_on(search_id, kind, None, &report).await? {
@@ -158,7 +159,7 @@ impl ResultStreams {
         let news = !entries.is_empty() || (terminal && !history.terminal);
         history.terminal |= terminal;
         for entry in entries {
-            history.last_id = Some(entry.id.clone());
+            history.last_id = Some(entry.id);
             let Some(data) = entry.fields.get(DATA_FIELD) else {
                 continue;
             };
@@ -166,7 +167,7 @@ impl ResultStreams {
                 Ok(event) => history.record(event.kind),
                 Err(error) => tracing::warn!(
                     %search_id,
-                    entry_id = entry.id,
+                    entry_id = %entry.id,
                     %error,
                     "ignoring an unreadable event in a result stream"
                 ),
@@ -176,8 +177,7 @@ impl ResultStreams {
     }
 
     fn failed(&self, op: &'static str, source: redis::RedisError) -> RedisFailure {
-        self.metrics.redis_error(op);
-        RedisFailure { op, source }
+        self.metrics.redis_failure(op, source)
     }
 }
 

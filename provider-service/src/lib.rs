@@ -8,8 +8,10 @@
 //!
 //! * [`config`]: the environment variables, validated at start.
 //! * [`consumer`]: the read loop on its own connection, bounded by a semaphore.
-//! * [`search`]: processing one search, resumable after a crash.
-//! * [`recovery`]: claiming idle entries and dead-lettering hopeless ones.
+//! * [`worker`]: search tasks: the entries held, retries, the drain at shutdown.
+//! * [`search`]: one attempt at a search, resumable after a crash.
+//! * [`dead_letter`]: setting aside entries that cannot be processed.
+//! * [`recovery`]: claiming idle entries, retiring those out of deliveries.
 //! * [`events`]: appending events through the idempotent script.
 //! * [`queue`]: the request stream's group commands and the dead-letter stream.
 //! * [`supplier`]: the supplier call boundary, with two implementations:
@@ -25,6 +27,7 @@ pub mod breaker;
 pub mod cache;
 pub mod config;
 pub mod consumer;
+pub mod dead_letter;
 pub mod events;
 pub mod http_supplier;
 pub mod metrics;
@@ -33,6 +36,7 @@ pub mod recovery;
 pub mod search;
 pub mod simulation;
 pub mod supplier;
+pub mod worker;
 
 use std::sync::Arc;
 
@@ -48,11 +52,13 @@ pub use config::Config;
 use crate::admin::Admin;
 use crate::cache::AnswerCache;
 use crate::consumer::Consumer;
+use crate::dead_letter::DeadLetters;
 use crate::events::ResultStreams;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::recovery::Recovery;
-use crate::search::Worker;
+use crate::search::Searcher;
+use crate::worker::Worker;
 
 /// Why the provider could not run.
 #[derive(Debug, thiserror::Error)]
@@ -60,25 +66,6 @@ pub enum Error {
     /// The Redis client could not be created from `REDIS_URL` and `REDIS_CA_FILE`.
     #[error("cannot create the Redis client: {0}")]
     Redis(#[from] redis::RedisError),
-}
-
-/// A Redis command that failed, and which step of the work it was.
-#[derive(Debug, thiserror::Error)]
-#[error("redis {op} failed: {source}")]
-pub struct RedisFailure {
-    /// The operation, as labelled in `redis_errors_total`.
-    pub op: &'static str,
-    /// What Redis or the connection said.
-    #[source]
-    pub source: redis::RedisError,
-}
-
-impl RedisFailure {
-    /// True if and only if trying again may succeed: the connection dropped or
-    /// timed out, Redis is still loading, and the like; not a script or type error.
-    pub fn is_transient(&self) -> bool {
-        !matches!(self.source.retry_method(), redis::RetryMethod::NoRetry)
-    }
 }
 
 /// Runs the provider until `shutdown`: serves the admin endpoints on `admin`,
@@ -101,18 +88,18 @@ pub async fn run(
         config.claim_idle,
         Arc::clone(&metrics),
     );
-    let results = ResultStreams::new(link.commands(), config.results_ttl, Arc::clone(&metrics));
-    let suppliers = supplier::from_config(&config, &metrics);
     let health = RedisHealth::new();
-    let worker = Arc::new(Worker::new(
-        queue,
+    let results = ResultStreams::new(link.commands(), config.results_ttl, Arc::clone(&metrics));
+    let dead_letters = DeadLetters::new(queue.clone(), results.clone(), Arc::clone(&metrics));
+    let worker = worker(
+        &config,
+        &link,
+        &queue,
         results,
-        suppliers,
-        config.suppliers.deadline,
-        AnswerCache::new(link.commands(), config.supplier_cache_ttl),
-        Arc::clone(&metrics),
-        Arc::clone(&health),
-    ));
+        &dead_letters,
+        &metrics,
+        &health,
+    );
     let permits = Arc::new(Semaphore::new(config.concurrency));
     let reader = Arc::new(LinkState::new("redis-reader"));
 
@@ -143,9 +130,9 @@ pub async fn run(
         Arc::new(Admin {
             link: link.clone(),
             reader: Arc::clone(&reader),
-            health,
+            health: Arc::clone(&health),
             shutdown: shutdown.clone(),
-            metrics,
+            metrics: Arc::clone(&metrics),
         })
         .serve(admin, admin_stop.clone()),
     );
@@ -153,7 +140,10 @@ pub async fn run(
     let work = TaskTracker::new();
     work.spawn(
         Consumer::new(
+            queue.clone(),
             Arc::clone(&worker),
+            Arc::clone(&metrics),
+            Arc::clone(&health),
             Arc::clone(&permits),
             link.clone(),
             reader,
@@ -161,13 +151,17 @@ pub async fn run(
         .run(shutdown.clone()),
     );
     work.spawn(
-        Recovery::new(
-            Arc::clone(&worker),
+        Recovery {
+            queue: queue.clone(),
+            worker: Arc::clone(&worker),
+            dead_letters,
+            metrics,
+            health,
             permits,
             link,
-            config.claim_idle,
-            config.max_deliveries,
-        )
+            interval: recovery::sweep_interval(config.claim_idle),
+            max_deliveries: config.max_deliveries,
+        }
         .run(shutdown.clone()),
     );
 
@@ -183,12 +177,39 @@ pub async fn run(
         tracing::warn!("read loop or sweep still busy when the grace period ended");
     }
     worker.drain(deadline).await;
-    forget_consumer(&worker.queue, deadline).await;
+    forget_consumer(&queue, deadline).await;
     admin_stop.cancel();
     background.close();
     background.wait().await;
     tracing::info!("provider stopped");
     Ok(())
+}
+
+/// The worker that runs searches: asks the configured suppliers through the
+/// answer cache, and dead-letters what cannot be searched.
+fn worker(
+    config: &Config,
+    link: &RedisLink,
+    queue: &Queue,
+    results: ResultStreams,
+    dead_letters: &DeadLetters,
+    metrics: &Arc<Metrics>,
+    health: &Arc<RedisHealth>,
+) -> Arc<Worker> {
+    let searcher = Searcher::new(
+        queue.clone(),
+        results,
+        supplier::from_config(config, metrics),
+        config.suppliers.deadline,
+        AnswerCache::new(link.commands(), config.supplier_cache_ttl),
+        Arc::clone(metrics),
+    );
+    Arc::new(Worker::new(
+        searcher,
+        dead_letters.clone(),
+        Arc::clone(metrics),
+        Arc::clone(health),
+    ))
 }
 
 /// Removes this replica's consumer from the group unless entries are still

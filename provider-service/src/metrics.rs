@@ -11,6 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use service_runtime::redis_failure::RedisFailure;
 
 /// Label for counters split by the failure code written to the client.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -135,6 +136,14 @@ impl Metrics {
             searches_waiting_for_writes: Gauge::default(),
             redis_writes_refused: Gauge::default(),
         };
+        metrics.register();
+        metrics.start_at_zero(suppliers);
+        metrics
+    }
+
+    /// Adds every series to the registry, in the order they are exposed.
+    fn register(&mut self) {
+        let metrics = self;
         let registry = &mut metrics.registry;
         registry.register(
             "searches_in_flight",
@@ -221,6 +230,12 @@ impl Metrics {
             "1 if Redis is reachable for commands and for reading the queue",
             metrics.redis_up.clone(),
         );
+    }
+
+    /// Creates the labelled series known from the start, so they read zero
+    /// rather than being absent until first used.
+    fn start_at_zero(&self, suppliers: &[&'static str]) {
+        let metrics = self;
         for &supplier in suppliers {
             let label = SupplierLabel { supplier };
             metrics.supplier_failures.get_or_create_owned(&label);
@@ -239,7 +254,7 @@ impl Metrics {
                 .searches_failed
                 .get_or_create_owned(&CodeLabel { code });
         }
-        for reason in crate::recovery::DeadLetter::REASONS {
+        for reason in crate::dead_letter::DeadLetter::REASONS {
             metrics
                 .dead_letters
                 .get_or_create_owned(&ReasonLabel { reason });
@@ -247,12 +262,17 @@ impl Metrics {
         for op in REDIS_OPS {
             metrics.redis_errors.get_or_create_owned(&OpLabel { op });
         }
-        metrics
     }
 
     /// Counts one failed Redis operation.
     pub fn redis_error(&self, op: &'static str) {
         self.redis_errors.get_or_create(&OpLabel { op }).inc();
+    }
+
+    /// Counts `source` as a failure of `op` and labels it so.
+    pub fn redis_failure(&self, op: &'static str, source: redis::RedisError) -> RedisFailure {
+        self.redis_error(op);
+        RedisFailure { op, source }
     }
 
     /// The registry in the OpenMetrics text format.

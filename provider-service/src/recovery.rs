@@ -36,16 +36,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use contract::{DecodeError, EventError, EventKind, QueuedSearch};
+use service_runtime::redis_failure::{ErrorCode, RedisFailure};
+use service_runtime::redis_health::RedisHealth;
 use service_runtime::redis_link::RedisLink;
-use service_runtime::write_refusal::Refusal;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::RedisFailure;
-use crate::metrics::{CodeLabel, ReasonLabel};
-use crate::queue::{Claim, Entry, Idle};
-use crate::search::Worker;
+use crate::dead_letter::{DeadLetter, DeadLetters};
+use crate::metrics::Metrics;
+use crate::queue::{Claim, Idle, Queue};
+use crate::worker::Worker;
 
 /// Most entries looked at per sweep; the rest wait for the next one.
 const SWEEP_BATCH: usize = 100;
@@ -62,160 +62,37 @@ const FORGET_INTERVAL: Duration = Duration::from_secs(10 * 60);
 /// would cost nothing anyway, since its next read recreates it.
 const FORGET_AFTER: Duration = Duration::from_secs(60 * 60);
 
-/// Why an entry is set aside.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeadLetter {
-    /// Its fields do not make a search.
-    Invalid(DecodeError),
-    /// Its fields could not even be read (see `Entry::unreadable`).
-    Unreadable(&'static str),
-    /// It was handed out this many times without being acknowledged.
-    MaxDeliveries(u64),
-}
-
-impl DeadLetter {
-    /// Every `reason`, so the metric's series exist from start.
-    pub(crate) const REASONS: [&'static str; 2] = ["invalid_request", "max_deliveries_exceeded"];
-
-    /// The `reason` field and metric label.
-    fn reason(&self) -> &'static str {
-        match self {
-            DeadLetter::Invalid(_) | DeadLetter::Unreadable(_) => Self::REASONS[0],
-            DeadLetter::MaxDeliveries(_) => Self::REASONS[1],
-        }
-    }
-
-    /// The `failed` event code the search's client sees.
-    fn code(&self) -> &'static str {
-        match self {
-            DeadLetter::Invalid(_) | DeadLetter::Unreadable(_) => EventError::INVALID_REQUEST,
-            DeadLetter::MaxDeliveries(_) => EventError::DEAD_LETTERED,
-        }
-    }
-
-    /// What the search's client is told.
-    fn client_error(&self) -> EventError {
-        let message = match self {
-            DeadLetter::Invalid(e) => format!("the queued search could not be read: {e}"),
-            DeadLetter::Unreadable(problem) => {
-                format!("the queued search could not be read: {problem}")
-            }
-            DeadLetter::MaxDeliveries(n) => format!(
-                "the search was attempted {n} times without finishing and has been set aside"
-            ),
-        };
-        EventError::new(self.code(), message)
-    }
-
-    fn detail(&self) -> String {
-        match self {
-            DeadLetter::Invalid(e) => e.to_string(),
-            DeadLetter::Unreadable(problem) => (*problem).to_owned(),
-            DeadLetter::MaxDeliveries(n) => {
-                format!("delivered {n} times without an acknowledgement")
-            }
-        }
-    }
-}
-
-/// Writes `entry` to the dead-letter stream, ends its search with `failed` if
-/// its search id can still be read, and acknowledges it. Safe to repeat after
-/// a crash: the event append is idempotent; the dead-letter stream may then hold
-/// the entry twice. If the `failed` event cannot be written for a reason that
-/// will not pass (the search's keys hold the wrong type, say), the entry is
-/// acknowledged all the same: it is in the dead-letter stream, and keeping it
-/// pending would only have it claimed and retired again forever.
-pub async fn dead_letter(
-    worker: &Worker,
-    entry: &Entry,
-    why: DeadLetter,
-    deliveries: u64,
-) -> Result<(), RedisFailure> {
-    let reason = why.reason();
-    let detail = why.detail();
-    worker
-        .queue
-        .dead_letter(entry, reason, &detail, deliveries)
-        .await?;
-    let search_id = QueuedSearch::search_id_of(&entry.fields).ok();
-    let mut failed_written = false;
-    if let Some(id) = search_id {
-        let error = why.client_error();
-        failed_written = match worker.results.append(id, EventKind::Failed { error }).await {
-            Ok(written) => written.is_some(),
-            // Redis refusing writes passes too: the caller retries the whole step.
-            Err(failure) if failure.is_transient() || Refusal::of(&failure.source).is_some() => {
-                return Err(failure);
-            }
-            Err(failure) => {
-                tracing::warn!(
-                    entry_id = entry.id,
-                    search_id = %id,
-                    %failure,
-                    "cannot write the failed event of a dead-lettered search"
-                );
-                false
-            }
-        };
-    }
-    worker.queue.ack(&entry.id).await?;
-    worker
-        .metrics
-        .dead_letters
-        .get_or_create(&ReasonLabel { reason })
-        .inc();
-    if failed_written {
-        worker
-            .metrics
-            .searches_failed
-            .get_or_create(&CodeLabel { code: why.code() })
-            .inc();
-    }
-    tracing::warn!(
-        entry_id = entry.id,
-        search_id = search_id.map(|id| id.to_string()),
-        reason,
-        detail,
-        deliveries,
-        failed_written,
-        "queue entry dead-lettered"
-    );
-    Ok(())
-}
-
 /// The periodic sweep over the group's pending entries.
 pub struct Recovery {
-    /// Processes what is claimed; owns the queue and result handles.
-    worker: Arc<Worker>,
+    /// The pending list, claims and heartbeats.
+    pub queue: Queue,
+    /// Processes what is claimed, and knows what this replica holds.
+    pub worker: Arc<Worker>,
+    /// Where entries that used up their deliveries go.
+    pub dead_letters: DeadLetters,
+    /// The pending count and claims are recorded here.
+    pub metrics: Arc<Metrics>,
+    /// Whether Redis accepts writes; nothing is claimed while it does not.
+    pub health: Arc<RedisHealth>,
     /// The concurrency bound shared with the read loop: claimed searches count too.
-    permits: Arc<Semaphore>,
+    pub permits: Arc<Semaphore>,
     /// Readiness of the command connection; sweeping while it is down would
     /// only log failures.
-    link: RedisLink,
+    pub link: RedisLink,
     /// Time between sweeps.
-    interval: Duration,
+    pub interval: Duration,
     /// Deliveries after which an entry is dead-lettered.
-    max_deliveries: u64,
+    pub max_deliveries: u64,
+}
+
+/// Time between sweeps for a claim threshold of `claim_idle`:
+/// `min(claim_idle / 2, 5 s)`, so a live replica refreshes its entries twice
+/// before they count as idle.
+pub fn sweep_interval(claim_idle: Duration) -> Duration {
+    (claim_idle / 2).min(MAX_SWEEP_INTERVAL)
 }
 
 impl Recovery {
-    /// A sweep every `min(claim_idle / 2, 5 s)`.
-    pub fn new(
-        worker: Arc<Worker>,
-        permits: Arc<Semaphore>,
-        link: RedisLink,
-        claim_idle: Duration,
-        max_deliveries: u64,
-    ) -> Recovery {
-        Recovery {
-            worker,
-            permits,
-            link,
-            interval: (claim_idle / 2).min(MAX_SWEEP_INTERVAL),
-            max_deliveries,
-        }
-    }
-
     /// Sweeps until `stop`.
     pub async fn run(self, stop: CancellationToken) {
         let mut sweeps = tokio::time::interval(self.interval);
@@ -240,21 +117,16 @@ impl Recovery {
             };
             match outcome {
                 Ok(()) => {}
-                Err(failure) if failure.source.code() == Some("NOGROUP") => {
+                Err(failure) if failure.code() == Some(ErrorCode::NoGroup) => {
                     // Redis lost the stream (restarted empty, or it was
                     // deleted): recreate the group rather than wait for the
                     // read loop's next reconnect.
-                    if let Err(error) = self
-                        .worker
-                        .queue
-                        .ensure_group(&mut self.link.commands())
-                        .await
-                    {
+                    if let Err(error) = self.queue.ensure_group(&mut self.link.commands()).await {
                         tracing::warn!(%error, "cannot recreate the consumer group");
                     }
                 }
                 Err(failure) => {
-                    if self.worker.health.writes.note(&failure.source).is_none() {
+                    if self.health.writes.note(&failure.source).is_none() {
                         tracing::warn!(%failure, "recovery sweep failed");
                     }
                 }
@@ -265,9 +137,9 @@ impl Recovery {
     /// One pass over the pending list. Returns early with the failure when Redis
     /// itself fails; failures that concern one entry are logged and skipped.
     async fn sweep(&self, stop: &CancellationToken) -> Result<(), RedisFailure> {
-        let queue = &self.worker.queue;
+        let queue = &self.queue;
         let pending = queue.pending_count().await?;
-        self.worker.metrics.pending_entries.set(pending as i64);
+        self.metrics.pending_entries.set(pending as i64);
         if pending == 0 {
             return Ok(());
         }
@@ -279,7 +151,7 @@ impl Recovery {
         // because their heartbeats were refused too; claiming them would cost
         // a delivery for Redis' fault. Wait until every replica has had a
         // sweep with writes accepted to refresh its own.
-        if !self.worker.health.writes.accepted_for(self.interval * 2) {
+        if !self.health.writes.accepted_for(self.interval * 2) {
             return Ok(());
         }
         for idle in queue.idle_entries(SWEEP_BATCH).await? {
@@ -289,17 +161,17 @@ impl Recovery {
             if ours.contains(&idle.id) {
                 continue;
             }
-            let entry_id = idle.id.clone();
+            let entry_id = idle.id;
             match self.recover(idle, stop).await {
                 Ok(true) => {}
                 Ok(false) => return Ok(()),
                 Err(failure)
-                    if failure.is_transient() || failure.source.code() == Some("NOGROUP") =>
+                    if failure.is_transient() || failure.code() == Some(ErrorCode::NoGroup) =>
                 {
                     return Err(failure);
                 }
                 Err(failure) => tracing::warn!(
-                    entry_id,
+                    %entry_id,
                     %failure,
                     "cannot recover a pending entry; going on with the next"
                 ),
@@ -326,11 +198,11 @@ impl Recovery {
             }
             () = tokio::time::sleep(self.interval) => return Ok(false),
         };
-        match self.worker.queue.claim(&idle.id).await? {
+        match self.queue.claim(idle.id).await? {
             Claim::Taken(entry) => {
-                self.worker.metrics.claims.inc();
+                self.metrics.claims.inc();
                 tracing::info!(
-                    entry_id = idle.id,
+                    entry_id = %idle.id,
                     from_consumer = idle.consumer,
                     idle_ms = idle.idle_ms,
                     deliveries = idle.deliveries + 1,
@@ -347,11 +219,7 @@ impl Recovery {
 
     /// Removes consumers that have held nothing for [`FORGET_AFTER`].
     async fn forget_consumers(&self) -> Result<(), RedisFailure> {
-        let removed = self
-            .worker
-            .queue
-            .forget_idle_consumers(FORGET_AFTER)
-            .await?;
+        let removed = self.queue.forget_idle_consumers(FORGET_AFTER).await?;
         if !removed.is_empty() {
             tracing::info!(
                 count = removed.len(),
@@ -365,15 +233,15 @@ impl Recovery {
 
     /// Dead-letters an entry that used up its deliveries.
     async fn retire(&self, idle: Idle) -> Result<(), RedisFailure> {
-        match self.worker.queue.claim(&idle.id).await? {
+        match self.queue.claim(idle.id).await? {
             Claim::Taken(entry) => {
-                dead_letter(
-                    &self.worker,
-                    &entry,
-                    DeadLetter::MaxDeliveries(idle.deliveries),
-                    idle.deliveries,
-                )
-                .await
+                self.dead_letters
+                    .retire(
+                        &entry,
+                        DeadLetter::MaxDeliveries(idle.deliveries),
+                        idle.deliveries,
+                    )
+                    .await
             }
             Claim::Trimmed => self.drop_trimmed(&idle).await,
             Claim::Lost => Ok(()),
@@ -381,9 +249,9 @@ impl Recovery {
     }
 
     async fn drop_trimmed(&self, idle: &Idle) -> Result<(), RedisFailure> {
-        self.worker.queue.ack(&idle.id).await?;
+        self.queue.ack(idle.id).await?;
         tracing::warn!(
-            entry_id = idle.id,
+            entry_id = %idle.id,
             from_consumer = idle.consumer,
             deliveries = idle.deliveries,
             "pending entry was trimmed from the stream; acknowledged without processing"

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use contract::{Flight, SearchRequest};
 
-use crate::config::MockLatency;
 use crate::supplier::Failure;
+use service_runtime::latency_range::LatencyRange;
 use timetable::catalogue::{CARRIERS, Carrier};
 use timetable::rng::Rng;
 use timetable::schedule;
@@ -26,13 +26,13 @@ pub struct Simulated {
     /// Jitter either side of the centre, in milliseconds (one band width).
     latency_spread_ms: f64,
     /// Bounds every drawn latency stays within.
-    latency: MockLatency,
+    latency: LatencyRange,
     /// Chance of failing a call.
     failure_rate: f64,
 }
 
 /// Every supplier, in catalogue order.
-pub fn all(latency: MockLatency, failure_rate: f64) -> Vec<Simulated> {
+pub fn all(latency: LatencyRange, failure_rate: f64) -> Vec<Simulated> {
     let span = (latency.max_ms - latency.min_ms) as f64;
     let band = span / CARRIERS.len() as f64;
     CARRIERS
@@ -84,7 +84,7 @@ mod tests {
     use super::*;
 
     fn suppliers(min_ms: u64, max_ms: u64) -> Vec<Simulated> {
-        all(MockLatency { min_ms, max_ms }, 0.0)
+        all(LatencyRange { min_ms, max_ms }, 0.0)
     }
 
     #[test]
@@ -119,7 +119,7 @@ mod tests {
     #[tokio::test]
     async fn failure_rate_one_always_fails() {
         let list = all(
-            MockLatency {
+            LatencyRange {
                 min_ms: 0,
                 max_ms: 0,
             },

@@ -735,7 +735,7 @@ async fn a_heartbeat_refreshes_its_own_entries_and_never_takes_one_back() {
 
     queue(&redis, "stalled")
         .await
-        .heartbeat(&[kept.clone(), taken.clone()])
+        .heartbeat(&[kept.parse().unwrap(), taken.parse().unwrap()])
         .await
         .unwrap();
 

@@ -3,6 +3,8 @@
 //!
 //! * [`config`]: typed configuration read from environment variables through a
 //!   lookup function, failing fast with `NAME=value is not valid: why`.
+//! * [`latency_range`]: a `min-max` span of response times, as the simulated
+//!   and mock suppliers take it.
 //! * [`telemetry`]: tracing setup, text or JSON (`LOG_FORMAT`).
 //! * [`shutdown`]: one cancellation token per process, fired by SIGINT or SIGTERM.
 //! * [`http_server`]: the HTTP/1.1 accept loop of every server in the workspace,
@@ -18,17 +20,24 @@
 //! * [`probe`]: the `--healthcheck` client used by container health checks.
 //! * [`streams`]: consumer-group creation and event appends, the Redis writes
 //!   both services make to the contract's streams.
+//! * [`reply`]: decoding the replies both services read: stream entries,
+//!   field lists, the attach script's answer.
+//! * [`redis_failure`]: the Redis error codes the services branch on, and a
+//!   failed command labelled with its step.
 
 pub mod config;
 pub mod http_server;
+pub mod latency_range;
 pub mod memory_policy;
 pub mod probe;
 pub mod redact;
 pub mod redis_connection;
 pub mod redis_endpoint;
+pub mod redis_failure;
 pub mod redis_health;
 pub mod redis_link;
 pub mod redis_target;
+pub mod reply;
 pub mod shutdown;
 pub mod streams;
 pub mod telemetry;

@@ -4,9 +4,12 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use contract::EntryId;
 use contract::keys::{EVENTS_CHANNEL, REQUESTS_STREAM, events_channel, results_key, state_key};
 use contract::{EventKind, SearchEvent, SupplierOutcomes, Tally};
 use redis::aio::ConnectionLike;
+
+use crate::redis_failure::ErrorCode;
 
 /// The append script, sent by hash (EVALSHA) with automatic fallback to its body.
 static APPEND_EVENT: LazyLock<redis::Script> =
@@ -25,7 +28,7 @@ pub async fn create_group(conn: &mut impl ConnectionLike, group: &str) -> redis:
         .query_async(conn)
         .await;
     match created {
-        Err(error) if error.code() != Some("BUSYGROUP") => Err(error),
+        Err(error) if ErrorCode::of(&error) != Some(ErrorCode::BusyGroup) => Err(error),
         _ => Ok(()),
     }
 }
@@ -44,7 +47,7 @@ pub enum Nudges {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {
     /// The event is in the stream under this entry id.
-    Written(String),
+    Written(EntryId),
     /// Nothing was written: the slot was taken or the search had already ended.
     Skipped,
     /// A terminal event was refused because the search's `result` events add
@@ -101,9 +104,12 @@ pub async fn append_reported_event(
         .invoke_async(conn)
         .await;
     match written {
-        Ok(Some(id)) => Ok(Appended::Written(id)),
+        Ok(Some(id)) => id
+            .parse()
+            .map(Appended::Written)
+            .map_err(|_| crate::reply::unexpected("an entry id")),
         Ok(None) => Ok(Appended::Skipped),
-        Err(error) if error.code() == Some("STALE_TALLY") => {
+        Err(error) if ErrorCode::of(&error) == Some(ErrorCode::StaleTally) => {
             let now = error.detail().and_then(Tally::parse).unwrap_or_default();
             Ok(Appended::Stale(now))
         }

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::redis_failure::ErrorCode;
+
 /// While writes are refused, a summary line this often.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -32,10 +34,10 @@ impl Refusal {
     /// code first and then at the text, because a refusal inside a
     /// transaction or pipeline may come wrapped in another error.
     pub fn of(error: &redis::RedisError) -> Option<Refusal> {
-        let by_code = match error.code() {
-            Some("OOM") => Some(Refusal::OutOfMemory),
-            Some("READONLY") => Some(Refusal::ReadOnly),
-            Some("MISCONF") => Some(Refusal::PersistenceFailing),
+        let by_code = match ErrorCode::of(error) {
+            Some(ErrorCode::OutOfMemory) => Some(Refusal::OutOfMemory),
+            Some(ErrorCode::ReadOnly) => Some(Refusal::ReadOnly),
+            Some(ErrorCode::Misconf) => Some(Refusal::PersistenceFailing),
             _ => None,
         };
         by_code.or_else(|| {
@@ -55,10 +57,11 @@ impl Refusal {
     /// The Redis error code.
     pub fn code(self) -> &'static str {
         match self {
-            Refusal::OutOfMemory => "OOM",
-            Refusal::ReadOnly => "READONLY",
-            Refusal::PersistenceFailing => "MISCONF",
+            Refusal::OutOfMemory => ErrorCode::OutOfMemory,
+            Refusal::ReadOnly => ErrorCode::ReadOnly,
+            Refusal::PersistenceFailing => ErrorCode::Misconf,
         }
+        .as_str()
     }
 
     /// What an operator should read in `/readyz` and the logs.

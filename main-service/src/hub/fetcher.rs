@@ -23,6 +23,7 @@ use contract::keys::DATA_FIELD;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use redis::Value;
+use service_runtime::reply::{StreamItem, stream_items};
 use tokio::sync::mpsc;
 
 use super::{Feed, Hub};
@@ -107,7 +108,7 @@ pub(super) async fn fetch(hub: &Hub, feed: Arc<Feed>) -> bool {
             .arg(PAGE)
             .query_async(&mut conn)
             .await;
-        let entries = match reply.and_then(entries_of) {
+        let entries = match reply.and_then(stream_items) {
             Ok(entries) => {
                 hub.link.up();
                 entries
@@ -131,23 +132,11 @@ pub(super) async fn fetch(hub: &Hub, feed: Arc<Feed>) -> bool {
     }
 }
 
-/// The entries of an XRANGE reply, still unparsed.
-fn entries_of(reply: Value) -> redis::RedisResult<Vec<Value>> {
-    match reply {
-        Value::Array(entries) => Ok(entries),
-        _ => Err((
-            redis::ErrorKind::Parse,
-            "XRANGE did not answer with an array",
-        )
-            .into()),
-    }
-}
-
 /// One entry for the feed: its id and `data` field (`None` when it has none,
 /// so the feed still reads past it). An entry without a readable id, which
 /// Redis never produces, is dropped. Both are logged and counted.
-fn read_entry(hub: &Hub, feed: &Feed, entry: Value) -> Option<(EntryId, Option<Vec<u8>>)> {
-    let Some((id, data)) = parse_entry(entry) else {
+fn read_entry(hub: &Hub, feed: &Feed, item: StreamItem) -> Option<(EntryId, Option<Vec<u8>>)> {
+    let Some((id, data)) = parse_entry(item) else {
         hub.metrics.hub_entries_skipped.inc();
         tracing::warn!(search_id = %feed.search_id, "result entry without a readable id; skipped");
         return None;
@@ -159,41 +148,13 @@ fn read_entry(hub: &Hub, feed: &Feed, entry: Value) -> Option<(EntryId, Option<V
     Some((id, data))
 }
 
-/// Parses `[id, [field, value, …]]`; `None` when the id is unreadable. Field
-/// names are compared as bytes, so names that are not UTF-8 are just other
-/// fields.
-fn parse_entry(entry: Value) -> Option<(EntryId, Option<Vec<u8>>)> {
-    let Value::Array(parts) = entry else {
-        return None;
-    };
-    let mut parts = parts.into_iter();
-    let (Some(id), fields) = (parts.next(), parts.next()) else {
-        return None;
-    };
-    let id = std::str::from_utf8(as_bytes(&id)?).ok()?.parse().ok()?;
-    let mut fields = match fields {
-        Some(Value::Array(fields)) => fields.into_iter(),
-        _ => return Some((id, None)),
-    };
-    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-        if as_bytes(&name) == Some(DATA_FIELD.as_bytes()) {
-            let data = match value {
-                Value::BulkString(bytes) => Some(bytes),
-                Value::SimpleString(text) => Some(text.into_bytes()),
-                _ => None,
-            };
-            return Some((id, data));
-        }
-    }
-    Some((id, None))
-}
-
-/// The bytes of a string reply.
-fn as_bytes(value: &Value) -> Option<&[u8]> {
-    match value {
-        Value::BulkString(bytes) => Some(bytes),
-        Value::SimpleString(text) => Some(text.as_bytes()),
-        _ => None,
+/// An item's id and `data` field; `None` when the id is unreadable. Field
+/// names that are not UTF-8 are just other fields.
+fn parse_entry(item: StreamItem) -> Option<(EntryId, Option<Vec<u8>>)> {
+    match item {
+        StreamItem::Entry(mut entry) => Some((entry.id, entry.fields.remove(DATA_FIELD))),
+        StreamItem::Deleted(Some(id)) => Some((id, None)),
+        StreamItem::Deleted(None) | StreamItem::Unreadable => None,
     }
 }
 
@@ -205,11 +166,16 @@ mod tests {
         Value::BulkString(bytes.to_vec())
     }
 
-    fn entry(id: &[u8], fields: &[&[u8]]) -> Value {
-        Value::Array(vec![
+    /// One item of a reply, as the shared decoder reads it.
+    fn entry(id: &[u8], fields: &[&[u8]]) -> StreamItem {
+        item(Value::Array(vec![
             bulk(id),
             Value::Array(fields.iter().map(|f| bulk(f)).collect()),
-        ])
+        ]))
+    }
+
+    fn item(value: Value) -> StreamItem {
+        stream_items(Value::Array(vec![value])).unwrap().remove(0)
     }
 
     #[test]
@@ -236,6 +202,6 @@ mod tests {
         assert_eq!(parse_entry(entry(b"5-1", &[])), Some((id, None)));
         assert_eq!(parse_entry(entry(b"5-1", &[b"data"])), Some((id, None)));
         assert_eq!(parse_entry(entry(b"\xff", &[b"data", b"{}"])), None);
-        assert_eq!(parse_entry(bulk(b"5-1")), None);
+        assert_eq!(parse_entry(item(bulk(b"5-1"))), None);
     }
 }

@@ -147,7 +147,7 @@ async fn expire(hub: Arc<Hub>, feed: Arc<Feed>) {
         Ok(Appended::Written(entry_id)) => {
             hub.link.up();
             hub.metrics.searches_timed_out.inc();
-            tracing::info!(search_id = %feed.search_id, entry_id, "search timed out");
+            tracing::info!(search_id = %feed.search_id, %entry_id, "search timed out");
             hub.want_fetch(&feed);
         }
         // The terminal slot is taken: the provider's terminal event got there

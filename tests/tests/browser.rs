@@ -272,6 +272,63 @@ fn assert_unique(rows: &[Value]) {
     }
 }
 
+/// One table row: its data attributes agree with each other and with the
+/// search's date, and its eight cells show them as a reader expects.
+fn assert_row_shows_its_flight(row: &Value, date: &str) {
+    let amount = number(row, "priceAmount");
+    assert_eq!(number(row, "priceTotal"), amount * 2, "{row}");
+    assert_eq!(field(row, "currency"), "IDR");
+    let duration = field(row, "duration");
+    assert!(is_duration(duration), "duration {duration:?}");
+    let minutes = number(row, "durationMinutes");
+    let expected = match (minutes / 60, minutes % 60) {
+        (0, m) => format!("{m}m"),
+        (h, 0) => format!("{h}h"),
+        (h, m) => format!("{h}h {m}m"),
+    };
+    assert_eq!(duration, expected, "{row}");
+    assert_eq!(field(row, "departureDate"), date, "{row}");
+    let departure = field(row, "departure");
+    assert!(departure.starts_with(date), "{row}");
+    assert!(!field(row, "airline").trim().is_empty(), "{row}");
+    assert!(!field(row, "flightNumber").trim().is_empty(), "{row}");
+
+    let cells: Vec<&str> = row["cells"]
+        .as_array()
+        .expect("cells")
+        .iter()
+        .map(|c| c.as_str().expect("cell text"))
+        .collect();
+    assert_eq!(cells.len(), 8, "{row}");
+    assert!(cells[0].contains(field(row, "airline")), "{row}");
+    assert!(cells[0].contains(field(row, "flightNumber")), "{row}");
+    // Local time as written in the timestamp, not converted to the browser's zone.
+    assert!(cells[1].starts_with(&departure[11..16]), "{row}");
+    let arrival = field(row, "arrival");
+    assert!(cells[2].starts_with(&arrival[11..16]), "{row}");
+    assert_eq!(
+        cells[2].contains("+1"),
+        arrival[..10] > departure[..10],
+        "{row}"
+    );
+    assert_eq!(cells[3], duration);
+    let stops = number(row, "stops");
+    let stops_text = match stops {
+        0 => "Direct".to_owned(),
+        1 => "1 stop".to_owned(),
+        n => format!("{n} stops"),
+    };
+    assert_eq!(cells[4], stops_text, "{row}");
+    assert!(number(row, "seats") >= 2, "{row}");
+    let digits = |s: &str| -> u64 {
+        let d: String = s.chars().filter(char::is_ascii_digit).collect();
+        d.parse().unwrap_or_else(|_| panic!("no amount in {s:?}"))
+    };
+    assert!(cells[7].starts_with("Rp"), "{row}");
+    assert_eq!(digits(cells[6]), amount, "{row}");
+    assert_eq!(digits(cells[7]), amount * 2, "{row}");
+}
+
 #[tokio::test]
 async fn search_streams_into_a_complete_sorted_table() {
     let stack = Stack::start().await;
@@ -317,58 +374,7 @@ async fn search_streams_into_a_complete_sorted_table() {
     assert_eq!(rows.len() as u64, total, "one row per flight");
     assert_unique(rows);
     for row in rows {
-        let amount = number(row, "priceAmount");
-        assert_eq!(number(row, "priceTotal"), amount * 2, "{row}");
-        assert_eq!(field(row, "currency"), "IDR");
-        let duration = field(row, "duration");
-        assert!(is_duration(duration), "duration {duration:?}");
-        let minutes = number(row, "durationMinutes");
-        let expected = match (minutes / 60, minutes % 60) {
-            (0, m) => format!("{m}m"),
-            (h, 0) => format!("{h}h"),
-            (h, m) => format!("{h}h {m}m"),
-        };
-        assert_eq!(duration, expected, "{row}");
-        assert_eq!(field(row, "departureDate"), date, "{row}");
-        let departure = field(row, "departure");
-        assert!(departure.starts_with(&date), "{row}");
-        assert!(!field(row, "airline").trim().is_empty(), "{row}");
-        assert!(!field(row, "flightNumber").trim().is_empty(), "{row}");
-
-        let cells: Vec<&str> = row["cells"]
-            .as_array()
-            .expect("cells")
-            .iter()
-            .map(|c| c.as_str().expect("cell text"))
-            .collect();
-        assert_eq!(cells.len(), 8, "{row}");
-        assert!(cells[0].contains(field(row, "airline")), "{row}");
-        assert!(cells[0].contains(field(row, "flightNumber")), "{row}");
-        // Local time as written in the timestamp, not converted to the browser's zone.
-        assert!(cells[1].starts_with(&departure[11..16]), "{row}");
-        let arrival = field(row, "arrival");
-        assert!(cells[2].starts_with(&arrival[11..16]), "{row}");
-        assert_eq!(
-            cells[2].contains("+1"),
-            arrival[..10] > departure[..10],
-            "{row}"
-        );
-        assert_eq!(cells[3], duration);
-        let stops = number(row, "stops");
-        let stops_text = match stops {
-            0 => "Direct".to_owned(),
-            1 => "1 stop".to_owned(),
-            n => format!("{n} stops"),
-        };
-        assert_eq!(cells[4], stops_text, "{row}");
-        assert!(number(row, "seats") >= 2, "{row}");
-        let digits = |s: &str| -> u64 {
-            let d: String = s.chars().filter(char::is_ascii_digit).collect();
-            d.parse().unwrap_or_else(|_| panic!("no amount in {s:?}"))
-        };
-        assert!(cells[7].starts_with("Rp"), "{row}");
-        assert_eq!(digits(cells[6]), amount, "{row}");
-        assert_eq!(digits(cells[7]), amount * 2, "{row}");
+        assert_row_shows_its_flight(row, &date);
     }
 
     // Sorted by price by default; the duration header sorts from the keyboard.

@@ -192,6 +192,71 @@ fn env_number(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// POSTs `posts` searches from `concurrency` clients at once; returns the ids
+/// accepted (202) and the number refused (503).
+async fn flood(url: String, posts: usize, concurrency: usize) -> (Vec<Uuid>, usize) {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let url = url.clone();
+        let next = next.clone();
+        workers.push(tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            let mut refused = 0usize;
+            while next.fetch_add(1, Ordering::AcqRel) < posts as u64 {
+                let response = http::post_json(&url, &search_body("CGK", "DPS", 6, 2))
+                    .await
+                    .expect("POST");
+                match response.status {
+                    202 => accepted.push(accepted_id(&response)),
+                    503 => refused += 1,
+                    other => panic!("unexpected status {other}"),
+                }
+            }
+            (accepted, refused)
+        }));
+    }
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for worker in workers {
+        let (ids, n) = worker.await.unwrap();
+        accepted.extend(ids);
+        refused += n;
+    }
+    (accepted, refused)
+}
+
+/// Asserts that each search has exactly one terminal event, `completed`.
+async fn each_completed_once(
+    mut redis: service_runtime::redis_connection::RedisConnection,
+    accepted: &[Uuid],
+) {
+    // One connection, pipelined: a full-size run checks 100,000 searches.
+    for batch in accepted.chunks(100) {
+        let mut pipe = redis::pipe();
+        for id in batch {
+            pipe.cmd("XRANGE").arg(results_key(*id)).arg("-").arg("+");
+        }
+        let streams: Vec<Vec<StreamEntry>> = pipe.query_async(&mut redis).await.expect("XRANGE");
+        for (id, events) in batch.iter().zip(streams) {
+            let terminal: Vec<&str> = events
+                .iter()
+                .filter_map(|(_, fields)| {
+                    let data = &fields.first()?.1;
+                    ["completed", "failed"]
+                        .into_iter()
+                        .find(|status| data.contains(&format!(r#""status":"{status}""#)))
+                })
+                .collect();
+            assert_eq!(
+                terminal,
+                ["completed"],
+                "{id}: one terminal event, completed"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_flood_beyond_the_bound_loses_nothing() {
     let posts = env_number("OVERLOAD_POSTS", 1_000);
@@ -226,35 +291,7 @@ async fn a_flood_beyond_the_bound_loses_nothing() {
         })
     };
 
-    let url = stack.url("/api/flights/search");
-    let next = Arc::new(AtomicU64::new(0));
-    let mut workers = Vec::new();
-    for _ in 0..CONCURRENCY {
-        let url = url.clone();
-        let next = next.clone();
-        workers.push(tokio::spawn(async move {
-            let mut accepted = Vec::new();
-            let mut refused = 0usize;
-            while next.fetch_add(1, Ordering::AcqRel) < posts as u64 {
-                let response = http::post_json(&url, &search_body("CGK", "DPS", 6, 2))
-                    .await
-                    .expect("POST");
-                match response.status {
-                    202 => accepted.push(accepted_id(&response)),
-                    503 => refused += 1,
-                    other => panic!("unexpected status {other}"),
-                }
-            }
-            (accepted, refused)
-        }));
-    }
-    let mut accepted = Vec::new();
-    let mut refused = 0;
-    for worker in workers {
-        let (ids, n) = worker.await.unwrap();
-        accepted.extend(ids);
-        refused += n;
-    }
+    let (accepted, refused) = flood(stack.url("/api/flights/search"), posts, CONCURRENCY).await;
     watching.store(false, Ordering::Release);
     watcher.await.unwrap();
     assert_eq!(accepted.len() + refused, posts);
@@ -298,31 +335,7 @@ async fn a_flood_beyond_the_bound_loses_nothing() {
         }
     })
     .await;
-    // One connection, pipelined: a full-size run checks 100,000 searches.
-    let mut redis = redis;
-    for batch in accepted.chunks(100) {
-        let mut pipe = redis::pipe();
-        for id in batch {
-            pipe.cmd("XRANGE").arg(results_key(*id)).arg("-").arg("+");
-        }
-        let streams: Vec<Vec<StreamEntry>> = pipe.query_async(&mut redis).await.expect("XRANGE");
-        for (id, events) in batch.iter().zip(streams) {
-            let terminal: Vec<&str> = events
-                .iter()
-                .filter_map(|(_, fields)| {
-                    let data = &fields.first()?.1;
-                    ["completed", "failed"]
-                        .into_iter()
-                        .find(|status| data.contains(&format!(r#""status":"{status}""#)))
-                })
-                .collect();
-            assert_eq!(
-                terminal,
-                ["completed"],
-                "{id}: one terminal event, completed"
-            );
-        }
-    }
+    each_completed_once(redis, &accepted).await;
     assert_eq!(
         xlen(&stack, DEAD_LETTER_STREAM).await,
         0,

@@ -32,11 +32,6 @@ pub const STATE_TERMINAL: &str = "terminal";
 /// State hash field: SSE readers currently attached, over all main-service instances.
 pub const STATE_READERS: &str = "readers";
 
-/// Key of the write probe (`SET <key> "" XX`), which never exists: Redis
-/// refuses the probe exactly when it refuses writes, and writes nothing when
-/// it accepts it.
-pub const WRITE_PROBE_KEY: &str = "flight.search.write-probe";
-
 /// Approximate length cap of [`DEAD_LETTER_STREAM`].
 pub const DEAD_LETTER_MAXLEN: usize = 10_000;
 

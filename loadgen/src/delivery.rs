@@ -268,7 +268,7 @@ impl DeliveryRun<'_> {
             self.rate
                 .map_or(String::new(), |r| format!(" at {r} events/s"))
         );
-        let mut producer = Producer::connect(&stack.redis_client)
+        let mut producer = Producer::connect(stack.keys.clone())
             .await
             .map_err(|e| format!("producer's Redis connection: {e}"))?;
         let deliver_start_us = now_us();
@@ -285,7 +285,7 @@ impl DeliveryRun<'_> {
         let deliver_window = sampler.take();
         errors.merge(sampler.stop());
 
-        let expected = verify::expected_ids(&mut stack.redis, &ids, &mut errors)
+        let expected = verify::expected_ids(&mut stack.keys, &ids, &mut errors)
             .await
             .map_err(|e| format!("reading the state hashes back: {e}"))?;
         let posted_at: HashMap<Uuid, u64> = submitted

@@ -152,7 +152,7 @@ pub async fn run(args: &ThroughputArgs) -> Result<Report, String> {
     errors.merge(sampler.stop());
 
     let ids: Vec<Uuid> = submitted.iter().map(|s| s.search_id).collect();
-    let expected = verify::expected_ids(&mut stack.redis, &ids, &mut errors)
+    let expected = verify::expected_ids(&mut stack.keys, &ids, &mut errors)
         .await
         .map_err(|e| format!("reading the state hashes back: {e}"))?;
     let clients: HashMap<Uuid, usize> = ids.iter().map(|&id| (id, 1)).collect();

@@ -12,15 +12,15 @@
 use std::collections::{HashMap, HashSet};
 
 use contract::{EntryId, keys};
-use redis::aio::MultiplexedConnection;
 use uuid::Uuid;
 
 use crate::clock::elapsed_us;
 use crate::errors::{ErrorKind, Errors};
+use crate::keyspace::Keyspace;
 use crate::subscriber::{Outcome, StreamReport};
 use crate::summary::Recorder;
 
-/// State hashes fetched per pipeline.
+/// State hashes fetched per pipeline on one server.
 const BATCH: usize = 500;
 
 /// The event ids recorded in a state hash, in stream order.
@@ -40,12 +40,17 @@ pub fn slot_ids(fields: &HashMap<String, String>) -> Vec<EntryId> {
 /// Each search's expected event ids, from its state hash. A search whose hash
 /// is missing is left out and counted as [`ErrorKind::StateMissing`].
 pub async fn expected_ids(
-    conn: &mut MultiplexedConnection,
+    conn: &mut Keyspace,
     searches: &[Uuid],
     errors: &mut Errors,
 ) -> redis::RedisResult<HashMap<Uuid, Vec<EntryId>>> {
+    // A cluster refuses a pipeline over several slots: one hash at a time there.
+    let batch_size = match conn {
+        Keyspace::Server(_) => BATCH,
+        Keyspace::Cluster(_) => 1,
+    };
     let mut expected = HashMap::with_capacity(searches.len());
-    for batch in searches.chunks(BATCH) {
+    for batch in searches.chunks(batch_size) {
         let mut pipe = redis::pipe();
         for &id in batch {
             pipe.hgetall(keys::state_key(id));

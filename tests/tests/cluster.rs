@@ -133,6 +133,12 @@ fn readiness_urls(stack: &mut Stack) -> [String; 2] {
 async fn on_a_cluster_any_master_refusing_writes_makes_both_services_unready_naming_it() {
     let mut stack = Stack::builder().local_only().cluster().start().await;
     let urls = readiness_urls(&mut stack);
+    for url in &urls {
+        tests::eventually("ready", LIMIT, || async {
+            (readiness(url).await?.0 == 200).then_some(())
+        })
+        .await;
+    }
     let masters = stack.local().redis.cluster().masters().await;
     assert_eq!(masters.len(), tests::redis_cluster::MASTERS);
     // Each master in turn, so a probe that reaches only one (a keyed command
@@ -140,12 +146,11 @@ async fn on_a_cluster_any_master_refusing_writes_makes_both_services_unready_nam
     for port in masters {
         config_set_on(&mut stack, port, "maxmemory", "1").await;
         for url in &urls {
-            let body = tests::eventually("not ready, naming the master", LIMIT, || async {
+            let body = tests::eventually("not ready: redis refuses writes", LIMIT, || async {
                 let (status, body) = readiness(url).await?;
-                (status == 503).then_some(body)
+                (status == 503 && body.contains("OOM")).then_some(body)
             })
             .await;
-            assert!(body.contains("OOM"), "{body}");
             assert!(body.contains(&format!("127.0.0.1:{port}")), "{body}");
         }
         config_set_on(&mut stack, port, "maxmemory", "0").await;

@@ -121,28 +121,17 @@ impl RedisHealth {
                 return false;
             }
         };
-        let mut unsafe_policies = Vec::new();
+        let mut read = Vec::new();
         for (node, reply) in answers {
-            let info = reply.and_then(|info| Ok(redis::from_redis_value::<String>(info)?));
-            let policy = match &info {
-                Ok(info) => memory_policy::policy_in(info),
+            match reply.and_then(|info| Ok(redis::from_redis_value::<String>(info)?)) {
+                Ok(info) => read.push((node, info)),
                 Err(error) => {
                     tracing::debug!(%error, node, "cannot read INFO memory");
                     return false;
                 }
-            };
-            match (policy, node) {
-                (None | Some(SAFE_POLICY), _) => {}
-                (Some(policy), None) => unsafe_policies.push(policy.to_owned()),
-                (Some(policy), Some(node)) => unsafe_policies.push(format!("{policy} on {node}")),
             }
         }
-        unsafe_policies.sort();
-        if unsafe_policies.is_empty() {
-            self.policy.record(SAFE_POLICY);
-        } else {
-            self.policy.record(&unsafe_policies.join(", "));
-        }
+        self.policy.record(&overall_policy(&read));
         true
     }
 
@@ -180,5 +169,57 @@ impl RedisHealth {
         } else if all_accepted {
             self.writes.accepted();
         }
+    }
+}
+
+/// The policy to report, from each master's address (`None` on a single
+/// server) and `INFO memory` text: [`SAFE_POLICY`] when every master has it,
+/// else each other policy, named with its master on a cluster.
+fn overall_policy(masters: &[(Option<String>, String)]) -> String {
+    let mut unsafe_policies: Vec<String> = masters
+        .iter()
+        .filter_map(|(node, info)| {
+            let policy = memory_policy::policy_in(info).filter(|p| *p != SAFE_POLICY)?;
+            Some(match node {
+                Some(node) => format!("{policy} on {node}"),
+                None => policy.to_owned(),
+            })
+        })
+        .collect();
+    unsafe_policies.sort();
+    if unsafe_policies.is_empty() {
+        SAFE_POLICY.to_owned()
+    } else {
+        unsafe_policies.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(policy: &str) -> String {
+        format!("# Memory\r\nmaxmemory:0\r\nmaxmemory_policy:{policy}\r\n")
+    }
+
+    #[test]
+    fn every_master_s_policy_counts_and_an_unsafe_one_is_named() {
+        assert_eq!(overall_policy(&[(None, info("noeviction"))]), "noeviction");
+        assert_eq!(
+            overall_policy(&[(None, info("allkeys-lru"))]),
+            "allkeys-lru"
+        );
+        let node = |port: u16, policy: &str| (Some(format!("127.0.0.1:{port}")), info(policy));
+        let safe = [node(7001, "noeviction"), node(7002, "noeviction")];
+        assert_eq!(overall_policy(&safe), "noeviction");
+        let mixed = [
+            node(7003, "volatile-lru"),
+            node(7001, "noeviction"),
+            node(7002, "allkeys-lru"),
+        ];
+        assert_eq!(
+            overall_policy(&mixed),
+            "allkeys-lru on 127.0.0.1:7002, volatile-lru on 127.0.0.1:7003"
+        );
     }
 }

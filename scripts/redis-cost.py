@@ -3,7 +3,7 @@
 
 Reads INFO commandstats and INFO cpu of every node given, runs the command
 after `--`, reads them again and prints, summed over the nodes and per node,
-each command's calls per search, the Redis CPU (used_cpu_sys + used_cpu_user)
+each command's calls per search and its server time per call (usec), the Redis CPU (used_cpu_sys + used_cpu_user)
 per search and each node's commands per second over the run. Commands run
 inside a Lua script count under their own names as well as the EVALSHA.
 The load generator's own commands (INFO sampling, HGETALL reading the state
@@ -37,13 +37,15 @@ def info(node, section):
 def snapshot(nodes):
     snap = {}
     for node in nodes:
-        calls = {}
+        calls, usec = {}, {}
         for key, value in info(node, "commandstats").items():
             fields = dict(f.split("=") for f in value.split(","))
             calls[key.removeprefix("cmdstat_")] = int(fields["calls"])
+            usec[key.removeprefix("cmdstat_")] = int(fields["usec"])
         cpu = info(node, "cpu")
         snap[node] = {
             "calls": calls,
+            "usec": usec,
             "cpu": float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]),
         }
     return snap
@@ -65,7 +67,7 @@ def main():
     elapsed = time.monotonic() - started
     after = snapshot(nodes)
 
-    per_command = {}
+    per_command, usec = {}, {}
     report = {"searches": args.searches, "elapsed_secs": round(elapsed, 2), "nodes": {}}
     for node in nodes:
         b, a = before[node], after[node]
@@ -76,6 +78,7 @@ def main():
         }
         for name, calls in delta.items():
             per_command[name] = per_command.get(name, 0) + calls
+            usec[name] = usec.get(name, 0) + a["usec"][name] - b["usec"].get(name, 0)
         ops = sum(delta.values())
         cpu = a["cpu"] - b["cpu"]
         report["nodes"][node] = {
@@ -88,7 +91,7 @@ def main():
     report["cpu_ms_per_search"] = round(1000 * total_cpu / args.searches, 4)
     report["commands_per_search"] = round(sum(per_command.values()) / args.searches, 2)
     report["per_search"] = {
-        name: round(calls / args.searches, 3)
+        name: {"calls": round(calls / args.searches, 3), "usec_per_call": round(usec[name] / calls, 2)}
         for name, calls in sorted(per_command.items(), key=lambda kv: -kv[1])
     }
     print(json.dumps(report, indent=1))

@@ -43,11 +43,6 @@ pub const STATE_ANSWERS: &str = "answers";
 /// State hash field: offers over those `result` events (kept by the append script).
 pub const STATE_OFFERS: &str = "offers";
 
-/// Key of the write probe (`SET <key> "" XX`), which never exists: Redis
-/// refuses the probe exactly when it refuses writes, and writes nothing when
-/// it accepts it.
-pub const WRITE_PROBE_KEY: &str = "flight.search.write-probe";
-
 /// Approximate length cap of [`DEAD_LETTER_STREAM`].
 pub const DEAD_LETTER_MAXLEN: usize = 10_000;
 

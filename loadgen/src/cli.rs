@@ -82,6 +82,11 @@ pub struct Common {
     /// The Redis main-service uses.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     pub redis: String,
+    /// Comma-separated seed URLs of the Redis Cluster main-service uses: search
+    /// keys are then read and events appended through a cluster connection,
+    /// while `--redis` names the one node whose INFO is sampled.
+    #[arg(long)]
+    pub redis_cluster: Option<String>,
     /// main-service's process id; by default the only process named main-service.
     #[arg(long)]
     pub main_pid: Option<u32>,

@@ -322,7 +322,7 @@ impl DeliveryRun<'_> {
             self.rate
                 .map_or(String::new(), |r| format!(" at {r} events/s"))
         );
-        Producer::connect(&stack.redis_client)
+        Producer::connect(stack.keys.clone())
             .await
             .map_err(|e| format!("producer's Redis connection: {e}"))
     }
@@ -380,7 +380,7 @@ impl DeliveryRun<'_> {
         errors.merge(sampler.stop());
 
         let delivery = verify::verify_submitted(
-            &mut stack.redis,
+            &mut stack.keys,
             &submitted,
             &clients,
             &production.sent_at,

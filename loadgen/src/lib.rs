@@ -17,6 +17,9 @@
 //! In the first three the load generator is the producer ([`producer`]); every
 //! client's events are checked against the entry ids Redis recorded
 //! ([`verify`]): exactly once, in order, response ended after the terminal event.
+//! On a Redis Cluster (`--redis-cluster`) keys are read and events appended
+//! through a cluster connection ([`keyspace`]); `--redis` then names the one
+//! node whose `INFO` is sampled.
 //! The SSE clients ([`subscriber`]) speak HTTP/1.1 directly over `TcpStream`
 //! ([`http`], [`sse`]) so that tens of thousands cost little. Measurements of
 //! the system come from `/proc` ([`procfs`]), Redis `INFO` ([`redis_info`]) and
@@ -29,6 +32,7 @@ pub mod delivery;
 pub mod errors;
 pub mod fleet;
 pub mod http;
+pub mod keyspace;
 pub mod overload;
 pub mod procfs;
 pub mod producer;

@@ -7,12 +7,12 @@
 use std::collections::HashMap;
 
 use contract::{Airline, EntryId, EventKind, Flight, Price, SearchEvent, keys, scripts};
-use redis::aio::MultiplexedConnection;
 use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::clock::now_us;
 use crate::errors::{ErrorKind, Errors};
+use crate::keyspace::Keyspace;
 
 /// TTL given to the streams written, the contract's default `RESULTS_TTL_SECS`.
 const RESULTS_TTL_SECS: u64 = 1800;
@@ -39,7 +39,7 @@ const FLIGHTS_PER_RESULT: usize = 2;
 /// Appends events through `APPEND_EVENT` on a connection of its own.
 pub struct Producer {
     /// Dedicated connection, so sampling `INFO` never queues ahead of an append.
-    conn: MultiplexedConnection,
+    conn: Keyspace,
     /// The script, loaded once up front so no append pays for `SCRIPT LOAD`.
     script: redis::Script,
 }
@@ -100,8 +100,7 @@ fn flight(code: &str, name: &str, i: usize) -> Flight {
 
 impl Producer {
     /// Opens the producer's connection and loads the script.
-    pub async fn connect(client: &redis::Client) -> redis::RedisResult<Producer> {
-        let mut conn = client.get_multiplexed_async_connection().await?;
+    pub async fn connect(mut conn: Keyspace) -> redis::RedisResult<Producer> {
         let script = redis::Script::new(scripts::APPEND_EVENT);
         script.prepare_invoke().load_async(&mut conn).await?;
         Ok(Producer { conn, script })
@@ -113,6 +112,7 @@ impl Producer {
         &mut self,
         event: &SearchEvent,
     ) -> redis::RedisResult<Option<(EntryId, u64)>> {
+        let (channel, publish) = self.conn.nudge(event.search_id);
         let mut invocation = self.script.prepare_invoke();
         invocation
             .key(keys::results_key(event.search_id))
@@ -120,8 +120,12 @@ impl Producer {
             .arg(event.kind.slot())
             .arg(event.to_json())
             .arg(RESULTS_TTL_SECS)
-            .arg(keys::EVENTS_CHANNEL)
-            .arg(event.search_id.to_string());
+            .arg(channel)
+            .arg(event.search_id.to_string())
+            // No tally: the producer's terminal event is not checked against
+            // the offers before it, as without the argument.
+            .arg("")
+            .arg(publish);
         let sent_at = now_us();
         let id: Option<String> = invocation.invoke_async(&mut self.conn).await?;
         id.map(|id| {

@@ -7,6 +7,7 @@ use tokio::time::Duration;
 
 use crate::cli::Common;
 use crate::http::{HttpConnection, Target};
+use crate::keyspace::Keyspace;
 use crate::sampler::Probe;
 use crate::{procfs, redis_info};
 
@@ -23,10 +24,12 @@ const DEFAULT_SEARCH_TIMEOUT_SECS: u64 = 60;
 pub struct Stack {
     /// main-service's HTTP address.
     pub target: Target,
-    /// For opening further Redis connections (the producer's).
+    /// For opening further Redis connections (the sampler's).
     pub redis_client: redis::Client,
-    /// The load generator's connection for `INFO` and verification reads.
+    /// The load generator's connection for `INFO` (one node on a cluster).
     pub redis: MultiplexedConnection,
+    /// Its connection for reading search keys back.
+    pub keys: Keyspace,
     /// Redis' TCP port, to count main-service's connections to it.
     pub redis_port: Option<u16>,
     /// main-service's process, when it runs on this machine.
@@ -93,8 +96,10 @@ impl Stack {
                 "loadgen: no {MAIN_SERVICE} process listening on the --url port found: RSS, CPU and Redis connection counts will be missing (use --main-pid)"
             );
         }
+        let keys = Keyspace::open(common).await?;
         Ok(Stack {
             target,
+            keys,
             redis_port: redis_info::port_of(&redis_client),
             redis_client,
             redis,

@@ -118,7 +118,7 @@ pub async fn run(args: &ThroughputArgs) -> Result<Report, String> {
 
     let clients: HashMap<Uuid, usize> = submitted.iter().map(|s| (s.search_id, 1)).collect();
     let delivery = verify::verify_submitted(
-        &mut stack.redis,
+        &mut stack.keys,
         &submitted,
         &clients,
         &HashMap::new(),
@@ -150,7 +150,7 @@ pub async fn run(args: &ThroughputArgs) -> Result<Report, String> {
         main_rss_peak_kib: window.rss_peak_kib,
         main_rss_per_connection_bytes: None,
         redis_connected_clients_peak: window.redis_clients_peak,
-        loadgen_redis_clients: 2,
+        loadgen_redis_clients: 3,
         main_redis_connections_peak: window.main_redis_connections_peak,
         idle_redis_commands_per_sec: None,
         idle_redis_commands: BTreeMap::new(),

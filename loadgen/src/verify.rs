@@ -12,16 +12,16 @@
 use std::collections::{HashMap, HashSet};
 
 use contract::{EntryId, keys};
-use redis::aio::MultiplexedConnection;
 use uuid::Uuid;
 
 use crate::clock::elapsed_us;
 use crate::errors::{ErrorKind, Errors};
+use crate::keyspace::Keyspace;
 use crate::searches::Submitted;
 use crate::subscriber::{Outcome, StreamReport};
 use crate::summary::Recorder;
 
-/// State hashes fetched per pipeline.
+/// State hashes fetched per pipeline on one server.
 const BATCH: usize = 500;
 
 /// The event ids recorded in a state hash, in stream order.
@@ -41,12 +41,17 @@ pub fn slot_ids(fields: &HashMap<String, String>) -> Vec<EntryId> {
 /// Each search's expected event ids, from its state hash. A search whose hash
 /// is missing is left out and counted as [`ErrorKind::StateMissing`].
 pub async fn expected_ids(
-    conn: &mut MultiplexedConnection,
+    conn: &mut Keyspace,
     searches: &[Uuid],
     errors: &mut Errors,
 ) -> redis::RedisResult<HashMap<Uuid, Vec<EntryId>>> {
+    // A cluster refuses a pipeline over several slots: one hash at a time there.
+    let batch_size = match conn {
+        Keyspace::Server(_) => BATCH,
+        Keyspace::Cluster(_) => 1,
+    };
     let mut expected = HashMap::with_capacity(searches.len());
-    for batch in searches.chunks(BATCH) {
+    for batch in searches.chunks(batch_size) {
         let mut pipe = redis::pipe();
         for &id in batch {
             pipe.hgetall(keys::state_key(id));
@@ -145,7 +150,7 @@ pub struct Plan<'a> {
 /// `errors`. `clients` is the number of clients planned per search,
 /// `sent_at` the send time of each event the load generator produced.
 pub async fn verify_submitted(
-    conn: &mut MultiplexedConnection,
+    conn: &mut Keyspace,
     submitted: &[Submitted],
     clients: &HashMap<Uuid, usize>,
     sent_at: &HashMap<(Uuid, EntryId), u64>,

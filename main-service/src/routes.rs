@@ -249,12 +249,12 @@ pub(crate) async fn handle(
 /// policy other than `noeviction`).
 fn readiness(app: &App) -> Response<Body> {
     let reason = if !app.redis.is_ready() {
-        Some("redis is unreachable")
+        Some("redis is unreachable".to_owned())
     } else {
-        app.health.refusal().map(|refusal| refusal.explain())
+        app.health.refusal_reason()
     };
     let warnings = app.health.warnings();
-    let mut body = match reason {
+    let mut body = match &reason {
         None => json!({"status": "ready"}),
         Some(reason) => json!({"status": "not ready", "reason": reason}),
     };

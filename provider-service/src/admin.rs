@@ -49,15 +49,15 @@ pub struct Admin {
 
 impl Admin {
     /// Why this replica cannot take work now, or `None` if it can.
-    fn not_ready(&self) -> Option<&'static str> {
+    fn not_ready(&self) -> Option<String> {
         if self.shutdown.is_cancelled() {
-            Some("shutting down")
+            Some("shutting down".to_owned())
         } else if !self.link.is_ready() {
-            Some("redis is unreachable")
+            Some("redis is unreachable".to_owned())
         } else if !self.reader.is_up() {
-            Some("the queue reader is not connected")
+            Some("the queue reader is not connected".to_owned())
         } else {
-            self.health.refusal().map(|refusal| refusal.explain())
+            self.health.refusal_reason()
         }
     }
 
@@ -65,7 +65,7 @@ impl Admin {
     fn readiness(&self) -> Response<Full<Bytes>> {
         let reason = self.not_ready();
         // The shape main-service's /readyz answers, so one probe fits both.
-        let mut body = match reason {
+        let mut body = match &reason {
             None => json!({"status": "ready"}),
             Some(reason) => json!({"status": "not ready", "reason": reason}),
         };

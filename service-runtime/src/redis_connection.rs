@@ -11,7 +11,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 use crate::streams::Nudges;
 
@@ -81,6 +82,52 @@ impl RedisConnection {
             .write()
             .unwrap_or_else(PoisonError::into_inner) = fresh;
         true
+    }
+
+    /// Sends `cmd`, which names no key, to every master and returns each
+    /// one's answer with its address (`None` on a single server, whose one
+    /// answer it is). An error reply of one master is that master's answer;
+    /// the whole call fails only when a master cannot be asked at all. Health
+    /// checks use it: on a cluster a keyed command reaches one master only, and
+    /// a keyless one an arbitrary master.
+    pub async fn on_every_master(
+        &mut self,
+        cmd: &Cmd,
+    ) -> RedisResult<Vec<(Option<String>, RedisResult<Value>)>> {
+        let mut cluster = match self {
+            RedisConnection::Cluster(c) => c.clone(),
+            RedisConnection::SharedCluster(shared) => shared.current(),
+            RedisConnection::Managed(_) | RedisConnection::Dedicated(_) => {
+                let reply = self
+                    .req_packed_command(cmd)
+                    .await
+                    .and_then(Value::extract_error);
+                return match reply {
+                    // Not an answer of the server: it could not be asked.
+                    Err(error) if error.code().is_none() => Err(error),
+                    reply => Ok(vec![(None, reply)]),
+                };
+            }
+        };
+        // No response policy: the crate then answers with a map from each
+        // master's address to its reply, error replies included.
+        let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+        let Value::Map(answers) = cluster.route_command(cmd.clone(), routing).await? else {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "expected one reply per master",
+            )));
+        };
+        Ok(answers
+            .into_iter()
+            .map(|(node, reply)| {
+                let node = match node {
+                    Value::BulkString(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                    other => format!("{other:?}"),
+                };
+                (Some(node), reply.extract_error())
+            })
+            .collect())
     }
 
     /// How appends written on this connection are announced: sharded channels

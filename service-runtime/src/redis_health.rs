@@ -5,20 +5,35 @@
 //! [`RedisHealth::watch`] checks both while the link is up: a write probe every
 //! second, and `INFO memory` at start, after every outage of the link and once a
 //! minute (which also catches a `CONFIG SET` at run time). The probe is
-//! `SET <probe key> "" XX`: Redis judges a write command before running it, so
-//! it is refused exactly like any other write under OOM, READONLY or MISCONF,
-//! and since the key never exists, `XX` makes it write nothing when accepted.
+//! [`WRITE_PROBE`], a script declared as a writing one that writes nothing:
+//! Redis judges a write command before running it, so it is refused exactly
+//! like any other write under OOM, READONLY or MISCONF, and it names no key.
+//!
+//! Both go to every master ([`RedisConnection::on_every_master`]): on a
+//! cluster each master holds a share of the searches, and a refusal or an
+//! evicting policy on any one of them loses or stalls that share. Writes count
+//! as accepted only when every master accepts the probe; the policy reported
+//! is the unsafe one of any master, named with its address.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use contract::keys::WRITE_PROBE_KEY;
+use std::sync::Mutex;
+
+use redis::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::memory_policy::{self, MemoryPolicy};
+use crate::memory_policy::{self, MemoryPolicy, SAFE_POLICY};
+use crate::redis_connection::RedisConnection;
 use crate::redis_link::RedisLink;
 use crate::write_refusal::{Refusal, WriteRefusals};
+
+/// The write probe: a script whose shebang line declares flags (none), so
+/// Redis treats it as a write that may grow memory and refuses it under OOM,
+/// on a read-only replica and after a failed save, like any write; it touches
+/// no key, so it runs on whichever master it is sent to.
+pub const WRITE_PROBE: &str = "#!lua\nreturn 0";
 
 /// Interval of the write probe.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -33,6 +48,9 @@ pub struct RedisHealth {
     pub writes: WriteRefusals,
     /// The eviction policy last read.
     pub policy: MemoryPolicy,
+    /// The cluster masters that refused the latest probe, by address (empty on
+    /// a single server, where the refusal says it all).
+    refusing: Mutex<Vec<String>>,
 }
 
 impl RedisHealth {
@@ -44,6 +62,18 @@ impl RedisHealth {
     /// Why the service is not ready because of Redis' write state, if it is not.
     pub fn refusal(&self) -> Option<Refusal> {
         self.writes.current()
+    }
+
+    /// [`RedisHealth::refusal`] as `/readyz` explains it, naming the refusing
+    /// masters on a cluster.
+    pub fn refusal_reason(&self) -> Option<String> {
+        let refusal = self.refusal()?;
+        let refusing = self.refusing.lock().unwrap_or_else(|e| e.into_inner());
+        Some(if refusing.is_empty() {
+            refusal.explain().to_owned()
+        } else {
+            format!("{} on master {}", refusal.explain(), refusing.join(", "))
+        })
     }
 
     /// Warnings for `/readyz` that do not make the service unready.
@@ -71,36 +101,125 @@ impl RedisHealth {
                 policy_read = None;
                 continue;
             }
-            if policy_read.is_none_or(|t| t.elapsed() >= POLICY_INTERVAL) {
-                let info: redis::RedisResult<String> = redis::cmd("INFO")
-                    .arg("memory")
-                    .query_async(&mut conn)
-                    .await;
-                match info {
-                    Ok(info) => {
-                        if let Some(policy) = memory_policy::policy_in(&info) {
-                            self.policy.record(policy);
-                        }
-                        policy_read = Some(Instant::now());
-                    }
-                    Err(error) => tracing::debug!(%error, "cannot read INFO memory"),
-                }
+            if policy_read.is_none_or(|t| t.elapsed() >= POLICY_INTERVAL)
+                && self.read_policy(&mut conn).await
+            {
+                policy_read = Some(Instant::now());
             }
-            let probe: redis::RedisResult<Option<String>> = redis::cmd("SET")
-                .arg(WRITE_PROBE_KEY)
-                .arg("")
-                .arg("XX")
-                .query_async(&mut conn)
-                .await;
-            match probe {
-                Ok(_) => self.writes.accepted(),
-                Err(error) => {
-                    if self.writes.note(&error).is_none() {
-                        tracing::debug!(%error, "write probe failed");
-                    }
-                }
-            }
+            self.probe(&mut conn).await;
             self.writes.summarise(&waiting);
         }
+    }
+
+    /// Reads `INFO memory` of every master and records the policy; false if
+    /// any master's could not be read.
+    async fn read_policy(&self, conn: &mut RedisConnection) -> bool {
+        let answers = match conn.on_every_master(redis::cmd("INFO").arg("memory")).await {
+            Ok(answers) => answers,
+            Err(error) => {
+                tracing::debug!(%error, "cannot read INFO memory");
+                return false;
+            }
+        };
+        let mut read = Vec::new();
+        for (node, reply) in answers {
+            match reply.and_then(|info| Ok(redis::from_redis_value::<String>(info)?)) {
+                Ok(info) => read.push((node, info)),
+                Err(error) => {
+                    tracing::debug!(%error, node, "cannot read INFO memory");
+                    return false;
+                }
+            }
+        }
+        self.policy.record(&overall_policy(&read));
+        true
+    }
+
+    /// Sends the write probe to every master and notes whether all accepted it.
+    async fn probe(&self, conn: &mut RedisConnection) {
+        let answers = match conn
+            .on_every_master(redis::cmd("EVAL").arg(WRITE_PROBE).arg(0))
+            .await
+        {
+            Ok(answers) => answers,
+            Err(error) => {
+                tracing::debug!(%error, "write probe failed");
+                return;
+            }
+        };
+        let mut refusal = None;
+        let mut refusing = Vec::new();
+        let mut all_accepted = true;
+        for (node, reply) in answers {
+            let Err(error) = reply.map(|_: Value| ()) else {
+                continue;
+            };
+            all_accepted = false;
+            if Refusal::of(&error).is_some() {
+                refusing.extend(node);
+                refusal.get_or_insert(error);
+            } else {
+                tracing::debug!(%error, node, "write probe failed");
+            }
+        }
+        refusing.sort();
+        *self.refusing.lock().unwrap_or_else(|e| e.into_inner()) = refusing;
+        if let Some(error) = refusal {
+            self.writes.note(&error);
+        } else if all_accepted {
+            self.writes.accepted();
+        }
+    }
+}
+
+/// The policy to report, from each master's address (`None` on a single
+/// server) and `INFO memory` text: [`SAFE_POLICY`] when every master has it,
+/// else each other policy, named with its master on a cluster.
+fn overall_policy(masters: &[(Option<String>, String)]) -> String {
+    let mut unsafe_policies: Vec<String> = masters
+        .iter()
+        .filter_map(|(node, info)| {
+            let policy = memory_policy::policy_in(info).filter(|p| *p != SAFE_POLICY)?;
+            Some(match node {
+                Some(node) => format!("{policy} on {node}"),
+                None => policy.to_owned(),
+            })
+        })
+        .collect();
+    unsafe_policies.sort();
+    if unsafe_policies.is_empty() {
+        SAFE_POLICY.to_owned()
+    } else {
+        unsafe_policies.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(policy: &str) -> String {
+        format!("# Memory\r\nmaxmemory:0\r\nmaxmemory_policy:{policy}\r\n")
+    }
+
+    #[test]
+    fn every_master_s_policy_counts_and_an_unsafe_one_is_named() {
+        assert_eq!(overall_policy(&[(None, info("noeviction"))]), "noeviction");
+        assert_eq!(
+            overall_policy(&[(None, info("allkeys-lru"))]),
+            "allkeys-lru"
+        );
+        let node = |port: u16, policy: &str| (Some(format!("127.0.0.1:{port}")), info(policy));
+        let safe = [node(7001, "noeviction"), node(7002, "noeviction")];
+        assert_eq!(overall_policy(&safe), "noeviction");
+        let mixed = [
+            node(7003, "volatile-lru"),
+            node(7001, "noeviction"),
+            node(7002, "allkeys-lru"),
+        ];
+        assert_eq!(
+            overall_policy(&mixed),
+            "allkeys-lru on 127.0.0.1:7002, volatile-lru on 127.0.0.1:7003"
+        );
     }
 }

@@ -36,12 +36,21 @@ pub struct RedisCluster {
     nodes: Vec<Node>,
     /// Holds one sub-directory per node (its AOF and `nodes.conf`).
     dir: PathBuf,
+    /// The ACL file every node loads, when users were asked for.
+    acl_file: Option<PathBuf>,
 }
 
 impl RedisCluster {
     /// Starts six nodes, creates the cluster and waits until every node sees
     /// all slots served and every replica is in sync with its master.
     pub async fn start() -> RedisCluster {
+        RedisCluster::start_with_users(&[]).await
+    }
+
+    /// Like [`RedisCluster::start`], with every node loading the ACL file
+    /// lines `acl` (`user <name> ...`) besides the default user, which the
+    /// cluster's own tooling and the tests keep using.
+    pub async fn start_with_users(acl: &[String]) -> RedisCluster {
         let ports: Vec<u16> = (0..MASTERS * 2).map(|_| free_port()).collect();
         let dir = std::env::temp_dir().join(format!(
             "flight-search-cluster-{}-{}",
@@ -57,8 +66,13 @@ impl RedisCluster {
                     child: None,
                 })
                 .collect(),
+            acl_file: (!acl.is_empty()).then(|| dir.join("users.acl")),
             dir,
         };
+        if let Some(path) = &cluster.acl_file {
+            std::fs::create_dir_all(&cluster.dir).expect("create cluster dir");
+            std::fs::write(path, acl.join("\n") + "\n").expect("write ACL file");
+        }
         for i in 0..cluster.nodes.len() {
             cluster.spawn(i).await;
         }
@@ -83,11 +97,28 @@ impl RedisCluster {
 
     /// The seed URLs of every node, comma-separated: `REDIS_CLUSTER_NODES`.
     pub fn seeds(&self) -> String {
+        self.seeds_as(None)
+    }
+
+    /// [`RedisCluster::seeds`] with `user` (name, password) in each URL.
+    pub fn seeds_as(&self, user: Option<&(String, String)>) -> String {
+        let credentials = user.map_or_else(String::new, |(name, password)| {
+            format!("{name}:{password}@")
+        });
         self.nodes
             .iter()
-            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .map(|n| format!("redis://{credentials}127.0.0.1:{}", n.port))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// Ports of every running node, masters and replicas.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.port)
+            .collect()
     }
 
     /// Ports of the current masters serving slots, as the running nodes see it.
@@ -239,6 +270,11 @@ impl RedisCluster {
             ])
             .arg("--dir")
             .arg(&dir)
+            .args(
+                self.acl_file
+                    .iter()
+                    .flat_map(|f| ["--aclfile".into(), f.clone()]),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -121,11 +121,12 @@ impl RedisAccess {
         }
     }
 
-    /// The seed nodes of `cluster`, as the default user over plain TCP.
-    fn cluster(cluster: &RedisCluster) -> RedisAccess {
+    /// The seed nodes of `cluster` over plain TCP, as `user` (name,
+    /// password) when given, else the default user.
+    fn cluster(cluster: &RedisCluster, user: Option<&(String, String)>) -> RedisAccess {
         RedisAccess {
             variable: "REDIS_CLUSTER_NODES",
-            url: cluster.seeds(),
+            url: cluster.seeds_as(user),
             ca_file: None,
             client_certificate: None,
         }
@@ -221,6 +222,7 @@ impl StackBuilder {
 
     /// Configures Redis; with `tls`, both services connect over TLS only,
     /// trusting the server's CA through `REDIS_CA_FILE`. Implies `local_only`.
+    /// On a cluster only the ACL users apply (every node loads them).
     pub fn redis(mut self, options: RedisOptions) -> Self {
         self.redis = options;
         self.local_only = true;
@@ -262,9 +264,10 @@ impl StackBuilder {
             };
         }
         let (redis, main_redis, provider_redis) = if self.cluster || cluster_requested() {
-            let cluster = RedisCluster::start().await;
-            let access = RedisAccess::cluster(&cluster);
-            (LocalRedis::Cluster(cluster), access.clone(), access)
+            let cluster = RedisCluster::start_with_users(&self.redis.acl).await;
+            let main_redis = RedisAccess::cluster(&cluster, self.main_user.as_ref());
+            let provider_redis = RedisAccess::cluster(&cluster, self.provider_user.as_ref());
+            (LocalRedis::Cluster(cluster), main_redis, provider_redis)
         } else {
             let redis = RedisServer::start_with(self.redis.clone()).await;
             let tls = self.redis.tls;

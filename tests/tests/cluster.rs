@@ -1,6 +1,6 @@
 //! Behaviour particular to a Redis Cluster: per-search sharded nudges, held
-//! exactly while a search has clients on an instance. Always runs on a local
-//! cluster.
+//! exactly while a search has clients on an instance, and readiness checks
+//! that look at every master. Always runs on a local cluster.
 
 use std::time::{Duration, Instant};
 
@@ -98,4 +98,106 @@ async fn a_search_sharded_channel_is_held_while_it_has_clients_and_carries_each_
         (shard_subscribers(owner, &channel).await == 0).then_some(())
     })
     .await;
+}
+
+/// `CONFIG SET name value` on the node listening on `port` only.
+async fn config_set_on(stack: &mut Stack, port: u16, name: &str, value: &str) {
+    let mut node = stack.local().redis.cluster().node(port).await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .query_async(&mut node)
+        .await
+        .expect("CONFIG SET");
+}
+
+/// Status and body of `GET url`, once it answers.
+async fn readiness(url: &str) -> Option<(u16, String)> {
+    let response = tests::http::get(url).await.ok()?;
+    Some((
+        response.status,
+        String::from_utf8_lossy(&response.body).into_owned(),
+    ))
+}
+
+/// `/readyz` of main-service and of the first provider.
+fn readiness_urls(stack: &mut Stack) -> [String; 2] {
+    [
+        stack.url("/readyz"),
+        format!("{}/readyz", stack.local().providers[0].base_url()),
+    ]
+}
+
+#[tokio::test]
+async fn on_a_cluster_any_master_refusing_writes_makes_both_services_unready_naming_it() {
+    let mut stack = Stack::builder().local_only().cluster().start().await;
+    let urls = readiness_urls(&mut stack);
+    for url in &urls {
+        tests::eventually("ready", LIMIT, || async {
+            (readiness(url).await?.0 == 200).then_some(())
+        })
+        .await;
+    }
+    let masters = stack.local().redis.cluster().masters().await;
+    assert_eq!(masters.len(), tests::redis_cluster::MASTERS);
+    // Each master in turn, so a probe that reaches only one (a keyed command
+    // goes to its key's master) is caught whichever master that is.
+    for port in masters {
+        config_set_on(&mut stack, port, "maxmemory", "1").await;
+        for url in &urls {
+            let body = tests::eventually("not ready: redis refuses writes", LIMIT, || async {
+                let (status, body) = readiness(url).await?;
+                (status == 503 && body.contains("OOM")).then_some(body)
+            })
+            .await;
+            assert!(body.contains(&format!("127.0.0.1:{port}")), "{body}");
+        }
+        config_set_on(&mut stack, port, "maxmemory", "0").await;
+        for url in &urls {
+            tests::eventually("ready again", LIMIT, || async {
+                (readiness(url).await?.0 == 200).then_some(())
+            })
+            .await;
+        }
+    }
+    let id = stack.submit(&search_body("CGK", "DPS", 5, 1)).await;
+    let events = stack.events(id).await;
+    assert_eq!(events.last().map(|e| e.status()), Some("completed"));
+}
+
+#[tokio::test]
+async fn on_a_cluster_an_evicting_policy_on_any_master_is_reported_naming_it() {
+    let mut stack = Stack::builder()
+        .local_only()
+        .cluster()
+        .providers(0)
+        .start()
+        .await;
+    let queue = stack
+        .local()
+        .redis
+        .cluster()
+        .master_of(contract::keys::REQUESTS_STREAM)
+        .await;
+    let masters = stack.local().redis.cluster().masters().await;
+    let port = masters
+        .into_iter()
+        .find(|&port| port != queue)
+        .expect("a master without the queue");
+    config_set_on(&mut stack, port, "maxmemory-policy", "allkeys-lru").await;
+    // The policy is read at start and after each reconnect.
+    stack.local().mains[0].restart().await;
+    stack.local().add_provider(&[]).await;
+    for url in readiness_urls(&mut stack) {
+        let body = tests::eventually("the policy reported", LIMIT, || async {
+            let (status, body) = readiness(&url).await?;
+            (status == 200 && body.contains("warnings")).then_some(body)
+        })
+        .await;
+        assert!(
+            body.contains(&format!("allkeys-lru on 127.0.0.1:{port}")),
+            "{body}"
+        );
+    }
 }

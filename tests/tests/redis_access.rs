@@ -97,6 +97,106 @@ fn readme_acl_users(password: &str) -> Vec<String> {
     users
 }
 
+/// [`readme_acl_users`] with README.md's cluster rules (`ACL SETUSER <name>
+/// <rules>`) appended to each user's line, as an ACL file would hold them.
+fn readme_cluster_acl_users(password: &str) -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("read README.md");
+    let additions: Vec<(&str, &str)> = readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("ACL SETUSER "))
+        .filter_map(|rest| rest.split_once(' '))
+        .collect();
+    assert_eq!(
+        additions.len(),
+        2,
+        "README.md documents the cluster rules of each service"
+    );
+    readme_acl_users(password)
+        .into_iter()
+        .map(|line| {
+            let (name, added) = additions
+                .iter()
+                .find(|(name, _)| line.starts_with(&format!("user {name} ")))
+                .expect("cluster rules for every user");
+            assert!(
+                !added.contains('>'),
+                "no password in the cluster rules of {name}"
+            );
+            format!("{line} {added}")
+        })
+        .collect()
+}
+
+/// Commands some node refused since it started, from `ACL LOG` (`CLIENT
+/// SETINFO`, whose refusal the client ignores, left out).
+async fn acl_denials(ports: &[u16]) -> Vec<String> {
+    let mut denials = Vec::new();
+    for port in ports {
+        let mut node = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to a cluster node");
+        let log: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("ACL")
+            .arg("LOG")
+            .query_async(&mut node)
+            .await
+            .expect("ACL LOG");
+        for entry in log {
+            let text = |field: &str| match entry.get(field) {
+                Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                other => format!("{other:?}"),
+            };
+            if text("object") != "client|setinfo" {
+                denials.push(format!(
+                    "node {port}: {} {} refused ({})",
+                    text("username"),
+                    text("object"),
+                    text("reason")
+                ));
+            }
+        }
+    }
+    denials
+}
+
+#[tokio::test]
+async fn on_a_cluster_the_whole_flow_runs_with_each_service_as_its_own_restricted_user() {
+    let password = format!("pw{}", Uuid::new_v4().simple());
+    let mut stack = quick_stack()
+        .cluster()
+        .redis(RedisOptions {
+            acl: readme_cluster_acl_users(&password),
+            ..RedisOptions::default()
+        })
+        .main_user("main-service", &password)
+        .provider_user("provider-service", &password)
+        .start()
+        .await;
+    let ports = stack.local().redis.cluster().ports();
+    // Every stream opened makes main-service SSUBSCRIBE to its search's
+    // channel; ACL LOG shows any command a node refused, even one a service
+    // retried or ignored.
+    assert_whole_flow(&mut stack).await;
+    let denials = acl_denials(&ports).await;
+    assert!(denials.is_empty(), "{denials:#?}");
+
+    let url = format!("redis://main-service:{password}@127.0.0.1:{}", ports[0]);
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("main-service's user can log in on every node");
+    let refused: redis::RedisResult<String> = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut conn)
+        .await;
+    let error = refused.expect_err("CLUSTER NODES is not in main-service's rule");
+    assert!(error.to_string().contains("no permissions"), "{error}");
+}
+
 #[tokio::test]
 async fn the_whole_flow_runs_with_each_service_as_its_own_restricted_user_over_mutual_tls() {
     let password = format!("pw{}", Uuid::new_v4().simple());

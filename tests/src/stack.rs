@@ -414,6 +414,19 @@ impl Stack {
             .expect("open SSE stream")
     }
 
+    /// Opens a search's stream directly at an instance, bypassing any load
+    /// balancer: a reader that keeps the search's stream alive until it is
+    /// dropped. Through a proxy that reuses its upstream connections, a
+    /// response counts as read once the proxy has all of it, so a reader
+    /// there stops holding the stream as soon as the search ends.
+    pub async fn open_holder(&self, search_id: Uuid) -> SseStream {
+        let url = format!(
+            "{}/api/flights/search/{search_id}/stream",
+            self.instances[0]
+        );
+        SseStream::open(&url, None).await.expect("open SSE stream")
+    }
+
     /// Opens a search's stream and reads it to the terminal event.
     pub async fn events(&self, search_id: Uuid) -> Vec<Event> {
         let mut stream = self.open(search_id, None).await;

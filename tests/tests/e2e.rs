@@ -139,7 +139,7 @@ async fn the_stored_json_reaches_the_client_untouched_and_matches_the_asyncapi_d
     documents::assert_matches(Schema::QueuedSearch, &documents::fields_object(fields));
 
     // A second reader that stays attached keeps the stream alive for the comparison.
-    let mut holder = stack.open(id, None).await;
+    let mut holder = stack.open_holder(id).await;
     let events = stack.events(id).await;
     let stored = stack.stored_events(id).await;
     assert_eq!(stored.len(), events.len());
@@ -210,8 +210,8 @@ async fn last_event_id_resumes_with_no_gap_and_no_duplicate() {
     let stack = Stack::start().await;
     let id = stack.submit(&search_body("CGK", "UPG", 9, 1)).await;
     // Readers that stay attached keep the search's stream alive while others resume.
-    let mut full_reader = stack.open(id, None).await;
-    let mut late_reader = stack.open(id, None).await;
+    let mut full_reader = stack.open_holder(id).await;
+    let mut late_reader = stack.open_holder(id).await;
 
     let mut first = stack.open(id, None).await;
     let opening = first.next_event(LIMIT).await.unwrap().expect("processing");

@@ -1,11 +1,11 @@
 //! Debian's nginx as the load balancer in front of several main-service
 //! instances, on a free port, stopped on Drop.
 //!
-//! The proxy settings are those an SSE deployment needs: HTTP/1.1 to the
-//! upstreams with keepalive, no response buffering (each event goes out as it
-//! arrives), a read timeout far above the keep-alive interval, and
-//! `least_conn`, since streams are long-lived and a round robin would pile
-//! them up unevenly.
+//! It runs the configuration the cluster compose stack ships,
+//! `deploy/nginx/nginx.conf`, with only the addresses and file locations
+//! changed, so the settings that suite tests are the ones deployed: HTTP/1.1
+//! to the upstreams with keepalive, no response buffering, a read timeout far
+//! above the keep-alive interval, `least_conn`, and passive health checks.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -72,44 +72,51 @@ impl Drop for Nginx {
     }
 }
 
-/// The configuration: one process in the foreground, everything under `dir`.
+/// The shipped configuration.
+const SHIPPED: &str = include_str!("../../deploy/nginx/nginx.conf");
+
+/// The shipped configuration with `upstreams` as the instances, listening on
+/// `port` of loopback, as one process in the foreground with every file under
+/// `dir`.
 fn config_text(port: u16, upstreams: &[String], dir: &std::path::Path) -> String {
-    let servers: String = upstreams
-        .iter()
-        .map(|u| format!("        server {u} max_fails=1 fail_timeout=2s;\n"))
-        .collect();
     let dir = dir.display();
-    format!(
-        r#"daemon off;
-master_process off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    upstream main_service {{
-        least_conn;
-{servers}        keepalive 32;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://main_service;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_buffering off;
-            proxy_read_timeout 1h;
-            proxy_next_upstream error timeout http_502 http_503;
-        }}
-    }}
-}}
-"#
-    )
+    let servers: Vec<String> = upstreams
+        .iter()
+        .map(|u| format!("server {u} max_fails=1 fail_timeout=2s;"))
+        .collect();
+    let replacements = [
+        (
+            "worker_processes auto;",
+            "daemon off;\nmaster_process off;".to_owned(),
+        ),
+        ("pid /run/nginx.pid;", format!("pid {dir}/nginx.pid;")),
+        (
+            "error_log /var/log/nginx/error.log warn;",
+            format!("error_log {dir}/error.log warn;"),
+        ),
+        (
+            "access_log /var/log/nginx/access.log upstream;",
+            ["body", "proxy", "fastcgi", "uwsgi", "scgi"].iter().fold(
+                format!("access_log {dir}/access.log upstream;"),
+                |text, kind| {
+                    let directive = if *kind == "body" { "client_body" } else { kind };
+                    format!("{text}\n    {directive}_temp_path {dir}/{kind};")
+                },
+            ),
+        ),
+        (
+            "server main-service:8080 max_fails=1 fail_timeout=2s;",
+            servers.join("\n        "),
+        ),
+        ("listen 80;", format!("listen 127.0.0.1:{port};")),
+    ];
+    let mut config = SHIPPED.to_owned();
+    for (shipped, local) in replacements {
+        assert!(
+            config.contains(shipped),
+            "deploy/nginx/nginx.conf no longer has `{shipped}`"
+        );
+        config = config.replacen(shipped, &local, 1);
+    }
+    config
 }

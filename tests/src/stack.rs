@@ -1,6 +1,9 @@
 //! A whole flight-search deployment for a test: started locally, or attached to a
 //! running one when `FLIGHT_SEARCH_URL` (and `REDIS_URL` or
-//! `REDIS_CLUSTER_NODES`) are set.
+//! `REDIS_CLUSTER_NODES`) are set. When that URL is a load balancer,
+//! `FLIGHT_SEARCH_INSTANCES` lists the main-service instances behind it
+//! (comma-separated base URLs), so a test can read what only one instance
+//! knows, such as its metrics.
 //!
 //! A local stack runs on one `redis-server`, or on a local Redis Cluster when
 //! `FLIGHT_SEARCH_REDIS=cluster` is set (or the test asks for one), so the same
@@ -163,6 +166,9 @@ pub struct Stack {
     base_url: String,
     /// The stack's Redis, for checking what the services wrote.
     redis: RedisTarget,
+    /// Base URLs of the main-service instances: `base_url` itself unless it
+    /// is a load balancer.
+    instances: Vec<String>,
     /// The processes, when this test started them.
     local: Option<Local>,
 }
@@ -257,9 +263,23 @@ impl StackBuilder {
             let redis = Vars::from_env().redis_target().expect(
                 "FLIGHT_SEARCH_URL needs REDIS_URL or REDIS_CLUSTER_NODES (the stack's Redis)",
             );
+            let base_url = base_url.trim_end_matches('/').to_owned();
+            let instances = match std::env::var("FLIGHT_SEARCH_INSTANCES") {
+                Ok(list) => list
+                    .split(',')
+                    .map(|url| url.trim().trim_end_matches('/').to_owned())
+                    .filter(|url| !url.is_empty())
+                    .collect(),
+                Err(_) => vec![base_url.clone()],
+            };
+            assert!(
+                !instances.is_empty(),
+                "FLIGHT_SEARCH_INSTANCES names no instance"
+            );
             return Stack {
-                base_url: base_url.trim_end_matches('/').to_owned(),
+                base_url,
                 redis,
+                instances,
                 local: None,
             };
         }
@@ -307,6 +327,7 @@ impl StackBuilder {
         Stack {
             base_url: local.mains[0].base_url(),
             redis: local.redis.target(),
+            instances: local.mains.iter().map(Service::base_url).collect(),
             local: Some(local),
         }
     }
@@ -396,6 +417,19 @@ impl Stack {
             .expect("open SSE stream")
     }
 
+    /// Opens a search's stream directly at an instance, bypassing any load
+    /// balancer: a reader that keeps the search's stream alive until it is
+    /// dropped. Through a proxy that reuses its upstream connections, a
+    /// response counts as read once the proxy has all of it, so a reader
+    /// there stops holding the stream as soon as the search ends.
+    pub async fn open_holder(&self, search_id: Uuid) -> SseStream {
+        let url = format!(
+            "{}/api/flights/search/{search_id}/stream",
+            self.instances[0]
+        );
+        SseStream::open(&url, None).await.expect("open SSE stream")
+    }
+
     /// Opens a search's stream and reads it to the terminal event.
     pub async fn events(&self, search_id: Uuid) -> Vec<Event> {
         let mut stream = self.open(search_id, None).await;
@@ -406,13 +440,26 @@ impl Stack {
             .expect("events to the terminal one")
     }
 
-    /// The text of `/metrics`.
+    /// True if and only if `base_url` is a load balancer in front of the
+    /// instances rather than an instance itself.
+    pub fn is_balanced(&self) -> bool {
+        self.instances != [self.base_url.as_str()]
+    }
+
+    /// Base URLs of the main-service instances, bypassing any load balancer.
+    pub fn instance_urls(&self) -> &[String] {
+        &self.instances
+    }
+
+    /// The text of `/metrics` from whichever instance answers at `base_url`.
     pub async fn metrics(&self) -> String {
-        let response = http::get(&self.url("/metrics"))
-            .await
-            .expect("GET /metrics");
-        assert_eq!(response.status, 200);
-        String::from_utf8(response.body.to_vec()).expect("metrics are text")
+        metrics_of(&self.base_url).await
+    }
+
+    /// The text of `/metrics` of every main-service instance, in the order
+    /// of [`Stack::instance_urls`].
+    pub async fn instance_metrics(&self) -> Vec<String> {
+        futures_util::future::join_all(self.instances.iter().map(|url| metrics_of(url))).await
     }
 
     /// The entries of a search's result stream as `(entry id, data JSON)`.
@@ -457,6 +504,15 @@ impl Stack {
             .expect("EXISTS")
             == 1
     }
+}
+
+/// The text of `/metrics` at `base_url`, which must answer 200.
+async fn metrics_of(base_url: &str) -> String {
+    let response = http::get(&format!("{base_url}/metrics"))
+        .await
+        .expect("GET /metrics");
+    assert_eq!(response.status, 200, "{base_url}/metrics");
+    String::from_utf8(response.body.to_vec()).expect("metrics are text")
 }
 
 /// True if and only if `FLIGHT_SEARCH_REDIS=cluster`: local stacks then run on

@@ -515,3 +515,28 @@ async fn behind_nginx_clients_resume_on_another_main_service_when_one_is_killed(
     stack.local().mains[0].kill();
     all_completed_once(clients).await;
 }
+
+#[tokio::test]
+async fn behind_nginx_oversized_bodies_are_refused_without_taking_instances_out() {
+    let mut stack = Stack::builder().local_only().mains(2).start().await;
+    let upstreams: Vec<String> = stack
+        .local()
+        .mains
+        .iter()
+        .map(|m| m.base_url().trim_start_matches("http://").to_owned())
+        .collect();
+    let nginx = tests::nginx::Nginx::start(&upstreams).await;
+    let url = format!("{}/api/flights/search", nginx.base_url());
+    // Far more than a socket buffer: an instance that answered 413 and
+    // closed would break nginx's pipe while it still sent the body.
+    let oversized = search_body("CGK", "DPS", 3, 1) + &" ".repeat(1_000_000);
+    for _ in 0..upstreams.len() * 2 {
+        let refused = tests::http::post_json(&url, &oversized).await.unwrap();
+        assert_eq!(refused.status, 413, "{:?}", refused.body);
+        documents::assert_matches(Schema::ErrorEnvelope, &refused.json());
+    }
+    // Every instance is still in rotation: nothing answers nginx's 503.
+    for _ in 0..upstreams.len() * 2 {
+        submit_to(&nginx.base_url(), &search_body("CGK", "DPS", 3, 1)).await;
+    }
+}

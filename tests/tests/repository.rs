@@ -1,5 +1,5 @@
 //! Promises the repository's own files make to a newcomer, checked against
-//! each other: the compose file passes every setting README.md documents, and
+//! each other: both compose files pass every setting README.md documents, and
 //! no document points outside the repository.
 
 use std::path::{Path, PathBuf};
@@ -47,20 +47,47 @@ fn compose_passes_every_documented_variable() {
     // Set by the stack's own network; or never passed, because each replica
     // derives its own or the stack's plain-TCP Redis makes it moot. The
     // compose file's header says why for each.
-    const FIXED: [&str; 3] = ["REDIS_URL", "HTTP_ADDR", "METRICS_ADDR"];
-    const NOT_PASSED: [&str; 5] = [
-        "CONSUMER_NAME",
-        "REDIS_CLUSTER_NODES",
-        "REDIS_CA_FILE",
-        "REDIS_CLIENT_CERT_FILE",
-        "REDIS_CLIENT_KEY_FILE",
-    ];
+    assert_compose_passes(
+        "docker-compose.yml",
+        &["REDIS_URL", "HTTP_ADDR", "METRICS_ADDR"],
+        &[
+            "CONSUMER_NAME",
+            "REDIS_CLUSTER_NODES",
+            "REDIS_CA_FILE",
+            "REDIS_CLIENT_CERT_FILE",
+            "REDIS_CLIENT_KEY_FILE",
+        ],
+    );
+}
+
+#[test]
+fn the_cluster_compose_file_passes_every_documented_variable() {
+    // The same, with the cluster's seeds in place of REDIS_URL, which must
+    // not be set beside them.
+    assert_compose_passes(
+        "docker-compose.cluster.yml",
+        &["REDIS_CLUSTER_NODES", "HTTP_ADDR", "METRICS_ADDR"],
+        &[
+            "CONSUMER_NAME",
+            "REDIS_URL",
+            "REDIS_CA_FILE",
+            "REDIS_CLIENT_CERT_FILE",
+            "REDIS_CLIENT_KEY_FILE",
+        ],
+    );
+}
+
+/// Every variable of README.md's configuration table is passed by the
+/// compose file at `path` from the environment, except those in `fixed`
+/// (passed with a value of the stack's own) and `not_passed` (absent, and
+/// explained in the file).
+fn assert_compose_passes(path: &str, fixed: &[&str], not_passed: &[&str]) {
     let variables = documented_variables();
     assert!(
         variables.len() >= 15 && variables.iter().any(|v| v == "SSE_STALL_TIMEOUT_SECS"),
         "the configuration table was not found: {variables:?}"
     );
-    let compose = read("docker-compose.yml");
+    let compose = read(path);
     let value_of = |name: &str| {
         compose
             .lines()
@@ -68,20 +95,18 @@ fn compose_passes_every_documented_variable() {
             .map(str::trim)
     };
     for name in &variables {
-        if NOT_PASSED.contains(&name.as_str()) {
-            assert!(
-                value_of(name).is_none(),
-                "{name} must stay unset in compose"
-            );
-            assert!(compose.contains(name), "the compose file explains {name}");
+        if not_passed.contains(&name.as_str()) {
+            assert!(value_of(name).is_none(), "{name} must stay unset in {path}");
+            assert!(compose.contains(name), "{path} explains {name}");
             continue;
         }
-        let value =
-            value_of(name).unwrap_or_else(|| panic!("docker-compose.yml does not pass {name}"));
-        if !FIXED.contains(&name.as_str()) {
+        let value = value_of(name).unwrap_or_else(|| panic!("{path} does not pass {name}"));
+        if fixed.contains(&name.as_str()) {
+            assert!(!value.is_empty(), "{path} gives {name} no value");
+        } else {
             assert!(
                 value.is_empty() || value.contains(&format!("${{{name}")),
-                "docker-compose.yml sets {name}: {value} instead of taking it from the environment"
+                "{path} sets {name}: {value} instead of taking it from the environment"
             );
         }
     }
@@ -94,6 +119,8 @@ fn documents_point_only_inside_the_repository() {
         "ASSUMPTIONS.md",
         "BENCHMARKS.md",
         "docker-compose.yml",
+        "docker-compose.cluster.yml",
+        "deploy/nginx/nginx.conf",
         "Dockerfile",
     ] {
         let text = read(path);

@@ -12,6 +12,12 @@ pub const DEFAULT_CONSUMER_GROUP: &str = "provider-service";
 /// Prefix of each search's result stream; see [`results_key`].
 pub const RESULTS_PREFIX: &str = "flight.search.results:";
 
+/// Prefix of the provider's answer cache keys:
+/// `flight.supplier.answer:<code>:<from>:<to>:<date>:<passengers>`. One key per
+/// question, shared by all searches and replicas; a single-key command, so it
+/// needs no hash tag on a cluster.
+pub const SUPPLIER_ANSWER_PREFIX: &str = "flight.supplier.answer:";
+
 /// Stream where searches that cannot be processed end up, with the reason.
 pub const DEAD_LETTER_STREAM: &str = "flight.search.dead-letter";
 

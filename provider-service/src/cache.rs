@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use contract::keys::SUPPLIER_ANSWER_PREFIX;
 use contract::{Flight, SearchRequest};
 use service_runtime::redis_connection::RedisConnection;
 use tokio::sync::OnceCell;
@@ -24,11 +25,6 @@ use tokio::time::Instant;
 
 use crate::metrics::{Metrics, SupplierLabel};
 use crate::supplier::{Failure, Supplier};
-
-/// Prefix of every cache key: `flight.supplier.answer:<code>:<from>:<to>:<date>:<passengers>`.
-/// One key per question, shared by all searches and replicas; a single-key
-/// command, so it needs no hash tag on a cluster.
-pub const KEY_PREFIX: &str = "flight.supplier.answer:";
 
 /// One call in flight that identical calls wait for.
 type Flight1 = Arc<OnceCell<Result<Vec<Flight>, Failure>>>;
@@ -46,7 +42,7 @@ pub struct AnswerCache {
 /// The cache key of `supplier`'s answer to `request`.
 pub fn key(supplier: &str, request: &SearchRequest) -> String {
     format!(
-        "{KEY_PREFIX}{supplier}:{}:{}:{}:{}",
+        "{SUPPLIER_ANSWER_PREFIX}{supplier}:{}:{}:{}:{}",
         request.from,
         request.to,
         request.date_text(),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use tests::mock_suppliers::MockSuppliers;
 use tests::pki::TestCa;
 use tests::redis_server::{RedisOptions, RedisServer};
 use tests::services::{Kind, Service, binary_path};
@@ -200,6 +201,8 @@ async fn on_a_cluster_the_whole_flow_runs_with_each_service_as_its_own_restricte
 #[tokio::test]
 async fn the_whole_flow_runs_with_each_service_as_its_own_restricted_user_over_mutual_tls() {
     let password = format!("pw{}", Uuid::new_v4().simple());
+    // Airlines over HTTP, so the provider also keeps its answer cache.
+    let mock = MockSuppliers::start(&[]).await;
     let mut stack = quick_stack()
         .redis(RedisOptions {
             tls: true,
@@ -208,9 +211,17 @@ async fn the_whole_flow_runs_with_each_service_as_its_own_restricted_user_over_m
         })
         .main_user("main-service", &password)
         .provider_user("provider-service", &password)
+        .provider_env("SUPPLIER_URLS", &mock.urls(&["GA", "JT", "QZ"]))
+        .provider_env("SUPPLIER_CACHE_TTL_SECS", "30")
         .start()
         .await;
     assert_whole_flow(&mut stack).await;
+    let cached: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", contract::keys::SUPPLIER_ANSWER_PREFIX))
+        .query_async(&mut stack.redis().await)
+        .await
+        .unwrap();
+    assert_eq!(cached.len(), 3, "one cached answer per airline: {cached:?}");
 
     // The users really are restricted: a command outside the rule is refused.
     let url = format!(

@@ -122,16 +122,7 @@ async fn the_stored_json_reaches_the_client_untouched_and_matches_the_asyncapi_d
     // Read the queue entry first: once a provider has acknowledged it, the
     // main-service instances may trim it away (every second, in whole blocks
     // of entries, which the other tests' searches fill quickly).
-    let mut redis = stack.redis().await;
-    let recent: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
-        .arg(REQUESTS_STREAM)
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(5000)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let recent = newest_queue_entries(&stack).await;
     let (_, fields) = recent
         .iter()
         .find(|(_, fields)| fields.contains(&("search_id".to_owned(), id.to_string())))
@@ -471,6 +462,19 @@ async fn unknown_paths_are_404_and_wrong_methods_405_with_allow() {
     assert_eq!(delete_health.status, 405);
 }
 
+/// The newest 5,000 entries of the queue, newest first, as field lists.
+async fn newest_queue_entries(stack: &Stack) -> Vec<(String, Vec<(String, String)>)> {
+    redis::cmd("XREVRANGE")
+        .arg(REQUESTS_STREAM)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(5000)
+        .query_async(&mut stack.redis().await)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn rejected_requests_get_the_right_status_and_write_nothing() {
     let stack = Stack::start().await;
@@ -492,79 +496,67 @@ async fn rejected_requests_get_the_right_status_and_write_nothing() {
     };
     let json = Some("application/json");
 
-    let cases: Vec<(Response, u16, Option<&str>)> = vec![
-        (post(json, "{\"from\":".into()).await, 400, None),
-        (post(json, "[1,2]".into()).await, 400, None),
+    type Case<'a> = ((Option<&'a str>, String), u16, Option<&'a str>);
+    let cases: Vec<Case> = vec![
+        ((json, "{\"from\":".into()), 400, None),
+        ((json, "[1,2]".into()), 400, None),
         (
-            post(
+            (
                 json,
                 valid.replace("\"passengers\":2", "\"passengers\":\"2\""),
-            )
-            .await,
+            ),
             400,
             Some("passengers"),
         ),
         (
-            post(json, valid.replace("\"passengers\":2", "\"passengers\":10")).await,
+            (json, valid.replace("\"passengers\":2", "\"passengers\":10")),
             400,
             Some("passengers"),
         ),
         (
-            post(json, valid.replace(&date, "2020-01-01")).await,
+            (json, valid.replace(&date, "2020-01-01")),
             400,
             Some("date"),
         ),
         (
-            post(json, valid.replace(&date, &tests::date_in(366))).await,
+            (json, valid.replace(&date, &tests::date_in(366))),
             400,
             Some("date"),
         ),
         (
-            post(json, valid.replace(&date, "2027-02-30")).await,
+            (json, valid.replace(&date, "2027-02-30")),
             400,
             Some("date"),
         ),
         (
-            post(
+            (
                 json,
                 valid.replace("\"DPS\"", &format!("\"{}\"", code.to_lowercase())),
-            )
-            .await,
+            ),
             400,
             Some("to"),
         ),
+        ((json, valid.replace("\"DPS\"", "\"DP\"")), 400, Some("to")),
         (
-            post(json, valid.replace("\"DPS\"", "\"DP\"")).await,
-            400,
-            Some("to"),
-        ),
-        (
-            post(json, valid.replace("}", ",\"cabin\":\"first\"}")).await,
+            (json, valid.replace("}", ",\"cabin\":\"first\"}")),
             400,
             Some("cabin"),
         ),
         (
-            post(json, valid.replace("}", ",\"from\":\"XXX\"}")).await,
+            (json, valid.replace("}", ",\"from\":\"XXX\"}")),
             400,
             Some("from"),
         ),
-        (post(None, valid.clone()).await, 415, None),
-        (post(Some("text/plain"), valid.clone()).await, 415, None),
-        (
-            post(Some("text/plain"), "{\"from\":".into()).await,
-            415,
-            None,
-        ),
-        (post(json, format!("{valid:17000}")).await, 413, None),
-        (
-            post(Some("text/plain"), format!("{:17000}", "nope")).await,
-            413,
-            None,
-        ),
+        ((None, valid.clone()), 415, None),
+        ((Some("text/plain"), valid.clone()), 415, None),
+        ((Some("text/plain"), "{\"from\":".into()), 415, None),
+        ((json, format!("{valid:17000}")), 413, None),
+        ((Some("text/plain"), format!("{:17000}", "nope")), 413, None),
     ];
-    for (i, (response, status, field)) in cases.iter().enumerate() {
-        assert_eq!(response.status, *status, "case {i}: {:?}", response.body);
-        assert_error_envelope(response, *field);
+    for (i, ((content_type, body), status, field)) in cases.into_iter().enumerate() {
+        let response = post(content_type, body).await;
+        assert_eq!(response.status, status, "case {i}: {:?}", response.body);
+        assert_error_envelope(&response, field);
     }
 
     let charset = post(
@@ -577,16 +569,7 @@ async fn rejected_requests_get_the_right_status_and_write_nothing() {
         "a JSON content type with charset is JSON"
     );
 
-    let mut redis = stack.redis().await;
-    let recent: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
-        .arg(REQUESTS_STREAM)
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(5000)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let recent = newest_queue_entries(&stack).await;
     let written = recent
         .iter()
         .filter(|(_, f)| f.iter().any(|(_, v)| v == &code))

@@ -3,8 +3,9 @@
 //!
 //! A search may be delivered more than once: after a crash its entry is claimed
 //! by another consumer, which must carry on rather than start over. So each
-//! attempt first reads back what earlier ones wrote, asks only the suppliers that
-//! have not answered, and counts every answer, old and new, in the total. The
+//! redelivery first reads back what earlier attempts wrote (a first delivery
+//! writes `processing` at once and reads only if that is refused), asks only
+//! the suppliers that have not answered, and counts every answer, old and new, in the total. The
 //! append script keeps one event per slot, so clients see each supplier once and
 //! exactly one terminal event however many attempts ran. The entry is
 //! acknowledged only after the terminal event is in Redis; until then it stays
@@ -125,11 +126,10 @@ impl Searcher {
             deliveries,
             started: Instant::now(),
         };
-        let before = self.results.history(attempt.search_id).await?;
+        let (before, resumed) = self.open(attempt.search_id, deliveries).await?;
         if before.terminal {
             return self.acknowledge_finished(&attempt).await;
         }
-        let resumed = !before.is_empty();
         tracing::info!(
             search_id = %attempt.search_id,
             %entry_id,
@@ -153,6 +153,34 @@ impl Searcher {
         self.queue.ack(entry_id).await?;
         self.record_outcome(&attempt, &ended, resumed);
         Ok(())
+    }
+
+    /// What the search's stream holds as this attempt starts, and whether an
+    /// earlier attempt wrote to it. A search handed out for the first time
+    /// normally has nothing yet, so its `processing` event is written at once
+    /// instead of reading first: that saves a round trip per search, and the
+    /// append script's refusal tells when the stream does hold something (the
+    /// search timed out meanwhile, or the queue was handed out again after its
+    /// group was recreated), and only then is it read. A redelivered search is
+    /// read first, since an earlier attempt may have answered part of it.
+    async fn open(
+        &self,
+        search_id: Uuid,
+        deliveries: u64,
+    ) -> Result<(History, bool), RedisFailure> {
+        if deliveries <= 1 {
+            let processing = EventKind::Processing { results: vec![] };
+            if self.results.append(search_id, processing).await?.is_some() {
+                let history = History {
+                    processing: true,
+                    ..History::default()
+                };
+                return Ok((history, false));
+            }
+        }
+        let history = self.results.history(search_id).await?;
+        let resumed = !history.is_empty();
+        Ok((history, resumed))
     }
 
     /// Acknowledges an entry whose search an earlier attempt already ended.

@@ -473,6 +473,80 @@ async fn a_batch_is_written_in_order_once_and_its_terminal_event_checks_the_tall
 }
 
 #[tokio::test]
+async fn a_first_delivery_finds_what_the_stream_already_holds() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connection().await;
+
+    // Timed out before any provider took it: acknowledged, nothing added.
+    let timed_out = search("CGK", "DPS");
+    let failed = EventKind::Failed {
+        error: contract::EventError::new(contract::EventError::TIMEOUT, "late"),
+    };
+    append(&mut conn, timed_out.search_id, failed.clone()).await;
+    // Answered in part by an attempt whose queue entry was lost (the group
+    // recreated): its answer stays the only one from that airline.
+    let replayed = search("CGK", "DPS");
+    let request = &replayed.request;
+    let flights = timetable::schedule::flights(&timetable::catalogue::CARRIERS[0], request);
+    append(
+        &mut conn,
+        replayed.search_id,
+        EventKind::Processing { results: vec![] },
+    )
+    .await;
+    let result = EventKind::Result {
+        supplier: timetable::catalogue::CARRIERS[0].code.to_owned(),
+        results: flights,
+    };
+    streams::append_event(
+        &mut conn,
+        &SearchEvent {
+            search_id: replayed.search_id,
+            kind: result.clone(),
+        },
+        Duration::from_secs(60),
+        None,
+        Nudges::Broadcast,
+    )
+    .await
+    .unwrap();
+    enqueue_search(&mut conn, &timed_out).await;
+    enqueue_search(&mut conn, &replayed).await;
+    let provider = Provider::start(&redis, &[]).await;
+
+    let seen = finished(&conn, replayed.search_id).await;
+    let (suppliers, offers) = answers(&seen);
+    assert_eq!(suppliers.len(), 6, "{suppliers:?}");
+    assert_eq!(seen[1].kind, result, "the earlier answer is kept");
+    let processing = seen
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Processing { .. }))
+        .count();
+    assert_eq!(processing, 1, "{seen:?}");
+    assert_eq!(
+        seen.last().unwrap().kind,
+        EventKind::Completed {
+            total_results: offers
+        }
+    );
+    nothing_pending(&conn).await;
+    let seen = events(&mut conn, timed_out.search_id).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].kind, failed);
+    let (_, metrics) = provider.get("/metrics").await;
+    let calls: u64 = metrics
+        .lines()
+        .filter(|line| line.starts_with("flight_search_provider_supplier_outcomes_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(
+        calls, 5,
+        "only the airlines without an answer were asked, and nothing for the ended search:\n{metrics}"
+    );
+    provider.stop().await;
+}
+
+#[tokio::test]
 async fn a_search_gets_processing_one_result_per_supplier_and_a_matching_total() {
     let redis = RedisServer::start().await;
     let mut conn = redis.connection().await;

@@ -132,6 +132,10 @@ impl SearchEvent {
     /// ended, as the field `suppliers` after the fixed fields. An empty report
     /// adds nothing, so the result is then exactly [`SearchEvent::to_json`].
     pub fn to_json_reporting(&self, suppliers: &SupplierOutcomes) -> String {
+        if suppliers.is_empty() {
+            // The flattened form goes through serde's slower map path.
+            return self.to_json();
+        }
         serde_json::to_string(&ReportedEvent {
             event: self,
             suppliers,

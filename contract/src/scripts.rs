@@ -21,6 +21,43 @@ pub mod attach {
     pub const BEYOND: i64 = 3;
 }
 
+/// The Lua both append scripts share, so the rules of one append cannot
+/// drift apart between them.
+///
+/// `append(slot, data, tally)` writes one event unless its slot is taken or
+/// the search has its terminal event (then it returns false); a terminal event
+/// with a tally that differs from the state hash's `answers:offers` is refused
+/// with `false, <tally now>`; it returns the new entry id otherwise.
+/// `announce(ttl, channel, search_id, publish)` refreshes both keys' TTL and
+/// sends the nudge, once per script call however many events it wrote.
+macro_rules! append_functions {
+    () => {
+        r"
+local function append(slot, data, tally)
+  if redis.call('HEXISTS', KEYS[2], 'terminal') == 1 or redis.call('HEXISTS', KEYS[2], slot) == 1 then
+    return false
+  end
+  if tally ~= '' and slot == 'terminal' then
+    local have = (redis.call('HGET', KEYS[2], 'answers') or '0') .. ':' .. (redis.call('HGET', KEYS[2], 'offers') or '0')
+    if have ~= tally then return false, have end
+  end
+  local id = redis.call('XADD', KEYS[1], '*', 'data', data)
+  redis.call('HSET', KEYS[2], slot, id)
+  if tally ~= '' and slot ~= 'terminal' then
+    redis.call('HINCRBY', KEYS[2], 'answers', 1)
+    redis.call('HINCRBY', KEYS[2], 'offers', tonumber(tally))
+  end
+  return id
+end
+local function announce(ttl, channel, search_id, publish)
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+  redis.call(publish == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH', channel, search_id)
+end
+"
+    };
+}
+
 /// Appends one event to a search's result stream, at most once per slot.
 ///
 /// `KEYS[1]` result stream, `KEYS[2]` state hash; `ARGV[1]` slot (see
@@ -40,26 +77,48 @@ pub mod attach {
 /// meanwhile) is refused with the error `STALE_TALLY <answers>:<offers>`, so a
 /// `completed` total always equals the offers before it. The XADD, both EXPIREs
 /// and the PUBLISH nudge happen together or not at all.
-pub const APPEND_EVENT: &str = r"
-if redis.call('HEXISTS', KEYS[2], 'terminal') == 1 or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
-  return false
-end
-local tally = ARGV[6] or ''
-if tally ~= '' and ARGV[1] == 'terminal' then
-  local have = (redis.call('HGET', KEYS[2], 'answers') or '0') .. ':' .. (redis.call('HGET', KEYS[2], 'offers') or '0')
-  if have ~= tally then return redis.error_reply('STALE_TALLY ' .. have) end
-end
-local id = redis.call('XADD', KEYS[1], '*', 'data', ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[1], id)
-if tally ~= '' and ARGV[1] ~= 'terminal' then
-  redis.call('HINCRBY', KEYS[2], 'answers', 1)
-  redis.call('HINCRBY', KEYS[2], 'offers', tonumber(tally))
-end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-redis.call(ARGV[7] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH', ARGV[4], ARGV[5])
+pub const APPEND_EVENT: &str = concat!(
+    append_functions!(),
+    r"
+local id, stale = append(ARGV[1], ARGV[2], ARGV[6] or '')
+if stale then return redis.error_reply('STALE_TALLY ' .. stale) end
+if not id then return false end
+announce(ARGV[3], ARGV[4], ARGV[5], ARGV[7])
 return id
-";
+"
+);
+
+/// Appends several events of one search in order, each by the rules of
+/// [`APPEND_EVENT`], with one TTL refresh and one nudge for all of them: what
+/// a provider has ready at once costs one round trip and wakes each
+/// main-service once.
+///
+/// `KEYS` as for [`APPEND_EVENT`]; `ARGV[1]` TTL seconds, `ARGV[2]` the events
+/// channel, `ARGV[3]` the search id, `ARGV[4]` `SPUBLISH` or `PUBLISH`, then per
+/// event three arguments from `ARGV[5]` on: slot, event JSON and tally (empty
+/// for none). Returns one element per event: its new entry id, `0` when it was
+/// skipped (slot taken, or the search already ended), or `{<answers>:<offers>}`
+/// when a terminal event's tally was stale. The keys' TTL and the nudge are
+/// refreshed and sent only if at least one event was written.
+pub const APPEND_EVENTS: &str = concat!(
+    append_functions!(),
+    r"
+local replies, written = {}, false
+for i = 5, #ARGV, 3 do
+  local id, stale = append(ARGV[i], ARGV[i + 1], ARGV[i + 2])
+  if stale then
+    replies[#replies + 1] = {stale}
+  elseif id then
+    replies[#replies + 1] = id
+    written = true
+  else
+    replies[#replies + 1] = 0
+  end
+end
+if written then announce(ARGV[1], ARGV[2], ARGV[3], ARGV[4]) end
+return replies
+"
+);
 
 /// Registers an SSE reader of a search and says what the reader will find.
 ///
@@ -153,20 +212,21 @@ mod tests {
     fn every_field_a_script_spells_is_its_constant() {
         // The terminal slot's name is the state hash field that records it.
         let stale = format!("{STALE_TALLY} ");
+        let append = [
+            STATE_TERMINAL,
+            STATE_TERMINAL,
+            STATE_ANSWERS,
+            STATE_OFFERS,
+            DATA_FIELD,
+            STATE_TERMINAL,
+            STATE_ANSWERS,
+            STATE_OFFERS,
+        ];
         assert_eq!(
             layout_literals(APPEND_EVENT),
-            [
-                STATE_TERMINAL,
-                STATE_TERMINAL,
-                STATE_ANSWERS,
-                STATE_OFFERS,
-                &stale,
-                DATA_FIELD,
-                STATE_TERMINAL,
-                STATE_ANSWERS,
-                STATE_OFFERS,
-            ]
+            [&append[..], &[&stale]].concat()
         );
+        assert_eq!(layout_literals(APPEND_EVENTS), append);
         assert_eq!(
             layout_literals(ATTACH_READER),
             [

@@ -1,9 +1,10 @@
 //! Writing a search's events, and reading back what earlier attempts wrote.
 //!
-//! Every append goes through [`service_runtime::streams::append_event`], which
+//! Every append goes through [`service_runtime::streams::append_events`], which
 //! writes at most one event per slot (`processing`, `result:<supplier>`,
-//! terminal), pairs the XADD with EXPIRE and publishes the nudge main-service
-//! waits on, all in one atomic step. A nil answer means the slot was already
+//! terminal), pairs the XADDs with EXPIRE and publishes the one nudge
+//! main-service waits on, all in one atomic step, however many events are
+//! ready at once. A nil answer means the slot was already
 //! taken: another attempt (or main-service's timeout) got there first, which is
 //! normal, not an error.
 
@@ -18,7 +19,7 @@ use redis::Value;
 use service_runtime::redis_connection::RedisConnection;
 use service_runtime::redis_failure::RedisFailure;
 use service_runtime::reply::entries_of;
-use service_runtime::streams::Appended;
+use service_runtime::streams::{Appended, Batched};
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
@@ -57,11 +58,12 @@ impl History {
         }
     }
 
-    fn record(&mut self, kind: EventKind) {
+    /// Notes an event read back, or written by this attempt.
+    pub fn record(&mut self, kind: &EventKind) {
         match kind {
             EventKind::Processing { .. } => self.processing = true,
             EventKind::Result { supplier, results } => {
-                self.answered.insert(supplier, results.len() as u32);
+                self.answered.insert(supplier.clone(), results.len() as u32);
             }
             EventKind::Completed { .. } | EventKind::Failed { .. } => self.terminal = true,
         }
@@ -92,34 +94,46 @@ impl ResultStreams {
         search_id: Uuid,
         kind: EventKind,
     ) -> Result<Option<EntryId>, RedisFailure> {
-        let report = SupplierOutcomes::new();
-        Ok(
-            match self.append_based_on(search_id, kind, None, &report).await? {
-                Appended::Written(id) => Some(id),
-                Appended::Skipped | Appended::Stale(_) => None,
-            },
-        )
+        let events = [SearchEvent { search_id, kind }];
+        let appended = self
+            .append_all(search_id, &events, None, &SupplierOutcomes::new())
+            .await?;
+        Ok(match appended.into_iter().next() {
+            Some(Appended::Written(id)) => Some(id),
+            _ => None,
+        })
     }
 
-    /// Appends a terminal event computed from `basis`, reporting each
-    /// supplier's outcome (`report`, omitted when empty); the script refuses it
-    /// as [`Appended::Stale`] when the search's results no longer add up to that.
-    pub async fn append_based_on(
+    /// Appends `events` of `search_id` in order, in one atomic step; the
+    /// terminal event among them (last, if any) reports `report` and is
+    /// refused as [`Appended::Stale`] when the search's results no longer add
+    /// up to `basis`. Returns what happened to each event.
+    pub async fn append_all(
         &self,
         search_id: Uuid,
-        kind: EventKind,
+        events: &[SearchEvent],
         basis: Option<Tally>,
         report: &SupplierOutcomes,
-    ) -> Result<Appended, RedisFailure> {
-        let event = SearchEvent { search_id, kind };
-        let nudges = self.conn.nudges();
-        service_runtime::streams::append_reported_event(
+    ) -> Result<Vec<Appended>, RedisFailure> {
+        let unreported = SupplierOutcomes::new();
+        let batch: Vec<Batched<'_>> = events
+            .iter()
+            .map(|event| Batched {
+                event,
+                report: if event.kind.is_terminal() {
+                    report
+                } else {
+                    &unreported
+                },
+                basis,
+            })
+            .collect();
+        service_runtime::streams::append_events(
             &mut self.conn.clone(),
-            &event,
-            report,
+            search_id,
+            &batch,
             self.ttl,
-            basis,
-            nudges,
+            self.conn.nudges(),
         )
         .await
         .map_err(|e| self.failed("append", e))
@@ -164,7 +178,7 @@ impl ResultStreams {
                 continue;
             };
             match serde_json::from_slice::<SearchEvent>(data) {
-                Ok(event) => history.record(event.kind),
+                Ok(event) => history.record(&event.kind),
                 Err(error) => tracing::warn!(
                     %search_id,
                     entry_id = %entry.id,
@@ -190,15 +204,15 @@ mod tests {
     fn history_counts_offers_per_supplier_and_sees_the_end() {
         let mut h = History::default();
         assert!(h.is_empty());
-        h.record(EventKind::Processing { results: vec![] });
-        h.record(EventKind::Result {
+        h.record(&EventKind::Processing { results: vec![] });
+        h.record(&EventKind::Result {
             supplier: "GA".into(),
             results: vec![],
         });
         assert!(!h.is_empty() && !h.terminal);
         assert_eq!(h.total_results(), 0);
         assert!(h.answered.contains_key("GA"));
-        h.record(EventKind::Failed {
+        h.record(&EventKind::Failed {
             error: EventError::new(EventError::TIMEOUT, "late"),
         });
         assert!(h.terminal);

@@ -3,15 +3,21 @@
 //!
 //! A search may be delivered more than once: after a crash its entry is claimed
 //! by another consumer, which must carry on rather than start over. So each
-//! attempt first reads back what earlier ones wrote, asks only the suppliers that
-//! have not answered, and counts every answer, old and new, in the total. The
+//! redelivery first reads back what earlier attempts wrote (a first delivery
+//! writes `processing` at once and reads only if that is refused), asks only
+//! the suppliers that have not answered, and counts every answer, old and new, in the total. The
 //! append script keeps one event per slot, so clients see each supplier once and
 //! exactly one terminal event however many attempts ran. The entry is
 //! acknowledged only after the terminal event is in Redis; until then it stays
 //! pending and another consumer can finish the job.
 //!
-//! `total_results` is counted from the stream as read after all of this
-//! attempt's appends. The append script keeps its own tally of the results
+//! Answers are written as they arrive, and those that arrive together (with
+//! the `processing` event, and with the terminal event once every supplier
+//! is done) are written together, in one script call and with one nudge.
+//!
+//! `total_results` is counted from what the stream holds: what earlier
+//! attempts wrote plus this attempt's appends, re-read whenever an append was
+//! refused. The append script keeps its own tally of the results
 //! written and refuses a terminal event based on another, so an overlapping
 //! attempt that adds a `result` meanwhile makes this one re-read and retry: the
 //! total always equals the offers before it.
@@ -20,10 +26,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contract::{
-    EntryId, EventError, EventKind, QueuedSearch, SearchRequest, SupplierOutcome, SupplierOutcomes,
+    EntryId, EventError, EventKind, Flight, QueuedSearch, SearchEvent, SearchRequest,
+    SupplierOutcome, SupplierOutcomes,
 };
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use service_runtime::redis_failure::RedisFailure;
 use service_runtime::streams::Appended;
 use tokio::time::Instant;
@@ -33,7 +40,7 @@ use crate::cache::AnswerCache;
 use crate::events::{History, ResultStreams};
 use crate::metrics::{CodeLabel, Metrics};
 use crate::queue::Queue;
-use crate::supplier::Supplier;
+use crate::supplier::{Failure as SupplierFailure, Supplier};
 
 /// Tries at writing the terminal event. One suffices unless another attempt
 /// keeps adding results meanwhile; the bound guards against a stream that
@@ -119,11 +126,10 @@ impl Searcher {
             deliveries,
             started: Instant::now(),
         };
-        let before = self.results.history(attempt.search_id).await?;
+        let (before, resumed) = self.open(attempt.search_id, deliveries).await?;
         if before.terminal {
             return self.acknowledge_finished(&attempt).await;
         }
-        let resumed = !before.is_empty();
         tracing::info!(
             search_id = %attempt.search_id,
             %entry_id,
@@ -135,16 +141,8 @@ impl Searcher {
             answered_before = before.answered.len(),
             "search started"
         );
-        if !before.processing {
-            self.results
-                .append(attempt.search_id, EventKind::Processing { results: vec![] })
-                .await?;
-        }
-        let failures = self
-            .ask_missing_suppliers(attempt.search_id, &request, &before)
-            .await?;
         let ended = self
-            .write_terminal(attempt.search_id, before, &failures)
+            .ask_and_write(attempt.search_id, &request, before)
             .await?;
         if !ended.written && !ended.history.terminal {
             // Results kept landing from another attempt; that attempt will
@@ -155,6 +153,34 @@ impl Searcher {
         self.queue.ack(entry_id).await?;
         self.record_outcome(&attempt, &ended, resumed);
         Ok(())
+    }
+
+    /// What the search's stream holds as this attempt starts, and whether an
+    /// earlier attempt wrote to it. A search handed out for the first time
+    /// normally has nothing yet, so its `processing` event is written at once
+    /// instead of reading first: that saves a round trip per search, and the
+    /// append script's refusal tells when the stream does hold something (the
+    /// search timed out meanwhile, or the queue was handed out again after its
+    /// group was recreated), and only then is it read. A redelivered search is
+    /// read first, since an earlier attempt may have answered part of it.
+    async fn open(
+        &self,
+        search_id: Uuid,
+        deliveries: u64,
+    ) -> Result<(History, bool), RedisFailure> {
+        if deliveries <= 1 {
+            let processing = EventKind::Processing { results: vec![] };
+            if self.results.append(search_id, processing).await?.is_some() {
+                let history = History {
+                    processing: true,
+                    ..History::default()
+                };
+                return Ok((history, false));
+            }
+        }
+        let history = self.results.history(search_id).await?;
+        let resumed = !history.is_empty();
+        Ok((history, resumed))
     }
 
     /// Acknowledges an entry whose search an earlier attempt already ended.
@@ -171,72 +197,96 @@ impl Searcher {
         Ok(())
     }
 
-    /// Asks, concurrently, every supplier without a `result` event in `before`,
-    /// appending each answer as it comes. Returns why the others gave nothing.
-    async fn ask_missing_suppliers(
+    /// Asks, concurrently, every supplier without a `result` event in
+    /// `history`, and writes the `processing` event (if missing), each answer
+    /// and the terminal event, each batch as soon as it is ready: whatever is
+    /// ready when the previous write returns goes out in the next one.
+    async fn ask_and_write(
         &self,
         search_id: Uuid,
         request: &SearchRequest,
-        before: &History,
-    ) -> Result<SupplierOutcomes, RedisFailure> {
+        mut history: History,
+    ) -> Result<Ended, RedisFailure> {
         let deadline = Instant::now() + self.supplier_deadline;
         let mut failures = SupplierOutcomes::new();
         let mut calls: FuturesUnordered<_> = self
             .suppliers
             .iter()
-            .filter(|s| !before.answered.contains_key(s.code()))
+            .filter(|s| !history.answered.contains_key(s.code()))
             .map(|s| async move {
                 let answer = self.cache.search(s, request, deadline, &self.metrics);
                 (s.code(), answer.await)
             })
             .collect();
-        while let Some((supplier, answer)) = calls.next().await {
-            match answer {
-                Ok(results) => {
-                    let supplier = supplier.to_owned();
-                    self.results
-                        .append(search_id, EventKind::Result { supplier, results })
-                        .await?;
-                }
-                Err(failure) => {
-                    failures.insert(supplier.to_owned(), failure.outcome());
-                }
-            }
+        let mut ready = Vec::new();
+        if !history.processing {
+            ready.push(EventKind::Processing { results: vec![] });
         }
-        Ok(failures)
+        loop {
+            while let Some(Some((supplier, answer))) = calls.next().now_or_never() {
+                sort_answer(supplier, answer, &mut ready, &mut failures);
+            }
+            if calls.is_empty() {
+                return self
+                    .write_terminal(search_id, history, ready, &failures)
+                    .await;
+            }
+            if ready.is_empty() {
+                if let Some((supplier, answer)) = calls.next().await {
+                    sort_answer(supplier, answer, &mut ready, &mut failures);
+                }
+                continue;
+            }
+            let events = into_events(search_id, &mut ready);
+            let appended = self
+                .results
+                .append_all(search_id, &events, None, &failures)
+                .await?;
+            record_written(&mut history, &events, &appended);
+        }
     }
 
-    /// Writes the terminal event the stream calls for, based on the stream as
-    /// read back rather than added up locally: the stream is what clients see,
-    /// and a concurrent attempt may have added answers this one missed. The
-    /// append script refuses a terminal event whose tally no longer matches the
-    /// results written, so a refusal means: read what is new, try again.
+    /// Writes `ready` followed by the terminal event the stream calls for. The
+    /// terminal event is based on what this attempt knows the stream holds;
+    /// the append script refuses it when the results written add up to
+    /// something else (another attempt added an answer, or one of this
+    /// attempt's was refused), and then the stream is read back, the
+    /// authority on what clients see, and the terminal event tried again.
     async fn write_terminal(
         &self,
         search_id: Uuid,
         mut history: History,
+        mut ready: Vec<EventKind>,
         failures: &SupplierOutcomes,
     ) -> Result<Ended, RedisFailure> {
         for _ in 0..TERMINAL_ATTEMPTS {
-            self.results.catch_up(search_id, &mut history).await?;
             if history.terminal {
                 break;
             }
-            let terminal = terminal_event(&history);
-            let report = supplier_report(&history, failures);
-            match self
+            let mut assumed = history.clone();
+            ready.iter().for_each(|kind| assumed.record(kind));
+            ready.push(terminal_event(&assumed));
+            let report = supplier_report(&assumed, failures);
+            let events = into_events(search_id, &mut ready);
+            let appended = self
                 .results
-                .append_based_on(search_id, terminal, Some(history.tally()), &report)
-                .await?
-            {
-                Appended::Written(_) => {
+                .append_all(search_id, &events, Some(assumed.tally()), &report)
+                .await?;
+            record_written(&mut history, &events, &appended);
+            match appended.last() {
+                Some(Appended::Written(_)) => {
                     return Ok(Ended {
                         history,
                         written: true,
                     });
                 }
-                Appended::Skipped => break,
-                Appended::Stale(_) => {}
+                Some(Appended::Skipped) => {
+                    self.results.catch_up(search_id, &mut history).await?;
+                    break;
+                }
+                _ => {
+                    self.results.catch_up(search_id, &mut history).await?;
+                }
             }
         }
         Ok(Ended {
@@ -279,6 +329,43 @@ impl Searcher {
             resumed,
             "search finished"
         );
+    }
+}
+
+/// Files one supplier's answer: its offers as an event `ready` to write, or
+/// why it gave none in `failures`.
+fn sort_answer(
+    supplier: &str,
+    answer: Result<Vec<Flight>, SupplierFailure>,
+    ready: &mut Vec<EventKind>,
+    failures: &mut SupplierOutcomes,
+) {
+    match answer {
+        Ok(results) => ready.push(EventKind::Result {
+            supplier: supplier.to_owned(),
+            results,
+        }),
+        Err(failure) => {
+            failures.insert(supplier.to_owned(), failure.outcome());
+        }
+    }
+}
+
+/// Takes the `ready` events of `search_id` out, as events to write.
+fn into_events(search_id: Uuid, ready: &mut Vec<EventKind>) -> Vec<SearchEvent> {
+    ready
+        .drain(..)
+        .map(|kind| SearchEvent { search_id, kind })
+        .collect()
+}
+
+/// Notes in `history` the events that `appended` says were written, but for
+/// a terminal event: [`Ended::written`] tells that this attempt wrote it.
+fn record_written(history: &mut History, events: &[SearchEvent], appended: &[Appended]) {
+    for (event, outcome) in events.iter().zip(appended) {
+        if matches!(outcome, Appended::Written(_)) && !event.kind.is_terminal() {
+            history.record(&event.kind);
+        }
     }
 }
 

@@ -10,7 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM, results_key};
-use contract::{EventKind, Iata, QueuedSearch, SearchEvent, SearchRequest, Tally};
+use contract::{
+    EventKind, Iata, QueuedSearch, SearchEvent, SearchRequest, SupplierOutcome, SupplierOutcomes,
+    Tally,
+};
+use futures_util::StreamExt;
 use provider_service::Config;
 use provider_service::events::ResultStreams;
 use provider_service::metrics::Metrics;
@@ -329,6 +333,217 @@ async fn a_terminal_event_based_on_a_stale_tally_is_refused() {
         seen.last().unwrap().kind,
         EventKind::Completed { total_results: 2 }
     );
+}
+
+#[tokio::test]
+async fn a_batch_is_written_in_order_once_and_its_terminal_event_checks_the_tally() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connection().await;
+    let mut nudges = redis::Client::open(redis.url())
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    let id = Uuid::new_v4();
+    let ttl = Duration::from_secs(60);
+    let request = search("CGK", "DPS").request;
+    let flights = timetable::schedule::flights(&timetable::catalogue::CARRIERS[0], &request);
+    let offers = flights.len() as u64;
+    let event = |kind| SearchEvent {
+        search_id: id,
+        kind,
+    };
+    let processing = event(EventKind::Processing { results: vec![] });
+    let result = event(EventKind::Result {
+        supplier: "GA".into(),
+        results: flights,
+    });
+    let none = SupplierOutcomes::new();
+    let report = SupplierOutcomes::from([("GA".to_owned(), SupplierOutcome::Answered)]);
+    let batched = |event, basis: Option<Tally>| streams::Batched {
+        event,
+        report: if basis.is_some() { &report } else { &none },
+        basis,
+    };
+    let append = async |conn: &mut MultiplexedConnection, batch: &[streams::Batched<'_>]| {
+        streams::append_events(conn, id, batch, ttl, Nudges::Broadcast)
+            .await
+            .unwrap()
+    };
+    nudges
+        .subscribe(contract::keys::EVENTS_CHANNEL)
+        .await
+        .unwrap();
+
+    // A terminal event based on nothing, behind a result: refused, the rest written.
+    let stale = event(EventKind::Completed { total_results: 0 });
+    let basis = Tally::default();
+    let first = append(
+        &mut conn,
+        &[
+            batched(&processing, None),
+            batched(&result, None),
+            batched(&stale, Some(basis)),
+        ],
+    )
+    .await;
+    let now = Tally { answers: 1, offers };
+    assert!(
+        matches!(first[..2], [Appended::Written(_), Appended::Written(_)]),
+        "{first:?}"
+    );
+    assert_eq!(first[2], Appended::Stale(now));
+
+    // Again, with the right basis: the written slots are skipped, the end is written.
+    let completed = event(EventKind::Completed {
+        total_results: offers as u32,
+    });
+    let second = append(
+        &mut conn,
+        &[
+            batched(&processing, None),
+            batched(&result, None),
+            batched(&completed, Some(now)),
+        ],
+    )
+    .await;
+    assert!(
+        matches!(
+            second[..],
+            [Appended::Skipped, Appended::Skipped, Appended::Written(_)]
+        ),
+        "{second:?}"
+    );
+    let seen = events(&mut conn, id).await;
+    let kinds: Vec<_> = seen.iter().map(|e| e.kind.slot()).collect();
+    assert_eq!(kinds, ["processing", "result:GA", "terminal"]);
+    let stored: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(results_key(id))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        contract::supplier_report(stored[2].1[0].1.as_bytes()),
+        report,
+        "the terminal event carries the report"
+    );
+    assert!(
+        contract::supplier_report(stored[1].1[0].1.as_bytes()).is_empty(),
+        "a result carries none"
+    );
+
+    // Nothing new after the end: no write and no nudge.
+    let after = append(&mut conn, &[batched(&processing, None)]).await;
+    assert_eq!(after, [Appended::Skipped]);
+    let ttl_left: i64 = redis::cmd("TTL")
+        .arg(results_key(id))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl_left > 0 && ttl_left <= 60, "{ttl_left}");
+
+    // Nudges arrive in publish order: one per batch that wrote, then the
+    // marker's, with none for the batch that wrote nothing.
+    let marker = Uuid::new_v4();
+    let marker_event = SearchEvent {
+        search_id: marker,
+        kind: EventKind::Processing { results: vec![] },
+    };
+    streams::append_events(
+        &mut conn,
+        marker,
+        &[batched(&marker_event, None)],
+        ttl,
+        Nudges::Broadcast,
+    )
+    .await
+    .unwrap();
+    let mut messages = nudges.on_message();
+    let mut seen_nudges = Vec::new();
+    for _ in 0..3 {
+        let message = tokio::time::timeout(LIMIT, messages.next()).await.unwrap();
+        seen_nudges.push(message.unwrap().get_payload::<String>().unwrap());
+    }
+    assert_eq!(
+        seen_nudges,
+        [id.to_string(), id.to_string(), marker.to_string()]
+    );
+}
+
+#[tokio::test]
+async fn a_first_delivery_finds_what_the_stream_already_holds() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connection().await;
+
+    // Timed out before any provider took it: acknowledged, nothing added.
+    let timed_out = search("CGK", "DPS");
+    let failed = EventKind::Failed {
+        error: contract::EventError::new(contract::EventError::TIMEOUT, "late"),
+    };
+    append(&mut conn, timed_out.search_id, failed.clone()).await;
+    // Answered in part by an attempt whose queue entry was lost (the group
+    // recreated): its answer stays the only one from that airline.
+    let replayed = search("CGK", "DPS");
+    let request = &replayed.request;
+    let flights = timetable::schedule::flights(&timetable::catalogue::CARRIERS[0], request);
+    append(
+        &mut conn,
+        replayed.search_id,
+        EventKind::Processing { results: vec![] },
+    )
+    .await;
+    let result = EventKind::Result {
+        supplier: timetable::catalogue::CARRIERS[0].code.to_owned(),
+        results: flights,
+    };
+    streams::append_event(
+        &mut conn,
+        &SearchEvent {
+            search_id: replayed.search_id,
+            kind: result.clone(),
+        },
+        Duration::from_secs(60),
+        None,
+        Nudges::Broadcast,
+    )
+    .await
+    .unwrap();
+    enqueue_search(&mut conn, &timed_out).await;
+    enqueue_search(&mut conn, &replayed).await;
+    let provider = Provider::start(&redis, &[]).await;
+
+    let seen = finished(&conn, replayed.search_id).await;
+    let (suppliers, offers) = answers(&seen);
+    assert_eq!(suppliers.len(), 6, "{suppliers:?}");
+    assert_eq!(seen[1].kind, result, "the earlier answer is kept");
+    let processing = seen
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Processing { .. }))
+        .count();
+    assert_eq!(processing, 1, "{seen:?}");
+    assert_eq!(
+        seen.last().unwrap().kind,
+        EventKind::Completed {
+            total_results: offers
+        }
+    );
+    nothing_pending(&conn).await;
+    let seen = events(&mut conn, timed_out.search_id).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].kind, failed);
+    let (_, metrics) = provider.get("/metrics").await;
+    let calls: u64 = metrics
+        .lines()
+        .filter(|line| line.starts_with("flight_search_provider_supplier_outcomes_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(
+        calls, 5,
+        "only the airlines without an answer were asked, and nothing for the ended search:\n{metrics}"
+    );
+    provider.stop().await;
 }
 
 #[tokio::test]

@@ -8,12 +8,17 @@ use contract::EntryId;
 use contract::keys::{EVENTS_CHANNEL, REQUESTS_STREAM, events_channel, results_key, state_key};
 use contract::{EventKind, SearchEvent, SupplierOutcomes, Tally};
 use redis::aio::ConnectionLike;
+use uuid::Uuid;
 
 use crate::redis_failure::ErrorCode;
 
 /// The append script, sent by hash (EVALSHA) with automatic fallback to its body.
 static APPEND_EVENT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(contract::scripts::APPEND_EVENT));
+
+/// The batch append script, sent like [`APPEND_EVENT`].
+static APPEND_EVENTS: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(contract::scripts::APPEND_EVENTS));
 
 /// Creates consumer group `group` on the requests stream from id `0` (with
 /// MKSTREAM), so searches queued before any provider ever ran are processed.
@@ -43,7 +48,7 @@ pub enum Nudges {
     Sharded,
 }
 
-/// What [`append_event`] did.
+/// What [`append_event`] did, or [`append_events`] did with one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {
     /// The event is in the stream under this entry id.
@@ -68,34 +73,13 @@ pub async fn append_event(
     basis: Option<Tally>,
     nudges: Nudges,
 ) -> redis::RedisResult<Appended> {
-    append_reported_event(conn, event, &SupplierOutcomes::new(), ttl, basis, nudges).await
-}
-
-/// [`append_event`] for a terminal event that reports each supplier's outcome
-/// (see [`SearchEvent::to_json_reporting`]); the report changes neither the
-/// slot nor the tally check.
-pub async fn append_reported_event(
-    conn: &mut impl ConnectionLike,
-    event: &SearchEvent,
-    suppliers: &SupplierOutcomes,
-    ttl: Duration,
-    basis: Option<Tally>,
-    nudges: Nudges,
-) -> redis::RedisResult<Appended> {
-    let tally = match (&event.kind, basis) {
-        (EventKind::Result { results, .. }, _) => results.len().to_string(),
-        (kind, Some(basis)) if kind.is_terminal() => basis.to_arg(),
-        _ => String::new(),
-    };
-    let (channel, publish) = match nudges {
-        Nudges::Broadcast => (EVENTS_CHANNEL.to_owned(), "PUBLISH"),
-        Nudges::Sharded => (events_channel(event.search_id), "SPUBLISH"),
-    };
+    let tally = tally_arg(&event.kind, basis);
+    let (channel, publish) = nudge_target(event.search_id, nudges);
     let written: redis::RedisResult<Option<String>> = APPEND_EVENT
         .key(results_key(event.search_id))
         .key(state_key(event.search_id))
         .arg(event.kind.slot())
-        .arg(event.to_json_reporting(suppliers))
+        .arg(event.to_json())
         .arg(ttl.as_secs())
         .arg(channel)
         .arg(event.search_id.to_string())
@@ -114,5 +98,89 @@ pub async fn append_reported_event(
             Ok(Appended::Stale(now))
         }
         Err(error) => Err(error),
+    }
+}
+
+/// One event for [`append_events`]: the event, the supplier report a terminal
+/// event carries (empty for none) and the tally a terminal event is based on.
+pub struct Batched<'a> {
+    /// The event.
+    pub event: &'a SearchEvent,
+    /// Each supplier's outcome, reported by a terminal event.
+    pub report: &'a SupplierOutcomes,
+    /// What a terminal event's `completed` total was counted from.
+    pub basis: Option<Tally>,
+}
+
+/// Appends `events`, all of search `search_id`, in order and in one atomic
+/// step through `contract::scripts::APPEND_EVENTS`: each by the rules of
+/// [`append_event`], with the TTL refreshed and one nudge sent if any was
+/// written. Returns what happened to each, in order.
+pub async fn append_events(
+    conn: &mut impl ConnectionLike,
+    search_id: Uuid,
+    events: &[Batched<'_>],
+    ttl: Duration,
+    nudges: Nudges,
+) -> redis::RedisResult<Vec<Appended>> {
+    let (channel, publish) = nudge_target(search_id, nudges);
+    let mut invocation = APPEND_EVENTS.key(results_key(search_id));
+    invocation
+        .key(state_key(search_id))
+        .arg(ttl.as_secs())
+        .arg(channel)
+        .arg(search_id.to_string())
+        .arg(publish);
+    for batched in events {
+        let event = batched.event;
+        invocation
+            .arg(event.kind.slot())
+            .arg(event.to_json_reporting(batched.report))
+            .arg(tally_arg(&event.kind, batched.basis));
+    }
+    let replies: Vec<redis::Value> = invocation.invoke_async(conn).await?;
+    if replies.len() != events.len() {
+        return Err(crate::reply::unexpected("one reply per appended event"));
+    }
+    replies.into_iter().map(appended_from).collect()
+}
+
+/// One element of [`append_events`]' reply.
+fn appended_from(reply: redis::Value) -> redis::RedisResult<Appended> {
+    use redis::Value;
+    match reply {
+        Value::BulkString(id) => std::str::from_utf8(&id)
+            .ok()
+            .and_then(|id| id.parse().ok())
+            .map(Appended::Written)
+            .ok_or_else(|| crate::reply::unexpected("an entry id")),
+        Value::Int(0) => Ok(Appended::Skipped),
+        Value::Array(stale) => match stale.as_slice() {
+            [Value::BulkString(now)] => std::str::from_utf8(now)
+                .ok()
+                .and_then(Tally::parse)
+                .map(Appended::Stale)
+                .ok_or_else(|| crate::reply::unexpected("a tally")),
+            _ => Err(crate::reply::unexpected("a tally")),
+        },
+        _ => Err(crate::reply::unexpected("an append's outcome")),
+    }
+}
+
+/// The script's tally argument for `kind`: a `result`'s offer count, a
+/// terminal event's basis, else empty.
+fn tally_arg(kind: &EventKind, basis: Option<Tally>) -> String {
+    match (kind, basis) {
+        (EventKind::Result { results, .. }, _) => results.len().to_string(),
+        (kind, Some(basis)) if kind.is_terminal() => basis.to_arg(),
+        _ => String::new(),
+    }
+}
+
+/// The channel an append of `search_id` is announced on, and the command.
+fn nudge_target(search_id: Uuid, nudges: Nudges) -> (String, &'static str) {
+    match nudges {
+        Nudges::Broadcast => (EVENTS_CHANNEL.to_owned(), "PUBLISH"),
+        Nudges::Sharded => (events_channel(search_id), "SPUBLISH"),
     }
 }

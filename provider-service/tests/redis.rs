@@ -335,6 +335,55 @@ async fn a_terminal_event_based_on_a_stale_tally_is_refused() {
     );
 }
 
+/// Asserts that of the stored `processing`, `result` and terminal events of
+/// `id`, only the terminal one carries the supplier report, and it is `report`.
+async fn assert_report_only_on_the_terminal_event(
+    conn: &mut MultiplexedConnection,
+    id: Uuid,
+    report: &SupplierOutcomes,
+) {
+    let stored: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(results_key(id))
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        contract::supplier_report(stored[2].1[0].1.as_bytes()),
+        *report,
+        "the terminal event carries the report"
+    );
+    assert!(
+        contract::supplier_report(stored[1].1[0].1.as_bytes()).is_empty(),
+        "a result carries none"
+    );
+}
+
+/// Asserts that the results stream of `id` expires, within `ttl`.
+async fn assert_expires_within(conn: &mut MultiplexedConnection, id: Uuid, ttl: Duration) {
+    let ttl_left: i64 = redis::cmd("TTL")
+        .arg(results_key(id))
+        .query_async(conn)
+        .await
+        .unwrap();
+    assert!(
+        ttl_left > 0 && ttl_left <= ttl.as_secs() as i64,
+        "{ttl_left}"
+    );
+}
+
+/// The next `n` nudges (search ids) published on the subscribed channel.
+async fn next_nudges(nudges: &mut redis::aio::PubSub, n: usize) -> Vec<String> {
+    let mut messages = nudges.on_message();
+    let mut seen = Vec::new();
+    for _ in 0..n {
+        let message = tokio::time::timeout(LIMIT, messages.next()).await.unwrap();
+        seen.push(message.unwrap().get_payload::<String>().unwrap());
+    }
+    seen
+}
+
 #[tokio::test]
 async fn a_batch_is_written_in_order_once_and_its_terminal_event_checks_the_tally() {
     let redis = RedisServer::start().await;
@@ -417,32 +466,12 @@ async fn a_batch_is_written_in_order_once_and_its_terminal_event_checks_the_tall
     let seen = events(&mut conn, id).await;
     let kinds: Vec<_> = seen.iter().map(|e| e.kind.slot()).collect();
     assert_eq!(kinds, ["processing", "result:GA", "terminal"]);
-    let stored: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(results_key(id))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(
-        contract::supplier_report(stored[2].1[0].1.as_bytes()),
-        report,
-        "the terminal event carries the report"
-    );
-    assert!(
-        contract::supplier_report(stored[1].1[0].1.as_bytes()).is_empty(),
-        "a result carries none"
-    );
+    assert_report_only_on_the_terminal_event(&mut conn, id, &report).await;
 
     // Nothing new after the end: no write and no nudge.
     let after = append(&mut conn, &[batched(&processing, None)]).await;
     assert_eq!(after, [Appended::Skipped]);
-    let ttl_left: i64 = redis::cmd("TTL")
-        .arg(results_key(id))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert!(ttl_left > 0 && ttl_left <= 60, "{ttl_left}");
+    assert_expires_within(&mut conn, id, ttl).await;
 
     // Nudges arrive in publish order: one per batch that wrote, then the
     // marker's, with none for the batch that wrote nothing.
@@ -460,14 +489,8 @@ async fn a_batch_is_written_in_order_once_and_its_terminal_event_checks_the_tall
     )
     .await
     .unwrap();
-    let mut messages = nudges.on_message();
-    let mut seen_nudges = Vec::new();
-    for _ in 0..3 {
-        let message = tokio::time::timeout(LIMIT, messages.next()).await.unwrap();
-        seen_nudges.push(message.unwrap().get_payload::<String>().unwrap());
-    }
     assert_eq!(
-        seen_nudges,
+        next_nudges(&mut nudges, 3).await,
         [id.to_string(), id.to_string(), marker.to_string()]
     );
 }

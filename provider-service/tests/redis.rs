@@ -161,8 +161,11 @@ async fn pending(conn: &mut MultiplexedConnection) -> u64 {
     }
 }
 
-/// Names of the group's consumers.
-async fn consumers(conn: &mut MultiplexedConnection) -> Vec<String> {
+/// One field of each of the group's consumers in `XINFO CONSUMERS`.
+async fn consumer_field<T: redis::FromRedisValue>(
+    conn: &mut MultiplexedConnection,
+    field: &str,
+) -> Vec<T> {
     let reply: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
         .arg("CONSUMERS")
         .arg(REQUESTS_STREAM)
@@ -172,8 +175,13 @@ async fn consumers(conn: &mut MultiplexedConnection) -> Vec<String> {
         .unwrap();
     reply
         .into_iter()
-        .map(|c| redis::from_redis_value(c["name"].clone()).unwrap())
+        .map(|c| redis::from_redis_value(c[field].clone()).unwrap())
         .collect()
+}
+
+/// Names of the group's consumers.
+async fn consumers(conn: &mut MultiplexedConnection) -> Vec<String> {
+    consumer_field(conn, "name").await
 }
 
 /// The consumer an entry is pending on, if it is pending.
@@ -1008,17 +1016,7 @@ async fn pending_entries(conn: &mut MultiplexedConnection) -> Vec<(String, Strin
 
 /// The idle time of each of the group's consumers, in ms.
 async fn consumer_idle_ms(conn: &mut MultiplexedConnection) -> Vec<u64> {
-    let reply: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
-        .arg("CONSUMERS")
-        .arg(REQUESTS_STREAM)
-        .arg("provider-service")
-        .query_async(conn)
-        .await
-        .unwrap();
-    reply
-        .into_iter()
-        .map(|c| redis::from_redis_value(c["idle"].clone()).unwrap())
-        .collect()
+    consumer_field(conn, "idle").await
 }
 
 #[tokio::test]

@@ -468,6 +468,17 @@ async fn on_a_cluster_a_master_killed_mid_run_is_replaced_and_every_search_compl
     all_completed_once(clients).await;
 }
 
+/// Debian's nginx in front of every main-service instance of `stack`.
+async fn nginx_in_front(stack: &mut Stack) -> tests::nginx::Nginx {
+    let upstreams: Vec<String> = stack
+        .local()
+        .mains
+        .iter()
+        .map(|m| m.base_url().trim_start_matches("http://").to_owned())
+        .collect();
+    tests::nginx::Nginx::start(&upstreams).await
+}
+
 #[tokio::test]
 async fn behind_nginx_clients_resume_on_another_main_service_when_one_is_killed() {
     let mut stack = Stack::builder()
@@ -476,13 +487,7 @@ async fn behind_nginx_clients_resume_on_another_main_service_when_one_is_killed(
         .provider_env("MOCK_LATENCY_MS", "500-4000")
         .start()
         .await;
-    let upstreams: Vec<String> = stack
-        .local()
-        .mains
-        .iter()
-        .map(|m| m.base_url().trim_start_matches("http://").to_owned())
-        .collect();
-    let nginx = tests::nginx::Nginx::start(&upstreams).await;
+    let nginx = nginx_in_front(&mut stack).await;
     let url = nginx.base_url();
     let ids: Vec<Uuid> = futures_util::future::join_all((0..10).map(|i| {
         let body = search_body("CGK", "SIN", 2 + i, 2);
@@ -519,24 +524,19 @@ async fn behind_nginx_clients_resume_on_another_main_service_when_one_is_killed(
 #[tokio::test]
 async fn behind_nginx_oversized_bodies_are_refused_without_taking_instances_out() {
     let mut stack = Stack::builder().local_only().mains(2).start().await;
-    let upstreams: Vec<String> = stack
-        .local()
-        .mains
-        .iter()
-        .map(|m| m.base_url().trim_start_matches("http://").to_owned())
-        .collect();
-    let nginx = tests::nginx::Nginx::start(&upstreams).await;
+    let nginx = nginx_in_front(&mut stack).await;
+    let instances = stack.local().mains.len();
     let url = format!("{}/api/flights/search", nginx.base_url());
     // Far more than a socket buffer: an instance that answered 413 and
     // closed would break nginx's pipe while it still sent the body.
     let oversized = search_body("CGK", "DPS", 3, 1) + &" ".repeat(1_000_000);
-    for _ in 0..upstreams.len() * 2 {
+    for _ in 0..instances * 2 {
         let refused = tests::http::post_json(&url, &oversized).await.unwrap();
         assert_eq!(refused.status, 413, "{:?}", refused.body);
         documents::assert_matches(Schema::ErrorEnvelope, &refused.json());
     }
     // Every instance is still in rotation: nothing answers nginx's 503.
-    for _ in 0..upstreams.len() * 2 {
+    for _ in 0..instances * 2 {
         submit_to(&nginx.base_url(), &search_body("CGK", "DPS", 3, 1)).await;
     }
 }

@@ -74,7 +74,15 @@ impl RedisCluster {
             std::fs::write(path, acl.join("\n") + "\n").expect("write ACL file");
         }
         for i in 0..cluster.nodes.len() {
-            cluster.spawn(i).await;
+            // A free port can be taken by another process before the node
+            // binds it: such a node exits at once, and gets new ports.
+            let mut attempts = 0;
+            while !cluster.spawn(i).await {
+                attempts += 1;
+                assert!(attempts < 5, "no cluster node could bind its ports");
+                cluster.nodes[i].port = free_port();
+                cluster.nodes[i].bus_port = free_port();
+            }
         }
         let addresses: Vec<String> = cluster
             .nodes
@@ -173,7 +181,7 @@ impl RedisCluster {
             .iter()
             .position(|n| n.port == port)
             .expect("a node of this cluster");
-        self.spawn(i).await;
+        assert!(self.spawn(i).await, "a revived cluster node exited");
     }
 
     /// SIGKILLs every node.
@@ -188,7 +196,7 @@ impl RedisCluster {
     pub async fn revive_all(&mut self) {
         for i in 0..self.nodes.len() {
             if self.nodes[i].child.is_none() {
-                self.spawn(i).await;
+                assert!(self.spawn(i).await, "a revived cluster node exited");
             }
         }
         self.wait_healthy().await;
@@ -250,7 +258,9 @@ impl RedisCluster {
         panic!("no cluster node answers");
     }
 
-    async fn spawn(&mut self, i: usize) {
+    /// Starts node `i` and waits until it answers; returns false if and only
+    /// if the process exited instead (its port taken, say).
+    async fn spawn(&mut self, i: usize) -> bool {
         let (port, bus_port) = (self.nodes[i].port, self.nodes[i].bus_port);
         let dir = self.dir.join(port.to_string());
         std::fs::create_dir_all(&dir).expect("create cluster node dir");
@@ -281,9 +291,9 @@ impl RedisCluster {
             .expect("redis-server must be installed (apt-get install redis-server)");
         // Generous: six nodes start at once, and on a loaded machine one may
         // take more than 10 s to load and listen. A node that exits (its port
-        // taken meanwhile, say) fails at once, with its status.
+        // taken meanwhile, say) is reported at once.
         let child = std::sync::Mutex::new(child);
-        eventually(
+        let started = eventually(
             "a cluster node to answer PING",
             Duration::from_secs(30),
             || async {
@@ -293,13 +303,17 @@ impl RedisCluster {
                     .try_wait()
                     .expect("wait on redis-server");
                 if let Some(status) = exited {
-                    panic!("the cluster node on port {port} (bus {bus_port}) exited: {status}");
+                    eprintln!("the cluster node on port {port} (bus {bus_port}) exited: {status}");
+                    return Some(false);
                 }
-                connect(port).await.map(|_| ())
+                connect(port).await.map(|_| true)
             },
         )
         .await;
-        self.nodes[i].child = Some(child.into_inner().unwrap());
+        if started {
+            self.nodes[i].child = Some(child.into_inner().unwrap());
+        }
+        started
     }
 }
 

@@ -15,11 +15,13 @@ use crate::clock::now_us;
 use crate::cpu::CpuReading;
 use crate::errors::{ErrorKind, Errors};
 use crate::fleet::Fleet;
-use crate::producer::Producer;
+use crate::machine::{Noise, NoiseMeter};
+use crate::producer::{Producer, Production};
 use crate::report::{Report, per_sec};
 use crate::sampler::{Probe, Sampler, Window};
 use crate::searches::{Submitted, submit_all};
 use crate::stack::{PROVIDER_SERVICE, Stack};
+use crate::subscriber::StreamReport;
 use crate::verify;
 use crate::worker::WorkerPlan;
 use crate::{procfs, redis_info};
@@ -76,6 +78,18 @@ struct Held {
     idle_calls: Option<(BTreeMap<String, u64>, f64)>,
     /// How long the hold lasted.
     secs: f64,
+}
+
+/// What the delivery phase produced and measured.
+struct Delivered {
+    /// What the producer appended, with send times.
+    production: Production,
+    /// Every client's report.
+    reports: Vec<StreamReport>,
+    /// Most responses held open at once.
+    peak_open: usize,
+    /// What the machine took from the processes meanwhile.
+    noise: Noise,
 }
 
 /// main-service's memory per open stream, in bytes: an idle figure, so read
@@ -327,6 +341,35 @@ impl DeliveryRun<'_> {
             .map_err(|e| format!("producer's Redis connection: {e}"))
     }
 
+    /// Appends every event and waits for the clients' reports, measuring what
+    /// the machine took meanwhile.
+    async fn deliver(
+        &self,
+        stack: &Stack,
+        fleet: Fleet,
+        ids: &[Uuid],
+        deadline: Instant,
+        phases: &mut BTreeMap<&'static str, f64>,
+        errors: &mut Errors,
+    ) -> Result<Delivered, String> {
+        let mut producer = self.producer(stack).await?;
+        let deliver_start = Instant::now();
+        let noise = NoiseMeter::start();
+        let production = producer
+            .produce(ids, self.results.into(), self.rate, deadline, errors)
+            .await;
+        phases.insert("produce", production.elapsed.as_secs_f64());
+        let peak_open = fleet.peak_open();
+        let reports = fleet.finish(deadline + REPORT_GRACE, errors).await;
+        phases.insert("deliver", deliver_start.elapsed().as_secs_f64());
+        Ok(Delivered {
+            production,
+            reports,
+            peak_open,
+            noise: noise.finish(),
+        })
+    }
+
     /// Runs the scenario.
     pub async fn run(&self) -> Result<Report, String> {
         let started = Instant::now();
@@ -364,16 +407,11 @@ impl DeliveryRun<'_> {
         };
         let hold_cpu = CpuReading::take(stack.main_pid, None, &mut stack.redis, &mut errors).await;
 
-        let mut producer = self.producer(&stack).await?;
         let deliver_start_us = now_us();
-        let deliver_start = Instant::now();
-        let production = producer
-            .produce(&ids, self.results.into(), self.rate, deadline, &mut errors)
-            .await;
-        phases.insert("produce", production.elapsed.as_secs_f64());
-        let peak_open = fleet.peak_open();
-        let reports = fleet.finish(deadline + REPORT_GRACE, &mut errors).await;
-        phases.insert("deliver", deliver_start.elapsed().as_secs_f64());
+        let delivered = self
+            .deliver(&stack, fleet, &ids, deadline, &mut phases, &mut errors)
+            .await?;
+        let (production, reports) = (delivered.production, delivered.reports);
         let deliver_cpu =
             CpuReading::take(stack.main_pid, None, &mut stack.redis, &mut errors).await;
         let deliver_window = sampler.take();
@@ -405,7 +443,7 @@ impl DeliveryRun<'_> {
                 .and_then(|secs| per_sec(delivery.searches_completed, secs)),
             connections_requested: self.connections as u64,
             connections_opened: opened as u64,
-            peak_sse_connections: peak_open as u64,
+            peak_sse_connections: delivered.peak_open as u64,
             server_sse_streams_open_peak: connected.streams_open_peak,
             server_hub_feeds_active_peak: connected.feeds_active_peak,
             post_to_first_event_ms: delivery.first_event.summary(),
@@ -425,6 +463,7 @@ impl DeliveryRun<'_> {
             idle_redis_commands_per_sec: idle_calls.as_ref().map(commands_per_sec),
             idle_redis_commands: idle_calls.map(|(calls, _)| calls).unwrap_or_default(),
             cpu,
+            machine: Some(delivered.noise),
             load_average: (load_start, procfs::load_average()),
             phase_secs: phases,
             wall_secs: started.elapsed().as_secs_f64(),

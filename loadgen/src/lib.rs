@@ -23,7 +23,8 @@
 //! The SSE clients ([`subscriber`]) speak HTTP/1.1 directly over `TcpStream`
 //! ([`http`], [`sse`]) so that tens of thousands cost little. Measurements of
 //! the system come from `/proc` ([`procfs`]), Redis `INFO` ([`redis_info`]) and
-//! main-service's `/metrics` ([`sampler`], [`cpu`]).
+//! main-service's `/metrics` ([`sampler`], [`cpu`]); what the machine itself
+//! took (steal, hiccups) from [`machine`].
 
 pub mod cli;
 pub mod clock;
@@ -33,6 +34,7 @@ pub mod errors;
 pub mod fleet;
 pub mod http;
 pub mod keyspace;
+pub mod machine;
 pub mod overload;
 pub mod procfs;
 pub mod producer;

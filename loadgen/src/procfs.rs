@@ -1,5 +1,6 @@
-//! What `/proc` says about the measured processes: resident memory, CPU time,
-//! environment, and which of their sockets are TCP connections to Redis.
+//! What `/proc` says about the measured processes (resident memory, CPU time,
+//! environment, and which of their sockets are TCP connections to Redis) and
+//! about the machine (load average, CPU time the host stole).
 //!
 //! Parsing is separate from reading so that the formats are pinned down by
 //! tests; readers return `io::Error` naming the file.
@@ -26,6 +27,48 @@ pub fn parse_load_average(loadavg: &str) -> Option<f64> {
 /// The machine's 1-minute load average, if readable.
 pub fn load_average() -> Option<f64> {
     parse_load_average(&read("/proc/loadavg").ok()?)
+}
+
+/// The machine's CPU time so far, all CPUs together, in clock ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuTicks {
+    /// Time the host kept from the guest's CPUs (`steal`).
+    pub steal: u64,
+    /// user + nice + system + idle + iowait + irq + softirq + steal.
+    pub total: u64,
+}
+
+impl CpuTicks {
+    /// Steal as a percent of all CPU time since `start`, one decimal; `None`
+    /// when no time passed.
+    pub fn steal_percent_since(&self, start: &CpuTicks) -> Option<f64> {
+        let total = self.total.checked_sub(start.total).filter(|&t| t > 0)?;
+        let steal = self.steal.saturating_sub(start.steal);
+        Some((steal as f64 / total as f64 * 1000.0).round() / 10.0)
+    }
+}
+
+/// The aggregate `cpu` line of `/proc/stat`. Guest time is already counted in
+/// user time, so it is left out of the total.
+pub fn parse_cpu_ticks_total(stat: &str) -> Option<CpuTicks> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    (fields.len() == 8).then(|| CpuTicks {
+        steal: fields[7],
+        total: fields.iter().sum(),
+    })
+}
+
+/// The machine's CPU time so far.
+pub fn cpu_ticks() -> io::Result<CpuTicks> {
+    parse_cpu_ticks_total(&read("/proc/stat")?)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "/proc/stat: no cpu line"))
 }
 
 /// `VmRSS` in KiB from the text of `/proc/<pid>/status`.
@@ -231,6 +274,27 @@ mod tests {
         let status = "Name:\tmain-service\nVmPeak:\t  900 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
         assert_eq!(parse_vm_rss_kib(status), Some(12345));
         assert_eq!(parse_vm_rss_kib("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn reads_the_machine_steal() {
+        let stat = "cpu  100 5 50 800 10 1 4 30 7 0\ncpu0 50 2 25 400 5 0 2 15 3 0\nintr 1\n";
+        let start = parse_cpu_ticks_total(stat).unwrap();
+        assert_eq!(
+            start,
+            CpuTicks {
+                steal: 30,
+                total: 1000
+            }
+        );
+        let end = CpuTicks {
+            steal: 55,
+            total: 1200,
+        };
+        assert_eq!(end.steal_percent_since(&start), Some(12.5));
+        assert_eq!(start.steal_percent_since(&start), None);
+        assert_eq!(parse_cpu_ticks_total("cpu  1 2 3\n"), None);
+        assert_eq!(parse_cpu_ticks_total("cpu0 1 2 3 4 5 6 7 8\n"), None);
     }
 
     #[test]

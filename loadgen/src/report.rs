@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::cpu::CpuUsage;
 use crate::errors::{ErrorKind, Errors};
+use crate::machine::Noise;
 use crate::summary::Summary;
 
 /// Every figure of a run.
@@ -72,6 +73,9 @@ pub struct Report {
     /// CPU by phase: `hold` and `deliver` (`idle`), `deliver` (`latency`),
     /// `run` (`throughput`).
     pub cpu: BTreeMap<&'static str, CpuUsage>,
+    /// Steal and hiccups over the phase whose latency is reported (`deliver`,
+    /// or `run` for `throughput`): the floor under the delivery tail.
+    pub machine: Option<Noise>,
     /// 1-minute load average of the machine at the start and end of the run:
     /// anything else running on it shows here.
     pub load_average: (Option<f64>, Option<f64>),
@@ -184,6 +188,9 @@ impl Report {
                     calls.join(", ")
                 },
             );
+        }
+        if let Some(noise) = &self.machine {
+            let _ = writeln!(out, "machine       {}", noise.line());
         }
         for (phase, cpu) in &self.cpu {
             let _ = writeln!(

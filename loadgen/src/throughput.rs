@@ -16,6 +16,7 @@ use crate::cli::ThroughputArgs;
 use crate::cpu::CpuReading;
 use crate::errors::Errors;
 use crate::http::{HttpConnection, Target};
+use crate::machine::NoiseMeter;
 use crate::procfs;
 use crate::report::{Report, per_sec};
 use crate::sampler::Sampler;
@@ -88,6 +89,7 @@ pub async fn run(args: &ThroughputArgs) -> Result<Report, String> {
     let cpu_start =
         CpuReading::take(stack.main_pid, provider_pid, &mut stack.redis, &mut errors).await;
     let run_start = Instant::now();
+    let noise = NoiseMeter::start();
     let bodies: Arc<Vec<String>> = Arc::new((0..args.dates).map(search_body_later).collect());
     let next = Arc::new(AtomicUsize::new(0));
     let open = Arc::new(OpenStreams::default());
@@ -111,6 +113,7 @@ pub async fn run(args: &ThroughputArgs) -> Result<Report, String> {
         errors.merge(lane.errors);
     }
     let run_secs = run_start.elapsed().as_secs_f64();
+    let noise = noise.finish();
     let cpu_end =
         CpuReading::take(stack.main_pid, provider_pid, &mut stack.redis, &mut errors).await;
     let window = sampler.take();
@@ -155,6 +158,7 @@ pub async fn run(args: &ThroughputArgs) -> Result<Report, String> {
         idle_redis_commands_per_sec: None,
         idle_redis_commands: BTreeMap::new(),
         cpu: BTreeMap::from([("run", cpu_end.since(&cpu_start))]),
+        machine: Some(noise),
         load_average: (load_start, procfs::load_average()),
         phase_secs: BTreeMap::from([("run", run_secs)]),
         wall_secs: started.elapsed().as_secs_f64(),

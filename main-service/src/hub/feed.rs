@@ -100,6 +100,43 @@ pub(super) struct Appended {
     pub terminal: Option<EntryKind>,
 }
 
+impl Log {
+    /// Adds the entries after the last one read, up to the terminal event;
+    /// see [`Feed::append`].
+    fn push<D: AsRef<[u8]>>(
+        &mut self,
+        entries: impl IntoIterator<Item = (EntryId, Option<D>)>,
+    ) -> Appended {
+        let mut appended = Appended::default();
+        for (id, data) in entries {
+            if self.terminal.is_some() || self.last_id.is_some_and(|last| id <= last) {
+                continue;
+            }
+            self.last_id = Some(id);
+            let Some(data) = data else {
+                continue;
+            };
+            let data = data.as_ref();
+            let kind = EntryKind::of(data);
+            if kind == EntryKind::Result && !self.seen_result {
+                self.seen_result = true;
+                appended.first_result = true;
+            }
+            if kind.is_terminal() {
+                self.terminal = Some((id, kind));
+                appended.terminal = Some(kind);
+            }
+            self.entries.push(Entry {
+                id,
+                frame: sse::event(id, data),
+                kind,
+            });
+            appended.count += 1;
+        }
+        appended
+    }
+}
+
 impl EntryKind {
     /// Reads `status` (and a failure's `error.code`) from an event's JSON. Only
     /// these fields matter, so an event with offers this version does not know
@@ -184,38 +221,51 @@ impl Feed {
         &self,
         entries: impl IntoIterator<Item = (EntryId, Option<Vec<u8>>)>,
     ) -> Appended {
-        let mut appended = Appended::default();
-        {
+        let appended = self
+            .log
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(entries);
+        self.wake(&appended);
+        appended
+    }
+
+    /// Appends the entries a nudge carried, which follow the stream's entry
+    /// `after` (`None`: they are its first) with nothing in between, if they
+    /// continue what the feed holds; returns `None` when they do not (a gap:
+    /// the feed must read the stream instead). They continue it when the
+    /// feed's last entry is `after` or one of them: the feed holds every entry
+    /// up to its last one, so the rest follow without a hole. A feed that
+    /// already holds the newest of them has nothing to add.
+    ///
+    /// The check and the append are one step under the log's lock, so a fetch
+    /// appending at the same time can neither open a gap nor be skipped.
+    pub(super) fn append_after(
+        &self,
+        after: Option<EntryId>,
+        entries: &[(EntryId, &[u8])],
+    ) -> Option<Appended> {
+        let appended = {
             let mut log = self.log.write().unwrap_or_else(PoisonError::into_inner);
-            for (id, data) in entries {
-                if log.terminal.is_some() || log.last_id.is_some_and(|last| id <= last) {
-                    continue;
-                }
-                log.last_id = Some(id);
-                let Some(data) = data else {
-                    continue;
-                };
-                let kind = EntryKind::of(&data);
-                if kind == EntryKind::Result && !log.seen_result {
-                    log.seen_result = true;
-                    appended.first_result = true;
-                }
-                if kind.is_terminal() {
-                    log.terminal = Some((id, kind));
-                    appended.terminal = Some(kind);
-                }
-                log.entries.push(Entry {
-                    id,
-                    frame: sse::event(id, &data),
-                    kind,
-                });
-                appended.count += 1;
+            let last = log.last_id;
+            let newest = entries.last().map(|&(id, _)| id);
+            if newest.is_none_or(|newest| last.is_some_and(|last| last >= newest)) {
+                return Some(Appended::default());
             }
-        }
+            if last != after && !entries.iter().any(|&(id, _)| Some(id) == last) {
+                return None;
+            }
+            log.push(entries.iter().map(|&(id, data)| (id, Some(data))))
+        };
+        self.wake(&appended);
+        Some(appended)
+    }
+
+    /// Wakes the clients if an append added an event.
+    fn wake(&self, appended: &Appended) {
         if appended.count > 0 {
             self.changes.send_replace(());
         }
-        appended
     }
 
     /// The first entry after `cursor` (from the start for `None`).
@@ -424,6 +474,61 @@ mod tests {
         assert_eq!(feed.terminal(), Some((id(5), EntryKind::Completed)));
         assert!(feed.is_over());
         assert_eq!(feed.last_id(), Some(id(5)));
+    }
+
+    #[test]
+    fn carried_entries_are_appended_only_where_they_continue_the_feed() {
+        let feed = Feed::new(Uuid::nil(), 0, true);
+        let mut changes = feed.changes();
+        let (processing, result) = (data("processing").unwrap(), data("result").unwrap());
+        let completed = data("completed").unwrap();
+        assert_eq!(
+            feed.append_after(Some(id(1)), &[(id(2), &result)]),
+            None,
+            "an empty feed takes only the stream's first entries"
+        );
+        let first = feed.append_after(None, &[(id(1), &processing)]);
+        assert_eq!(first.map(|a| a.count), Some(1));
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+
+        // A gap: they follow an entry the feed has not read.
+        assert_eq!(feed.append_after(Some(id(2)), &[(id(3), &result)]), None);
+        assert_eq!(feed.append_after(None, &[(id(3), &result)]), None);
+        assert!(!changes.has_changed().unwrap());
+        assert_eq!(feed.last_id(), Some(id(1)));
+
+        // Right after the last entry read: appended, told as a fetch tells it.
+        let next = feed.append_after(Some(id(1)), &[(id(2), &result), (id(3), &result)]);
+        let expected = Appended {
+            count: 2,
+            first_result: true,
+            terminal: None,
+        };
+        assert_eq!(next, Some(expected));
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+
+        // Read already (a fetch was faster): nothing to add, nothing to read.
+        assert_eq!(
+            feed.append_after(Some(id(1)), &[(id(2), &result)]),
+            Some(Appended::default())
+        );
+        assert!(!changes.has_changed().unwrap());
+        // Partly read: only the rest is added, the duplicate skipped.
+        let end = feed.append_after(Some(id(2)), &[(id(3), &result), (id(4), &completed)]);
+        let expected = Appended {
+            count: 1,
+            first_result: false,
+            terminal: Some(EntryKind::Completed),
+        };
+        assert_eq!(end, Some(expected));
+        // A fetch overlapping them afterwards adds nothing either.
+        assert_eq!(feed.append([(id(4), data("completed"))]).count, 0);
+        let ids: Vec<EntryId> = std::iter::successors(feed.after(None), |e| feed.after(Some(e.id)))
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, [id(1), id(2), id(3), id(4)]);
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! search. Many searches are read concurrently (pipelined on the one
 //! connection), bounded so a burst of nudges cannot pile up unbounded work.
 //!
-//! Two queues feed it. Nudged reads (and the first read of a new feed) are
-//! taken first, up to the whole concurrency. Rechecks, the re-reads done in
+//! Two queues feed it. Nudged reads (the first read of a new feed, and a
+//! nudge whose entries did not continue its feed: a gap, or a bare search id)
+//! are taken first, up to the whole concurrency. Rechecks, the re-reads done in
 //! case a nudge was missed, are taken only when no nudged read waits, and at
 //! most [`RECHECK_CONCURRENCY`] at a time: re-reading thousands of feeds after
 //! a resubscription then never queues a nudged read behind them, here or in

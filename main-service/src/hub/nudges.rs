@@ -1,6 +1,7 @@
 //! On a single server, the one pub/sub connection: `SUBSCRIBE
-//! flight.search.events`, where the append script publishes a search id after
-//! every event it writes. (redis-rs offers SSUBSCRIBE only on its cluster
+//! flight.search.events`, where the append script publishes a nudge (the
+//! search id and the entries written, see [`contract::nudge`]) after every
+//! call that wrote. (redis-rs offers SSUBSCRIBE only on its cluster
 //! connection, so a single server keeps this broadcast channel.)
 //!
 //! Pub/sub is at-most-once: messages published while this connection is down
@@ -12,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contract::keys::EVENTS_CHANNEL;
+use contract::nudge::Nudge;
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use service_runtime::redis_link::{Backoff, LinkState};
-use uuid::Uuid;
 
 use super::Hub;
 
@@ -75,15 +76,10 @@ async fn listen(hub: &Hub, sink: &mut PubSubSink, messages: &mut PubSubStream) -
         tokio::select! {
             _ = hub.shutdown.cancelled() => return None,
             message = messages.next() => match message {
-                Some(message) => {
-                    let search_id = std::str::from_utf8(message.get_payload_bytes())
-                        .ok()
-                        .and_then(|text| Uuid::try_parse(text).ok());
-                    match search_id {
-                        Some(search_id) => hub.nudge(search_id),
-                        None => tracing::debug!("ignored a nudge that is not a search id"),
-                    }
-                }
+                Some(message) => match Nudge::parse(message.get_payload_bytes()) {
+                    Some(nudge) => hub.nudge(&nudge),
+                    None => tracing::debug!("ignored a nudge that does not start with a search id"),
+                },
                 None => return Some("subscription closed".to_owned()),
             },
             _ = ping.tick() => {

@@ -1,6 +1,7 @@
 //! Nudges on a Redis Cluster: while this instance has a feed for a search, it
 //! holds `SSUBSCRIBE {flight.search.results:<id>}:events`, the sharded channel
-//! on which the append script SPUBLISHes the search id after every write.
+//! on which the append script SPUBLISHes a nudge (the search id and the entries
+//! written, see [`contract::nudge`]) after every call that wrote.
 //!
 //! A sharded channel lives on the node that owns the search's keys, so an
 //! announcement reaches only that node and the instances watching the search;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contract::keys::{RESULTS_PREFIX, events_channel};
+use contract::nudge::Nudge;
 use redis::cluster_async::ClusterConnection;
 use redis::{PushInfo, PushKind, Value};
 use service_runtime::redis_link::LinkState;
@@ -103,14 +105,14 @@ async fn reconcile(
 /// sweep re-read often until its subscriptions are back.
 fn on_push(hub: &Hub, link: &LinkState, push: PushInfo) {
     match push.kind {
-        PushKind::SMessage => match push.data.get(1).and_then(search_id_of) {
-            Some(search_id) => hub.nudge(search_id),
-            None => tracing::debug!("ignored a nudge that is not a search id"),
+        PushKind::SMessage => match push.data.get(1).and_then(nudge_of) {
+            Some(nudge) => hub.nudge(&nudge),
+            None => tracing::debug!("ignored a nudge that does not start with a search id"),
         },
         PushKind::SSubscribe => {
             hub.set_subscribed(true);
             if let Some(search_id) = push.data.first().and_then(channel_search_id) {
-                hub.nudge(search_id);
+                hub.nudge(&Nudge::bare(search_id));
             }
         }
         PushKind::Disconnection => {
@@ -121,10 +123,10 @@ fn on_push(hub: &Hub, link: &LinkState, push: PushInfo) {
     }
 }
 
-/// The search id a message carries.
-fn search_id_of(payload: &Value) -> Option<Uuid> {
+/// The nudge a message carries.
+fn nudge_of(payload: &Value) -> Option<Nudge<'_>> {
     match payload {
-        Value::BulkString(bytes) => Uuid::try_parse_ascii(bytes).ok(),
+        Value::BulkString(bytes) => Nudge::parse(bytes),
         _ => None,
     }
 }
@@ -153,7 +155,9 @@ mod tests {
         assert_eq!(channel_search_id(&channel), Some(id));
         let other = Value::BulkString(b"flight.search.events".to_vec());
         assert_eq!(channel_search_id(&other), None);
-        let payload = Value::BulkString(id.to_string().into_bytes());
-        assert_eq!(search_id_of(&payload), Some(id));
+        let payload = Value::BulkString(format!("{id} -\n1-0 2\n{{}}").into_bytes());
+        let nudge = nudge_of(&payload).unwrap();
+        assert_eq!(nudge.search_id, id);
+        assert_eq!(nudge.carried().unwrap().entries.len(), 1);
     }
 }

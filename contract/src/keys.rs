@@ -22,8 +22,9 @@ pub const SUPPLIER_ANSWER_PREFIX: &str = "flight.supplier.answer:";
 pub const DEAD_LETTER_STREAM: &str = "flight.search.dead-letter";
 
 /// Pub/sub channel on which every appended event is announced on a single
-/// Redis (message: the search id), so main-service reads a result stream only
-/// when it changed. On a cluster, [`events_channel`] is used instead.
+/// Redis (message: a [nudge](crate::nudge), the search id and the entries
+/// written), so main-service learns of new events without polling. On a
+/// cluster, [`events_channel`] is used instead.
 pub const EVENTS_CHANNEL: &str = "flight.search.events";
 
 /// Field of a result stream entry holding the event JSON.
@@ -48,6 +49,10 @@ pub const STATE_ANSWERS: &str = "answers";
 
 /// State hash field: offers over those `result` events (kept by the append script).
 pub const STATE_OFFERS: &str = "offers";
+
+/// State hash field: the id of the result stream's last entry (kept by the
+/// append script), the `previous` entry a [nudge](crate::nudge) names.
+pub const STATE_LAST: &str = "last";
 
 /// Approximate length cap of [`DEAD_LETTER_STREAM`].
 pub const DEAD_LETTER_MAXLEN: usize = 10_000;

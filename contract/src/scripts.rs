@@ -27,12 +27,33 @@ pub mod attach {
 /// `append(slot, data, tally)` writes one event unless its slot is taken or
 /// the search has its terminal event (then it returns false); a terminal event
 /// with a tally that differs from the state hash's `answers:offers` is refused
-/// with `false, <tally now>`; it returns the new entry id otherwise.
-/// `announce(ttl, channel, search_id, publish)` refreshes both keys' TTL and
-/// sends the nudge, once per script call however many events it wrote.
+/// with `false, <tally now>`; it returns the new entry id otherwise. Before
+/// its call's first XADD it notes the stream's last entry (`previous`), and it
+/// keeps every entry it writes (`written`) for the nudge.
+///
+/// `announce(ttl, channel, search_id, publish)` refreshes both keys' TTL,
+/// records the stream's new last entry in the state hash and sends the nudge
+/// (see [`crate::nudge`]), once per script call however many events it wrote.
+/// The nudge carries the written entries when `previous` is known and their
+/// data is at most [`NUDGE_DATA_LIMIT`](crate::nudge::NUDGE_DATA_LIMIT) bytes
+/// in all; otherwise it is the bare search id, and subscribers read the stream.
+///
+/// `last_entry()` trusts the state hash's `last` only if no entry follows it
+/// (a writer of the previous script version appends without updating it), and
+/// names "no entry" (`-`) only if the stream is empty (such a writer may have
+/// filled it without recording `last`); it returns false when it cannot tell.
+/// A wrong `previous` would let a subscriber skip the entries in between.
 macro_rules! append_functions {
     () => {
         r"
+local previous, written = nil, {}
+local function last_entry()
+  local last = redis.call('HGET', KEYS[2], 'last')
+  if last then
+    return #redis.call('XREVRANGE', KEYS[1], '+', '(' .. last, 'COUNT', 1) == 0 and last
+  end
+  return redis.call('XLEN', KEYS[1]) == 0 and '-'
+end
 local function append(slot, data, tally)
   if redis.call('HEXISTS', KEYS[2], 'terminal') == 1 or redis.call('HEXISTS', KEYS[2], slot) == 1 then
     return false
@@ -41,7 +62,9 @@ local function append(slot, data, tally)
     local have = (redis.call('HGET', KEYS[2], 'answers') or '0') .. ':' .. (redis.call('HGET', KEYS[2], 'offers') or '0')
     if have ~= tally then return false, have end
   end
+  if previous == nil then previous = last_entry() end
   local id = redis.call('XADD', KEYS[1], '*', 'data', data)
+  written[#written + 1] = {id, data}
   redis.call('HSET', KEYS[2], slot, id)
   if tally ~= '' and slot ~= 'terminal' then
     redis.call('HINCRBY', KEYS[2], 'answers', 1)
@@ -52,7 +75,19 @@ end
 local function announce(ttl, channel, search_id, publish)
   redis.call('EXPIRE', KEYS[1], ttl)
   redis.call('EXPIRE', KEYS[2], ttl)
-  redis.call(publish == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH', channel, search_id)
+  redis.call('HSET', KEYS[2], 'last', written[#written][1])
+  local size = 0
+  for _, entry in ipairs(written) do size = size + #entry[2] end
+  local message = search_id
+  if previous and size <= 16384 then
+    local parts = {search_id, ' ', previous}
+    for _, entry in ipairs(written) do
+      parts[#parts + 1] = '\n' .. entry[1] .. ' ' .. #entry[2] .. '\n'
+      parts[#parts + 1] = entry[2]
+    end
+    message = table.concat(parts)
+  end
+  redis.call(publish == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH', channel, message)
 end
 "
     };
@@ -67,7 +102,8 @@ end
 /// the state hash's `answers` and `offers`; for a terminal event, the
 /// `answers:offers` the writer based it on (empty for none); and optionally
 /// `ARGV[7]` `SPUBLISH` to announce on a sharded channel (on a cluster, the
-/// search's own channel in its slot) rather than with PUBLISH.
+/// search's own channel in its slot) rather than with PUBLISH. The
+/// announcement is a [nudge](crate::nudge) carrying the new entry.
 ///
 /// Returns the new entry id, or nil when the slot is taken or the search already
 /// has its terminal event. This is what makes re-processing after a crash, or a
@@ -75,8 +111,8 @@ end
 /// appear once and there is exactly one terminal event. A terminal event whose
 /// tally differs from the results actually written (another attempt added one
 /// meanwhile) is refused with the error `STALE_TALLY <answers>:<offers>`, so a
-/// `completed` total always equals the offers before it. The XADD, both EXPIREs
-/// and the PUBLISH nudge happen together or not at all.
+/// `completed` total always equals the offers before it. The XADD, the state
+/// hash updates, both EXPIREs and the nudge happen together or not at all.
 pub const APPEND_EVENT: &str = concat!(
     append_functions!(),
     r"
@@ -91,7 +127,7 @@ return id
 /// Appends several events of one search in order, each by the rules of
 /// [`APPEND_EVENT`], with one TTL refresh and one nudge for all of them: what
 /// a provider has ready at once costs one round trip and wakes each
-/// main-service once.
+/// main-service once, with every entry written in that one nudge.
 ///
 /// `KEYS` as for [`APPEND_EVENT`]; `ARGV[1]` TTL seconds, `ARGV[2]` the events
 /// channel, `ARGV[3]` the search id, `ARGV[4]` `SPUBLISH` or `PUBLISH`, then per
@@ -179,20 +215,45 @@ return 0
 mod tests {
     use super::*;
     use crate::keys::{
-        DATA_FIELD, STATE_ANSWERS, STATE_OFFERS, STATE_READER_PREFIX, STATE_READERS,
+        DATA_FIELD, STATE_ANSWERS, STATE_LAST, STATE_OFFERS, STATE_READER_PREFIX, STATE_READERS,
         STATE_REQUESTED_AT, STATE_TERMINAL,
     };
+    use crate::nudge::NUDGE_DATA_LIMIT;
 
     /// Redis commands the scripts call, and syntax they pass to them: the
     /// literals that are not names of this project's layout.
-    const COMMANDS_AND_SYNTAX: [&str; 20] = [
-        "HEXISTS", "HGET", "HSET", "HSETNX", "HINCRBY", "HDEL", "DEL", "EXISTS", "EXPIRE", "XADD",
-        "XRANGE", "COUNT", "PUBLISH", "SPUBLISH",
-        // XADD's auto id, XRANGE's open end, an unset value.
-        "*", "+", "",
+    const COMMANDS_AND_SYNTAX: [&str; 26] = [
+        "HEXISTS",
+        "HGET",
+        "HSET",
+        "HSETNX",
+        "HINCRBY",
+        "HDEL",
+        "DEL",
+        "EXISTS",
+        "EXPIRE",
+        "XADD",
+        "XRANGE",
+        "XREVRANGE",
+        "XLEN",
+        "COUNT",
+        "PUBLISH",
+        "SPUBLISH",
+        // XADD's auto id, a range's open end and exclusive start, an unset value.
+        "*",
+        "+",
+        "(",
+        "",
         // The detach flag for a reader that saw the terminal event; an unset
         // count and the separator of a tally (see `Tally`).
-        "1", "0", ":",
+        "1",
+        "0",
+        ":",
+        // A nudge's "no previous entry" and its separators (see `crate::nudge`),
+        // the newline as the script spells it.
+        "-",
+        " ",
+        "\\n",
     ];
 
     /// Every single-quoted literal in `script`.
@@ -213,6 +274,7 @@ mod tests {
         // The terminal slot's name is the state hash field that records it.
         let stale = format!("{STALE_TALLY} ");
         let append = [
+            STATE_LAST,
             STATE_TERMINAL,
             STATE_TERMINAL,
             STATE_ANSWERS,
@@ -221,6 +283,7 @@ mod tests {
             STATE_TERMINAL,
             STATE_ANSWERS,
             STATE_OFFERS,
+            STATE_LAST,
         ];
         assert_eq!(
             layout_literals(APPEND_EVENT),
@@ -240,6 +303,15 @@ mod tests {
             layout_literals(DETACH_READER),
             [STATE_READER_PREFIX, STATE_READERS, STATE_READERS]
         );
+    }
+
+    #[test]
+    fn the_nudge_limit_is_the_one_the_scripts_apply() {
+        let check = format!("size <= {NUDGE_DATA_LIMIT} then");
+        for script in [APPEND_EVENT, APPEND_EVENTS] {
+            assert_eq!(script.matches(&check).count(), 1, "{check}");
+            assert_eq!(script.matches("size <= ").count(), 1);
+        }
     }
 
     #[test]

@@ -381,13 +381,15 @@ async fn assert_expires_within(conn: &mut MultiplexedConnection, id: Uuid, ttl: 
     );
 }
 
-/// The next `n` nudges (search ids) published on the subscribed channel.
-async fn next_nudges(nudges: &mut redis::aio::PubSub, n: usize) -> Vec<String> {
+/// The search ids of the next `n` nudges published on the subscribed channel.
+async fn next_nudges(nudges: &mut redis::aio::PubSub, n: usize) -> Vec<Uuid> {
     let mut messages = nudges.on_message();
     let mut seen = Vec::new();
     for _ in 0..n {
         let message = tokio::time::timeout(LIMIT, messages.next()).await.unwrap();
-        seen.push(message.unwrap().get_payload::<String>().unwrap());
+        let payload = message.unwrap().get_payload_bytes().to_vec();
+        let nudge = contract::nudge::Nudge::parse(&payload).expect("a nudge");
+        seen.push(nudge.search_id);
     }
     seen
 }
@@ -497,10 +499,7 @@ async fn a_batch_is_written_in_order_once_and_its_terminal_event_checks_the_tall
     )
     .await
     .unwrap();
-    assert_eq!(
-        next_nudges(&mut nudges, 3).await,
-        [id.to_string(), id.to_string(), marker.to_string()]
-    );
+    assert_eq!(next_nudges(&mut nudges, 3).await, [id, id, marker]);
 }
 
 #[tokio::test]

@@ -13,13 +13,34 @@ use tests::stack::Stack;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// Subscribers of `channel` on the node listening on `port`.
-async fn shard_subscribers(port: u16, channel: &str) -> i64 {
-    let mut node = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+/// A connection to the node listening on `port` alone.
+async fn node(port: u16) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))
         .unwrap()
         .get_multiplexed_async_connection()
         .await
-        .expect("connect to the channel's node");
+        .expect("connect to the node")
+}
+
+/// XRANGE calls so far on the node listening on `port` (`INFO commandstats`).
+async fn xrange_calls(port: u16) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut node(port).await)
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .find_map(|line| {
+            line.strip_prefix("cmdstat_xrange:calls=")?
+                .split(',')
+                .next()
+        })
+        .map_or(0, |calls| calls.parse().expect("a count"))
+}
+
+/// Subscribers of `channel` on the node listening on `port`.
+async fn shard_subscribers(port: u16, channel: &str) -> i64 {
+    let mut node = node(port).await;
     let (_, count): (String, i64) = redis::cmd("PUBSUB")
         .arg("SHARDNUMSUB")
         .arg(channel)
@@ -51,9 +72,14 @@ async fn a_search_sharded_channel_is_held_while_it_has_clients_and_carries_each_
         (shard_subscribers(owner, &channel).await == 1).then_some(())
     })
     .await;
+    let reads = tests::eventually("the feed's first read", LIMIT, || async {
+        Some(xrange_calls(owner).await).filter(|&calls| calls >= 1)
+    })
+    .await;
 
-    // Each append reaches the client at once: far sooner than the sweep that
-    // re-reads feeds as a net under pub/sub.
+    // Each append reaches the client at once, carried by its nudge: far
+    // sooner than the sweep that re-reads feeds as a net under pub/sub, and
+    // without a read of the stream.
     let mut redis = stack.redis().await;
     let kinds = [
         (
@@ -93,6 +119,10 @@ async fn a_search_sharded_channel_is_held_while_it_has_clients_and_carries_each_
         stream.next_event(LIMIT).await.unwrap().is_none(),
         "the response ends after the terminal event"
     );
+    // At most the read the subscription's confirmation asks for, which may
+    // come after the first one; a read per append would be three.
+    let reads = xrange_calls(owner).await - reads;
+    assert!(reads <= 1, "{reads} reads of the stream for three appends");
     drop(stream);
     tests::eventually("main-service to unsubscribe", LIMIT, || async {
         (shard_subscribers(owner, &channel).await == 0).then_some(())

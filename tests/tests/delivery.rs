@@ -1,16 +1,22 @@
-//! The safety net under pub/sub nudges: idle streams cost Redis nothing while
-//! the subscription is healthy, and an event whose nudge never arrived still
-//! reaches its client when there is a reason to look again (a failed read, a
-//! resubscription). Always runs on a local stack, with no provider: the tests
-//! write the events themselves.
+//! Pub/sub nudges and the safety net under them: what the append scripts
+//! publish (the entries they wrote, or the bare search id), a watched search
+//! delivered from its nudges without another read, idle streams that cost
+//! Redis nothing while the subscription is healthy, and an event whose nudge
+//! never arrived still reaching its client when there is a reason to look
+//! again (a failed read, a resubscription). Always runs on a local Redis; most
+//! tests have no provider and write the events themselves.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use contract::keys::{results_key, state_key};
+use contract::keys::{EVENTS_CHANNEL, STATE_LAST, results_key, state_key};
+use contract::nudge::NUDGE_DATA_LIMIT;
 use contract::{EventKind, SearchEvent, scripts};
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
 use tests::http::metric;
-use tests::sse::{Item, SseStream};
+use tests::redis_server::RedisServer;
+use tests::sse::{Item, SseStream, assert_exactly_once};
 use tests::stack::Stack;
 use tests::{eventually, search_body};
 use uuid::Uuid;
@@ -230,4 +236,156 @@ async fn a_nudge_lost_with_the_subscription_is_made_up_for_when_it_returns() {
         .unwrap();
     assert_eq!(killed, 1, "main-service holds one subscription");
     assert_delivered(&mut stream).await;
+}
+
+/// Appends events to search `id` in one `APPEND_EVENTS` call, each given as
+/// its slot and data, nudging on [`EVENTS_CHANNEL`]; returns the new entry ids.
+async fn append_batch(
+    conn: &mut MultiplexedConnection,
+    id: Uuid,
+    events: &[(&str, &str)],
+) -> Vec<String> {
+    let mut call = redis::cmd("EVAL");
+    call.arg(scripts::APPEND_EVENTS)
+        .arg(2)
+        .arg(results_key(id))
+        .arg(state_key(id))
+        .arg(600)
+        .arg(EVENTS_CHANNEL)
+        .arg(id.to_string())
+        .arg("PUBLISH");
+    for (slot, data) in events {
+        call.arg(slot).arg(data).arg("");
+    }
+    call.query_async(conn).await.expect("append")
+}
+
+/// Appends an entry to search `id`'s stream without the script, as a writer
+/// of an older version would have (it kept no last entry in the state hash).
+async fn xadd(conn: &mut MultiplexedConnection, id: Uuid) {
+    let _: String = redis::cmd("XADD")
+        .arg(results_key(id))
+        .arg("*")
+        .arg("data")
+        .arg("{}")
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+/// The next message on `subscription`, as bytes.
+async fn next_message(subscription: &mut redis::aio::PubSub) -> Vec<u8> {
+    let message = tokio::time::timeout(LIMIT, subscription.on_message().next())
+        .await
+        .expect("a nudge in time")
+        .expect("the subscription is open");
+    message.get_payload_bytes().to_vec()
+}
+
+/// The nudge announcing `entries` (id, data) written after `previous`.
+fn carrying(id: Uuid, previous: &str, entries: &[(&str, &str)]) -> Vec<u8> {
+    let mut nudge = format!("{id} {previous}");
+    for (entry, data) in entries {
+        nudge += &format!("\n{entry} {}\n{data}", data.len());
+    }
+    nudge.into_bytes()
+}
+
+#[tokio::test]
+async fn a_nudge_carries_the_entries_written_or_is_bare_when_too_large() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connection().await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut nudges = client.get_async_pubsub().await.unwrap();
+    nudges.subscribe(EVENTS_CHANNEL).await.unwrap();
+    let id = Uuid::new_v4();
+
+    // The stream's first entry, then several in one call, whatever their data holds.
+    let first = r#"{"status":"processing"}"#;
+    let written = append_batch(&mut conn, id, &[("processing", first)]).await;
+    let expected = carrying(id, "-", &[(&written[0], first)]);
+    assert_eq!(next_message(&mut nudges).await, expected);
+    let (ga, jt) = (r#"{"status":"result", "a b":"c\nd"}"#, "{\n}");
+    let batch = append_batch(
+        &mut conn,
+        id,
+        &[("result:GA", ga), ("processing", "x"), ("result:JT", jt)],
+    )
+    .await;
+    assert_eq!(batch[1], "0", "a taken slot writes nothing");
+    let expected = carrying(id, &written[0], &[(&batch[0], ga), (&batch[2], jt)]);
+    assert_eq!(next_message(&mut nudges).await, expected);
+
+    // Over the limit: the bare search id, so subscribers read the stream.
+    let large = "x".repeat(NUDGE_DATA_LIMIT / 2 + 1);
+    let over = append_batch(
+        &mut conn,
+        id,
+        &[("result:QG", &large), ("result:QZ", &large)],
+    )
+    .await;
+    assert_eq!(next_message(&mut nudges).await, id.to_string().into_bytes());
+    // At the limit, and after an oversized call: carried again.
+    let limit = "y".repeat(NUDGE_DATA_LIMIT);
+    let at = append_batch(&mut conn, id, &[("result:SJ", &limit)]).await;
+    let expected = carrying(id, &over[1], &[(&at[0], &limit)]);
+    assert_eq!(next_message(&mut nudges).await, expected);
+}
+
+#[tokio::test]
+async fn a_nudge_names_no_previous_entry_it_cannot_vouch_for() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connection().await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut nudges = client.get_async_pubsub().await.unwrap();
+    nudges.subscribe(EVENTS_CHANNEL).await.unwrap();
+    let id = Uuid::new_v4();
+
+    // A stream written by a script that kept no last entry: not "none".
+    xadd(&mut conn, id).await;
+    let written = append_batch(&mut conn, id, &[("processing", "p")]).await;
+    assert_eq!(next_message(&mut nudges).await, id.to_string().into_bytes());
+    let next = append_batch(&mut conn, id, &[("result:GA", "r")]).await;
+    let expected = carrying(id, &written[0], &[(&next[0], "r")]);
+    assert_eq!(next_message(&mut nudges).await, expected);
+
+    // An entry appended behind the recorded one: that is not the previous one.
+    xadd(&mut conn, id).await;
+    let jt = append_batch(&mut conn, id, &[("result:JT", "j")]).await;
+    assert_eq!(next_message(&mut nudges).await, id.to_string().into_bytes());
+    let last: String = redis::cmd("HGET")
+        .arg(state_key(id))
+        .arg(STATE_LAST)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(last, jt[0], "the stream's last entry is recorded again");
+}
+
+#[tokio::test]
+async fn a_search_watched_from_the_start_is_delivered_without_another_read() {
+    let mut stack = Stack::builder().local_only().providers(0).start().await;
+    let id = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
+    let mut stream = open(&stack, id).await;
+    eventually("the feed's first read", LIMIT, || async {
+        let calls = command_calls(&stack).await;
+        calls.get("xrange").is_some_and(|&n| n >= 1).then_some(())
+    })
+    .await;
+    let before = command_calls(&stack).await;
+
+    // The search starts only now, so every event is written after that read.
+    stack.local().add_provider(&[]).await;
+    let events = stream
+        .until_terminal(LIMIT)
+        .await
+        .expect("the whole search");
+    assert_exactly_once(id, &events);
+    let after = command_calls(&stack).await;
+    let delta = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
+    assert_eq!(delta("xrange"), 0, "{} events, {after:?}", events.len());
+    assert!(
+        delta("publish") >= 2,
+        "the events were announced: {after:?}"
+    );
 }

@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use contract::keys::{EVENTS_CHANNEL, results_key, state_key};
+use contract::keys::{results_key, state_key};
 use contract::{EventKind, SearchEvent, scripts};
 use hyper::Method;
 use tests::documents::{self, Schema};
@@ -115,7 +115,8 @@ async fn a_stream_that_vanished_after_its_terminal_event_ends_its_clients() {
     ));
 
     // The terminal event is written and the stream deleted before main-service
-    // reads it (as when another instance's last reader deletes it).
+    // reads it (as when another instance's last reader deletes it), and its
+    // nudge is lost: one that arrived would carry the event itself.
     let mut redis = stack.redis().await;
     let completed = SearchEvent {
         search_id: id,
@@ -131,7 +132,7 @@ async fn a_stream_that_vanished_after_its_terminal_event_ends_its_clients() {
         .arg(completed.kind.slot())
         .arg(completed.to_json())
         .arg(600)
-        .arg(EVENTS_CHANNEL)
+        .arg("flight.search.events.unheard")
         .arg(id.to_string())
         .del(results_key(id))
         .query_async(&mut redis)

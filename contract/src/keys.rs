@@ -50,10 +50,6 @@ pub const STATE_ANSWERS: &str = "answers";
 /// State hash field: offers over those `result` events (kept by the append script).
 pub const STATE_OFFERS: &str = "offers";
 
-/// State hash field: the id of the result stream's last entry (kept by the
-/// append script), the `previous` entry a [nudge](crate::nudge) names.
-pub const STATE_LAST: &str = "last";
-
 /// Approximate length cap of [`DEAD_LETTER_STREAM`].
 pub const DEAD_LETTER_MAXLEN: usize = 10_000;
 

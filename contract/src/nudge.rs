@@ -19,9 +19,8 @@
 //!   bytes) cannot be misread; the next entry's LF follows the data directly.
 //!
 //! A bare search id (36 bytes, nothing after) is a nudge too, meaning "read
-//! the stream": the script sends it when it cannot name the previous entry
-//! (the stream was written by an older script, which did not keep it) or when
-//! the call wrote more than [`NUDGE_DATA_LIMIT`] bytes of data. Every other
+//! the stream": the script sends it when the call wrote more than
+//! [`NUDGE_DATA_LIMIT`] bytes of data, and older scripts send nothing else. Every other
 //! form is malformed and, if it starts with a search id, read as a bare nudge.
 
 use uuid::Uuid;

@@ -31,28 +31,23 @@ pub mod attach {
 /// its call's first XADD it notes the stream's last entry (`previous`), and it
 /// keeps every entry it writes (`written`) for the nudge.
 ///
-/// `announce(ttl, channel, search_id, publish)` refreshes both keys' TTL,
-/// records the stream's new last entry in the state hash and sends the nudge
+/// `announce(ttl, channel, search_id, publish)` refreshes both keys' TTL and
+/// sends the nudge
 /// (see [`crate::nudge`]), once per script call however many events it wrote.
-/// The nudge carries the written entries when `previous` is known and their
-/// data is at most [`NUDGE_DATA_LIMIT`](crate::nudge::NUDGE_DATA_LIMIT) bytes
+/// The nudge carries the written entries when their data is at most [`NUDGE_DATA_LIMIT`](crate::nudge::NUDGE_DATA_LIMIT) bytes
 /// in all; otherwise it is the bare search id, and subscribers read the stream.
 ///
-/// `last_entry()` trusts the state hash's `last` only if no entry follows it
-/// (a writer of the previous script version appends without updating it), and
-/// names "no entry" (`-`) only if the stream is empty (such a writer may have
-/// filled it without recording `last`); it returns false when it cannot tell.
-/// A wrong `previous` would let a subscriber skip the entries in between.
+/// `last_entry()` asks the stream itself (`XREVRANGE … COUNT 1`, `-` when it
+/// is empty) rather than keeping the id anywhere: whoever wrote the stream
+/// before, the previous entry it names is the real one, and a wrong one would
+/// let a subscriber skip the entries in between.
 macro_rules! append_functions {
     () => {
         r"
 local previous, written = nil, {}
 local function last_entry()
-  local last = redis.call('HGET', KEYS[2], 'last')
-  if last then
-    return #redis.call('XREVRANGE', KEYS[1], '+', '(' .. last, 'COUNT', 1) == 0 and last
-  end
-  return redis.call('XLEN', KEYS[1]) == 0 and '-'
+  local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+  return last and last[1] or '-'
 end
 local function append(slot, data, tally)
   if redis.call('HEXISTS', KEYS[2], 'terminal') == 1 or redis.call('HEXISTS', KEYS[2], slot) == 1 then
@@ -75,11 +70,10 @@ end
 local function announce(ttl, channel, search_id, publish)
   redis.call('EXPIRE', KEYS[1], ttl)
   redis.call('EXPIRE', KEYS[2], ttl)
-  redis.call('HSET', KEYS[2], 'last', written[#written][1])
   local size = 0
   for _, entry in ipairs(written) do size = size + #entry[2] end
   local message = search_id
-  if previous and size <= 16384 then
+  if size <= 16384 then
     local parts = {search_id, ' ', previous}
     for _, entry in ipairs(written) do
       parts[#parts + 1] = '\n' .. entry[1] .. ' ' .. #entry[2] .. '\n'
@@ -215,14 +209,14 @@ return 0
 mod tests {
     use super::*;
     use crate::keys::{
-        DATA_FIELD, STATE_ANSWERS, STATE_LAST, STATE_OFFERS, STATE_READER_PREFIX, STATE_READERS,
+        DATA_FIELD, STATE_ANSWERS, STATE_OFFERS, STATE_READER_PREFIX, STATE_READERS,
         STATE_REQUESTED_AT, STATE_TERMINAL,
     };
     use crate::nudge::NUDGE_DATA_LIMIT;
 
     /// Redis commands the scripts call, and syntax they pass to them: the
     /// literals that are not names of this project's layout.
-    const COMMANDS_AND_SYNTAX: [&str; 26] = [
+    const COMMANDS_AND_SYNTAX: [&str; 24] = [
         "HEXISTS",
         "HGET",
         "HSET",
@@ -235,23 +229,21 @@ mod tests {
         "XADD",
         "XRANGE",
         "XREVRANGE",
-        "XLEN",
         "COUNT",
         "PUBLISH",
         "SPUBLISH",
-        // XADD's auto id, a range's open end and exclusive start, an unset value.
+        // XADD's auto id, a range's open ends, an unset value.
         "*",
         "+",
-        "(",
+        "-",
         "",
         // The detach flag for a reader that saw the terminal event; an unset
         // count and the separator of a tally (see `Tally`).
         "1",
         "0",
         ":",
-        // A nudge's "no previous entry" and its separators (see `crate::nudge`),
-        // the newline as the script spells it.
-        "-",
+        // A nudge's separators (see `crate::nudge`; its "no previous entry" is
+        // the range's open start above), the newline as the script spells it.
         " ",
         "\\n",
     ];
@@ -274,7 +266,6 @@ mod tests {
         // The terminal slot's name is the state hash field that records it.
         let stale = format!("{STALE_TALLY} ");
         let append = [
-            STATE_LAST,
             STATE_TERMINAL,
             STATE_TERMINAL,
             STATE_ANSWERS,
@@ -283,7 +274,6 @@ mod tests {
             STATE_TERMINAL,
             STATE_ANSWERS,
             STATE_OFFERS,
-            STATE_LAST,
         ];
         assert_eq!(
             layout_literals(APPEND_EVENT),

@@ -291,13 +291,19 @@ fn carrying(id: Uuid, previous: &str, entries: &[(&str, &str)]) -> Vec<u8> {
     nudge.into_bytes()
 }
 
-#[tokio::test]
-async fn a_nudge_carries_the_entries_written_or_is_bare_when_too_large() {
+/// A fresh Redis, a connection to it, and a subscription to the nudges.
+async fn listening_to_nudges() -> (RedisServer, MultiplexedConnection, redis::aio::PubSub) {
     let redis = RedisServer::start().await;
-    let mut conn = redis.connection().await;
+    let conn = redis.connection().await;
     let client = redis::Client::open(redis.url()).unwrap();
     let mut nudges = client.get_async_pubsub().await.unwrap();
     nudges.subscribe(EVENTS_CHANNEL).await.unwrap();
+    (redis, conn, nudges)
+}
+
+#[tokio::test]
+async fn a_nudge_carries_the_entries_written_or_is_bare_when_too_large() {
+    let (_redis, mut conn, mut nudges) = listening_to_nudges().await;
     let id = Uuid::new_v4();
 
     // The stream's first entry, then several in one call, whatever their data holds.
@@ -334,11 +340,7 @@ async fn a_nudge_carries_the_entries_written_or_is_bare_when_too_large() {
 
 #[tokio::test]
 async fn a_nudge_names_the_streams_real_last_entry_whoever_wrote_it() {
-    let redis = RedisServer::start().await;
-    let mut conn = redis.connection().await;
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut nudges = client.get_async_pubsub().await.unwrap();
-    nudges.subscribe(EVENTS_CHANNEL).await.unwrap();
+    let (_redis, mut conn, mut nudges) = listening_to_nudges().await;
     let id = Uuid::new_v4();
 
     // An entry written by someone else than the script (an older version,

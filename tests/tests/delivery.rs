@@ -211,16 +211,21 @@ async fn a_failed_read_is_retried_without_another_nudge() {
     assert_delivered(&mut stream).await;
 }
 
+/// Waits until main-service has made its first read of a feed.
+async fn first_read_done(stack: &Stack) {
+    eventually("the feed's first read", LIMIT, || async {
+        let calls = command_calls(stack).await;
+        calls.get("xrange").is_some_and(|&n| n >= 1).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_nudge_lost_with_the_subscription_is_made_up_for_when_it_returns() {
     let stack = Stack::builder().local_only().providers(0).start().await;
     let id = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
     let mut stream = open(&stack, id).await;
-    eventually("the feed's first read", LIMIT, || async {
-        let calls = command_calls(&stack).await;
-        calls.get("xrange").is_some_and(|&n| n >= 1).then_some(())
-    })
-    .await;
+    first_read_done(&stack).await;
 
     append_unannounced(&stack, id).await;
     assert_no_event_within(&mut stream, Duration::from_secs(1)).await;
@@ -361,11 +366,7 @@ async fn a_search_watched_from_the_start_is_delivered_without_another_read() {
     let mut stack = Stack::builder().local_only().providers(0).start().await;
     let id = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
     let mut stream = open(&stack, id).await;
-    eventually("the feed's first read", LIMIT, || async {
-        let calls = command_calls(&stack).await;
-        calls.get("xrange").is_some_and(|&n| n >= 1).then_some(())
-    })
-    .await;
+    first_read_done(&stack).await;
     let before = command_calls(&stack).await;
 
     // The search starts only now, so every event is written after that read.

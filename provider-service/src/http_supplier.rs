@@ -154,7 +154,9 @@ impl HttpSupplier {
             let attempt = match tokio::time::timeout_at(deadline, self.permits.acquire()).await {
                 Ok(permit) => {
                     let _permit = permit.expect("the semaphore is never closed");
-                    let call_deadline = deadline.min(Instant::now() + self.timeout);
+                    let call_deadline = Instant::now()
+                        .checked_add(self.timeout)
+                        .map_or(deadline, |end| end.min(deadline));
                     match tokio::time::timeout_at(call_deadline, self.call(request)).await {
                         Ok(attempt) => attempt,
                         Err(_) => Attempt::Final(Failure::Timeout),
@@ -182,8 +184,10 @@ impl HttpSupplier {
                 return Err(failure);
             };
             // Only retry if the wait still leaves the call half its timeout
-            // before the deadline; less is unlikely to be enough.
-            if Instant::now() + wait + self.timeout / 2 > deadline {
+            // before the deadline; less is unlikely to be enough. Saturating:
+            // a Retry-After is the supplier's number and may be any size.
+            let needed = wait.saturating_add(self.timeout / 2);
+            if deadline.saturating_duration_since(Instant::now()) < needed {
                 return Err(failure);
             }
             retry += 1;

@@ -133,13 +133,25 @@ async fn a_429_is_retried_after_its_retry_after_unless_the_wait_is_too_long() {
     .await;
     mock.set("QZ", r#"{"fault":"rate_limited","retry_after_secs":60}"#)
         .await;
-    let stack = builder(&mock, &["JT", "QZ"], &[("SUPPLIER_DEADLINE_MS", "8000")])
-        .start()
-        .await;
+    // The largest number a Retry-After can spell: no arithmetic on it may overflow.
+    mock.set(
+        "GA",
+        r#"{"fault":"rate_limited","retry_after_secs":18446744073709551615}"#,
+    )
+    .await;
+    let stack = builder(
+        &mock,
+        &["JT", "QZ", "GA"],
+        &[("SUPPLIER_DEADLINE_MS", "8000")],
+    )
+    .start()
+    .await;
     let (events, took) = search(&stack, &search_body("CGK", "DPS", 9, 1)).await;
     assert_eq!(outcome(&events, "JT"), "answered");
     assert_eq!(outcome(&events, "QZ"), "rate_limited");
+    assert_eq!(outcome(&events, "GA"), "rate_limited");
     assert_eq!(mock.calls("JT").await, 2);
+    assert_eq!(mock.calls("GA").await, 1);
     assert_eq!(
         mock.calls("QZ").await,
         1,

@@ -9,6 +9,8 @@ use std::time::Duration;
 use contract::EntryId;
 use contract::keys::{REQUESTS_STREAM, results_key, state_key};
 use hyper::Method;
+use redis::AsyncCommands;
+use redis::streams::{StreamReadOptions, StreamReadReply};
 use tests::documents::{self, Schema};
 use tests::http::{self, Response};
 use tests::sse::{Event, Item};
@@ -118,12 +120,10 @@ async fn a_search_streams_processing_results_and_completed_then_its_key_is_delet
 #[tokio::test]
 async fn the_stored_json_reaches_the_client_untouched_and_matches_the_asyncapi_document() {
     let stack = Stack::start().await;
+    let watch = QueueWatch::start(&stack).await;
     let id = stack.submit(&search_body("SUB", "CGK", 3, 1)).await;
-    // Read the queue entry first: once a provider has acknowledged it, the
-    // main-service instances may trim it away (every second, in whole blocks
-    // of entries, which the other tests' searches fill quickly).
-    let recent = newest_queue_entries(&stack).await;
-    let (_, fields) = recent
+    let queued = watch.finish(&stack).await;
+    let (_, fields) = queued
         .iter()
         .find(|(_, fields)| fields.contains(&("search_id".to_owned(), id.to_string())))
         .expect("the search's queue entry");
@@ -463,16 +463,83 @@ async fn unknown_paths_are_404_and_wrong_methods_405_with_allow() {
 }
 
 /// The newest 5,000 entries of the queue, newest first, as field lists.
-async fn newest_queue_entries(stack: &Stack) -> Vec<(String, Vec<(String, String)>)> {
-    redis::cmd("XREVRANGE")
+/// A consumer group of the test's own on the search queue, created at the
+/// queue's end. Trimming keeps every entry some group has not finished, so the
+/// entries queued while it exists stay readable however fast the providers
+/// acknowledge them: reading them does not race the trim.
+struct QueueWatch {
+    /// The group's name, unique to the test.
+    group: String,
+}
+
+/// A queue entry: its id and its fields.
+type QueueEntry = (String, Vec<(String, String)>);
+
+impl QueueWatch {
+    /// Starts watching: entries queued from now on are kept for [`QueueWatch::finish`].
+    async fn start(stack: &Stack) -> QueueWatch {
+        let group = format!("e2e-watch-{}", Uuid::new_v4());
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(REQUESTS_STREAM)
+            .arg(&group)
+            .arg("$")
+            .arg("MKSTREAM")
+            .query_async(&mut stack.redis().await)
+            .await
+            .unwrap();
+        QueueWatch { group }
+    }
+
+    /// Every entry queued since [`QueueWatch::start`], oldest first; removes
+    /// the group before looking at them, so a failing check leaves no group
+    /// holding the queue.
+    async fn finish(self, stack: &Stack) -> Vec<QueueEntry> {
+        let mut redis = stack.redis().await;
+        let options = StreamReadOptions::default()
+            .group(&self.group, "e2e")
+            .count(1000);
+        let mut entries = Vec::new();
+        loop {
+            let reply: redis::RedisResult<StreamReadReply> = redis
+                .xread_options(&[REQUESTS_STREAM], &[">"], &options)
+                .await;
+            let ids: Vec<_> = match reply {
+                Ok(reply) => reply.keys.into_iter().flat_map(|key| key.ids).collect(),
+                Err(error) => {
+                    destroy_group(&mut redis, &self.group).await;
+                    panic!("reading the queue watch: {error}");
+                }
+            };
+            if ids.is_empty() {
+                break;
+            }
+            for entry in ids {
+                let mut fields: Vec<(String, String)> = entry
+                    .map
+                    .into_iter()
+                    .map(|(field, value)| {
+                        (field, redis::from_redis_value(value).unwrap_or_default())
+                    })
+                    .collect();
+                fields.sort();
+                entries.push((entry.id, fields));
+            }
+        }
+        destroy_group(&mut redis, &self.group).await;
+        entries
+    }
+}
+
+/// Removes the watch's group, so it holds the queue no longer.
+async fn destroy_group(redis: &mut impl redis::aio::ConnectionLike, group: &str) {
+    let _: () = redis::cmd("XGROUP")
+        .arg("DESTROY")
         .arg(REQUESTS_STREAM)
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(5000)
-        .query_async(&mut stack.redis().await)
+        .arg(group)
+        .query_async(redis)
         .await
-        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
@@ -482,6 +549,7 @@ async fn rejected_requests_get_the_right_status_and_write_nothing() {
     let date = tests::date_in(10);
     let valid = format!(r#"{{"from":"{code}","to":"DPS","date":"{date}","passengers":2}}"#);
     let url = stack.url("/api/flights/search");
+    let watch = QueueWatch::start(&stack).await;
     let post = |content_type: Option<&'static str>, body: String| {
         let url = url.clone();
         async move {
@@ -569,8 +637,9 @@ async fn rejected_requests_get_the_right_status_and_write_nothing() {
         "a JSON content type with charset is JSON"
     );
 
-    let recent = newest_queue_entries(&stack).await;
-    let written = recent
+    let written = watch
+        .finish(&stack)
+        .await
         .iter()
         .filter(|(_, f)| f.iter().any(|(_, v)| v == &code))
         .count();
@@ -657,7 +726,7 @@ fn assert_instance_metrics(instance: &str, metrics: &str) {
         "flight_search_sse_streams_open",
         "flight_search_sse_events_delivered_total",
         "flight_search_searches_submitted_total",
-        "flight_search_searches_completed_total",
+        "flight_search_deliveries_completed_total",
         "flight_search_search_time_to_first_result_seconds_bucket",
         "flight_search_search_time_to_completion_seconds_bucket",
         "flight_search_hub_feeds_active",

@@ -74,11 +74,14 @@ pub struct Metrics {
     pub sse_events_delivered: Counter,
     /// `searches_submitted_total`: accepted POSTs.
     pub searches_submitted: Counter,
-    /// `searches_completed_total`: `completed` events first seen by this instance.
-    pub searches_completed: Counter,
-    /// `searches_failed_total`: `failed` events first seen by this instance,
-    /// timeouts included.
-    pub searches_failed: Counter,
+    /// `deliveries_completed_total`: searches whose clients on this instance
+    /// watched them from before their first result to a `completed` event.
+    /// A delivery figure, not a search outcome: provider-service counts every
+    /// search's outcome where it is written.
+    pub deliveries_completed: Counter,
+    /// `deliveries_failed_total`: as `deliveries_completed_total`, for a
+    /// `failed` event (timeouts included).
+    pub deliveries_failed: Counter,
     /// `searches_timed_out_total`: timeout events this instance wrote.
     pub searches_timed_out: Counter,
     /// `search_time_to_first_result_seconds`: POST to the hub reading the first
@@ -125,8 +128,8 @@ impl Metrics {
             sse_streams_open: Gauge::default(),
             sse_events_delivered: Counter::default(),
             searches_submitted: Counter::default(),
-            searches_completed: Counter::default(),
-            searches_failed: Counter::default(),
+            deliveries_completed: Counter::default(),
+            deliveries_failed: Counter::default(),
             searches_timed_out: Counter::default(),
             time_to_first_result: Histogram::new(exponential_buckets(0.025, 2.0, 14)),
             time_to_completion: Histogram::new(exponential_buckets(0.025, 2.0, 14)),
@@ -196,14 +199,14 @@ impl Metrics {
             self.searches_submitted.clone(),
         );
         r.register(
-            "searches_completed",
-            "Searches seen completing",
-            self.searches_completed.clone(),
+            "deliveries_completed",
+            "Searches watched on this instance from before their first result to a completed event",
+            self.deliveries_completed.clone(),
         );
         r.register(
-            "searches_failed",
-            "Searches seen failing, timeouts included",
-            self.searches_failed.clone(),
+            "deliveries_failed",
+            "Searches watched on this instance from before their first result to a failed event, timeouts included",
+            self.deliveries_failed.clone(),
         );
         r.register(
             "searches_timed_out",
@@ -212,12 +215,12 @@ impl Metrics {
         );
         r.register(
             "search_time_to_first_result_seconds",
-            "Time from POST to the first supplier result",
+            "Time from POST to the first supplier result, for searches watched on this instance from before it",
             self.time_to_first_result.clone(),
         );
         r.register(
             "search_time_to_completion_seconds",
-            "Time from POST to the terminal event",
+            "Time from POST to the terminal event, for searches watched on this instance from before their first result",
             self.time_to_completion.clone(),
         );
     }

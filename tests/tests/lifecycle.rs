@@ -222,11 +222,25 @@ async fn a_failed_queue_write_answers_503_and_leaves_only_an_expiring_state_hash
         .await;
     stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
     let mut redis = stack.redis().await;
-    // The state hash is written first and the queue entry second; a queue of
-    // the wrong type makes only the second write fail.
+    // The state hash is written first and the queue entry second. A queue
+    // whose last entry has the largest id there is makes only the second write
+    // fail (XADD * has no id left), while the admission check, which reads the
+    // group, still works: the POST gets past it whenever it reads.
+    let queue = contract::keys::REQUESTS_STREAM;
     let _: () = redis::pipe()
-        .del(contract::keys::REQUESTS_STREAM)
-        .set(contract::keys::REQUESTS_STREAM, "not a stream")
+        .del(queue)
+        .cmd("XADD")
+        .arg(queue)
+        .arg("18446744073709551615-18446744073709551615")
+        .arg("search_id")
+        .arg("none")
+        .ignore()
+        .cmd("XGROUP")
+        .arg("CREATE")
+        .arg(queue)
+        .arg(contract::keys::DEFAULT_CONSUMER_GROUP)
+        .arg("$")
+        .ignore()
         .query_async(&mut redis)
         .await
         .unwrap();
@@ -619,8 +633,8 @@ const MAIN_FAMILIES: &[(&str, &str)] = &[
     ("flight_search_sse_events_delivered", "counter"),
     ("flight_search_sse_clients_dropped_slow", "counter"),
     ("flight_search_searches_submitted", "counter"),
-    ("flight_search_searches_completed", "counter"),
-    ("flight_search_searches_failed", "counter"),
+    ("flight_search_deliveries_completed", "counter"),
+    ("flight_search_deliveries_failed", "counter"),
     ("flight_search_searches_timed_out", "counter"),
     (
         "flight_search_search_time_to_first_result_seconds",
@@ -696,6 +710,35 @@ where
     .await
 }
 
+#[tokio::test]
+async fn every_search_outcome_is_counted_once_even_when_nobody_watches() {
+    let mut stack = Stack::builder().local_only().start().await;
+    let provider = stack.local().providers[0].base_url();
+    for day in 0..3 {
+        stack.submit(&search_body("CGK", "DPS", 6 + day, 1)).await;
+    }
+    metrics_when(
+        "the provider to count three searches",
+        "flight_search_provider_searches_completed_total",
+        3.0,
+        || provider_metrics(&provider),
+    )
+    .await;
+    let main_text = stack.metrics().await;
+    assert_eq!(
+        metric(&main_text, "flight_search_searches_submitted_total"),
+        Some(3.0)
+    );
+    // Nobody watched: no delivery to count, however the searches ended.
+    for delivery in [
+        "flight_search_deliveries_completed_total",
+        "flight_search_deliveries_failed_total",
+        "flight_search_sse_events_delivered_total",
+    ] {
+        assert_eq!(metric(&main_text, delivery), Some(0.0), "{delivery}");
+    }
+}
+
 /// Health and readiness answer in one JSON shape on both services.
 async fn assert_healthy_and_ready(bases: [&str; 2]) {
     for base in bases {
@@ -762,11 +805,11 @@ async fn both_services_expose_health_readiness_and_the_documented_metrics() {
     assert_healthy_and_ready([stack.base_url(), &provider]).await;
 
     let id = stack.submit(&search_body("CGK", "DPS", 6, 2)).await;
-    stack.events(id).await;
+    let events = stack.events(id).await;
 
-    // Either service may count the search a moment after the client saw the
-    // terminal event: the provider after acknowledging it, main-service after
-    // waking the search's clients.
+    // Either service may count a moment after the client saw the terminal
+    // event: the provider after acknowledging the search, main-service after
+    // handing the last event to the connection.
     let text = metrics_when(
         "the provider to count the search",
         "flight_search_provider_searches_completed_total",
@@ -785,9 +828,9 @@ async fn both_services_expose_health_readiness_and_the_documented_metrics() {
         "per-supplier latency:\n{text}"
     );
     let main_text = metrics_when(
-        "main-service to count the search",
-        "flight_search_searches_completed_total",
-        1.0,
+        "main-service to count the events it delivered",
+        "flight_search_sse_events_delivered_total",
+        events.len() as f64,
         || stack.metrics(),
     )
     .await;

@@ -473,8 +473,8 @@ impl Hub {
                 .time_to_completion
                 .observe(since_post.as_secs_f64());
             match kind {
-                EntryKind::Completed => self.metrics.searches_completed.inc(),
-                _ => self.metrics.searches_failed.inc(),
+                EntryKind::Completed => self.metrics.deliveries_completed.inc(),
+                _ => self.metrics.deliveries_failed.inc(),
             };
         }
     }

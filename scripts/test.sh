@@ -3,12 +3,25 @@
 # suites start, the whole workspace against a single redis-server, the
 # end-to-end and fault suites again against a local Redis Cluster (the cases
 # that need only one node or a long flood left out), then the API fuzzing.
-# Stops at the first step that fails, with its exit status.
-set -euo pipefail
+# Every step runs even when an earlier one failed, so one run shows every
+# failure; the script then exits non-zero, naming the steps that failed. Only
+# a failed build stops it at once (nothing after it could run).
+set -uo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --workspace --bins
-cargo nextest run --workspace
-FLIGHT_SEARCH_REDIS=cluster cargo nextest run -p tests --test e2e --test faults \
-  -E 'not test(on_a_cluster) and not test(a_thousand) and not test(500_searches)'
-scripts/api-fuzz.sh
+cargo build --workspace --bins || exit 1
+
+failed=()
+step() { # step NAME COMMAND...: runs the command, remembering NAME if it fails
+    local name="$1"; shift
+    "$@" || failed+=("$name")
+}
+step "workspace suites" cargo nextest run --workspace --no-fail-fast
+step "cluster suites" env FLIGHT_SEARCH_REDIS=cluster cargo nextest run -p tests --test e2e --test faults \
+  --no-fail-fast -E 'not test(on_a_cluster) and not test(a_thousand) and not test(500_searches)'
+step "API fuzzing" scripts/api-fuzz.sh
+
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'scripts/test.sh: failed: %s\n' "${failed[*]}" >&2
+  exit 1
+fi

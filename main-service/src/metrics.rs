@@ -95,6 +95,11 @@ pub struct Metrics {
     /// delivered because they had no readable `data` field (or no readable id),
     /// so a hand-written or damaged entry shows without stopping its search.
     pub hub_entries_skipped: Counter,
+    /// `hub_sweeps_total`: passes of the hub's clock, each of which writes
+    /// the timeouts that are due and, every two seconds, retries failed reads
+    /// (and re-reads every feed while the subscription is down). A stalled
+    /// count means timeouts are no longer written.
+    pub hub_sweeps: Counter,
     /// `sse_clients_dropped_slow_total`: connections cut off because the client
     /// stopped accepting bytes.
     pub sse_clients_dropped_slow: Counter,
@@ -135,6 +140,7 @@ impl Metrics {
             time_to_completion: Histogram::new(exponential_buckets(0.025, 2.0, 14)),
             hub_feeds_active: Gauge::default(),
             hub_entries_skipped: Counter::default(),
+            hub_sweeps: Counter::default(),
             sse_clients_dropped_slow: Counter::default(),
             redis_errors: Family::default(),
             redis_up: Gauge::default(),
@@ -182,6 +188,11 @@ impl Metrics {
             "hub_entries_skipped",
             "Result stream entries skipped as unreadable",
             self.hub_entries_skipped.clone(),
+        );
+        r.register(
+            "hub_sweeps",
+            "Passes of the hub's clock (timeouts due, retries of failed reads)",
+            self.hub_sweeps.clone(),
         );
         r.register(
             "sse_clients_dropped_slow",

@@ -78,6 +78,10 @@ pub struct Metrics {
     pub supplier_cache_misses: Family<SupplierLabel, Counter>,
     /// Idle searches taken over from another (or a previous) consumer.
     pub claims: Counter,
+    /// Recovery sweeps started over the pending list (whether or not Redis
+    /// let them claim anything): a stalled count means idle searches are no
+    /// longer taken over.
+    pub recovery_sweeps: Counter,
     /// Entries moved to the dead-letter stream, by reason.
     pub dead_letters: Family<ReasonLabel, Counter>,
     /// Entries delivered to the group and not yet acknowledged, as of the last sweep.
@@ -129,6 +133,7 @@ impl Metrics {
             supplier_cache_hits: Family::default(),
             supplier_cache_misses: Family::default(),
             claims: Counter::default(),
+            recovery_sweeps: Counter::default(),
             dead_letters: Family::default(),
             pending_entries: Gauge::default(),
             redis_errors: Family::default(),
@@ -209,6 +214,11 @@ impl Metrics {
             "claims",
             "Idle pending searches claimed for processing",
             metrics.claims.clone(),
+        );
+        registry.register(
+            "recovery_sweeps",
+            "Recovery sweeps started over the pending list",
+            metrics.recovery_sweeps.clone(),
         );
         registry.register(
             "dead_letters",

@@ -111,6 +111,7 @@ impl Recovery {
                 continue;
             }
             let outcome = if sweep {
+                self.metrics.recovery_sweeps.inc();
                 self.sweep(&stop).await
             } else {
                 self.forget_consumers().await

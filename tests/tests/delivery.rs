@@ -143,11 +143,20 @@ async fn idle_streams_cost_redis_no_reads_while_the_subscription_is_healthy() {
     })
     .await;
 
-    // Longer than any periodic re-read would wait (the previous design re-read
-    // every unfinished feed every 10 s).
+    // The hub's clock decides every re-read: a failed read is retried every
+    // fourth pass (two seconds), so six passes cover every re-read it could
+    // schedule. Counted, not timed, so a slow machine cannot shorten the window.
+    let sweeps = || async {
+        metric(&stack.metrics().await, "flight_search_hub_sweeps_total").expect("hub_sweeps_total")
+    };
     let before = command_calls(&stack).await;
-    let window = Duration::from_secs(12);
-    tokio::time::sleep(window).await;
+    let started = std::time::Instant::now();
+    let first = sweeps().await;
+    eventually("six passes of the hub's clock", LIMIT, || async {
+        (sweeps().await >= first + 6.0).then_some(())
+    })
+    .await;
+    let window = started.elapsed();
     let after = command_calls(&stack).await;
     let delta = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
     assert_eq!(delta("xrange"), 0, "idle feeds were re-read");

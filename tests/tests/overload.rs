@@ -443,10 +443,24 @@ async fn redis_out_of_memory_mid_run_delays_searches_but_loses_and_dead_letters_
         queued,
         "nothing queued"
     );
-    // Long enough for every held entry to be claimed and dead-lettered twice
-    // over if refused writes were spent as deliveries (CLAIM_IDLE_MS 1 s,
-    // MAX_DELIVERIES 2).
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Enough recovery sweeps for every held entry to be claimed and
+    // dead-lettered twice over if refused writes were spent as deliveries
+    // (CLAIM_IDLE_MS 1 s, so a sweep every 500 ms; MAX_DELIVERIES 2).
+    let sweeps = || async {
+        let text = http::get(&format!("{provider}/metrics")).await.unwrap();
+        metric(
+            &String::from_utf8_lossy(&text.body),
+            "flight_search_provider_recovery_sweeps_total",
+        )
+        .expect("recovery_sweeps_total")
+    };
+    let first = sweeps().await;
+    eventually(
+        "eight recovery sweeps while writes are refused",
+        LIMIT,
+        || async { (sweeps().await >= first + 8.0).then_some(()) },
+    )
+    .await;
     config_set(&stack, "maxmemory", "0").await;
 
     for url in [&main_ready, &provider_ready] {

@@ -103,6 +103,7 @@ pub(super) async fn run(hub: Arc<Hub>) {
             _ = hub.shutdown.cancelled() => return,
             _ = interval.tick() => {}
         }
+        hub.metrics.hub_sweeps.inc();
         for feed in hub.due_feeds(crate::unix_ms()) {
             if !feed.is_over() {
                 tokio::spawn(expire(hub.clone(), feed));

@@ -1,6 +1,6 @@
 //! Promises the repository's own files make to a newcomer, checked against
-//! each other: both compose files pass every setting README.md documents, and
-//! no document points outside the repository.
+//! each other: both compose files pass every setting docs/configuration.md
+//! documents, and no document points outside the repository.
 
 use std::path::{Path, PathBuf};
 
@@ -16,13 +16,13 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("read {path}: {e}"))
 }
 
-/// The variables of README.md's configuration table, in order.
+/// The variables of docs/configuration.md's settings table, in order.
 fn documented_variables() -> Vec<String> {
-    let readme = read("README.md");
-    let table = readme
-        .split("\n## Configuration\n")
+    let page = read("docs/configuration.md");
+    let table = page
+        .split("\n## Settings\n")
         .nth(1)
-        .expect("README.md has a Configuration section")
+        .expect("docs/configuration.md has a Settings section")
         .split("\n## ")
         .next()
         .expect("the section has text");
@@ -77,7 +77,7 @@ fn the_cluster_compose_file_passes_every_documented_variable() {
     );
 }
 
-/// Every variable of README.md's configuration table is passed by the
+/// Every variable of docs/configuration.md's settings table is passed by the
 /// compose file at `path` from the environment, except those in `fixed`
 /// (passed with a value of the stack's own) and `not_passed` (absent, and
 /// explained in the file).
@@ -112,30 +112,49 @@ fn assert_compose_passes(path: &str, fixed: &[&str], not_passed: &[&str]) {
     }
 }
 
+/// README.md, ASSUMPTIONS.md and every page under docs/, relative to the root.
+fn markdown_documents() -> Vec<String> {
+    let mut pages: Vec<String> = std::fs::read_dir(root().join("docs"))
+        .expect("read docs/")
+        .map(|entry| entry.expect("docs/ entry").file_name())
+        .filter_map(|name| name.to_str().map(str::to_owned))
+        .filter(|name| name.ends_with(".md"))
+        .map(|name| format!("docs/{name}"))
+        .collect();
+    pages.sort();
+    assert!(pages.len() >= 7, "docs/ holds the topic pages: {pages:?}");
+    [String::from("README.md"), String::from("ASSUMPTIONS.md")]
+        .into_iter()
+        .chain(pages)
+        .collect()
+}
+
 #[test]
 fn documents_point_only_inside_the_repository() {
-    for path in [
-        "README.md",
-        "ASSUMPTIONS.md",
-        "BENCHMARKS.md",
+    let others = [
         "docker-compose.yml",
         "docker-compose.cluster.yml",
         "deploy/nginx/nginx.conf",
         "Dockerfile",
-    ] {
+    ];
+    for path in markdown_documents()
+        .iter()
+        .map(String::as_str)
+        .chain(others)
+    {
         let text = read(path);
-        for outside in ["DESIGN.md", "../", "/work/"] {
+        for outside in ["DESIGN.md", "/work/"] {
             assert!(!text.contains(outside), "{path} mentions {outside}");
         }
-        // Relative Markdown links must name files that exist.
-        for link in text.split("](").skip(1) {
-            let target = link.split([')', '#']).next().unwrap_or("");
-            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
-                continue;
-            }
+        // A page under docs/ reaches the root's files through one `../`, and
+        // only as a link's start; nothing else may climb out of its directory.
+        for (at, _) in text.match_indices("../") {
             assert!(
-                root().join(target).exists(),
-                "{path} links to {target}, which is not in the repository"
+                path.starts_with("docs/")
+                    && text[..at].ends_with("](")
+                    && !text[at + 3..].starts_with("../"),
+                "{path} points outside the repository near {:?}",
+                &text[at..text.len().min(at + 40)]
             );
         }
     }

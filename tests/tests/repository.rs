@@ -1,6 +1,7 @@
 //! Promises the repository's own files make to a newcomer, checked against
 //! each other: both compose files pass every setting docs/configuration.md
-//! documents, and no document points outside the repository.
+//! documents, no document points outside the repository, and every relative
+//! link of the documentation leads to a file and heading that exist.
 
 use std::path::{Path, PathBuf};
 
@@ -158,4 +159,118 @@ fn documents_point_only_inside_the_repository() {
             );
         }
     }
+}
+
+#[test]
+fn every_relative_link_leads_to_a_file_and_heading_that_exist() {
+    let mut checked = 0;
+    let mut broken = Vec::new();
+    for path in markdown_documents() {
+        let text = read(&path);
+        let dir = Path::new(&path)
+            .parent()
+            .expect("a document has a directory");
+        for target in relative_links(&text) {
+            checked += 1;
+            let (file, anchor) = target.split_once('#').unwrap_or((target.as_str(), ""));
+            let linked = if file.is_empty() {
+                PathBuf::from(&path)
+            } else {
+                dir.join(file)
+            };
+            if !root().join(&linked).exists() {
+                broken.push(format!("{path} -> {target}: no file {}", linked.display()));
+            } else if !anchor.is_empty() {
+                let linked = linked.to_str().expect("a UTF-8 path");
+                if !heading_anchors(&read(linked)).iter().any(|a| a == anchor) {
+                    broken.push(format!(
+                        "{path} -> {target}: no heading #{anchor} in {linked}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 50,
+        "only {checked} links found: is the parser broken?"
+    );
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+/// The targets of a Markdown text's inline links that are neither absolute
+/// URLs nor mail addresses, outside code blocks and code spans.
+fn relative_links(text: &str) -> Vec<String> {
+    prose_lines(text)
+        .iter()
+        .flat_map(|line| {
+            // Code spans may hold `](` that is no link.
+            let prose: String = line.split('`').step_by(2).collect::<Vec<_>>().join(" ");
+            prose
+                .split("](")
+                .skip(1)
+                .filter_map(|rest| rest.split_once(')').map(|(target, _)| target.to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .filter(|target| !target.contains("://") && !target.starts_with("mailto:"))
+        .collect()
+}
+
+/// The lines of a Markdown text outside fenced code blocks.
+fn prose_lines(text: &str) -> Vec<&str> {
+    let mut in_code = false;
+    text.lines()
+        .filter(|line| {
+            if line.trim_start().starts_with("```") {
+                in_code = !in_code;
+                return false;
+            }
+            !in_code
+        })
+        .collect()
+}
+
+/// The anchors GitHub gives a Markdown text's headings: the heading's text
+/// lower-cased, without punctuation, spaces turned into hyphens, and `-1`,
+/// `-2`, ... appended to repeats.
+fn heading_anchors(text: &str) -> Vec<String> {
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    let mut anchors = Vec::new();
+    for line in prose_lines(text) {
+        let Some(heading) = line
+            .strip_prefix('#')
+            .map(|rest| rest.trim_start_matches('#'))
+            .filter(|rest| rest.starts_with(' '))
+        else {
+            continue;
+        };
+        let slug: String = heading
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        let repeats = seen.entry(slug.clone()).or_default();
+        anchors.push(if *repeats == 0 {
+            slug
+        } else {
+            format!("{slug}-{repeats}")
+        });
+        *repeats += 1;
+    }
+    anchors
+}
+
+#[test]
+fn heading_anchors_follow_github() {
+    let text = "# Quick start (Docker Compose)\n```\n# not a heading\n```\n## `tail`: many idle streams, then 1,000 ev/s\n### API\n## API\n#hashtag\n";
+    assert_eq!(
+        heading_anchors(text),
+        [
+            "quick-start-docker-compose",
+            "tail-many-idle-streams-then-1000-evs",
+            "api",
+            "api-1"
+        ]
+    );
 }

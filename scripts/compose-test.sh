@@ -50,8 +50,17 @@ docker info >/dev/null 2>&1 || die "no Docker engine answers (docker info failed
 compose() {
     "${COMPOSE_BIN[@]}" -p "$PROJECT" -f docker-compose.yml -f scripts/compose.test.yml "$@"
 }
+# Compose v1 refuses the cluster file's top-level `name:` (it predates it);
+# the project is named with -p either way.
+COMPOSE_V1=0
+[[ "$("${COMPOSE_BIN[@]}" version --short 2>/dev/null)" == 1.* ]] && COMPOSE_V1=1
 cluster_compose() {
-    "${COMPOSE_BIN[@]}" -p "$CLUSTER_PROJECT" -f docker-compose.cluster.yml "$@"
+    if (( COMPOSE_V1 )); then
+        sed '/^name:/d' docker-compose.cluster.yml \
+            | "${COMPOSE_BIN[@]}" -p "$CLUSTER_PROJECT" --project-directory "$ROOT" -f - "$@"
+    else
+        "${COMPOSE_BIN[@]}" -p "$CLUSTER_PROJECT" -f docker-compose.cluster.yml "$@"
+    fi
 }
 
 # --- timings -------------------------------------------------------------------

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every suite, as README.md's "Tests" section describes: the binaries the
+# Every suite, as docs/testing.md describes: the binaries the
 # suites start, the whole workspace against a single redis-server, the
 # end-to-end and fault suites again against a local Redis Cluster (the cases
 # that need only one node or a long flood left out), then the API fuzzing.

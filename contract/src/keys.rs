@@ -1,5 +1,5 @@
 //! Redis key, field and channel names. The first group is the public contract
-//! (fixed); the rest are this project's own and documented in README.md.
+//! (fixed); the rest are this project's own and documented in docs/architecture.md ("Redis keys").
 
 use uuid::Uuid;
 

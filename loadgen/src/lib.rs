@@ -1,6 +1,6 @@
 //! `loadgen`: benchmarks SSE delivery of a running flight-search deployment.
 //!
-//! Four scenarios, each a subcommand (see [`cli`]):
+//! Five scenarios, each a subcommand (see [`cli`]):
 //!
 //! * `idle`: thousands of SSE clients held idle (spread over worker processes
 //!   and loopback source addresses), sampling main-service's RSS and Redis

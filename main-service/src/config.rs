@@ -1,10 +1,11 @@
 //! main-service configuration, read once from environment variables.
 //!
-//! Names and defaults follow the design brief; `SSE_STALL_TIMEOUT_SECS` is this
-//! service's own addition. `QUEUE_MAX_BACKLOG`'s default comes from measured
-//! provider throughput (README, "Overload"). Every value is validated at start so a typo stops the
-//! process with one line naming the variable instead of surfacing at the first
-//! request.
+//! Names and defaults are those of docs/configuration.md;
+//! `SSE_STALL_TIMEOUT_SECS` is this service's own addition.
+//! `QUEUE_MAX_BACKLOG`'s default comes from measured provider throughput
+//! (docs/operations.md, "Admission control"). Every value is validated at
+//! start so a typo stops the process with one line naming the variable
+//! instead of surfacing at the first request.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use crate::rate_limit::{self, RateLimit};
 
 /// Default `QUEUE_MAX_BACKLOG`: four fifths of what one provider with the
 /// default settings finishes within one default `SEARCH_TIMEOUT_SECS`
-/// (README, "Overload").
+/// (docs/operations.md, "Admission control").
 pub const DEFAULT_QUEUE_MAX_BACKLOG: u64 = 2_000;
 use crate::cors::AllowedOrigins;
 

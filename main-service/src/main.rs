@@ -12,7 +12,7 @@ use service_runtime::{probe, shutdown, telemetry};
 /// jemalloc instead of glibc malloc: with the `malloc_conf` compiled in from
 /// `.cargo/config.toml`, the untouched pages of hyper's two 8 KiB buffers per
 /// connection stay out of RSS, so an idle SSE stream costs < 10 KB, and freed
-/// memory goes back to the kernel once clients leave (BENCHMARKS.md).
+/// memory goes back to the kernel once clients leave (docs/benchmarks.md).
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

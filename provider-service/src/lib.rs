@@ -1,7 +1,7 @@
 //! provider-service: the worker behind the flight search.
 //!
 //! It consumes `flight.search.requested` in a Redis consumer group, asks several
-
+//! airlines for offers concurrently and writes each airline's offers into the
 //! search's result stream as soon as they arrive, then one terminal event.
 //! Redis is the only state: replicas share work through the group, and a
 //! replica that dies mid-search has its entries claimed and finished by another.

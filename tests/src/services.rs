@@ -1,7 +1,7 @@
 //! The real service binaries as child processes.
 //!
 //! The binaries come from the workspace's `target/debug` (or `$CARGO_TARGET_DIR`);
-//! the test command in README.md builds them before running the suites.
+//! the test command (scripts/test.sh) builds them before running the suites.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -625,7 +625,8 @@ fn families(exposition: &str) -> std::collections::HashMap<String, String> {
     types
 }
 
-/// main-service's metric families and their types, as README documents them.
+/// main-service's metric families and their types, as docs/operations.md
+/// documents them.
 const MAIN_FAMILIES: &[(&str, &str)] = &[
     ("flight_search_http_requests", "counter"),
     ("flight_search_http_request_duration_seconds", "histogram"),
@@ -678,14 +679,31 @@ const PROVIDER_FAMILIES: &[(&str, &str)] = &[
     ("flight_search_provider_redis_writes_refused", "gauge"),
 ];
 
-/// Asserts that every family in `expected` is exposed with its type.
-fn assert_families(who: &str, exposition: &str, expected: &[(&str, &str)]) {
+/// Asserts that every family in `expected` is exposed with its type, and
+/// that docs/operations.md names every family exposed under `prefix` (the
+/// page lists them without it), so a new metric cannot stay undocumented.
+fn assert_families(who: &str, exposition: &str, prefix: &str, expected: &[(&str, &str)]) {
     let families = families(exposition);
     for (family, kind) in expected {
         assert_eq!(
             families.get(*family).map(String::as_str),
             Some(*kind),
             "{who} {family}"
+        );
+    }
+    let page = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operations.md"),
+    )
+    .expect("read docs/operations.md");
+    for family in families.keys() {
+        let Some(name) = family.strip_prefix(prefix) else {
+            continue;
+        };
+        assert!(
+            page.contains(&format!("`{name}`"))
+                || page.contains(&format!("`{name}{{"))
+                || page.contains(&format!("`{name}_total")),
+            "docs/operations.md does not name {who}'s metric {family}"
         );
     }
 }
@@ -819,7 +837,12 @@ async fn both_services_expose_health_readiness_and_the_documented_metrics() {
         || provider_metrics(&provider),
     )
     .await;
-    assert_families("provider", &text, PROVIDER_FAMILIES);
+    assert_families(
+        "provider",
+        &text,
+        "flight_search_provider_",
+        PROVIDER_FAMILIES,
+    );
     assert_eq!(metric(&text, "flight_search_provider_redis_up"), Some(1.0));
     assert!(
         metric(
@@ -836,7 +859,7 @@ async fn both_services_expose_health_readiness_and_the_documented_metrics() {
         || stack.metrics(),
     )
     .await;
-    assert_families("main-service", &main_text, MAIN_FAMILIES);
+    assert_families("main-service", &main_text, "flight_search_", MAIN_FAMILIES);
     assert_eq!(
         metric(&main_text, "flight_search_searches_submitted_total"),
         Some(1.0)

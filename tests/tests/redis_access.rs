@@ -78,12 +78,13 @@ async fn the_whole_flow_runs_over_tls_with_a_private_ca() {
     assert_whole_flow(&mut stack).await;
 }
 
-/// The `user ...` lines of README.md's ACL block, with `>CHANGE-ME` replaced.
-fn readme_acl_users(password: &str) -> Vec<String> {
-    let readme =
-        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .expect("read README.md");
-    let users: Vec<String> = readme
+/// The `user ...` lines of docs/configuration.md's ACL block, with `>CHANGE-ME` replaced.
+fn documented_acl_users(password: &str) -> Vec<String> {
+    let page = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
+    )
+    .expect("read docs/configuration.md");
+    let users: Vec<String> = page
         .lines()
         .filter(|line| {
             line.starts_with("user main-service ") || line.starts_with("user provider-service ")
@@ -93,18 +94,19 @@ fn readme_acl_users(password: &str) -> Vec<String> {
     assert_eq!(
         users.len(),
         2,
-        "README.md documents one ACL user per service"
+        "docs/configuration.md documents one ACL user per service"
     );
     users
 }
 
-/// [`readme_acl_users`] with README.md's cluster rules (`ACL SETUSER <name>
+/// [`documented_acl_users`] with docs/configuration.md's cluster rules (`ACL SETUSER <name>
 /// <rules>`) appended to each user's line, as an ACL file would hold them.
-fn readme_cluster_acl_users(password: &str) -> Vec<String> {
-    let readme =
-        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .expect("read README.md");
-    let additions: Vec<(&str, &str)> = readme
+fn documented_cluster_acl_users(password: &str) -> Vec<String> {
+    let page = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
+    )
+    .expect("read docs/configuration.md");
+    let additions: Vec<(&str, &str)> = page
         .lines()
         .filter_map(|line| line.strip_prefix("ACL SETUSER "))
         .filter_map(|rest| rest.split_once(' '))
@@ -112,9 +114,9 @@ fn readme_cluster_acl_users(password: &str) -> Vec<String> {
     assert_eq!(
         additions.len(),
         2,
-        "README.md documents the cluster rules of each service"
+        "docs/configuration.md documents the cluster rules of each service"
     );
-    readme_acl_users(password)
+    documented_acl_users(password)
         .into_iter()
         .map(|line| {
             let (name, added) = additions
@@ -169,7 +171,7 @@ async fn on_a_cluster_the_whole_flow_runs_with_each_service_as_its_own_restricte
     let mut stack = quick_stack()
         .cluster()
         .redis(RedisOptions {
-            acl: readme_cluster_acl_users(&password),
+            acl: documented_cluster_acl_users(&password),
             ..RedisOptions::default()
         })
         .main_user("main-service", &password)
@@ -207,7 +209,7 @@ async fn the_whole_flow_runs_with_each_service_as_its_own_restricted_user_over_m
         .redis(RedisOptions {
             tls: true,
             client_certificates: true,
-            acl: readme_acl_users(&password),
+            acl: documented_acl_users(&password),
         })
         .main_user("main-service", &password)
         .provider_user("provider-service", &password)

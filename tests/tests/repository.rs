@@ -1,6 +1,7 @@
 //! Promises the repository's own files make to a newcomer, checked against
-//! each other: both compose files pass every setting README.md documents, and
-//! no document points outside the repository.
+//! each other: both compose files pass every setting docs/configuration.md
+//! documents, no document points outside the repository, and every relative
+//! link of the documentation leads to a file and heading that exist.
 
 use std::path::{Path, PathBuf};
 
@@ -16,13 +17,13 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("read {path}: {e}"))
 }
 
-/// The variables of README.md's configuration table, in order.
+/// The variables of docs/configuration.md's settings table, in order.
 fn documented_variables() -> Vec<String> {
-    let readme = read("README.md");
-    let table = readme
-        .split("\n## Configuration\n")
+    let page = read("docs/configuration.md");
+    let table = page
+        .split("\n## Settings\n")
         .nth(1)
-        .expect("README.md has a Configuration section")
+        .expect("docs/configuration.md has a Settings section")
         .split("\n## ")
         .next()
         .expect("the section has text");
@@ -77,7 +78,7 @@ fn the_cluster_compose_file_passes_every_documented_variable() {
     );
 }
 
-/// Every variable of README.md's configuration table is passed by the
+/// Every variable of docs/configuration.md's settings table is passed by the
 /// compose file at `path` from the environment, except those in `fixed`
 /// (passed with a value of the stack's own) and `not_passed` (absent, and
 /// explained in the file).
@@ -112,31 +113,164 @@ fn assert_compose_passes(path: &str, fixed: &[&str], not_passed: &[&str]) {
     }
 }
 
+/// README.md, ASSUMPTIONS.md and every page under docs/, relative to the root.
+fn markdown_documents() -> Vec<String> {
+    let mut pages: Vec<String> = std::fs::read_dir(root().join("docs"))
+        .expect("read docs/")
+        .map(|entry| entry.expect("docs/ entry").file_name())
+        .filter_map(|name| name.to_str().map(str::to_owned))
+        .filter(|name| name.ends_with(".md"))
+        .map(|name| format!("docs/{name}"))
+        .collect();
+    pages.sort();
+    assert!(pages.len() >= 7, "docs/ holds the topic pages: {pages:?}");
+    [String::from("README.md"), String::from("ASSUMPTIONS.md")]
+        .into_iter()
+        .chain(pages)
+        .collect()
+}
+
 #[test]
 fn documents_point_only_inside_the_repository() {
-    for path in [
-        "README.md",
-        "ASSUMPTIONS.md",
-        "BENCHMARKS.md",
+    let others = [
         "docker-compose.yml",
         "docker-compose.cluster.yml",
         "deploy/nginx/nginx.conf",
         "Dockerfile",
-    ] {
+    ];
+    for path in markdown_documents()
+        .iter()
+        .map(String::as_str)
+        .chain(others)
+    {
         let text = read(path);
-        for outside in ["DESIGN.md", "../", "/work/"] {
+        for outside in ["DESIGN.md", "/work/"] {
             assert!(!text.contains(outside), "{path} mentions {outside}");
         }
-        // Relative Markdown links must name files that exist.
-        for link in text.split("](").skip(1) {
-            let target = link.split([')', '#']).next().unwrap_or("");
-            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
-                continue;
-            }
+        // A page under docs/ reaches the root's files through one `../`, and
+        // only as a link's start; nothing else may climb out of its directory.
+        for (at, _) in text.match_indices("../") {
             assert!(
-                root().join(target).exists(),
-                "{path} links to {target}, which is not in the repository"
+                path.starts_with("docs/")
+                    && text[..at].ends_with("](")
+                    && !text[at + 3..].starts_with("../"),
+                "{path} points outside the repository near {:?}",
+                &text[at..text.len().min(at + 40)]
             );
         }
     }
+}
+
+#[test]
+fn every_relative_link_leads_to_a_file_and_heading_that_exist() {
+    let mut checked = 0;
+    let mut broken = Vec::new();
+    for path in markdown_documents() {
+        let text = read(&path);
+        let dir = Path::new(&path)
+            .parent()
+            .expect("a document has a directory");
+        for target in relative_links(&text) {
+            checked += 1;
+            let (file, anchor) = target.split_once('#').unwrap_or((target.as_str(), ""));
+            let linked = if file.is_empty() {
+                PathBuf::from(&path)
+            } else {
+                dir.join(file)
+            };
+            if !root().join(&linked).exists() {
+                broken.push(format!("{path} -> {target}: no file {}", linked.display()));
+            } else if !anchor.is_empty() {
+                let linked = linked.to_str().expect("a UTF-8 path");
+                if !heading_anchors(&read(linked)).iter().any(|a| a == anchor) {
+                    broken.push(format!(
+                        "{path} -> {target}: no heading #{anchor} in {linked}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 50,
+        "only {checked} links found: is the parser broken?"
+    );
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+/// The targets of a Markdown text's inline links that are neither absolute
+/// URLs nor mail addresses, outside code blocks and code spans.
+fn relative_links(text: &str) -> Vec<String> {
+    prose_lines(text)
+        .iter()
+        .flat_map(|line| {
+            // Code spans may hold `](` that is no link.
+            let prose: String = line.split('`').step_by(2).collect::<Vec<_>>().join(" ");
+            prose
+                .split("](")
+                .skip(1)
+                .filter_map(|rest| rest.split_once(')').map(|(target, _)| target.to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .filter(|target| !target.contains("://") && !target.starts_with("mailto:"))
+        .collect()
+}
+
+/// The lines of a Markdown text outside fenced code blocks.
+fn prose_lines(text: &str) -> Vec<&str> {
+    let mut in_code = false;
+    text.lines()
+        .filter(|line| {
+            if line.trim_start().starts_with("```") {
+                in_code = !in_code;
+                return false;
+            }
+            !in_code
+        })
+        .collect()
+}
+
+/// The anchors GitHub gives a Markdown text's headings: the heading's text
+/// lower-cased, without punctuation, spaces turned into hyphens, and `-1`,
+/// `-2`, ... appended to repeats.
+fn heading_anchors(text: &str) -> Vec<String> {
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    let mut anchors = Vec::new();
+    for line in prose_lines(text) {
+        let Some(heading) = line
+            .strip_prefix('#')
+            .map(|rest| rest.trim_start_matches('#'))
+            .filter(|rest| rest.starts_with(' '))
+        else {
+            continue;
+        };
+        let slug: String = heading
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        let repeats = seen.entry(slug.clone()).or_default();
+        anchors.push(if *repeats == 0 {
+            slug
+        } else {
+            format!("{slug}-{repeats}")
+        });
+        *repeats += 1;
+    }
+    anchors
+}
+
+#[test]
+fn heading_anchors_follow_github() {
+    let text = "# Quick start (Docker Compose)\n```\n# not a heading\n```\n## `tail`: many idle streams, then 1,000 ev/s\n### API\n## API\n#hashtag\n";
+    assert_eq!(
+        heading_anchors(text),
+        [
+            "quick-start-docker-compose",
+            "tail-many-idle-streams-then-1000-evs",
+            "api",
+            "api-1"
+        ]
+    );
 }

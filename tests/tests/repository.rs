@@ -334,3 +334,40 @@ fn kubernetes_manifests_match_the_services_settings() {
         );
     }
 }
+
+#[test]
+fn every_kubernetes_container_runs_locked_down_with_bounded_resources() {
+    let mut documents = kustomize_documents("deploy/kubernetes/base");
+    documents.extend(kustomize_documents("deploy/kubernetes/overlays/demo"));
+    let deployments: Vec<_> = documents
+        .iter()
+        .filter(|d| d["kind"] == "Deployment")
+        .collect();
+    assert_eq!(
+        deployments.len(),
+        4,
+        "main, provider, Redis and mock-suppliers"
+    );
+    for deployment in deployments {
+        let name = deployment["metadata"]["name"].as_str().expect("named");
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+        assert_eq!(pod["automountServiceAccountToken"], false, "{name}");
+        for container in pod["containers"].as_sequence().expect("containers") {
+            let security = &container["securityContext"];
+            assert_eq!(security["allowPrivilegeEscalation"], false, "{name}");
+            assert_eq!(security["readOnlyRootFilesystem"], true, "{name}");
+            assert_eq!(security["capabilities"]["drop"][0], "ALL", "{name}");
+            for bound in ["requests", "limits"] {
+                for resource in ["cpu", "memory"] {
+                    assert!(
+                        container["resources"][bound][resource].as_str().is_some(),
+                        "{name}: {bound}.{resource}"
+                    );
+                }
+            }
+            assert!(!container["readinessProbe"].is_null(), "{name}: readiness");
+            assert!(!container["livenessProbe"].is_null(), "{name}: liveness");
+        }
+    }
+}

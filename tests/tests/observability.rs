@@ -186,7 +186,7 @@ async fn every_panel_and_rule_returns_data_from_a_real_prometheus() {
 
     // Prometheus applies new targets a few seconds after it starts: the load
     // begins once both services have been scraped, so rates see it.
-    eventually("both services scraped", Duration::from_secs(20), || async {
+    eventually("both services scraped", Duration::from_secs(30), || async {
         let data = prometheus.query("count(up == 1)").await;
         (data["result"][0]["value"][1] == "2").then_some(())
     })

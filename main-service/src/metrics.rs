@@ -196,7 +196,7 @@ impl Metrics {
         let r = &mut self.registry;
         r.register(
             "searches_submitted",
-            "Searches this instance accepted (answered 202)",
+            "Searches accepted",
             self.searches_submitted.clone(),
         );
         r.register(
@@ -211,7 +211,7 @@ impl Metrics {
         );
         r.register(
             "searches_timed_out",
-            "Timeout events this instance wrote for searches with no terminal event within SEARCH_TIMEOUT_SECS",
+            "Searches this instance ended with a timeout",
             self.searches_timed_out.clone(),
         );
         r.register(
@@ -236,7 +236,7 @@ impl Metrics {
         );
         r.register(
             "redis_up",
-            "1 while this instance's Redis link answers pings (every master on a cluster), else 0; read at scrape",
+            "1 while this instance's latest Redis ping (sent every second) succeeded, else 0",
             self.redis_up.clone(),
         );
         r.register(
@@ -251,7 +251,7 @@ impl Metrics {
         );
         r.register(
             "searches_rejected",
-            "Valid submissions refused by admission control, by reason: queue_full (503) or rate_limited (429); a 503 for Redis being unavailable is not counted here",
+            "Submissions refused by admission control, by reason: queue_full (503, a valid search at QUEUE_MAX_BACKLOG) or rate_limited (429, before the body is read); 503s for Redis being unavailable are not counted here",
             self.searches_rejected.clone(),
         );
         // Both reasons start at zero, so dashboards see the series before the

@@ -2,7 +2,8 @@
 # Every suite, as docs/testing.md describes: the binaries the
 # suites start, the whole workspace against a single redis-server, the
 # end-to-end and fault suites again against a local Redis Cluster (the cases
-# that need only one node or a long flood left out), then the API fuzzing.
+# that need only one node or a long flood left out), the API fuzzing, then the
+# deployment files (Prometheus rules and their tests, Kubernetes manifests).
 # Every step runs even when an earlier one failed, so one run shows every
 # failure; the script then exits non-zero, naming the steps that failed. Only
 # a failed build stops it at once (nothing after it could run).
@@ -20,6 +21,7 @@ step "workspace suites" cargo nextest run --workspace --no-fail-fast
 step "cluster suites" env FLIGHT_SEARCH_REDIS=cluster cargo nextest run -p tests --test e2e --test faults \
   --no-fail-fast -E 'not test(on_a_cluster) and not test(a_thousand) and not test(500_searches)'
 step "API fuzzing" scripts/api-fuzz.sh
+step "deployment files" scripts/check-deploy.sh
 
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'scripts/test.sh: failed: %s\n' "${failed[*]}" >&2

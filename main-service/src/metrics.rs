@@ -2,7 +2,8 @@
 //!
 //! Label values are always from a fixed set (route patterns, known methods,
 //! status codes, Redis operation names), never raw input, so a client cannot
-//! grow the number of series.
+//! grow the number of series. The standard unprefixed `process_*` metrics
+//! (open and allowed file descriptors above all: one per SSE stream) follow.
 
 use std::time::Duration;
 
@@ -63,6 +64,8 @@ type RouteHistograms = Family<RouteLabels, Histogram, fn() -> Histogram>;
 pub struct Metrics {
     /// Holds the metrics below for encoding (they share their values with it).
     registry: Registry,
+    /// The standard `process_*` metrics, unprefixed, read at each scrape.
+    process: Registry,
     /// `http_requests_total{route,method,status}`.
     pub http_requests: Family<RequestLabels, Counter>,
     /// `http_request_duration_seconds{route}`: time to the response head (for
@@ -126,6 +129,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut m = Metrics {
             registry: Registry::with_prefix("flight_search"),
+            process: service_runtime::process_metrics::registry(),
             http_requests: Family::default(),
             http_request_duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -161,32 +165,32 @@ impl Metrics {
         let r = &mut self.registry;
         r.register(
             "http_requests",
-            "HTTP requests answered",
+            "HTTP responses sent, by route pattern, method and status",
             self.http_requests.clone(),
         );
         r.register(
             "http_request_duration_seconds",
-            "Time from request to response head",
+            "Time from a request's arrival to its response head (for an event stream, until the stream starts)",
             self.http_request_duration.clone(),
         );
         r.register(
             "sse_streams_open",
-            "Open event streams",
+            "Event streams (SSE responses) open on this instance now",
             self.sse_streams_open.clone(),
         );
         r.register(
             "sse_events_delivered",
-            "Events handed to SSE clients",
+            "Events written to SSE clients (keep-alive comments and the retry line not counted)",
             self.sse_events_delivered.clone(),
         );
         r.register(
             "hub_feeds_active",
-            "Searches with at least one local SSE client",
+            "Searches with at least one SSE client on this instance now",
             self.hub_feeds_active.clone(),
         );
         r.register(
             "hub_entries_skipped",
-            "Result stream entries skipped as unreadable",
+            "Result stream entries read past because they had no readable data field or id",
             self.hub_entries_skipped.clone(),
         );
         r.register(
@@ -196,7 +200,7 @@ impl Metrics {
         );
         r.register(
             "sse_clients_dropped_slow",
-            "Connections dropped because the client stopped reading",
+            "Event streams cut off because the client accepted no bytes for SSE_STALL_TIMEOUT_SECS",
             self.sse_clients_dropped_slow.clone(),
         );
     }
@@ -241,27 +245,27 @@ impl Metrics {
         let r = &mut self.registry;
         r.register(
             "redis_errors",
-            "Failed Redis operations",
+            "Redis operations of this instance that failed, by what it was doing",
             self.redis_errors.clone(),
         );
         r.register(
             "redis_up",
-            "1 if Redis answers pings",
+            "1 while this instance's latest Redis ping (sent every second) succeeded, else 0",
             self.redis_up.clone(),
         );
         r.register(
             "queue_backlog",
-            "Searches accepted and not yet finished by the slowest consumer group",
+            "Searches accepted and not yet finished by the slowest consumer group, as last read (every 100 ms)",
             self.queue_backlog.clone(),
         );
         r.register(
             "queue_trimmed_entries",
-            "Finished entries trimmed from the search queue",
+            "Finished entries this instance trimmed from the search queue",
             self.queue_trimmed.clone(),
         );
         r.register(
             "searches_rejected",
-            "Submissions refused before anything was written",
+            "Submissions refused by admission control, by reason: queue_full (503, a valid search at QUEUE_MAX_BACKLOG) or rate_limited (429, before the body is read); 503s for Redis being unavailable are not counted here",
             self.searches_rejected.clone(),
         );
         // Both reasons start at zero, so dashboards see the series before the
@@ -321,10 +325,7 @@ impl Metrics {
 
     /// The exposition text.
     pub fn encode(&self) -> String {
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)
-            .expect("writing to a String cannot fail");
-        text
+        service_runtime::process_metrics::encode_with(&self.registry, &self.process)
     }
 }
 
@@ -359,6 +360,7 @@ mod tests {
             "flight_search_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1",
             "flight_search_redis_errors_total{op=\"fetch\"} 1",
             "flight_search_sse_streams_open 0",
+            "# TYPE process_open_fds gauge",
             "flight_search_hub_feeds_active 0",
             "flight_search_hub_entries_skipped_total 0",
             "flight_search_searches_rejected_total{reason=\"queue_full\"} 1",

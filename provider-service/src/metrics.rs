@@ -3,7 +3,8 @@
 //!
 //! Label values are fixed strings (supplier codes, error codes, Redis operation
 //! names), so no label can grow without bound. Known label values are created at
-//! start so dashboards see zeros rather than missing series.
+//! start so dashboards see zeros rather than missing series. The standard
+//! unprefixed `process_*` metrics (descriptors, memory, CPU) follow.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -55,6 +56,8 @@ pub struct OpLabel {
 pub struct Metrics {
     /// Owns the series for encoding.
     registry: Registry,
+    /// The standard `process_*` metrics, unprefixed, read at each scrape.
+    process: Registry,
     /// Searches taken by this replica and not yet finished; saturation shows as
     /// this sitting at `PROVIDER_CONCURRENCY`.
     pub searches_in_flight: Gauge,
@@ -62,11 +65,14 @@ pub struct Metrics {
     pub searches_completed: Counter,
     /// Searches this process finished with a `failed` event, by code.
     pub searches_failed: Family<CodeLabel, Counter>,
-    /// Time each supplier call took, answered or failed.
+    /// Time each supplier query took for one search attempt, retries and
+    /// waits included, answered or failed.
     pub supplier_call_duration: Family<SupplierLabel, Histogram>,
-    /// Supplier calls that failed, by supplier.
+    /// Supplier queries that ended without an answer, by supplier.
     pub supplier_failures: Family<SupplierLabel, Counter>,
-    /// Supplier calls by how they ended (the terminal event's report).
+    /// Supplier queries by how they ended (what the terminal event reports),
+    /// one per supplier per search attempt; a cache hit, or an answer shared
+    /// with an identical query in flight, is not a query.
     pub supplier_outcomes: Family<OutcomeLabel, Counter>,
     /// HTTP supplier calls repeated after a retryable failure.
     pub supplier_retries: Family<SupplierLabel, Counter>,
@@ -98,7 +104,7 @@ pub struct Metrics {
 
 /// Every `op` label of `redis_errors_total`; each call site of
 /// [`Metrics::redis_error`] names one of these.
-const REDIS_OPS: [&str; 11] = [
+const REDIS_OPS: [&str; 12] = [
     "connect",
     "read",
     "ack",
@@ -110,6 +116,7 @@ const REDIS_OPS: [&str; 11] = [
     "heartbeat",
     "forget_consumers",
     "dead_letter",
+    "cache",
 ];
 
 /// Supplier calls take from nothing (benchmarks) to several seconds.
@@ -122,6 +129,7 @@ impl Metrics {
     pub fn new(suppliers: &[&'static str]) -> Metrics {
         let mut metrics = Metrics {
             registry: Registry::with_prefix("flight_search_provider"),
+            process: service_runtime::process_metrics::registry(),
             searches_in_flight: Gauge::default(),
             searches_completed: Counter::default(),
             searches_failed: Family::default(),
@@ -152,32 +160,32 @@ impl Metrics {
         let registry = &mut metrics.registry;
         registry.register(
             "searches_in_flight",
-            "Searches being processed now",
+            "Searches this process has taken and not yet finished",
             metrics.searches_in_flight.clone(),
         );
         registry.register(
             "searches_completed",
-            "Searches finished with a completed event",
+            "Searches whose completed event this process wrote",
             metrics.searches_completed.clone(),
         );
         registry.register(
             "searches_failed",
-            "Searches finished with a failed event, by code",
+            "Searches whose failed event this process wrote, by code (dead_lettered and invalid_request included)",
             metrics.searches_failed.clone(),
         );
         registry.register(
             "supplier_call_duration_seconds",
-            "Duration of supplier calls, answered or failed",
+            "Time a supplier query took for one search attempt, retries and waits included, answered or failed (cache hits not counted)",
             metrics.supplier_call_duration.clone(),
         );
         registry.register(
             "supplier_failures",
-            "Supplier calls that failed",
+            "Supplier queries that ended without an answer (any outcome but answered; cache hits not counted)",
             metrics.supplier_failures.clone(),
         );
         registry.register(
             "searches_waiting_for_writes",
-            "Searches held while Redis refuses writes",
+            "Searches this process holds until Redis accepts writes again",
             metrics.searches_waiting_for_writes.clone(),
         );
         registry.register(
@@ -187,7 +195,7 @@ impl Metrics {
         );
         registry.register(
             "supplier_outcomes",
-            "Supplier calls by outcome: answered, timeout, error, rate_limited, circuit_open",
+            "Supplier queries by how they ended, one per supplier per search attempt (cache hits and answers shared with an identical query in flight not counted): answered, timeout, error, rate_limited, circuit_open",
             metrics.supplier_outcomes.clone(),
         );
         registry.register(
@@ -197,22 +205,22 @@ impl Metrics {
         );
         registry.register(
             "supplier_circuit_open",
-            "1 while the supplier's circuit breaker is open or probing",
+            "1 while the supplier's circuit breaker is open or probing, as of this process's last query to it",
             metrics.supplier_circuit_open.clone(),
         );
         registry.register(
             "supplier_cache_hits",
-            "Supplier answers served from the Redis answer cache",
+            "Supplier queries answered from the Redis answer cache",
             metrics.supplier_cache_hits.clone(),
         );
         registry.register(
             "supplier_cache_misses",
-            "Supplier answers looked up in the cache and not found",
+            "Supplier queries looked up in the answer cache and not found (or not readable), so asked of the supplier",
             metrics.supplier_cache_misses.clone(),
         );
         registry.register(
             "claims",
-            "Idle pending searches claimed for processing",
+            "Idle pending searches this process claimed from another (or a previous) consumer",
             metrics.claims.clone(),
         );
         registry.register(
@@ -222,22 +230,22 @@ impl Metrics {
         );
         registry.register(
             "dead_letters",
-            "Queue entries moved to the dead-letter stream, by reason",
+            "Queue entries this process moved to the dead-letter stream, by reason",
             metrics.dead_letters.clone(),
         );
         registry.register(
             "pending_entries",
-            "Entries delivered to the consumer group and not yet acknowledged",
+            "Entries delivered to the consumer group (any consumer) and not yet acknowledged, as of this process's last sweep",
             metrics.pending_entries.clone(),
         );
         registry.register(
             "redis_errors",
-            "Failed Redis operations, by operation",
+            "Redis operations of this process that failed, by operation",
             metrics.redis_errors.clone(),
         );
         registry.register(
             "redis_up",
-            "1 if Redis is reachable for commands and for reading the queue",
+            "1 while both this process's command connection and its queue reader are up, else 0; read at scrape",
             metrics.redis_up.clone(),
         );
     }
@@ -287,10 +295,7 @@ impl Metrics {
 
     /// The registry in the OpenMetrics text format.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
-        out
+        service_runtime::process_metrics::encode_with(&self.registry, &self.process)
     }
 }
 
@@ -313,6 +318,7 @@ mod tests {
             r#"flight_search_provider_supplier_call_duration_seconds_count{supplier="GA"} 0"#,
             "flight_search_provider_claims_total 0",
             "flight_search_provider_pending_entries 0",
+            "# TYPE process_open_fds gauge",
             "flight_search_provider_redis_up 0",
             r#"flight_search_provider_dead_letters_total{reason="max_deliveries_exceeded"} 0"#,
             r#"flight_search_provider_redis_errors_total{op="claim"} 0"#,

@@ -17,6 +17,8 @@
 //!   whether its eviction policy can lose data ([`memory_policy`]).
 //! * [`redis_target`], [`redis_connection`]: one server or a Redis Cluster,
 //!   chosen by configuration, behind one connection type.
+//! * [`process_metrics`]: the standard `process_*` metrics (open and allowed
+//!   file descriptors, memory, CPU) both services append to their `/metrics`.
 //! * [`probe`]: the `--healthcheck` client used by container health checks.
 //! * [`streams`]: consumer-group creation and event appends, the Redis writes
 //!   both services make to the contract's streams.
@@ -30,6 +32,7 @@ pub mod http_server;
 pub mod latency_range;
 pub mod memory_policy;
 pub mod probe;
+pub mod process_metrics;
 pub mod redact;
 pub mod redis_connection;
 pub mod redis_endpoint;

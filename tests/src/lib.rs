@@ -9,12 +9,15 @@
 //! running (with `REDIS_URL` or `REDIS_CLUSTER_NODES` pointing at its Redis) so the same suite can check a
 //! compose deployment. [`documents`] holds `openapi.yaml` and `asyncapi.yaml` as
 //! validators: every SSE event a suite receives is checked against them.
+//! [`prometheus`] runs a real Prometheus that scrapes a stack and loads the
+//! repository's rules.
 
 pub mod documents;
 pub mod http;
 pub mod mock_suppliers;
 pub mod nginx;
 pub mod pki;
+pub mod prometheus;
 pub mod redis_cluster;
 pub mod redis_server;
 pub mod services;

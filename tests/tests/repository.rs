@@ -274,3 +274,234 @@ fn heading_anchors_follow_github() {
         ]
     );
 }
+
+/// The YAML documents of every file a kustomization directory lists.
+fn kustomize_documents(dir: &str) -> Vec<serde_yaml_ng::Value> {
+    let kustomization: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&read(&format!("{dir}/kustomization.yaml"))).expect("YAML");
+    let mut documents = Vec::new();
+    for resource in kustomization["resources"].as_sequence().expect("resources") {
+        let path = format!("{dir}/{}", resource.as_str().expect("a path"));
+        if root().join(&path).is_dir() {
+            continue;
+        }
+        let text = read(&path);
+        for document in text.split("\n---\n") {
+            documents.push(serde_yaml_ng::from_str(document).expect("YAML"));
+        }
+    }
+    documents
+}
+
+/// `(secret, key) → value` of the demo overlay's generated Secrets.
+fn demo_secrets() -> std::collections::BTreeMap<(String, String), String> {
+    let kustomization: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&read("deploy/kubernetes/overlays/demo/kustomization.yaml"))
+            .expect("YAML");
+    let mut secrets = std::collections::BTreeMap::new();
+    for generator in kustomization["secretGenerator"]
+        .as_sequence()
+        .expect("secrets")
+    {
+        let name = generator["name"].as_str().expect("name");
+        for literal in generator["literals"].as_sequence().expect("literals") {
+            let (key, value) = literal
+                .as_str()
+                .expect("text")
+                .split_once('=')
+                .expect("k=v");
+            secrets.insert((name.to_owned(), key.to_owned()), value.to_owned());
+        }
+    }
+    secrets
+}
+
+/// What a Deployment's one container promises, read from the manifest.
+struct Container {
+    /// Its environment, Secret references resolved from the demo overlay.
+    env: Vec<(String, String)>,
+    /// Named container ports.
+    ports: std::collections::BTreeMap<String, u16>,
+    /// The `terminationGracePeriodSeconds`.
+    termination_grace: u64,
+    /// The preStop `sleep` in seconds.
+    pre_stop: u64,
+    /// The container itself, for its probes.
+    spec: serde_yaml_ng::Value,
+}
+
+/// The container of the base's Deployment `name`.
+fn deployment(name: &str) -> Container {
+    let documents = kustomize_documents("deploy/kubernetes/base");
+    let deployment = documents
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("the base has no Deployment {name}"));
+    let pod = &deployment["spec"]["template"]["spec"];
+    let spec = pod["containers"][0].clone();
+    let secrets = demo_secrets();
+    let env = spec["env"]
+        .as_sequence()
+        .expect("env")
+        .iter()
+        .map(|var| {
+            let name = var["name"].as_str().expect("name").to_owned();
+            let value = match var["value"].as_str() {
+                Some(value) => value.to_owned(),
+                None => {
+                    let reference = &var["valueFrom"]["secretKeyRef"];
+                    let key = (
+                        reference["name"].as_str().expect("secret").to_owned(),
+                        reference["key"].as_str().expect("key").to_owned(),
+                    );
+                    secrets.get(&key).cloned().unwrap_or_else(|| {
+                        panic!("{name} reads {key:?}, which the demo overlay does not generate")
+                    })
+                }
+            };
+            (name, value)
+        })
+        .collect();
+    let ports = spec["ports"]
+        .as_sequence()
+        .expect("ports")
+        .iter()
+        .map(|p| {
+            let port = p["containerPort"].as_u64().expect("port");
+            (p["name"].as_str().expect("named").to_owned(), port as u16)
+        })
+        .collect();
+    let pre_stop = spec["lifecycle"]["preStop"]["exec"]["command"]
+        .as_sequence()
+        .and_then(|command| match command.as_slice() {
+            [sleep, secs] if sleep == "sleep" => secs.as_str()?.parse().ok(),
+            _ => None,
+        })
+        .expect("a preStop `sleep N`");
+    Container {
+        env,
+        ports,
+        termination_grace: pod["terminationGracePeriodSeconds"]
+            .as_u64()
+            .expect("grace"),
+        pre_stop,
+        spec,
+    }
+}
+
+impl Container {
+    /// The environment as the services' configuration reads it.
+    fn vars(&self) -> service_runtime::config::Vars<impl Fn(&str) -> Option<String>> {
+        let env = self.env.clone();
+        service_runtime::config::Vars::new(move |name: &str| {
+            env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    /// Asserts every variable is documented, the probes ask `port_name` for
+    /// `/readyz` and `/healthz`, that port is `port`, and the pod outlives its
+    /// preStop pause plus `drain` before it is killed.
+    fn assert_consistent(&self, who: &str, port_name: &str, port: u16, drain: u64) {
+        let documented = documented_variables();
+        for (name, _) in &self.env {
+            assert!(
+                documented.contains(name),
+                "{who} sets {name}, which README does not document"
+            );
+        }
+        assert_eq!(
+            self.ports.get(port_name),
+            Some(&port),
+            "{who}: port {port_name}"
+        );
+        for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+            let get = &self.spec[probe]["httpGet"];
+            assert_eq!(get["path"], path, "{who} {probe}");
+            assert_eq!(get["port"], port_name, "{who} {probe}");
+        }
+        assert!(
+            self.termination_grace > self.pre_stop + drain,
+            "{who}: terminationGracePeriodSeconds {} must exceed the preStop pause {} plus SHUTDOWN_GRACE_SECS {drain}",
+            self.termination_grace,
+            self.pre_stop
+        );
+        assert!(
+            self.pre_stop >= 1,
+            "{who}: the preStop pause lets endpoints update"
+        );
+    }
+}
+
+#[test]
+fn kubernetes_manifests_match_the_services_settings() {
+    let main = deployment("main-service");
+    let config = main_service::Config::from_vars(&main.vars()).expect("main-service's settings");
+    main.assert_consistent(
+        "main-service",
+        "http",
+        config.http_addr.port(),
+        config.shutdown_grace.as_secs(),
+    );
+    let provider = deployment("provider-service");
+    let config =
+        provider_service::Config::from_vars(&provider.vars()).expect("provider-service's settings");
+    provider.assert_consistent(
+        "provider-service",
+        "metrics",
+        config.metrics_addr.port(),
+        config.shutdown_grace.as_secs(),
+    );
+    assert!(
+        !config.suppliers.urls.is_empty(),
+        "the demo's SUPPLIER_URLS name the mock airlines"
+    );
+    // Each Service forwards to a port its Deployment names.
+    for (service, port_name) in [("main-service", "http"), ("provider-service", "metrics")] {
+        let documents = kustomize_documents("deploy/kubernetes/base");
+        let spec = &documents
+            .iter()
+            .find(|d| d["kind"] == "Service" && d["metadata"]["name"] == service)
+            .unwrap_or_else(|| panic!("the base has no Service {service}"))["spec"];
+        assert_eq!(
+            spec["ports"][0]["targetPort"], port_name,
+            "Service {service}"
+        );
+    }
+}
+
+#[test]
+fn every_kubernetes_container_runs_locked_down_with_bounded_resources() {
+    let mut documents = kustomize_documents("deploy/kubernetes/base");
+    documents.extend(kustomize_documents("deploy/kubernetes/overlays/demo"));
+    let deployments: Vec<_> = documents
+        .iter()
+        .filter(|d| d["kind"] == "Deployment")
+        .collect();
+    assert_eq!(
+        deployments.len(),
+        4,
+        "main, provider, Redis and mock-suppliers"
+    );
+    for deployment in deployments {
+        let name = deployment["metadata"]["name"].as_str().expect("named");
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+        assert_eq!(pod["automountServiceAccountToken"], false, "{name}");
+        for container in pod["containers"].as_sequence().expect("containers") {
+            let security = &container["securityContext"];
+            assert_eq!(security["allowPrivilegeEscalation"], false, "{name}");
+            assert_eq!(security["readOnlyRootFilesystem"], true, "{name}");
+            assert_eq!(security["capabilities"]["drop"][0], "ALL", "{name}");
+            for bound in ["requests", "limits"] {
+                for resource in ["cpu", "memory"] {
+                    assert!(
+                        container["resources"][bound][resource].as_str().is_some(),
+                        "{name}: {bound}.{resource}"
+                    );
+                }
+            }
+            assert!(!container["readinessProbe"].is_null(), "{name}: readiness");
+            assert!(!container["livenessProbe"].is_null(), "{name}: liveness");
+        }
+    }
+}

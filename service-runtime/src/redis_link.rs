@@ -6,9 +6,11 @@
 //! A service starts whether or not Redis is up. [`RedisLink::new`] connects
 //! lazily; [`RedisLink::watch`] pings once a second and keeps [`RedisLink::is_ready`]
 //! current, logging one line per change of state rather than one per failure.
+//! While the link is down, [`RedisLink::down_reason`] names the class of the
+//! last failure ([`LinkFault`]) for `/readyz`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
@@ -17,6 +19,7 @@ use redis::cluster_async::ClusterConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::redis_connection::{RedisConnection, RenewableCluster};
+use crate::redis_failure::LinkFault;
 use crate::redis_target::RedisTarget;
 use crate::streams::Nudges;
 
@@ -40,6 +43,8 @@ pub struct RedisLink {
     commands: RedisConnection,
     /// Result of the latest ping, shared by all clones.
     state: Arc<LinkState>,
+    /// The class of the latest failed ping, shared by all clones.
+    fault: Arc<Mutex<LinkFault>>,
     /// Where Redis is, to explain failures in the log.
     target: RedisTarget,
 }
@@ -92,6 +97,7 @@ impl RedisLink {
             opener,
             commands,
             state: Arc::new(LinkState::new("redis")),
+            fault: Arc::default(),
             target: target.clone(),
         })
     }
@@ -176,6 +182,16 @@ impl RedisLink {
         self.state.is_up()
     }
 
+    /// Why the link is down, for `/readyz`: the class of the latest failure,
+    /// [`LinkFault::Unreachable`] before the first ping; `None` while up.
+    pub fn down_reason(&self) -> Option<&'static str> {
+        if self.is_ready() {
+            return None;
+        }
+        let fault = *self.fault.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(fault.explain())
+    }
+
     /// Pings Redis every second until `shutdown`, keeping readiness current.
     /// A cluster connection that has failed every ping for
     /// [`RENEW_CLUSTER_AFTER`] is replaced with a new one.
@@ -190,7 +206,10 @@ impl RedisLink {
                     self.state.up();
                 }
                 Err(e) => {
-                    self.state.down(&self.target.explain(&e));
+                    let fault = self.target.fault(&e);
+                    *self.fault.lock().unwrap_or_else(PoisonError::into_inner) = fault;
+                    self.state
+                        .down(&format!("{}: {}", fault.explain(), self.target.explain(&e)));
                     let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
                     if since.elapsed() >= RENEW_CLUSTER_AFTER && self.commands.renew() {
                         tracing::warn!(

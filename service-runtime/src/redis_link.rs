@@ -30,6 +30,9 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 /// failover the redis crate's cluster connection has been seen to stay stuck.
 pub const RENEW_CLUSTER_AFTER: Duration = Duration::from_secs(10);
 
+/// The `/readyz` reason before the first ping has answered or failed.
+pub const NOT_CHECKED_YET: &str = "redis has not answered yet (connecting)";
+
 /// How often readiness is re-checked.
 const PING_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -182,11 +185,14 @@ impl RedisLink {
         self.state.is_up()
     }
 
-    /// Why the link is down, for `/readyz`: the class of the latest failure,
-    /// [`LinkFault::Unreachable`] before the first ping; `None` while up.
+    /// Why the link is down, for `/readyz`: the class of the latest failure
+    /// ([`LinkFault::explain`]); `None` while up.
     pub fn down_reason(&self) -> Option<&'static str> {
         if self.is_ready() {
             return None;
+        }
+        if !self.state.is_checked() {
+            return Some(NOT_CHECKED_YET);
         }
         let fault = *self.fault.lock().unwrap_or_else(PoisonError::into_inner);
         Some(fault.explain())
@@ -264,6 +270,11 @@ impl LinkState {
     pub fn is_up(&self) -> bool {
         self.state.load(Ordering::Relaxed) == 1
     }
+
+    /// True once a success or failure has been reported.
+    pub fn is_checked(&self) -> bool {
+        self.state.load(Ordering::Relaxed) != 0
+    }
 }
 
 /// Capped exponential backoff for reconnect loops on dedicated connections.
@@ -324,7 +335,9 @@ mod tests {
     fn link_state_tracks_the_latest_report() {
         let s = LinkState::new("test");
         assert!(!s.is_up());
+        assert!(!s.is_checked());
         s.up();
+        assert!(s.is_checked());
         assert!(s.is_up());
         s.down(&"refused");
         assert!(!s.is_up());

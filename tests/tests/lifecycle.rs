@@ -567,6 +567,11 @@ fn a_bad_setting_stops_each_service_with_one_line_naming_it() {
     for (binary, name, value) in [
         ("main-service", "SEARCH_TIMEOUT_SECS", "soon"),
         ("main-service", "HTTP_ADDR", "nowhere"),
+        (
+            "main-service",
+            "CORS_ALLOWED_ORIGINS",
+            "https://*.example.com",
+        ),
         ("provider-service", "MOCK_FAILURE_RATE", "2"),
         ("provider-service", "PROVIDER_CONCURRENCY", "0"),
     ] {

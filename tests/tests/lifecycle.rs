@@ -836,7 +836,8 @@ async fn assert_preflights(allowed: &str, routes: [(&str, &str); 2]) {
         let answer = preflight(url, allowed, method).await;
         assert_eq!(answer.status, 204, "{url}");
         assert_eq!(answer.header("access-control-allow-origin"), Some(allowed));
-        assert_eq!(answer.header("access-control-allow-methods"), Some(method));
+        let methods = answer.header("access-control-allow-methods").unwrap();
+        assert!(methods.split(", ").any(|m| m == method), "{url}: {methods}");
         let headers = answer
             .header("access-control-allow-headers")
             .unwrap()

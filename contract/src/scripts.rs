@@ -150,6 +150,31 @@ return replies
 "
 );
 
+/// The Lua [`ATTACH_READER`] and [`LOOK_UP_SEARCH`] share: `look_up()`
+/// returns what a reader of the search will find, in [`ATTACH_READER`]'s reply
+/// shape with `counted` 0, and registers nothing; so a `HEAD` answers exactly
+/// what a `GET` would.
+macro_rules! look_up_function {
+    () => {
+        r"
+local function beyond()
+  return ARGV[2] ~= '' and #redis.call('XRANGE', KEYS[2], ARGV[2], '+', 'COUNT', 1) == 0
+end
+local function look_up()
+  if redis.call('EXISTS', KEYS[1]) == 0 then
+    if redis.call('EXISTS', KEYS[2]) == 0 then return {0} end
+    if beyond() then return {3} end
+    return {1, '', '', 0}
+  end
+  local terminal = redis.call('HGET', KEYS[1], 'terminal') or ''
+  if terminal ~= '' and redis.call('EXISTS', KEYS[2]) == 0 then return {2, terminal} end
+  if beyond() then return {3} end
+  return {1, redis.call('HGET', KEYS[1], 'requested_at') or '', terminal, 0}
+end
+"
+    };
+}
+
 /// Registers an SSE reader of a search and says what the reader will find.
 ///
 /// `KEYS[1]` state hash, `KEYS[2]` result stream; `ARGV[1]` a token naming this
@@ -166,23 +191,29 @@ return replies
 /// missing (a result stream without one): a missing hash is never created here,
 /// so a stray reader cannot leave a key without TTL behind, and there is
 /// nothing to undo. Running it twice with one token counts the reader once.
-pub const ATTACH_READER: &str = r"
-local function beyond()
-  return ARGV[2] ~= '' and #redis.call('XRANGE', KEYS[2], ARGV[2], '+', 'COUNT', 1) == 0
-end
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  if redis.call('EXISTS', KEYS[2]) == 0 then return {0} end
-  if beyond() then return {3} end
-  return {1, '', '', 0}
-end
-local terminal = redis.call('HGET', KEYS[1], 'terminal') or ''
-if terminal ~= '' and redis.call('EXISTS', KEYS[2]) == 0 then return {2, terminal} end
-if beyond() then return {3} end
+pub const ATTACH_READER: &str = concat!(
+    look_up_function!(),
+    r"
+local found = look_up()
+if found[1] ~= 1 or redis.call('EXISTS', KEYS[1]) == 0 then return found end
 if redis.call('HSETNX', KEYS[1], 'reader:' .. ARGV[1], 1) == 1 then
   redis.call('HINCRBY', KEYS[1], 'readers', 1)
 end
-return {1, redis.call('HGET', KEYS[1], 'requested_at') or '', terminal, 1}
-";
+found[4] = 1
+return found
+"
+);
+
+/// What [`ATTACH_READER`] would answer, without registering a reader: the
+/// lookup of a `HEAD` on a search's stream. `KEYS` as for [`ATTACH_READER`];
+/// `ARGV[1]` unused (empty), `ARGV[2]` the resume point or empty. Declared
+/// `no-writes`, so Redis runs it while it refuses writes, as it does `GET`'s
+/// reads.
+pub const LOOK_UP_SEARCH: &str = concat!(
+    "#!lua flags=no-writes\n",
+    look_up_function!(),
+    "return look_up()\n"
+);
 
 /// Unregisters an SSE reader and deletes the result stream if that reader saw
 /// the terminal event and was the last one.
@@ -284,10 +315,14 @@ mod tests {
             layout_literals(ATTACH_READER),
             [
                 STATE_TERMINAL,
+                STATE_REQUESTED_AT,
                 STATE_READER_PREFIX,
                 STATE_READERS,
-                STATE_REQUESTED_AT
             ]
+        );
+        assert_eq!(
+            layout_literals(LOOK_UP_SEARCH),
+            [STATE_TERMINAL, STATE_REQUESTED_AT]
         );
         assert_eq!(
             layout_literals(DETACH_READER),

@@ -10,6 +10,11 @@
 //! other method is (405), without CORS headers, and the browser blocks the
 //! request.
 //!
+//! Each origin is matched exactly. A wildcard inside an origin
+//! (`https://*.example.com`) is refused at start rather than read as a
+//! subdomain pattern: every origin a policy allows is then one an operator
+//! wrote down, and a typo cannot open the API to a whole domain.
+//!
 //! No credentials are allowed (`Access-Control-Allow-Credentials` is never
 //! sent): the API uses no cookies or HTTP authentication, and without
 //! credentials `*` is a valid answer.
@@ -82,6 +87,14 @@ fn origin(text: &str) -> Result<String, String> {
              http://localhost:3000 (scheme, host and optional port only); `{text}` is not one"
         )
     };
+    // A pattern would look like it matches subdomains and match nothing,
+    // since a browser sends its own origin, never a pattern.
+    if text.contains('*') {
+        return Err(format!(
+            "{}; wildcards inside an origin are not supported: list each origin",
+            expected()
+        ));
+    }
     let url = url::Url::parse(text).map_err(|_| expected())?;
     let bare = matches!(url.scheme(), "http" | "https")
         && url.username().is_empty()
@@ -214,6 +227,9 @@ mod tests {
             "https://user@example.com",
             "*,https://example.com",
             "null",
+            "https://*.example.com",
+            "https://app.example.com,https://*.example.com",
+            "*://example.com",
         ] {
             let error = bad.parse::<AllowedOrigins>().unwrap_err();
             assert!(

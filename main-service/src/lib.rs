@@ -12,6 +12,7 @@
 mod api_error;
 mod app;
 mod backlog;
+mod browser_policy;
 mod config;
 mod connection;
 mod cors;
@@ -21,6 +22,7 @@ mod metrics;
 mod queue;
 mod rate_limit;
 mod reader;
+mod request_head;
 mod response;
 mod routes;
 mod server;

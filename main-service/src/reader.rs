@@ -1,5 +1,6 @@
 //! SSE readers as Redis knows them: attaching (which also tells whether the
-//! search exists, runs or is gone) and detaching (which deletes a finished
+//! search exists, runs or is gone), looking up what an attach would find
+//! without attaching (for `HEAD`), and detaching (which deletes a finished
 //! search's stream once its last reader that saw the end has left).
 //!
 //! The reader count lives in the search's state hash, so it spans every
@@ -41,6 +42,9 @@ use crate::app::App;
 
 /// The attach script, hashed once.
 static ATTACH_READER: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::ATTACH_READER));
+
+/// The lookup script of a `HEAD`, hashed once.
+static LOOK_UP_SEARCH: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::LOOK_UP_SEARCH));
 
 /// The detach script, hashed once.
 static DETACH_READER: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::DETACH_READER));
@@ -123,14 +127,7 @@ async fn register(
         .arg(after.map(|id| id.to_string()).unwrap_or_default())
         .invoke_async(&mut app.redis.commands())
         .await;
-    let found = ran.and_then(|reply| {
-        Attached::decode(&reply).ok_or_else(|| {
-            redis::RedisError::from((
-                redis::ErrorKind::Parse,
-                "unexpected reply from the attach script",
-            ))
-        })
-    });
+    let found = ran.and_then(|reply| decode(&reply));
     let attached = match found {
         Ok(Attached::Unknown) => Ok(Attach::Unknown),
         Ok(Attached::Gone) => Ok(Attach::Gone),
@@ -155,6 +152,47 @@ async fn register(
         }
     };
     drop(reply.send(attached));
+}
+
+/// What a reader of `search_id` resuming after `after` would find, without
+/// registering one: the answer to a `HEAD` on the stream, which must not
+/// count as a reader. An [`Attach::Open`] from here holds no reader.
+pub(crate) async fn look_up(
+    app: &App,
+    search_id: Uuid,
+    after: Option<EntryId>,
+) -> redis::RedisResult<Attach> {
+    let reply: Vec<Value> = LOOK_UP_SEARCH
+        .key(state_key(search_id))
+        .key(results_key(search_id))
+        .arg("")
+        .arg(after.map(|id| id.to_string()).unwrap_or_default())
+        .invoke_async(&mut app.redis.commands())
+        .await?;
+    Ok(match decode(&reply)? {
+        Attached::Unknown => Attach::Unknown,
+        Attached::Gone => Attach::Gone,
+        Attached::Beyond => Attach::Beyond,
+        Attached::Open {
+            requested_at_ms,
+            terminal,
+            ..
+        } => Attach::Open {
+            requested_at_ms,
+            terminal,
+            reader: None,
+        },
+    })
+}
+
+/// The attach or lookup script's reply, or a parse error for any other shape.
+fn decode(reply: &[Value]) -> redis::RedisResult<Attached> {
+    Attached::decode(reply).ok_or_else(|| {
+        redis::RedisError::from((
+            redis::ErrorKind::Parse,
+            "unexpected reply from the attach script",
+        ))
+    })
 }
 
 /// The token as the scripts receive it: 32 hex digits.

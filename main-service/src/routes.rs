@@ -5,27 +5,29 @@
 //! | `POST` | `/api/flights/search` | 202, the search is queued ([`crate::submit`]) |
 //! | `GET` | `/api/flights/search/{search_id}/stream` | 200 event stream ([`crate::stream`]) |
 //! | `GET` | `/` | the demo page |
+//! | `GET` | `/demo.js`, `/demo.css` | the demo page's script and style |
 //! | `GET` | `/healthz` | 200 while the process runs |
 //! | `GET` | `/readyz` | 200 while Redis answers and accepts writes, else 503 with the reason |
 //! | `GET` | `/metrics` | Prometheus exposition |
 //! | `GET` | `/openapi.yaml` | the OpenAPI document of this API |
 //!
-//! Any other method on these paths is 405 with `Allow`; `HEAD` included, so a
-//! probe never attaches a stream reader. Any other path is 404. The exception
-//! is a CORS preflight (`OPTIONS`) on the two API routes from an allowed
-//! origin: 204 ([`crate::cors`]). Every response leaves through
-//! [`crate::cors::Cors::apply`].
+//! `HEAD` works wherever `GET` does and answers the same status and headers
+//! without a body; on a stream it only looks the search up
+//! ([`crate::stream::head`]), so a probe never attaches a reader. Any other
+//! method on these paths is 405 with `Allow`. Any other path is 404. The
+//! exception is a CORS preflight (`OPTIONS`) on the two API routes from an
+//! allowed origin: 204 ([`crate::cors`]). Every response leaves through
+//! [`crate::cors::Cors::apply`] and [`crate::browser_policy::apply`].
 //!
-//! A request with several `Host` headers, or an HTTP/1.1 one without any, is
-//! 400 whatever its path (RFC 9112 §3.2): it is malformed, and a server that guesses the host
-//! invites cache poisoning and routing confusion behind proxies.
+//! A request whose head is ambiguous (no, several or a malformed `Host`,
+//! several `Content-Type`) is 400 whatever its path ([`crate::request_head`]).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Incoming;
-use hyper::header::{CACHE_CONTROL, HOST, HeaderMap, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode, Version};
+use hyper::header::{CACHE_CONTROL, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 use service_runtime::http_server::OPENMETRICS_CONTENT_TYPE;
 
@@ -34,10 +36,17 @@ use crate::app::App;
 use crate::connection::Connection;
 use crate::metrics::RequestLabels;
 use crate::response::{self, Body, SearchIdLog};
-use crate::{stream, submit};
+use crate::{browser_policy, request_head, stream, submit};
 
 /// The demo page.
 const INDEX_HTML: &str = include_str!("../static/index.html");
+
+/// The demo page's script: a file of its own, because the page's
+/// Content-Security-Policy runs no inline script ([`crate::browser_policy`]).
+const DEMO_JS: &str = include_str!("../static/demo.js");
+
+/// The demo page's style, a file of its own for the same reason.
+const DEMO_CSS: &str = include_str!("../static/demo.css");
 
 /// The OpenAPI document, embedded at build time so the served bytes are the
 /// repository's file and cannot drift from the binary that serves them.
@@ -59,6 +68,8 @@ const FAVICON_SVG: &str = include_str!("../static/favicon.svg");
 /// counters that exist from start.
 pub(crate) const SUCCESSES: &[(&str, &str, u16)] = &[
     ("/", "GET", 200),
+    ("/demo.js", "GET", 200),
+    ("/demo.css", "GET", 200),
     ("/favicon.ico", "GET", 200),
     ("/healthz", "GET", 200),
     ("/readyz", "GET", 200),
@@ -72,6 +83,10 @@ pub(crate) const SUCCESSES: &[(&str, &str, u16)] = &[
 enum Endpoint<'a> {
     /// `GET /`.
     Index,
+    /// `GET /demo.js`.
+    DemoScript,
+    /// `GET /demo.css`.
+    DemoStyle,
     /// `GET /favicon.ico`.
     Favicon,
     /// `GET /healthz`.
@@ -86,6 +101,8 @@ enum Endpoint<'a> {
     Submit,
     /// `GET /api/flights/search/{search_id}/stream`, with the raw id segment.
     Stream(&'a str),
+    /// `HEAD` on a stream, with the raw id segment.
+    StreamHead(&'a str),
     /// `OPTIONS` on an API route, which answers `allow` otherwise: a CORS
     /// preflight if it is one from an allowed origin, else 405.
     Preflight {
@@ -96,18 +113,26 @@ enum Endpoint<'a> {
     Refuse(ApiError),
 }
 
+/// The `Allow` value of the routes that answer `GET`.
+const GET_AND_HEAD: &str = "GET, HEAD";
+
 /// Matches a method and path to a route pattern (the metrics label) and an
-/// endpoint.
+/// endpoint. `HEAD` goes where `GET` goes: hyper sends the head of the answer
+/// and drops its body.
 fn route<'a>(method: &Method, path: &'a str) -> (&'static str, Endpoint<'a>) {
     let get = |endpoint| {
-        if method == Method::GET {
+        if method == Method::GET || method == Method::HEAD {
             endpoint
         } else {
-            Endpoint::Refuse(ApiError::MethodNotAllowed { allow: "GET" })
+            Endpoint::Refuse(ApiError::MethodNotAllowed {
+                allow: GET_AND_HEAD,
+            })
         }
     };
     match path {
         "/" => ("/", get(Endpoint::Index)),
+        "/demo.js" => ("/demo.js", get(Endpoint::DemoScript)),
+        "/demo.css" => ("/demo.css", get(Endpoint::DemoStyle)),
         "/favicon.ico" => ("/favicon.ico", get(Endpoint::Favicon)),
         "/healthz" => ("/healthz", get(Endpoint::Health)),
         "/readyz" => ("/readyz", get(Endpoint::Ready)),
@@ -120,26 +145,16 @@ fn route<'a>(method: &Method, path: &'a str) -> (&'static str, Endpoint<'a>) {
             Endpoint::Refuse(ApiError::MethodNotAllowed { allow: "POST" }),
         ),
         _ => match stream_id(path) {
-            Some(_) if method == Method::OPTIONS => (STREAM, Endpoint::Preflight { allow: "GET" }),
+            Some(_) if method == Method::OPTIONS => (
+                STREAM,
+                Endpoint::Preflight {
+                    allow: GET_AND_HEAD,
+                },
+            ),
+            Some(id) if method == Method::HEAD => (STREAM, Endpoint::StreamHead(id)),
             Some(id) => (STREAM, get(Endpoint::Stream(id))),
             None => (UNMATCHED, Endpoint::Refuse(ApiError::NoRoute)),
         },
-    }
-}
-
-/// The 400 for a request with several `Host` headers, or an HTTP/1.1 one
-/// without any (HTTP/1.0 predates the header and may omit it).
-fn host_error(version: Version, headers: &HeaderMap) -> Option<ApiError> {
-    match headers.get_all(HOST).iter().count() {
-        0 if version == Version::HTTP_11 => Some(ApiError::field(
-            "host",
-            "an HTTP/1.1 request must carry a Host header",
-        )),
-        0 | 1 => None,
-        _ => Some(ApiError::field(
-            "host",
-            "a request must carry at most one Host header",
-        )),
     }
 }
 
@@ -177,13 +192,21 @@ pub(crate) async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let (pattern, mut endpoint) = route(&method, &path);
-    if let Some(error) = host_error(req.version(), req.headers()) {
+    if let Some(error) = request_head::problem(req.version(), req.headers()) {
         endpoint = Endpoint::Refuse(error);
     }
     let origin = app.cors.allowed_origin(req.headers());
     let mut response = match endpoint {
-        Endpoint::Index => {
-            response::with_body(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML)
+        Endpoint::Index => browser_policy::demo_page(response::with_body(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            INDEX_HTML,
+        )),
+        Endpoint::DemoScript => {
+            response::with_body(StatusCode::OK, "text/javascript; charset=utf-8", DEMO_JS)
+        }
+        Endpoint::DemoStyle => {
+            response::with_body(StatusCode::OK, "text/css; charset=utf-8", DEMO_CSS)
         }
         Endpoint::Favicon => {
             let mut icon = response::with_body(StatusCode::OK, "image/svg+xml", FAVICON_SVG);
@@ -213,6 +236,7 @@ pub(crate) async fn handle(
         // round trips, body reading) must not be inlined into it.
         Endpoint::Submit => Box::pin(submit::submit(&app, req)).await,
         Endpoint::Stream(id) => Box::pin(stream::open(&app, &req, id, &connection)).await,
+        Endpoint::StreamHead(id) => Box::pin(stream::head(&app, &req, id)).await,
         Endpoint::Preflight { allow } => app
             .cors
             .preflight(origin.as_ref(), req.headers(), allow)
@@ -220,6 +244,7 @@ pub(crate) async fn handle(
         Endpoint::Refuse(error) => error.into_response(),
     };
     app.cors.apply(origin, &mut response);
+    browser_policy::apply(&mut response);
     let took = started.elapsed();
     let status = response.status();
     app.metrics.request(
@@ -244,14 +269,14 @@ pub(crate) async fn handle(
 }
 
 /// `/readyz`: 200 `{"status":"ready"}` while Redis answers and accepts
-/// writes, else 503 with `Retry-After` and the reason. Either way `warnings`
+/// writes, else 503 with `Retry-After` and the reason, which names the cause's
+/// class (unreachable, authentication, TLS, database index, refused writes). Either way `warnings`
 /// lists what does not stop the service but puts searches at risk (an eviction
 /// policy other than `noeviction`).
 fn readiness(app: &App) -> Response<Body> {
-    let reason = if !app.redis.is_ready() {
-        Some("redis is unreachable".to_owned())
-    } else {
-        app.health.refusal_reason()
+    let reason = match app.redis.down_reason() {
+        Some(down) => Some(down.to_owned()),
+        None => app.health.refusal_reason(),
     };
     let warnings = app.health.warnings();
     let mut body = match &reason {
@@ -282,6 +307,14 @@ mod tests {
     fn known_paths_route_to_their_endpoints() {
         assert_eq!(route(&Method::GET, "/"), ("/", Endpoint::Index));
         assert_eq!(
+            route(&Method::GET, "/demo.js"),
+            ("/demo.js", Endpoint::DemoScript)
+        );
+        assert_eq!(
+            route(&Method::GET, "/demo.css"),
+            ("/demo.css", Endpoint::DemoStyle)
+        );
+        assert_eq!(
             route(&Method::GET, "/favicon.ico"),
             ("/favicon.ico", Endpoint::Favicon)
         );
@@ -306,25 +339,45 @@ mod tests {
     }
 
     #[test]
+    fn head_goes_wherever_get_goes_and_only_looks_a_stream_up() {
+        for path in [
+            "/",
+            "/demo.js",
+            "/demo.css",
+            "/favicon.ico",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/openapi.yaml",
+        ] {
+            assert_eq!(route(&Method::HEAD, path), route(&Method::GET, path));
+        }
+        assert_eq!(
+            route(&Method::HEAD, "/api/flights/search/abc/stream"),
+            (STREAM, Endpoint::StreamHead("abc"))
+        );
+    }
+
+    #[test]
     fn wrong_methods_are_405_with_allow() {
         let refused = |allow| Endpoint::Refuse(ApiError::MethodNotAllowed { allow });
         assert_eq!(route(&Method::GET, SEARCH), (SEARCH, refused("POST")));
+        assert_eq!(route(&Method::HEAD, SEARCH), (SEARCH, refused("POST")));
         assert_eq!(
             route(&Method::POST, "/api/flights/search/abc/stream"),
-            (STREAM, refused("GET"))
+            (STREAM, refused(GET_AND_HEAD))
         );
         assert_eq!(
             route(&Method::DELETE, "/healthz"),
-            ("/healthz", refused("GET"))
+            ("/healthz", refused(GET_AND_HEAD))
         );
-        assert_eq!(route(&Method::HEAD, "/"), ("/", refused("GET")));
         assert_eq!(
             route(&Method::PUT, "/openapi.yaml"),
-            ("/openapi.yaml", refused("GET"))
+            ("/openapi.yaml", refused(GET_AND_HEAD))
         );
         assert_eq!(
             route(&Method::OPTIONS, "/metrics"),
-            ("/metrics", refused("GET"))
+            ("/metrics", refused(GET_AND_HEAD))
         );
     }
 
@@ -336,21 +389,13 @@ mod tests {
         );
         assert_eq!(
             route(&Method::OPTIONS, "/api/flights/search/abc/stream"),
-            (STREAM, Endpoint::Preflight { allow: "GET" })
+            (
+                STREAM,
+                Endpoint::Preflight {
+                    allow: GET_AND_HEAD
+                }
+            )
         );
-    }
-
-    #[test]
-    fn http_1_1_needs_exactly_one_host() {
-        let mut headers = HeaderMap::new();
-        let error = host_error(Version::HTTP_11, &headers).expect("missing Host");
-        assert_eq!(error.status(), StatusCode::BAD_REQUEST);
-        assert!(host_error(Version::HTTP_10, &headers).is_none());
-        headers.append(HOST, "a.test".parse().unwrap());
-        assert!(host_error(Version::HTTP_11, &headers).is_none());
-        headers.append(HOST, "b.test".parse().unwrap());
-        assert!(host_error(Version::HTTP_11, &headers).is_some());
-        assert!(host_error(Version::HTTP_10, &headers).is_some());
     }
 
     #[test]

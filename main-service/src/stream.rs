@@ -47,11 +47,7 @@ pub(crate) async fn open(
     connection: &Arc<Connection>,
 ) -> Response<Body> {
     let Some(search_id) = hyphenated_uuid(id) else {
-        return ApiError::field(
-            "search_id",
-            "must be a UUID in its hyphenated form, as returned by the submission",
-        )
-        .into_response();
+        return invalid_search_id().into_response();
     };
     let mut response = try_open(app, req, search_id, connection)
         .await
@@ -70,8 +66,75 @@ async fn try_open(
     let attached = reader::attach(app, search_id, after)
         .await
         .map_err(|error| app.redis_failed("attach", Some(search_id), &error))?;
+    let Attach::Open {
+        requested_at_ms,
+        terminal,
+        mut reader,
+    } = attached
+    else {
+        return not_open(&attached, after);
+    };
+    if has_everything(after, terminal) {
+        // The client has everything; as the reader that saw the end it
+        // may be the one whose leaving deletes the stream.
+        if let Some(reader) = &mut reader {
+            reader.saw_terminal();
+        }
+        return Ok(response::empty(StatusCode::NO_CONTENT));
+    }
+    let subscription = app
+        .hub
+        .subscribe(search_id, requested_at_ms, terminal.is_some(), after);
+    let end = StreamEnd::new(app.clone(), search_id, reader, connection.clone());
+    let retry = sse::retry(app.config.sse_retry);
+    let body = events(subscription, end, retry, app.closing.clone());
+    Ok(event_stream_response(StreamBody::new(body).boxed_unsync()))
+}
+
+/// Answers `HEAD` on a stream: the status and headers a `GET` would get now,
+/// from a lookup that registers no reader, subscribes to nothing and reads
+/// no event, so a probe can neither keep a finished search's stream alive nor
+/// delete it.
+pub(crate) async fn head(app: &Arc<App>, req: &Request<Incoming>, id: &str) -> Response<Body> {
+    let Some(search_id) = hyphenated_uuid(id) else {
+        return invalid_search_id().into_response();
+    };
+    let mut response = try_head(app, req, search_id)
+        .await
+        .unwrap_or_else(ApiError::into_response);
+    response.extensions_mut().insert(SearchIdLog(search_id));
+    response
+}
+
+async fn try_head(
+    app: &Arc<App>,
+    req: &Request<Incoming>,
+    search_id: Uuid,
+) -> Result<Response<Body>, ApiError> {
+    let after = last_event_id(req.headers(), req.uri().query())?;
+    // Counted as "attach": the same step of a stream request, minus the count.
+    let found = reader::look_up(app, search_id, after)
+        .await
+        .map_err(|error| app.redis_failed("attach", Some(search_id), &error))?;
+    match found {
+        Attach::Open { terminal, .. } if has_everything(after, terminal) => {
+            Ok(response::empty(StatusCode::NO_CONTENT))
+        }
+        // No length: a GET's body is a stream of unknown length.
+        Attach::Open { .. } => Ok(event_stream_response(
+            StreamBody::new(futures_util::stream::empty::<
+                Result<Frame<Bytes>, Infallible>,
+            >())
+            .boxed_unsync(),
+        )),
+        other => not_open(&other, after),
+    }
+}
+
+/// The answer for a search that cannot be read (`attached` is not
+/// [`Attach::Open`]), for a client resuming after `after`.
+fn not_open(attached: &Attach, after: Option<EntryId>) -> Result<Response<Body>, ApiError> {
     match attached {
-        Attach::Unknown => Err(ApiError::UnknownSearch),
         // 204 is what makes a reconnecting EventSource stop for good.
         Attach::Gone if after.is_some() => Ok(response::empty(StatusCode::NO_CONTENT)),
         Attach::Gone => Err(ApiError::SearchGone),
@@ -81,30 +144,22 @@ async fn try_open(
             "last_event_id",
             "is after the last event of this search",
         )),
-        Attach::Open {
-            requested_at_ms,
-            terminal,
-            mut reader,
-        } => {
-            if let (Some(after), Some(terminal)) = (after, terminal)
-                && after >= terminal
-            {
-                // The client has everything; as the reader that saw the end it
-                // may be the one whose leaving deletes the stream.
-                if let Some(reader) = &mut reader {
-                    reader.saw_terminal();
-                }
-                return Ok(response::empty(StatusCode::NO_CONTENT));
-            }
-            let subscription =
-                app.hub
-                    .subscribe(search_id, requested_at_ms, terminal.is_some(), after);
-            let end = StreamEnd::new(app.clone(), search_id, reader, connection.clone());
-            let retry = sse::retry(app.config.sse_retry);
-            let body = events(subscription, end, retry, app.closing.clone());
-            Ok(event_stream_response(StreamBody::new(body).boxed_unsync()))
-        }
+        Attach::Unknown | Attach::Open { .. } => Err(ApiError::UnknownSearch),
     }
+}
+
+/// True if and only if a client resuming after `after` already has the
+/// terminal event.
+fn has_everything(after: Option<EntryId>, terminal: Option<EntryId>) -> bool {
+    matches!((after, terminal), (Some(after), Some(terminal)) if after >= terminal)
+}
+
+/// The 400 for a path segment that is not a search id.
+fn invalid_search_id() -> ApiError {
+    ApiError::field(
+        "search_id",
+        "must be a UUID in its hyphenated form, as returned by the submission",
+    )
 }
 
 /// The search id of the path: only the hyphenated form (any case), the one the
@@ -119,27 +174,53 @@ fn hyphenated_uuid(id: &str) -> Option<Uuid> {
 
 /// The resume point: the `Last-Event-ID` header, else the `last_event_id` query
 /// parameter. Empty counts as absent; anything else must be an entry id, since
-/// silently replaying from the start would duplicate events.
+/// silently replaying from the start would duplicate events. Each may be sent
+/// once, and both are checked even when both are sent (the header wins): a
+/// request whose meaning depends on which copy a server or proxy reads is
+/// refused rather than guessed at.
 fn last_event_id(headers: &HeaderMap, query: Option<&str>) -> Result<Option<EntryId>, ApiError> {
-    let invalid = || {
-        ApiError::field(
-            "last_event_id",
-            "must be an event id of the form <ms>-<seq>",
-        )
-    };
-    let raw = match headers.get("last-event-id") {
-        Some(value) => value.to_str().map_err(|_| invalid())?,
-        None => query
-            .into_iter()
-            .flat_map(|q| q.split('&'))
-            .find_map(|pair| pair.strip_prefix("last_event_id="))
-            .unwrap_or(""),
-    };
+    let field = |message: &str| ApiError::field("last_event_id", message);
+    let mut sent = headers.get_all("last-event-id").iter();
+    let header = sent.next();
+    if sent.next().is_some() {
+        return Err(field(
+            "must be sent at most once; the request has several Last-Event-ID headers",
+        ));
+    }
+    let mut params = query
+        .into_iter()
+        .flat_map(|q| url::form_urlencoded::parse(q.as_bytes()))
+        .filter(|(name, _)| name == "last_event_id")
+        .map(|(_, value)| value);
+    let param = params.next();
+    if params.next().is_some() {
+        return Err(field(
+            "must be given at most once; the query has several last_event_id parameters",
+        ));
+    }
+    let from_query = resume_point(param.as_deref().unwrap_or(""))?;
+    let header = header
+        .map(|value| value.to_str().map_err(|_| invalid_resume_point()))
+        .transpose()?;
+    let from_header = resume_point(header.unwrap_or(""))?;
+    Ok(from_header.or(from_query))
+}
+
+/// One copy of the resume point; empty is none.
+fn resume_point(raw: &str) -> Result<Option<EntryId>, ApiError> {
     let raw = raw.trim();
     if raw.is_empty() {
         return Ok(None);
     }
-    raw.parse().map(Some).map_err(|_| invalid())
+    raw.parse().map(Some).map_err(|_| invalid_resume_point())
+}
+
+/// The 400 for a resume point that is not an entry id.
+fn invalid_resume_point() -> ApiError {
+    ApiError::field(
+        "last_event_id",
+        "must be an event id of the form <ms>-<seq>",
+    )
 }
 
 /// The 200 head of an event stream around `body`.
@@ -348,6 +429,28 @@ mod tests {
             "the header wins, as EventSource sends it on reconnect"
         );
         assert_eq!(last_event_id(&headers(Some("")), None), Ok(None));
+        assert_eq!(
+            last_event_id(&headers(None), Some("last_event_id=7%2D0")),
+            Ok(id("7-0")),
+            "the query is percent-decoded"
+        );
+    }
+
+    #[test]
+    fn a_resume_point_sent_twice_or_invalid_anywhere_is_refused() {
+        let mut twice = headers(Some("5-1"));
+        twice.append("last-event-id", HeaderValue::from_static("5-1"));
+        for (headers, query) in [
+            (twice, None),
+            (headers(None), Some("last_event_id=1-0&last_event_id=2-0")),
+            (headers(None), Some("last_event_id=1-0&last_event_id=")),
+            (headers(Some("5-1")), Some("last_event_id=yesterday")),
+        ] {
+            let err = last_event_id(&headers, query).unwrap_err();
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{query:?}");
+            let body = serde_json::to_value(err.envelope()).unwrap();
+            assert_eq!(body["errors"][0]["field"], "last_event_id");
+        }
     }
 
     #[test]

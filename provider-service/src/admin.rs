@@ -52,8 +52,8 @@ impl Admin {
     fn not_ready(&self) -> Option<String> {
         if self.shutdown.is_cancelled() {
             Some("shutting down".to_owned())
-        } else if !self.link.is_ready() {
-            Some("redis is unreachable".to_owned())
+        } else if let Some(down) = self.link.down_reason() {
+            Some(down.to_owned())
         } else if !self.reader.is_up() {
             Some("the queue reader is not connected".to_owned())
         } else {

@@ -52,21 +52,3 @@ def before_call(context, case, kwargs):
     passengers = body.get("passengers")
     if isinstance(passengers, float) and passengers.is_integer():
         body["passengers"] = int(passengers)
-
-
-@schemathesis.hook
-def filter_case(context, case):
-    """Skip stream requests that send the resume point twice.
-
-    The `Last-Event-ID` header wins over the `last_event_id` query parameter
-    (it is what EventSource sends when it reconnects), so with both present
-    the query parameter is never read, and a case whose only fault is a
-    malformed query parameter is, for the server, a valid request. Each of the
-    two is still fuzzed on its own.
-    """
-    operation = case.operation
-    if operation.method.upper() != "GET" or not operation.path.endswith("/stream"):
-        return True
-    headers = {name.lower() for name in (case.headers or {})}
-    query = case.query or {}
-    return not ("last-event-id" in headers and "last_event_id" in query)

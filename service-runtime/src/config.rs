@@ -6,10 +6,10 @@
 //! bad one stops the service with a single line naming it.
 
 use std::fmt::Display;
-use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::files::read_setting_file;
 use crate::redact::redact_url;
 use crate::redis_endpoint::{ClientIdentity, RedisEndpoint, TlsOptions, TrustedCas};
 
@@ -136,17 +136,20 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         self.secs("RESULTS_TTL_SECS", 1800, 1..=7 * 24 * 3600)
     }
 
-    /// The file named by `name`, read with `read`; `None` when unset.
+    /// The file named by `name`, read through [`read_setting_file`] and
+    /// checked with `check`; `None` when unset.
     fn file<T>(
         &self,
         name: &'static str,
-        read: impl FnOnce(&Path) -> Result<T, String>,
+        check: impl FnOnce(Vec<u8>) -> Result<T, String>,
     ) -> Result<Option<T>, ConfigError> {
         self.raw(name)
             .map(|path| {
-                read(Path::new(path.trim())).map_err(|reason| ConfigError {
+                let path = path.trim();
+                let bytes = read_setting_file(name, path)?;
+                check(bytes).map_err(|reason| ConfigError {
                     name,
-                    value: path,
+                    value: path.to_owned(),
                     reason,
                 })
             })
@@ -168,9 +171,9 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     /// one). The files are read and checked now, so a bad one stops the
     /// service at start.
     pub fn redis_tls(&self) -> Result<TlsOptions, ConfigError> {
-        let cas = self.file(REDIS_CA_FILE, TrustedCas::read)?;
-        let cert = self.file(REDIS_CLIENT_CERT_FILE, ClientIdentity::read_certificates)?;
-        let key = self.file(REDIS_CLIENT_KEY_FILE, ClientIdentity::read_key)?;
+        let cas = self.file(REDIS_CA_FILE, TrustedCas::from_pem)?;
+        let cert = self.file(REDIS_CLIENT_CERT_FILE, ClientIdentity::certificates)?;
+        let key = self.file(REDIS_CLIENT_KEY_FILE, ClientIdentity::key)?;
         let identity = match (cert, key) {
             (Some(cert), Some(key)) => Some(ClientIdentity::new(cert, key)),
             (None, None) => None,
@@ -263,6 +266,18 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.name, "REDIS_CA_FILE");
         assert!(err.reason.contains("cannot read"), "{}", err.reason);
+    }
+
+    #[test]
+    fn every_tls_file_goes_through_the_setting_file_gate() {
+        for var in [REDIS_CA_FILE, REDIS_CLIENT_CERT_FILE, REDIS_CLIENT_KEY_FILE] {
+            let err = vars(&[("REDIS_URL", "rediss://127.0.0.1:6380"), (var, "/dev/zero")])
+                .redis_endpoint("REDIS_URL", "")
+                .unwrap_err();
+            assert_eq!(err.name, var);
+            assert_eq!(err.value, "/dev/zero");
+            assert!(err.reason.contains("expected a regular file"), "{err}");
+        }
     }
 
     #[test]

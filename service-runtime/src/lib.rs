@@ -3,6 +3,8 @@
 //!
 //! * [`config`]: typed configuration read from environment variables through a
 //!   lookup function, failing fast with `NAME=value is not valid: why`.
+//! * [`files`]: the one gate for files a setting names (CA, client
+//!   certificate and key): a regular file of at most 1 MiB, or a clear error.
 //! * [`latency_range`]: a `min-max` span of response times, as the simulated
 //!   and mock suppliers take it.
 //! * [`telemetry`]: tracing setup, text or JSON (`LOG_FORMAT`).
@@ -28,6 +30,7 @@
 //!   failed command labelled with its step.
 
 pub mod config;
+pub mod files;
 pub mod http_server;
 pub mod latency_range;
 pub mod memory_policy;

@@ -13,7 +13,6 @@
 //!
 //! An endpoint prints (`Display`, `Debug`) with its password masked.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use redis::{ClientTlsConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, TlsCertificates};
@@ -35,11 +34,10 @@ pub struct TrustedCas {
 }
 
 impl TrustedCas {
-    /// Reads the PEM file at `path`. Fails, with a reason fit for a
-    /// configuration error, if it cannot be read or holds no certificate or a
-    /// malformed one.
-    pub fn read(path: &Path) -> Result<TrustedCas, String> {
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    /// The CAs of a PEM file's bytes (read with
+    /// [`crate::files::read_setting_file`]). Fails, with a reason fit for a
+    /// configuration error, if they hold no certificate or a malformed one.
+    pub fn from_pem(pem: Vec<u8>) -> Result<TrustedCas, String> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(&pem) {
             let cert = cert.map_err(|e| format!("not a PEM certificate file: {e}"))?;
@@ -65,10 +63,9 @@ pub struct ClientIdentity {
 }
 
 impl ClientIdentity {
-    /// Reads the certificate chain at `path`; the reason on failure fits a
-    /// configuration error.
-    pub fn read_certificates(path: &Path) -> Result<Vec<u8>, String> {
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    /// Checks that a PEM file's bytes hold a certificate chain; the reason on
+    /// failure fits a configuration error.
+    pub fn certificates(pem: Vec<u8>) -> Result<Vec<u8>, String> {
         let mut found = false;
         for cert in CertificateDer::pem_slice_iter(&pem) {
             cert.map_err(|e| format!("not a PEM certificate file: {e}"))?;
@@ -80,15 +77,15 @@ impl ClientIdentity {
         Ok(pem)
     }
 
-    /// Reads the private key at `path`; the reason on failure never quotes the file.
-    pub fn read_key(path: &Path) -> Result<Vec<u8>, String> {
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    /// Checks that a PEM file's bytes hold a private key; the reason on
+    /// failure never quotes the file.
+    pub fn key(pem: Vec<u8>) -> Result<Vec<u8>, String> {
         PrivateKeyDer::from_pem_slice(&pem)
             .map_err(|_| "holds no PEM private key (PKCS#8, PKCS#1 or SEC1)".to_owned())?;
         Ok(pem)
     }
 
-    /// The identity made of a chain and key read with the functions above.
+    /// The identity made of a chain and key checked with the functions above.
     pub fn new(cert_pem: Vec<u8>, key_pem: Vec<u8>) -> ClientIdentity {
         ClientIdentity {
             cert_pem: cert_pem.into(),
@@ -130,6 +127,7 @@ impl RedisEndpoint {
             let detail = e.to_string().replace(url, &shown);
             format!("expected {URL_FORMS} ({detail})")
         })?;
+        check_database(info.redis_settings().db())?;
         match info.addr() {
             ConnectionAddr::TcpTls { insecure: true, .. } => {
                 return Err(
@@ -186,6 +184,24 @@ impl RedisEndpoint {
             Some(certs) => redis::Client::build_with_tls(self.info.clone(), certs),
             None => redis::Client::open(self.info.clone()),
         }
+    }
+}
+
+/// The highest database index any Redis server can have: `databases` is at
+/// most `INT_MAX`, and indexes count from 0.
+pub const MAX_DATABASE_INDEX: i64 = i32::MAX as i64 - 1;
+
+/// Refuses a database index no server can have. One beyond this server's
+/// `databases` is only known when it answers the `SELECT` (see
+/// [`crate::redis_failure::LinkFault`]).
+fn check_database(db: i64) -> Result<(), String> {
+    if (0..=MAX_DATABASE_INDEX).contains(&db) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the database index (/{db}) must be from 0 to {MAX_DATABASE_INDEX}, \
+             and below the server's `databases` setting (16 by default)"
+        ))
     }
 }
 
@@ -274,19 +290,27 @@ mod tests {
     }
 
     #[test]
+    fn database_indexes_no_server_can_have_are_refused() {
+        for url in [
+            "redis://127.0.0.1:6379/99999999999",
+            "redis://127.0.0.1:6379/2147483647",
+            "redis://127.0.0.1:6379/-1",
+        ] {
+            let reason = RedisEndpoint::parse(url, TlsOptions::default()).unwrap_err();
+            assert!(reason.contains("database index"), "{url}: {reason}");
+        }
+        let highest = format!("redis://127.0.0.1:6379/{MAX_DATABASE_INDEX}");
+        assert!(RedisEndpoint::parse(&highest, TlsOptions::default()).is_ok());
+    }
+
+    #[test]
     fn ca_files_must_hold_certificates() {
-        let dir = std::env::temp_dir().join(format!("redis-endpoint-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let junk = dir.join("junk.pem");
-        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let junk = b"not a certificate\n".to_vec();
         assert!(
-            TrustedCas::read(&junk)
+            TrustedCas::from_pem(junk)
                 .unwrap_err()
                 .contains("no PEM certificate")
         );
-        let missing = TrustedCas::read(&dir.join("missing.pem")).unwrap_err();
-        assert!(missing.contains("cannot read"), "{missing}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //! A service starts whether or not Redis is up. [`RedisLink::new`] connects
 //! lazily; [`RedisLink::watch`] pings once a second and keeps [`RedisLink::is_ready`]
 //! current, logging one line per change of state rather than one per failure.
+//! While the link is down, [`RedisLink::down_reason`] names the class of the
+//! last failure ([`LinkFault`]) for `/readyz`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
@@ -17,6 +19,7 @@ use redis::cluster_async::ClusterConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::redis_connection::{RedisConnection, RenewableCluster};
+use crate::redis_failure::LinkFault;
 use crate::redis_target::RedisTarget;
 use crate::streams::Nudges;
 
@@ -26,6 +29,9 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 /// A shared cluster connection failing this long is replaced: after a
 /// failover the redis crate's cluster connection has been seen to stay stuck.
 pub const RENEW_CLUSTER_AFTER: Duration = Duration::from_secs(10);
+
+/// The `/readyz` reason before the first ping has answered or failed.
+pub const NOT_CHECKED_YET: &str = "redis has not answered yet (connecting)";
 
 /// How often readiness is re-checked.
 const PING_INTERVAL: Duration = Duration::from_secs(1);
@@ -40,6 +46,8 @@ pub struct RedisLink {
     commands: RedisConnection,
     /// Result of the latest ping, shared by all clones.
     state: Arc<LinkState>,
+    /// The class of the latest failed ping, shared by all clones.
+    fault: Arc<Mutex<LinkFault>>,
     /// Where Redis is, to explain failures in the log.
     target: RedisTarget,
 }
@@ -92,6 +100,7 @@ impl RedisLink {
             opener,
             commands,
             state: Arc::new(LinkState::new("redis")),
+            fault: Arc::default(),
             target: target.clone(),
         })
     }
@@ -176,6 +185,19 @@ impl RedisLink {
         self.state.is_up()
     }
 
+    /// Why the link is down, for `/readyz`: the class of the latest failure
+    /// ([`LinkFault::explain`]); `None` while up.
+    pub fn down_reason(&self) -> Option<&'static str> {
+        if self.is_ready() {
+            return None;
+        }
+        if !self.state.is_checked() {
+            return Some(NOT_CHECKED_YET);
+        }
+        let fault = *self.fault.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(fault.explain())
+    }
+
     /// Pings Redis every second until `shutdown`, keeping readiness current.
     /// A cluster connection that has failed every ping for
     /// [`RENEW_CLUSTER_AFTER`] is replaced with a new one.
@@ -190,7 +212,10 @@ impl RedisLink {
                     self.state.up();
                 }
                 Err(e) => {
-                    self.state.down(&self.target.explain(&e));
+                    let fault = self.target.fault(&e);
+                    *self.fault.lock().unwrap_or_else(PoisonError::into_inner) = fault;
+                    self.state
+                        .down(&format!("{}: {}", fault.explain(), self.target.explain(&e)));
                     let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
                     if since.elapsed() >= RENEW_CLUSTER_AFTER && self.commands.renew() {
                         tracing::warn!(
@@ -244,6 +269,11 @@ impl LinkState {
     /// True if and only if the latest report was a success.
     pub fn is_up(&self) -> bool {
         self.state.load(Ordering::Relaxed) == 1
+    }
+
+    /// True once a success or failure has been reported.
+    pub fn is_checked(&self) -> bool {
+        self.state.load(Ordering::Relaxed) != 0
     }
 }
 
@@ -305,7 +335,9 @@ mod tests {
     fn link_state_tracks_the_latest_report() {
         let s = LinkState::new("test");
         assert!(!s.is_up());
+        assert!(!s.is_checked());
         s.up();
+        assert!(s.is_checked());
         assert!(s.is_up());
         s.down(&"refused");
         assert!(!s.is_up());

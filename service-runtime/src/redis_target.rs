@@ -11,6 +11,7 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use crate::config::{ConfigError, Vars};
 use crate::redact::redact_url;
 use crate::redis_endpoint::{RedisEndpoint, install_crypto_provider};
+use crate::redis_failure::LinkFault;
 
 /// The default of `REDIS_URL`.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -39,6 +40,15 @@ impl RedisTarget {
                 .first()
                 .map_or_else(|| error.to_string(), |seed| seed.explain(error)),
         }
+    }
+
+    /// The class of a failure to reach or use this target (see [`LinkFault`]).
+    pub fn fault(&self, error: &redis::RedisError) -> LinkFault {
+        let tls = match self {
+            RedisTarget::Server(endpoint) => endpoint.is_tls(),
+            RedisTarget::Cluster(seeds) => seeds.first().is_some_and(RedisEndpoint::is_tls),
+        };
+        LinkFault::of(error, tls)
     }
 
     /// The cluster client for `seeds`, every node connection bounded by

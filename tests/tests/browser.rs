@@ -411,6 +411,60 @@ async fn search_streams_into_a_complete_sorted_table() {
     browser.close().await;
 }
 
+/// Inserts, as an attacker's markup would, a `<script>` with inline text and
+/// an `<img>` with an inline handler, after starting to record the page's
+/// Content-Security-Policy violations; returns whether the inline script ran
+/// at once (an allowed one runs during the insertion).
+const INJECT_INLINE_SCRIPTS: &str = r#"
+window.__violations = [];
+document.addEventListener('securitypolicyviolation',
+  e => window.__violations.push(e.effectiveDirective));
+window.__injected = [];
+const script = document.createElement('script');
+script.textContent = "window.__injected.push('script');";
+document.body.appendChild(script);
+const holder = document.createElement('div');
+holder.innerHTML = '<img src="/favicon.ico?injected" onload="window.__injected.push(\'handler\')">';
+document.body.appendChild(holder);
+return window.__injected.length;
+"#;
+
+#[tokio::test]
+async fn the_page_works_under_its_policy_and_injected_inline_script_does_not_run() {
+    let stack = Stack::start().await;
+    let browser = Browser::start().await;
+    browser.open(stack.base_url()).await;
+    // The style sheet applied: the page's own font, not the browser default.
+    let font = browser
+        .js("return getComputedStyle(document.body).fontFamily;")
+        .await;
+    assert!(
+        font.as_str().unwrap_or_default().contains("system-ui"),
+        "{font}"
+    );
+
+    let ran_at_once = browser.js(INJECT_INLINE_SCRIPTS).await;
+    assert_eq!(ran_at_once, 0, "the inserted inline script ran");
+    // Both are reported as blocked; only then is it certain the handler,
+    // which would run once the image loads, never will.
+    let blocked = browser
+        .wait_for(
+            "the policy to block the inline script and the inline handler",
+            LIMIT,
+            "const v = window.__violations;
+             return v.includes('script-src-elem') && v.includes('script-src-attr') ? v : null;",
+        )
+        .await;
+    let ran = browser.js("return window.__injected;").await;
+    assert_eq!(ran, json!([]), "injected code ran; violations: {blocked}");
+
+    // The page's own script runs under the same policy: a whole search.
+    browser.search("CGK", "DPS", 1).await;
+    let state = browser.wait_completed().await;
+    assert!(state["total"].as_u64().is_some_and(|n| n > 0), "{state}");
+    browser.close().await;
+}
+
 #[tokio::test]
 async fn field_errors_show_next_to_their_field() {
     let stack = Stack::start().await;

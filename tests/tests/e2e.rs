@@ -682,13 +682,198 @@ async fn the_openapi_document_is_served_byte_for_byte() {
         served.body == documents::OPENAPI_YAML.as_bytes(),
         "the served document differs from openapi.yaml"
     );
-    for method in [Method::POST, Method::HEAD] {
+    for method in [Method::POST, Method::PUT] {
         let refused = http::request(method.clone(), &stack.url("/openapi.yaml"), &[], "")
             .await
             .unwrap();
         assert_eq!(refused.status, 405, "{method}");
-        assert_eq!(refused.header("allow"), Some("GET"), "{method}");
+        assert_eq!(refused.header("allow"), Some("GET, HEAD"), "{method}");
     }
+}
+
+#[tokio::test]
+async fn head_answers_what_get_would_without_a_body() {
+    let stack = Stack::start().await;
+    for path in [
+        "/",
+        "/demo.js",
+        "/demo.css",
+        "/favicon.ico",
+        "/healthz",
+        "/readyz",
+        "/openapi.yaml",
+        "/api/nothing-here",
+    ] {
+        let get = http::get(&stack.url(path)).await.unwrap();
+        let head = http::request(Method::HEAD, &stack.url(path), &[], "")
+            .await
+            .unwrap();
+        assert_eq!(head.status, get.status, "{path}");
+        assert!(head.body.is_empty(), "{path}: {:?}", head.body);
+        for name in [
+            "content-type",
+            "content-length",
+            "content-security-policy",
+            "x-content-type-options",
+        ] {
+            assert_eq!(head.header(name), get.header(name), "{path} {name}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn head_on_a_stream_looks_the_search_up_and_attaches_no_reader() {
+    let stack = Stack::start().await;
+    let head = |url: String, headers: &'static [(&'static str, &'static str)]| async move {
+        http::request(Method::HEAD, &url, headers, "")
+            .await
+            .unwrap()
+    };
+    let unknown = head(stack.stream_url(Uuid::new_v4()), &[]).await;
+    assert_eq!(unknown.status, 404);
+    let malformed = head(stack.url("/api/flights/search/not-a-uuid/stream"), &[]).await;
+    assert_eq!(malformed.status, 400);
+    let id = stack.submit(&search_body("CGK", "SUB", 6, 1)).await;
+    let bad_resume = head(stack.stream_url(id), &[("last-event-id", "yesterday")]).await;
+    assert_eq!(bad_resume.status, 400);
+
+    let open = head(stack.stream_url(id), &[]).await;
+    assert_eq!(open.status, 200);
+    assert_eq!(open.header("content-type"), Some("text/event-stream"));
+    assert_eq!(open.header("cache-control"), Some("no-cache"));
+    assert!(open.body.is_empty());
+    let readers: Option<i64> = redis::cmd("HGET")
+        .arg(state_key(id))
+        .arg(contract::keys::STATE_READERS)
+        .query_async(&mut stack.redis().await)
+        .await
+        .unwrap();
+    assert_eq!(readers.unwrap_or(0), 0, "HEAD counted a reader");
+
+    // The one real reader's leaving deletes the stream: HEAD held nothing.
+    let events = stack.events(id).await;
+    let key = results_key(id);
+    eventually("the results key to be deleted", LIMIT, || async {
+        (!stack.key_exists(&key).await).then_some(())
+    })
+    .await;
+    assert_eq!(head(stack.stream_url(id), &[]).await.status, 410);
+    let last = events.last().unwrap().id.clone();
+    let resumed = http::request(
+        Method::HEAD,
+        &stack.stream_url(id),
+        &[("last-event-id", &last)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(resumed.status, 204);
+}
+
+#[tokio::test]
+async fn ambiguous_request_heads_are_400() {
+    let stack = Stack::start().await;
+    let bad_hosts = [
+        "GET /healthz HTTP/1.1\r\nhost: a b\r\nconnection: close\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nhost: x, y\r\nconnection: close\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nhost:\r\nconnection: close\r\n\r\n",
+    ];
+    for instance in stack.instance_urls() {
+        for head in bad_hosts {
+            let (status, body) = raw_request(instance, head).await;
+            assert_eq!(status, 400, "{instance} {head:?}: {body}");
+            assert_eq!(body["errors"][0]["field"], "host", "{head:?}: {body}");
+        }
+    }
+    let search = stack.url("/api/flights/search");
+    let two_types = http::request(
+        Method::POST,
+        &search,
+        &[
+            ("content-type", "application/json"),
+            ("content-type", "text/plain"),
+        ],
+        search_body("CGK", "DPS", 3, 1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(two_types.status, 400);
+    assert_error_envelope(&two_types, Some("content-type"));
+
+    let id = stack.submit(&search_body("CGK", "DPS", 3, 1)).await;
+    let stream = stack.stream_url(id);
+    for (url, headers) in [
+        (
+            stream.clone(),
+            vec![("last-event-id", "0-1"), ("last-event-id", "0-2")],
+        ),
+        (
+            format!("{stream}?last_event_id=0-1&last_event_id=0-2"),
+            vec![],
+        ),
+        (
+            format!("{stream}?last_event_id=yesterday"),
+            vec![("last-event-id", "0-1")],
+        ),
+    ] {
+        for method in [Method::GET, Method::HEAD] {
+            let refused = http::request(method.clone(), &url, &headers, "")
+                .await
+                .unwrap();
+            assert_eq!(refused.status, 400, "{method} {url} {headers:?}");
+            if method == Method::GET {
+                assert_error_envelope(&refused, Some("last_event_id"));
+            }
+        }
+    }
+    stack.events(id).await;
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let stack = Stack::start().await;
+    let id = stack.submit(&search_body("CGK", "DPS", 5, 1)).await;
+    let mut answers = vec![
+        ("/", http::get(&stack.url("/")).await.unwrap()),
+        ("/healthz", http::get(&stack.url("/healthz")).await.unwrap()),
+        ("404", http::get(&stack.url("/nothing")).await.unwrap()),
+        ("202", stack.post(&search_body("CGK", "DPS", 5, 1)).await),
+    ];
+    let stream = http::send(Method::GET, &stack.stream_url(id), &[], "")
+        .await
+        .unwrap();
+    answers.push((
+        "stream",
+        http::Response {
+            status: stream.status().as_u16(),
+            headers: stream.headers().clone(),
+            body: Default::default(),
+        },
+    ));
+    drop(stream);
+    for (what, answer) in &answers {
+        assert_eq!(
+            answer.header("x-content-type-options"),
+            Some("nosniff"),
+            "{what}"
+        );
+        assert_eq!(
+            answer.header("referrer-policy"),
+            Some("no-referrer"),
+            "{what}"
+        );
+        let policy = answer.header("content-security-policy").unwrap_or_default();
+        assert!(
+            policy.contains("frame-ancestors 'none'"),
+            "{what}: {policy}"
+        );
+        assert!(policy.starts_with("default-src 'none'"), "{what}: {policy}");
+        assert!(!policy.contains("unsafe-inline"), "{what}: {policy}");
+    }
+    let page_policy = answers[0].1.header("content-security-policy").unwrap();
+    assert!(page_policy.contains("script-src 'self'"), "{page_policy}");
+    let json_policy = answers[1].1.header("content-security-policy").unwrap();
+    assert!(!json_policy.contains("script-src"), "{json_policy}");
 }
 
 #[tokio::test]
@@ -754,7 +939,17 @@ async fn the_demo_page_is_served() {
             .unwrap()
             .starts_with("text/html")
     );
-    let text = String::from_utf8_lossy(&page.body);
+    let script = http::get(&stack.url("/demo.js")).await.unwrap();
+    assert_eq!(script.status, 200);
+    assert_eq!(
+        script.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    let html = String::from_utf8_lossy(&page.body);
+    assert!(html.contains(r#"<script src="/demo.js"></script>"#));
+    assert!(html.contains(r#"<link rel="stylesheet" href="/demo.css">"#));
+    assert!(!html.contains("<script>"), "no inline script");
+    let text = format!("{html}{}", String::from_utf8_lossy(&script.body));
     // The search form and the fields the API takes.
     assert!(text.contains(r#"<form class="search card" id="search-form""#));
     for field in ["from", "to", "date", "passengers"] {

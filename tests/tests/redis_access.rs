@@ -241,9 +241,16 @@ async fn the_whole_flow_runs_with_each_service_as_its_own_restricted_user_over_m
     assert!(error.to_string().contains("no permissions"), "{error}");
 }
 
+/// The start of each `/readyz` reason, by class of link failure.
+const TLS_FAILED: &str = "the TLS handshake with redis failed";
+const AUTH_REFUSED: &str = "redis refused authentication";
+const UNREACHABLE: &str = "redis is unreachable";
+const DATABASE_REFUSED: &str = "redis refused the database index";
+
 /// Starts both services against `url` (plus `env`), waits until each reports
-/// `cause` in one log line while `/readyz` answers 503, and returns them.
-async fn start_unready(url: &str, env: &[(&str, &str)], cause: &str) -> Vec<Service> {
+/// `cause` in one log line while `/readyz` answers 503 with a reason that
+/// starts with `class`, and returns them.
+async fn start_unready(url: &str, env: &[(&str, &str)], cause: &str, class: &str) -> Vec<Service> {
     let provider_env: Vec<(&str, &str)> = env
         .iter()
         .copied()
@@ -262,10 +269,14 @@ async fn start_unready(url: &str, env: &[(&str, &str)], cause: &str) -> Vec<Serv
                 .then_some(())
         })
         .await;
-        let ready = http::get(&format!("{}/readyz", service.base_url()))
-            .await
-            .expect("readyz answers");
-        assert_eq!(ready.status, 503);
+        // Other connections may log before the readiness ping first fails.
+        let readyz = format!("{}/readyz", service.base_url());
+        eventually(&format!("/readyz 503 naming {class}"), LIMIT, || async {
+            let ready = http::get(&readyz).await.ok()?;
+            let reason = ready.json()["reason"].as_str()?.to_owned();
+            (ready.status == 503 && reason.starts_with(class)).then_some(())
+        })
+        .await;
     }
     services
 }
@@ -331,6 +342,7 @@ async fn an_untrusted_certificate_means_unready_until_the_server_presents_a_trus
         &redis.tls_url(),
         &[("REDIS_CA_FILE", ca_file.path())],
         "UnknownIssuer",
+        TLS_FAILED,
     )
     .await;
     redis.use_certificate(&trusted.issue(&["127.0.0.1"])).await;
@@ -351,6 +363,7 @@ async fn a_certificate_for_another_host_means_unready_until_fixed() {
         &redis.tls_url(),
         &[("REDIS_CA_FILE", &ca_file)],
         "not valid for name",
+        TLS_FAILED,
     )
     .await;
     let right_host = redis.ca().issue(&["127.0.0.1"]);
@@ -371,6 +384,7 @@ async fn a_server_that_requires_a_client_certificate_refuses_services_without_on
         &redis.tls_url(),
         &[("REDIS_CA_FILE", &ca_file)],
         "CertificateRequired",
+        TLS_FAILED,
     )
     .await;
 }
@@ -379,7 +393,7 @@ async fn a_server_that_requires_a_client_certificate_refuses_services_without_on
 async fn a_plain_text_server_behind_a_rediss_url_means_unready_without_a_crash() {
     let redis = RedisServer::start().await;
     let url = format!("rediss://127.0.0.1:{}", redis.port());
-    let services = start_unready(&url, &[], "does the server speak TLS").await;
+    let services = start_unready(&url, &[], "does the server speak TLS", TLS_FAILED).await;
     for service in &services {
         let health = http::get(&format!("{}/healthz", service.base_url()))
             .await
@@ -434,11 +448,11 @@ async fn no_output_of_either_service_contains_the_redis_password() {
     .await;
     let wrong_password = format!("redis://app:{password}@127.0.0.1:{}", redis.port());
     let unreachable = format!("redis://app:{password}@127.0.0.1:{}", free_port());
-    for (url, cause) in [
-        (wrong_password, "AuthenticationFailed"),
-        (unreachable, "refused"),
+    for (url, cause, class) in [
+        (wrong_password, "AuthenticationFailed", AUTH_REFUSED),
+        (unreachable, "refused", UNREACHABLE),
     ] {
-        let services = start_unready(&url, &[("RUST_LOG", "trace")], cause).await;
+        let services = start_unready(&url, &[("RUST_LOG", "trace")], cause, class).await;
         for service in &services {
             for path in ["/readyz", "/metrics", "/healthz"] {
                 let response = http::get(&format!("{}{path}", service.base_url()))
@@ -449,4 +463,81 @@ async fn no_output_of_either_service_contains_the_redis_password() {
             assert_hidden("the service's output", &service.output(), &password);
         }
     }
+}
+
+#[tokio::test]
+async fn a_database_index_beyond_the_server_s_means_unready_with_that_cause() {
+    let redis = RedisServer::start().await;
+    // A test server has the default 16 databases, 0 to 15.
+    let url = format!("{}/16", redis.url());
+    start_unready(&url, &[], "refused to switch database", DATABASE_REFUSED).await;
+}
+
+/// Runs `binary` with `env` and returns its stderr once it exited with a
+/// failure; fails if it runs on for 10 s (it would be reading or waiting).
+async fn refused_at_start(binary: &str, env: &[(&str, &str)]) -> String {
+    let run = tokio::process::Command::new(binary_path(binary))
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap_or_else(|_| panic!("{binary} {env:?} still runs after 10 s"))
+        .unwrap();
+    assert!(!output.status.success(), "{binary} started with {env:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn setting_files_and_database_indexes_no_server_can_serve_stop_each_service_at_start() {
+    let dir = std::env::temp_dir().join(format!("flight-search-setting-files-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let huge = dir.join("huge.pem");
+    std::fs::write(&huge, vec![b'A'; 2 * 1024 * 1024]).unwrap();
+    let fifo = dir.join("fifo.pem");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (huge, fifo) = (huge.display().to_string(), fifo.display().to_string());
+    let tls_url = ("REDIS_URL", "rediss://127.0.0.1:1");
+    let cases = [
+        (
+            vec![tls_url, ("REDIS_CA_FILE", "/dev/zero")],
+            "REDIS_CA_FILE=/dev/zero",
+        ),
+        (
+            vec![tls_url, ("REDIS_CA_FILE", fifo.as_str())],
+            "REDIS_CA_FILE=",
+        ),
+        (
+            vec![tls_url, ("REDIS_CA_FILE", huge.as_str())],
+            "REDIS_CA_FILE=",
+        ),
+        (
+            vec![
+                tls_url,
+                ("REDIS_CLIENT_CERT_FILE", "/dev/zero"),
+                ("REDIS_CLIENT_KEY_FILE", "/dev/zero"),
+            ],
+            "REDIS_CLIENT_CERT_FILE=/dev/zero",
+        ),
+        (
+            vec![("REDIS_URL", "redis://127.0.0.1:1/99999999999")],
+            "REDIS_URL=redis://127.0.0.1:1/99999999999",
+        ),
+    ];
+    for binary in ["main-service", "provider-service"] {
+        for (env, named) in &cases {
+            let stderr = refused_at_start(binary, env).await;
+            assert_eq!(stderr.trim().lines().count(), 1, "{binary}: {stderr}");
+            assert!(stderr.contains(named), "{binary} {env:?}: {stderr}");
+            assert!(stderr.contains("is not valid"), "{binary}: {stderr}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -880,7 +880,12 @@ async fn every_answer_carries_the_security_headers() {
 async fn health_readiness_and_metrics_answer() {
     let stack = Stack::start().await;
     assert_eq!(http::get(&stack.url("/healthz")).await.unwrap().status, 200);
-    assert_eq!(http::get(&stack.url("/readyz")).await.unwrap().status, 200);
+    // The stack is up once /healthz answers; readiness follows when every
+    // Redis link has answered (on a cluster, every master), a moment later.
+    eventually("/readyz to answer 200", LIMIT, || async {
+        (http::get(&stack.url("/readyz")).await.ok()?.status == 200).then_some(())
+    })
+    .await;
     let id = stack.submit(&search_body("CGK", "DPS", 4, 1)).await;
     stack.events(id).await;
     assert!(

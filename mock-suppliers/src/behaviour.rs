@@ -1,7 +1,8 @@
 //! How each airline's API behaves, and the board that holds it while the mock
 //! runs: latency, a random error rate, and one fault at a time (5xx, 429 with
 //! `Retry-After`, hanging, malformed JSON), optionally for the next few calls
-//! only. Tests change it at run time through the admin endpoint.
+//! only, and the currency its fares are quoted in. Tests change it at run
+//! time through the admin endpoint.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -62,6 +63,8 @@ pub struct Behaviour {
     pub fault_calls: Option<u32>,
     /// The `Retry-After` of a `rate_limited` answer, in seconds.
     pub retry_after_secs: u64,
+    /// The currency fares are quoted in ([`crate::currencies`]).
+    pub currency: String,
 }
 
 impl Default for Behaviour {
@@ -75,6 +78,7 @@ impl Default for Behaviour {
             fault: Fault::None,
             fault_calls: None,
             retry_after_secs: 1,
+            currency: "IDR".to_owned(),
         }
     }
 }
@@ -94,6 +98,8 @@ pub struct BehaviourPatch {
     fault_calls: Option<u32>,
     /// `Retry-After` seconds.
     retry_after_secs: Option<u64>,
+    /// Currency of the fares.
+    currency: Option<String>,
 }
 
 impl Behaviour {
@@ -125,6 +131,10 @@ impl Behaviour {
                 return Err("retry_after_secs: expected at most 3600".to_owned());
             }
             next.retry_after_secs = secs;
+        }
+        if let Some(currency) = patch.currency {
+            crate::currencies::check(&currency)?;
+            next.currency = currency;
         }
         *self = next;
         Ok(())

@@ -5,10 +5,10 @@
 //! * **offers** (JT, QZ, SJ): `POST <base>/api/offers/search` with
 //!   `{"origin":"CGK","destination":"DPS","departureDate":"2026-12-10","adults":2}`
 //!   answers `{"offers":[…]}` in camelCase, local times with a separate UTC
-//!   offset, and the fare per adult as a decimal string.
+//!   offset, and the fare per adult as a decimal string (`"123.45"`).
 
 use contract::request::parse_date;
-use contract::{Flight, Iata, SearchRequest};
+use contract::{Flight, Iata, SearchRequest, money};
 use serde::{Deserialize, Serialize};
 
 /// An airline API's wire format.
@@ -112,7 +112,8 @@ struct Offer<'a> {
     arrival: Point<'a>,
     duration_minutes: u32,
     stops: u8,
-    seats_left: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seats_left: Option<u32>,
     fare: Fare<'a>,
 }
 
@@ -172,7 +173,7 @@ pub fn offers_body(flights: &[Flight]) -> String {
                 stops: f.stops,
                 seats_left: f.seats_available,
                 fare: Fare {
-                    per_adult: format!("{}.00", f.price.amount),
+                    per_adult: money::format_amount(f.price.amount, f.price.decimals),
                     currency: &f.price.currency,
                 },
             }
@@ -218,7 +219,7 @@ mod tests {
         );
         assert_eq!(
             first["fare"]["perAdult"],
-            format!("{}.00", flights[0].price.amount)
+            flights[0].price.amount.to_string()
         );
     }
 }

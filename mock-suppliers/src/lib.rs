@@ -13,12 +13,13 @@
 //! * `PATCH /admin/suppliers/<CODE>`: changes one airline's behaviour; the body
 //!   is a JSON object with any of `latency_ms`, `error_rate`, `fault`
 //!   (`none`, `server_error`, `rate_limited`, `hang`, `malformed`),
-//!   `fault_calls`, `retry_after_secs`.
+//!   `fault_calls`, `retry_after_secs`, `currency` (`IDR`, `EUR`, `USD`, `KWD`).
 //! * `GET /<code>/v1/flights?…` (flights format) or
 //!   `POST /<code>/api/offers/search` (offers format): the airline's API.
 
 pub mod behaviour;
 pub mod config;
+pub mod currencies;
 pub mod formats;
 
 use std::sync::Arc;
@@ -185,7 +186,11 @@ impl Mock {
         tokio::time::sleep(latency).await;
         Ok(match plan {
             Plan::Answer => {
-                let flights = timetable::schedule::flights(carrier, &request);
+                let flights = currencies::quote(
+                    timetable::schedule::flights(carrier, &request),
+                    &behaviour.currency,
+                    request.passengers,
+                );
                 let body = match format {
                     Format::Flights => formats::flights_body(&flights),
                     Format::Offers => formats::offers_body(&flights),

@@ -85,7 +85,13 @@ pub fn offers_request(body: &[u8]) -> Result<SearchRequest, String> {
     request(&r.origin, &r.destination, &r.departure_date, r.adults)
 }
 
-fn request(from: &str, to: &str, date: &str, passengers: u8) -> Result<SearchRequest, String> {
+/// A search from its parts as text, checked like the contract's request.
+pub(crate) fn request(
+    from: &str,
+    to: &str,
+    date: &str,
+    passengers: u8,
+) -> Result<SearchRequest, String> {
     if !(1..=9).contains(&passengers) {
         return Err("passengers must be 1 to 9".to_owned());
     }

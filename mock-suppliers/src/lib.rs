@@ -16,11 +16,16 @@
 //!   `fault_calls`, `retry_after_secs`, `currency` (`IDR`, `EUR`, `USD`, `KWD`).
 //! * `GET /<code>/v1/flights?…` (flights format) or
 //!   `POST /<code>/api/offers/search` (offers format): the airline's API.
+//! * `POST /offer_request/<name>/<CUR>/air/offer_requests` and
+//!   `GET /flight_offers/<name>/<CUR>/v2/shopping/flight-offers?…`: suppliers
+//!   of several airlines in two public API styles ([`styles`]).
 
 pub mod behaviour;
 pub mod config;
 pub mod currencies;
 pub mod formats;
+pub mod journeys;
+pub mod styles;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -140,6 +145,9 @@ impl Mock {
                 return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "use PATCH\n"));
             }
             return Ok(self.change(code, req).await);
+        }
+        if let Some(route) = styles::Route::parse(&path) {
+            return Ok(styles::answer(route, req).await);
         }
         let Some(carrier) = CARRIERS.iter().find(|c| {
             path.strip_prefix('/')

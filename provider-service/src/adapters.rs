@@ -11,11 +11,23 @@
 //!   JSON body, answering `{"offers":[…]}` with local times and separate UTC
 //!   offsets and the fare per adult as a decimal string.
 //!
+//! Two more follow public partner styles, for suppliers selling several
+//! airlines, with local times read in each airport's IANA zone:
+//! [`offer_request`] (as Duffel's offer requests) and [`flight_offers`] (as
+//! Amadeus' Flight Offers Search); they report each offer they leave out
+//! through [`Adapter::read`], and the provider counts them.
+//!
 //! Adapters check what they are given: offers for another route, with fewer
 //! seats than the party, with times that do not parse, or with a fare that is
 //! not exact in a known currency (`contract::money`) are dropped, and the
 //! total price is always computed here, never trusted. An offer without a seat
 //! count keeps `seats_available` empty rather than inventing one.
+
+pub mod flight_offers;
+mod itinerary;
+#[cfg(test)]
+mod never_panic;
+pub mod offer_request;
 
 use bytes::Bytes;
 use contract::{Airline, Flight, Price, SearchRequest, money};
@@ -42,6 +54,18 @@ pub trait Adapter: Send + Sync {
 
     /// The flights in a successful (200) answer's body.
     fn flights(&self, search: &SearchRequest, body: &[u8]) -> Result<Vec<Flight>, BadAnswer>;
+
+    /// [`Adapter::flights`] and, for each offer of the answer left out, why
+    /// (a fixed label, counted per supplier). Adapters that drop nothing worth
+    /// counting keep this default.
+    fn read(
+        &self,
+        search: &SearchRequest,
+        body: &[u8],
+    ) -> Result<(Vec<Flight>, Vec<&'static str>), BadAnswer> {
+        self.flights(search, body)
+            .map(|flights| (flights, Vec::new()))
+    }
 }
 
 /// The adapter for airline `code`, if there is one.
@@ -49,6 +73,19 @@ pub fn for_airline(code: &str) -> Option<Box<dyn Adapter>> {
     match code {
         "GA" | "ID" | "QG" => Some(Box::new(FlightsApi)),
         "JT" | "QZ" | "SJ" => Some(Box::new(OffersApi)),
+        _ => None,
+    }
+}
+
+/// Public API styles with an adapter, for suppliers that sell several
+/// airlines: the names a supplier's API style setting takes.
+pub const STYLES: &[&str] = &["offer_request", "flight_offers"];
+
+/// The adapter for API style `name`, if there is one.
+pub fn for_style(name: &str) -> Option<Box<dyn Adapter>> {
+    match name {
+        "offer_request" => Some(Box::new(offer_request::OfferRequestApi)),
+        "flight_offers" => Some(Box::new(flight_offers::FlightOffersApi)),
         _ => None,
     }
 }
@@ -226,6 +263,14 @@ mod tests {
             date: time::macros::date!(2026 - 12 - 10),
             passengers,
         }
+    }
+
+    #[test]
+    fn every_style_has_an_adapter() {
+        for name in STYLES {
+            assert!(for_style(name).is_some(), "{name}");
+        }
+        assert!(for_style("flights").is_none());
     }
 
     #[test]

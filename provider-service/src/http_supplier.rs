@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use crate::adapters::Adapter;
 use crate::breaker::{Breaker, Permission};
 use crate::config::SupplierConfig;
-use crate::metrics::{Metrics, SupplierLabel};
+use crate::metrics::{DroppedLabel, Metrics, SupplierLabel};
 use crate::supplier::Failure;
 
 /// Largest answer body read; anything longer is an error, not a reason to
@@ -246,8 +246,19 @@ impl HttpSupplier {
                 return Attempt::Final(Failure::Error);
             }
         };
-        match self.adapter.flights(request, &body) {
-            Ok(flights) => Attempt::Answered(flights),
+        match self.adapter.read(request, &body) {
+            Ok((flights, dropped)) => {
+                for reason in dropped {
+                    self.metrics
+                        .supplier_offers_dropped
+                        .get_or_create(&DroppedLabel {
+                            supplier: self.code,
+                            reason,
+                        })
+                        .inc();
+                }
+                Attempt::Answered(flights)
+            }
             Err(error) => {
                 tracing::info!(supplier = self.code, %error, "supplier answer malformed");
                 Attempt::Final(Failure::Error)

@@ -36,6 +36,15 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// Label for supplier offers left out of an answer.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DroppedLabel {
+    /// Airline code of the supplier.
+    pub supplier: &'static str,
+    /// Why, e.g. `unknown_airport` (see the partner-style adapters).
+    pub reason: &'static str,
+}
+
 /// Label for dead letters.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -70,6 +79,8 @@ pub struct Metrics {
     pub supplier_outcomes: Family<OutcomeLabel, Counter>,
     /// HTTP supplier calls repeated after a retryable failure.
     pub supplier_retries: Family<SupplierLabel, Counter>,
+    /// Offers of readable answers left out, by supplier and reason.
+    pub supplier_offers_dropped: Family<DroppedLabel, Counter>,
     /// 1 while an HTTP supplier's circuit is open or half-open, as of its last call.
     pub supplier_circuit_open: Family<SupplierLabel, Gauge>,
     /// Supplier answers served from the Redis answer cache.
@@ -125,6 +136,7 @@ impl Metrics {
             supplier_failures: Family::default(),
             supplier_outcomes: Family::default(),
             supplier_retries: Family::default(),
+            supplier_offers_dropped: Family::default(),
             supplier_circuit_open: Family::default(),
             supplier_cache_hits: Family::default(),
             supplier_cache_misses: Family::default(),
@@ -189,6 +201,11 @@ impl Metrics {
             "supplier_retries",
             "HTTP supplier calls repeated after a retryable failure",
             metrics.supplier_retries.clone(),
+        );
+        registry.register(
+            "supplier_offers_dropped",
+            "Offers in supplier answers left out: unknown airport, bad time or price, other route, too few seats, malformed",
+            metrics.supplier_offers_dropped.clone(),
         );
         registry.register(
             "supplier_circuit_open",

@@ -19,6 +19,11 @@ impl MockSuppliers {
         }
     }
 
+    /// Where the mock listens, e.g. `http://127.0.0.1:1234`.
+    pub fn base_url(&self) -> String {
+        self.service.base_url()
+    }
+
     /// `SUPPLIER_URLS` for `codes` on this mock, e.g. `GA=http://127.0.0.1:1234/ga`.
     pub fn urls(&self, codes: &[&str]) -> String {
         codes

@@ -310,6 +310,12 @@ mod tests {
         let m = Metrics::new(&["GA", "JT"]);
         m.searches_completed.inc();
         m.redis_error("ack");
+        m.supplier_offers_dropped
+            .get_or_create(&DroppedLabel {
+                supplier: "GA",
+                reason: "bad_time",
+            })
+            .inc();
         let text = m.encode();
         for line in [
             "flight_search_provider_searches_completed_total 1",
@@ -323,6 +329,7 @@ mod tests {
             "flight_search_provider_redis_up 0",
             r#"flight_search_provider_dead_letters_total{reason="max_deliveries_exceeded"} 0"#,
             r#"flight_search_provider_redis_errors_total{op="claim"} 0"#,
+            r#"flight_search_provider_supplier_offers_dropped_total{supplier="GA",reason="bad_time"} 1"#,
         ] {
             assert!(
                 text.lines().any(|l| l == line),

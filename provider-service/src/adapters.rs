@@ -1,13 +1,15 @@
 //! Per-supplier adapters: how to ask one airline's API for a search and how to
 //! turn its answer into the contract's flights.
 //!
-//! Real partners differ in everything, so each airline gets an [`Adapter`]; the
-//! HTTP plumbing around it (pool, timeouts, retries, circuit breaker) is shared
-//! and knows nothing about formats. Two formats exist today:
+//! Real partners differ in everything, so each API style gets an [`Adapter`];
+//! a supplier names its style in configuration, so a new supplier of a known
+//! style needs no code. The HTTP plumbing around it (pool, credentials,
+//! timeouts, retries, circuit breaker) is shared and knows nothing about
+//! formats; an adapter only builds the request and reads the answer. Styles:
 //!
-//! * [`FlightsApi`] (GA, ID, QG): `GET <base>/v1/flights?from&to&date&passengers`,
+//! * `flights` ([`FlightsApi`]): `GET <base>/v1/flights?from&to&date&passengers`,
 //!   answering `{"flights":[…]}` in the contract's flight shape.
-//! * [`OffersApi`] (JT, QZ, SJ): `POST <base>/api/offers/search` with a camelCase
+//! * `offers` ([`OffersApi`]): `POST <base>/api/offers/search` with a camelCase
 //!   JSON body, answering `{"offers":[…]}` with local times and separate UTC
 //!   offsets and the fare per adult as a decimal string.
 //!
@@ -26,8 +28,37 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// Airlines with an adapter, the codes `SUPPLIER_URLS` accepts.
-pub const AIRLINES: &[&str] = &["GA", "JT", "QZ", "ID", "QG", "SJ"];
+/// An API style: which adapter speaks a supplier's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// [`FlightsApi`].
+    Flights,
+    /// [`OffersApi`].
+    Offers,
+}
+
+/// Every style by its configuration name.
+const STYLES: [(&str, Style); 2] = [("flights", Style::Flights), ("offers", Style::Offers)];
+
+impl Style {
+    /// The style called `name` in configuration.
+    pub fn parse(name: &str) -> Option<Style> {
+        STYLES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+    }
+
+    /// The configuration names, for error messages.
+    pub fn names() -> String {
+        STYLES.map(|(n, _)| n).join(", ")
+    }
+
+    /// The adapter speaking this style.
+    pub fn adapter(self) -> Box<dyn Adapter> {
+        match self {
+            Style::Flights => Box::new(FlightsApi),
+            Style::Offers => Box::new(OffersApi),
+        }
+    }
+}
 
 /// An answer the adapter cannot read.
 #[derive(Debug, thiserror::Error)]
@@ -42,15 +73,6 @@ pub trait Adapter: Send + Sync {
 
     /// The flights in a successful (200) answer's body.
     fn flights(&self, search: &SearchRequest, body: &[u8]) -> Result<Vec<Flight>, BadAnswer>;
-}
-
-/// The adapter for airline `code`, if there is one.
-pub fn for_airline(code: &str) -> Option<Box<dyn Adapter>> {
-    match code {
-        "GA" | "ID" | "QG" => Some(Box::new(FlightsApi)),
-        "JT" | "QZ" | "SJ" => Some(Box::new(OffersApi)),
-        _ => None,
-    }
 }
 
 /// The query-string API answering contract-shaped flights.
@@ -229,11 +251,11 @@ mod tests {
     }
 
     #[test]
-    fn every_airline_has_an_adapter() {
-        for code in AIRLINES {
-            assert!(for_airline(code).is_some(), "{code}");
-        }
-        assert!(for_airline("XX").is_none());
+    fn styles_are_named_in_configuration() {
+        assert_eq!(Style::parse("flights"), Some(Style::Flights));
+        assert_eq!(Style::parse("offers"), Some(Style::Offers));
+        assert_eq!(Style::parse("GA"), None);
+        assert_eq!(Style::names(), "flights, offers");
     }
 
     #[test]

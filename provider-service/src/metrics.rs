@@ -76,6 +76,10 @@ pub struct Metrics {
     pub supplier_cache_hits: Family<SupplierLabel, Counter>,
     /// Supplier answers looked up in the cache and not found.
     pub supplier_cache_misses: Family<SupplierLabel, Counter>,
+    /// Offers dropped because the supplier may not sell their airline.
+    pub supplier_offers_dropped: Family<SupplierLabel, Counter>,
+    /// OAuth2 tokens fetched, by supplier.
+    pub supplier_token_fetches: Family<SupplierLabel, Counter>,
     /// Idle searches taken over from another (or a previous) consumer.
     pub claims: Counter,
     /// Entries moved to the dead-letter stream, by reason.
@@ -128,6 +132,8 @@ impl Metrics {
             supplier_circuit_open: Family::default(),
             supplier_cache_hits: Family::default(),
             supplier_cache_misses: Family::default(),
+            supplier_offers_dropped: Family::default(),
+            supplier_token_fetches: Family::default(),
             claims: Counter::default(),
             dead_letters: Family::default(),
             pending_entries: Gauge::default(),
@@ -182,7 +188,7 @@ impl Metrics {
         );
         registry.register(
             "supplier_outcomes",
-            "Supplier calls by outcome: answered, timeout, error, rate_limited, circuit_open",
+            "Supplier calls by outcome: answered, timeout, error, rate_limited, circuit_open, unauthorized",
             metrics.supplier_outcomes.clone(),
         );
         registry.register(
@@ -204,6 +210,16 @@ impl Metrics {
             "supplier_cache_misses",
             "Supplier answers looked up in the cache and not found",
             metrics.supplier_cache_misses.clone(),
+        );
+        registry.register(
+            "supplier_offers_dropped",
+            "Offers dropped: for an airline the supplier may not sell",
+            metrics.supplier_offers_dropped.clone(),
+        );
+        registry.register(
+            "supplier_token_fetches",
+            "OAuth2 tokens fetched from the supplier's token endpoint",
+            metrics.supplier_token_fetches.clone(),
         );
         registry.register(
             "claims",
@@ -244,6 +260,8 @@ impl Metrics {
             metrics.supplier_circuit_open.get_or_create_owned(&label);
             metrics.supplier_cache_hits.get_or_create_owned(&label);
             metrics.supplier_cache_misses.get_or_create_owned(&label);
+            metrics.supplier_offers_dropped.get_or_create_owned(&label);
+            metrics.supplier_token_fetches.get_or_create_owned(&label);
         }
         for code in [
             contract::EventError::SUPPLIERS_UNAVAILABLE,

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use service_runtime::latency_range::LatencyRange;
 use timetable::rng::Rng;
 
+use crate::credentials::{OAuthRule, Tokens};
+
 /// A latency drawn uniformly from `latency`.
 fn draw(latency: LatencyRange, rng: &mut Rng) -> Duration {
     let span = latency.max_ms - latency.min_ms;
@@ -65,6 +67,12 @@ pub struct Behaviour {
     pub retry_after_secs: u64,
     /// The currency fares are quoted in ([`crate::currencies`]).
     pub currency: String,
+    /// The bearer token every call must carry ([`crate::credentials`]).
+    pub bearer: Option<String>,
+    /// The `X-Api-Key` every call must carry.
+    pub api_key: Option<String>,
+    /// The OAuth2 client whose tokens every call must carry.
+    pub oauth: Option<OAuthRule>,
 }
 
 impl Default for Behaviour {
@@ -79,6 +87,9 @@ impl Default for Behaviour {
             fault_calls: None,
             retry_after_secs: 1,
             currency: "IDR".to_owned(),
+            bearer: None,
+            api_key: None,
+            oauth: None,
         }
     }
 }
@@ -100,6 +111,20 @@ pub struct BehaviourPatch {
     retry_after_secs: Option<u64>,
     /// Currency of the fares.
     currency: Option<String>,
+    /// Required bearer token; `""` for none.
+    bearer: Option<String>,
+    /// Required API key; `""` for none.
+    api_key: Option<String>,
+    /// Required OAuth2 client; `null` for none.
+    #[serde(default, deserialize_with = "some")]
+    oauth: Option<Option<OAuthRule>>,
+}
+
+/// Reads a present field, `null` included, as `Some`, so a patch can clear it.
+fn some<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 impl Behaviour {
@@ -136,6 +161,15 @@ impl Behaviour {
             crate::currencies::check(&currency)?;
             next.currency = currency;
         }
+        if let Some(bearer) = patch.bearer {
+            next.bearer = Some(bearer).filter(|b| !b.is_empty());
+        }
+        if let Some(key) = patch.api_key {
+            next.api_key = Some(key).filter(|k| !k.is_empty());
+        }
+        if let Some(oauth) = patch.oauth {
+            next.oauth = oauth;
+        }
         *self = next;
         Ok(())
     }
@@ -159,6 +193,11 @@ pub struct Airline {
     pub behaviour: Behaviour,
     /// Calls received since start, whatever they were answered with.
     pub calls: u64,
+    /// OAuth2 tokens issued since start.
+    pub tokens_issued: u64,
+    /// Tokens still valid.
+    #[serde(skip)]
+    tokens: Tokens,
 }
 
 /// Every airline's behaviour and call count, shared by all connections.
@@ -180,6 +219,8 @@ impl Board {
                             Airline {
                                 behaviour,
                                 calls: 0,
+                                tokens_issued: 0,
+                                tokens: Tokens::default(),
                             },
                         )
                     })
@@ -219,9 +260,55 @@ impl Board {
         let Some(airline) = airlines.get_mut(code) else {
             return Ok(None);
         };
+        let oauth = airline.behaviour.oauth.clone();
         airline.behaviour.apply(patch)?;
-        tracing::info!(supplier = code, behaviour = ?airline.behaviour, "behaviour changed");
+        if airline.behaviour.oauth != oauth {
+            airline.tokens.revoke();
+        }
+        tracing::info!(supplier = code, "behaviour changed");
         Ok(Some(airline.behaviour.clone()))
+    }
+
+    /// True if `headers` carry the credentials `code`'s API demands; a
+    /// refused call is counted here, as it never reaches [`Board::plan`].
+    pub fn authorized(&self, code: &str, headers: &hyper::HeaderMap) -> bool {
+        let mut airlines = self.airlines.lock().expect("board poisoned");
+        let Some(airline) = airlines.get_mut(code) else {
+            return false;
+        };
+        let b = &airline.behaviour;
+        let allowed = crate::credentials::allowed(
+            headers,
+            b.bearer.as_deref(),
+            b.api_key.as_deref(),
+            b.oauth.as_ref(),
+            &airline.tokens,
+        );
+        if !allowed {
+            airline.calls += 1;
+        }
+        allowed
+    }
+
+    /// A token for the client in `form`, if `code`'s API has that OAuth2
+    /// client: the token and its lifetime.
+    pub fn issue_token(
+        &self,
+        code: &str,
+        form: &[u8],
+        rng: &mut Rng,
+    ) -> Option<(String, Duration)> {
+        let mut airlines = self.airlines.lock().expect("board poisoned");
+        let airline = airlines.get_mut(code)?;
+        let rule = airline.behaviour.oauth.clone()?;
+        if !crate::credentials::client_matches(form, &rule) {
+            return None;
+        }
+        let token = format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64());
+        let lifetime = Duration::from_millis(rule.token_lifetime_ms);
+        airline.tokens.issue(token.clone(), lifetime);
+        airline.tokens_issued = airline.tokens.issued;
+        Some((token, lifetime))
     }
 
     /// Every airline's state, for `GET /admin/suppliers`.

@@ -1,21 +1,23 @@
 //! Per-supplier adapters: how to ask one airline's API for a search and how to
 //! turn its answer into the contract's flights.
 //!
-//! Real partners differ in everything, so each airline gets an [`Adapter`]; the
-//! HTTP plumbing around it (pool, timeouts, retries, circuit breaker) is shared
-//! and knows nothing about formats. Two formats exist today:
+//! Real partners differ in everything, so each API style gets an [`Adapter`];
+//! a supplier names its style in configuration, so a new supplier of a known
+//! style needs no code. The HTTP plumbing around it (pool, credentials,
+//! timeouts, retries, circuit breaker) is shared and knows nothing about
+//! formats; an adapter only builds the request and reads the answer. Styles:
 //!
-//! * [`FlightsApi`] (GA, ID, QG): `GET <base>/v1/flights?from&to&date&passengers`,
+//! * `flights` ([`FlightsApi`]): `GET <base>/v1/flights?from&to&date&passengers`,
 //!   answering `{"flights":[…]}` in the contract's flight shape.
-//! * [`OffersApi`] (JT, QZ, SJ): `POST <base>/api/offers/search` with a camelCase
+//! * `offers` ([`OffersApi`]): `POST <base>/api/offers/search` with a camelCase
 //!   JSON body, answering `{"offers":[…]}` with local times and separate UTC
 //!   offsets and the fare per adult as a decimal string.
 //!
-//! Two more follow public partner styles, for suppliers selling several
-//! airlines, with local times read in each airport's IANA zone:
-//! [`offer_request`] (as Duffel's offer requests) and [`flight_offers`] (as
-//! Amadeus' Flight Offers Search); they report each offer they leave out
-//! through [`Adapter::read`], and the provider counts them.
+//! * `offer_request` ([`offer_request`], as Duffel's offer requests) and
+//!   `flight_offers` ([`flight_offers`], as Amadeus' Flight Offers Search):
+//!   public partner styles for suppliers selling several airlines, with local
+//!   times read in each airport's IANA zone; they report each offer they
+//!   leave out through [`Adapter::read`], and the provider counts them.
 //!
 //! Adapters check what they are given: offers for another route, with fewer
 //! seats than the party, with times that do not parse, or with a fare that is
@@ -38,8 +40,48 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// Airlines with an adapter, the codes `SUPPLIER_URLS` accepts.
-pub const AIRLINES: &[&str] = &["GA", "JT", "QZ", "ID", "QG", "SJ"];
+/// An API style: which adapter speaks a supplier's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// [`FlightsApi`].
+    Flights,
+    /// [`OffersApi`].
+    Offers,
+    /// [`offer_request::OfferRequestApi`].
+    OfferRequest,
+    /// [`flight_offers::FlightOffersApi`].
+    FlightOffers,
+}
+
+/// Every style by its configuration name.
+const STYLES: [(&str, Style); 4] = [
+    ("flights", Style::Flights),
+    ("offers", Style::Offers),
+    ("offer_request", Style::OfferRequest),
+    ("flight_offers", Style::FlightOffers),
+];
+
+impl Style {
+    /// The style called `name` in configuration.
+    pub fn parse(name: &str) -> Option<Style> {
+        STYLES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+    }
+
+    /// The configuration names, for error messages.
+    pub fn names() -> String {
+        STYLES.map(|(n, _)| n).join(", ")
+    }
+
+    /// The adapter speaking this style.
+    pub fn adapter(self) -> Box<dyn Adapter> {
+        match self {
+            Style::Flights => Box::new(FlightsApi),
+            Style::Offers => Box::new(OffersApi),
+            Style::OfferRequest => Box::new(offer_request::OfferRequestApi),
+            Style::FlightOffers => Box::new(flight_offers::FlightOffersApi),
+        }
+    }
+}
 
 /// An answer the adapter cannot read.
 #[derive(Debug, thiserror::Error)]
@@ -65,28 +107,6 @@ pub trait Adapter: Send + Sync {
     ) -> Result<(Vec<Flight>, Vec<&'static str>), BadAnswer> {
         self.flights(search, body)
             .map(|flights| (flights, Vec::new()))
-    }
-}
-
-/// The adapter for airline `code`, if there is one.
-pub fn for_airline(code: &str) -> Option<Box<dyn Adapter>> {
-    match code {
-        "GA" | "ID" | "QG" => Some(Box::new(FlightsApi)),
-        "JT" | "QZ" | "SJ" => Some(Box::new(OffersApi)),
-        _ => None,
-    }
-}
-
-/// Public API styles with an adapter, for suppliers that sell several
-/// airlines: the names a supplier's API style setting takes.
-pub const STYLES: &[&str] = &["offer_request", "flight_offers"];
-
-/// The adapter for API style `name`, if there is one.
-pub fn for_style(name: &str) -> Option<Box<dyn Adapter>> {
-    match name {
-        "offer_request" => Some(Box::new(offer_request::OfferRequestApi)),
-        "flight_offers" => Some(Box::new(flight_offers::FlightOffersApi)),
-        _ => None,
     }
 }
 
@@ -266,19 +286,16 @@ mod tests {
     }
 
     #[test]
-    fn every_style_has_an_adapter() {
-        for name in STYLES {
-            assert!(for_style(name).is_some(), "{name}");
-        }
-        assert!(for_style("flights").is_none());
-    }
-
-    #[test]
-    fn every_airline_has_an_adapter() {
-        for code in AIRLINES {
-            assert!(for_airline(code).is_some(), "{code}");
-        }
-        assert!(for_airline("XX").is_none());
+    fn styles_are_named_in_configuration() {
+        assert_eq!(Style::parse("flights"), Some(Style::Flights));
+        assert_eq!(Style::parse("offers"), Some(Style::Offers));
+        assert_eq!(Style::parse("offer_request"), Some(Style::OfferRequest));
+        assert_eq!(Style::parse("flight_offers"), Some(Style::FlightOffers));
+        assert_eq!(Style::parse("GA"), None);
+        assert_eq!(
+            Style::names(),
+            "flights, offers, offer_request, flight_offers"
+        );
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct DroppedLabel {
     pub reason: &'static str,
 }
 
+/// The drop reason of offers for an airline the supplier may not sell.
+pub const AIRLINE_NOT_SOLD: &str = "airline_not_sold";
+
 /// Label for dead letters.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -87,6 +90,8 @@ pub struct Metrics {
     pub supplier_cache_hits: Family<SupplierLabel, Counter>,
     /// Supplier answers looked up in the cache and not found.
     pub supplier_cache_misses: Family<SupplierLabel, Counter>,
+    /// OAuth2 tokens fetched, by supplier.
+    pub supplier_token_fetches: Family<SupplierLabel, Counter>,
     /// Idle searches taken over from another (or a previous) consumer.
     pub claims: Counter,
     /// Entries moved to the dead-letter stream, by reason.
@@ -140,6 +145,7 @@ impl Metrics {
             supplier_circuit_open: Family::default(),
             supplier_cache_hits: Family::default(),
             supplier_cache_misses: Family::default(),
+            supplier_token_fetches: Family::default(),
             claims: Counter::default(),
             dead_letters: Family::default(),
             pending_entries: Gauge::default(),
@@ -194,7 +200,7 @@ impl Metrics {
         );
         registry.register(
             "supplier_outcomes",
-            "Supplier calls by outcome: answered, timeout, error, rate_limited, circuit_open",
+            "Supplier calls by outcome: answered, timeout, error, rate_limited, circuit_open, unauthorized",
             metrics.supplier_outcomes.clone(),
         );
         registry.register(
@@ -204,7 +210,7 @@ impl Metrics {
         );
         registry.register(
             "supplier_offers_dropped",
-            "Offers in supplier answers left out: unknown airport, bad time or price, other route, too few seats, malformed",
+            "Offers in supplier answers left out, by reason: airline_not_sold, unknown_airport, bad_time, bad_price, other_route, too_few_seats, malformed",
             metrics.supplier_offers_dropped.clone(),
         );
         registry.register(
@@ -221,6 +227,11 @@ impl Metrics {
             "supplier_cache_misses",
             "Supplier answers looked up in the cache and not found",
             metrics.supplier_cache_misses.clone(),
+        );
+        registry.register(
+            "supplier_token_fetches",
+            "OAuth2 tokens fetched from the supplier's token endpoint",
+            metrics.supplier_token_fetches.clone(),
         );
         registry.register(
             "claims",
@@ -261,6 +272,13 @@ impl Metrics {
             metrics.supplier_circuit_open.get_or_create_owned(&label);
             metrics.supplier_cache_hits.get_or_create_owned(&label);
             metrics.supplier_cache_misses.get_or_create_owned(&label);
+            metrics
+                .supplier_offers_dropped
+                .get_or_create_owned(&DroppedLabel {
+                    supplier,
+                    reason: AIRLINE_NOT_SOLD,
+                });
+            metrics.supplier_token_fetches.get_or_create_owned(&label);
         }
         for code in [
             contract::EventError::SUPPLIERS_UNAVAILABLE,

@@ -10,28 +10,33 @@ use std::time::Duration;
 
 use contract::{Airline, Flight, Iata, SearchRequest};
 use mock_suppliers::journeys::{self, Journey};
-use provider_service::adapters::Adapter;
-use provider_service::adapters::flight_offers::FlightOffersApi;
-use provider_service::adapters::offer_request::OfferRequestApi;
-use provider_service::config::SupplierConfig;
+use provider_service::adapters::Style;
 use provider_service::http_supplier::{self, HttpSupplier};
 use provider_service::metrics::Metrics;
+use provider_service::suppliers_file::{Defaults, SupplierSettings};
 use tests::mock_suppliers::MockSuppliers;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
-fn config() -> SupplierConfig {
-    SupplierConfig {
-        urls: Vec::new(),
+/// Supplier `code` speaking `style` at `base_url`, selling what `skyhub` sells.
+fn settings(code: &'static str, style: Style, base_url: String) -> SupplierSettings {
+    let defaults = Defaults {
         timeout: LIMIT,
-        deadline: LIMIT,
         retries: 0,
         max_connections: 4,
         breaker_failures: 5,
         breaker_open: LIMIT,
-    }
+        cache_ttl: Duration::ZERO,
+        deadline: LIMIT,
+    };
+    let mut settings = defaults.settings(code, style, base_url);
+    settings.airlines = journeys::airlines("skyhub")
+        .iter()
+        .map(|c| c.code.to_owned())
+        .collect();
+    settings
 }
 
 /// The flight `journey` must arrive as, with `seats` as the style tells them
@@ -71,21 +76,21 @@ fn expected(
     }
 }
 
-/// Asks the mock's supplier `name` in `style` at `currency` through `adapter`.
+/// Asks the mock's supplier `skyhub` in `style` (its path) quoting in `currency`.
 async fn ask(
     mock: &MockSuppliers,
-    (style, name, currency): (&str, &'static str, &str),
-    adapter: Box<dyn Adapter>,
+    (style, path, currency): (Style, &str, &str),
     request: &SearchRequest,
 ) -> Vec<Flight> {
-    let config = config();
+    let settings = settings(
+        "SKYHUB",
+        style,
+        format!("{}/{path}/skyhub/{currency}", mock.base_url()),
+    );
     let supplier = HttpSupplier::new(
-        name,
-        format!("{}/{style}/{name}/{currency}", mock.base_url()),
-        adapter,
-        http_supplier::client(&config),
-        &config,
-        Arc::new(Metrics::new(&[name])),
+        &settings,
+        http_supplier::client(std::slice::from_ref(&settings)),
+        Arc::new(Metrics::new(&["SKYHUB"])),
     );
     let deadline = tokio::time::Instant::now() + LIMIT;
     supplier
@@ -146,8 +151,7 @@ async fn both_styles_deliver_what_the_mock_sells_exactly() {
     let (want_eur, want_kwd) = wanted(&request);
     let eur = ask(
         &mock,
-        ("offer_request", "skyhub", "EUR"),
-        Box::new(OfferRequestApi),
+        (Style::OfferRequest, "offer_request", "EUR"),
         &request,
     )
     .await;
@@ -156,8 +160,7 @@ async fn both_styles_deliver_what_the_mock_sells_exactly() {
     assert!(eur.iter().all(|f| f.seats_available.is_none()));
     let kwd = ask(
         &mock,
-        ("flight_offers", "skyhub", "KWD"),
-        Box::new(FlightOffersApi),
+        (Style::FlightOffers, "flight_offers", "KWD"),
         &request,
     )
     .await;

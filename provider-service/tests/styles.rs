@@ -3,7 +3,10 @@
 //! `mock-suppliers` process. One supplier of each style answers the same
 //! search; each must deliver exactly what the mock sells (its journeys, with
 //! the fares it quotes) with exact prices, the airports' offsets and
-//! gate-to-gate durations, connections included.
+//! gate-to-gate durations, connections included: first through the HTTP
+//! supplier alone, then through the whole stack (`SUPPLIERS_FILE` naming one
+//! supplier of each style, a search over the API, the offers read back from
+//! the event stream).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +18,9 @@ use provider_service::http_supplier::{self, HttpSupplier};
 use provider_service::metrics::Metrics;
 use provider_service::suppliers_file::{Defaults, SupplierSettings};
 use tests::mock_suppliers::MockSuppliers;
+use tests::search_body;
+use tests::sse::{Event, assert_exactly_once};
+use tests::stack::Stack;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -167,4 +173,84 @@ async fn both_styles_deliver_what_the_mock_sells_exactly() {
     assert_eq!(kwd, want_kwd, "flight-offers style in KWD");
     assert_exact(&kwd, 3);
     assert!(kwd.iter().all(|f| f.seats_available >= Some(2)));
+}
+
+/// A suppliers file in a directory of its own, removed on Drop.
+struct SuppliersFile {
+    dir: std::path::PathBuf,
+}
+
+impl SuppliersFile {
+    fn new(text: &str) -> SuppliersFile {
+        let dir = std::env::temp_dir().join(format!("styles-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("create the file's directory");
+        std::fs::write(dir.join("suppliers.toml"), text).expect("write the suppliers file");
+        SuppliersFile { dir }
+    }
+
+    fn path(&self) -> String {
+        self.dir
+            .join("suppliers.toml")
+            .to_str()
+            .expect("UTF-8 path")
+            .to_owned()
+    }
+}
+
+impl Drop for SuppliersFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The offers of `supplier`'s result event, as flights.
+fn offers(events: &[Event], supplier: &str) -> Vec<Flight> {
+    let event = events
+        .iter()
+        .find(|e| e.status() == "result" && e.data["supplier"] == supplier)
+        .unwrap_or_else(|| panic!("{supplier} did not answer"));
+    serde_json::from_value(event.data["results"].clone()).expect("results are flights")
+}
+
+#[tokio::test]
+async fn one_supplier_of_each_style_answers_the_same_search_through_the_stack() {
+    let mock = MockSuppliers::start(&[]).await;
+    let request = request();
+    let (want_eur, want_kwd) = wanted(&request);
+    let airlines: Vec<String> = journeys::airlines("skyhub")
+        .iter()
+        .map(|c| format!("\"{}\"", c.code))
+        .collect();
+    let table = |code: &str, style: &str, currency: &str| {
+        format!(
+            "[[supplier]]\ncode = \"{code}\"\nstyle = \"{style}\"\n\
+             base_url = \"{}/{style}/skyhub/{currency}\"\nairlines = [{}]\ncache_ttl_secs = 0\n",
+            mock.base_url(),
+            airlines.join(", ")
+        )
+    };
+    let file = SuppliersFile::new(&format!(
+        "{}\n{}",
+        table("DUFF", "offer_request", "EUR"),
+        table("AMAD", "flight_offers", "KWD")
+    ));
+    let stack = Stack::builder()
+        .local_only()
+        .provider_env("SUPPLIERS_FILE", &file.path())
+        .start()
+        .await;
+    let id = stack.submit(&search_body("CGK", "DPS", 9, 2)).await;
+    let events = stack.events(id).await;
+    assert_exactly_once(id, &events);
+    assert_eq!(events.last().unwrap().status(), "completed");
+    assert_eq!(
+        offers(&events, "DUFF"),
+        want_eur,
+        "offer-request style in EUR"
+    );
+    assert_eq!(
+        offers(&events, "AMAD"),
+        want_kwd,
+        "flight-offers style in KWD"
+    );
 }

@@ -159,6 +159,9 @@ pub enum SupplierOutcome {
     RateLimited,
     /// It was not asked: its circuit breaker is open after repeated failures.
     CircuitOpen,
+    /// It refused the provider's credentials (401/403, or its token endpoint
+    /// refused the client): a configuration matter, not retried.
+    Unauthorized,
 }
 
 impl SupplierOutcome {
@@ -170,6 +173,7 @@ impl SupplierOutcome {
             SupplierOutcome::Error => "error",
             SupplierOutcome::RateLimited => "rate_limited",
             SupplierOutcome::CircuitOpen => "circuit_open",
+            SupplierOutcome::Unauthorized => "unauthorized",
         }
     }
 }

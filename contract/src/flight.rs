@@ -21,8 +21,10 @@ pub struct Flight {
     pub duration_minutes: u32,
     /// Number of intermediate stops (0 = direct).
     pub stops: u8,
-    /// Seats left at this price; never below the requested passengers.
-    pub seats_available: u32,
+    /// Seats left at this price, never below the requested passengers;
+    /// `None` (absent from the JSON) when the supplier does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seats_available: Option<u32>,
     /// Fare for the party.
     pub price: Price,
 }
@@ -36,13 +38,49 @@ pub struct Airline {
     pub name: String,
 }
 
-/// A fare in the currency's major unit (IDR has no minor unit in use).
+/// A fare as exact integers in the currency's minor unit (see [`crate::money`]):
+/// EUR 123.45 is `amount: 12345, decimals: 2`; IDR has 0 decimals.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Price {
-    /// Per passenger.
+    /// Per passenger, in minor units.
     pub amount: u64,
-    /// `amount` × passengers.
+    /// `amount` × passengers, in minor units.
     pub total: u64,
     /// ISO 4217 code.
     pub currency: String,
+    /// Digits after the decimal point: `amount / 10^decimals` is the fare in
+    /// the currency's major unit.
+    pub decimals: u8,
+}
+
+impl Price {
+    /// The fare of `amount` minor units of `currency` per passenger for a
+    /// party of `passengers`; `None` for a currency this product does not know
+    /// or a total past `u64`.
+    pub fn for_party(amount: u64, currency: &str, passengers: u8) -> Option<Price> {
+        Some(Price {
+            amount,
+            total: amount.checked_mul(u64::from(passengers))?,
+            currency: currency.to_owned(),
+            decimals: crate::money::decimals(currency)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_party_price_knows_its_decimals_and_multiplies_exactly() {
+        let eur = Price::for_party(12_345, "EUR", 2).unwrap();
+        assert_eq!((eur.amount, eur.total, eur.decimals), (12_345, 24_690, 2));
+        assert_eq!(
+            serde_json::to_value(&eur).unwrap(),
+            serde_json::json!({"amount":12345,"total":24690,"currency":"EUR","decimals":2})
+        );
+        assert_eq!(Price::for_party(1_385_000, "IDR", 1).unwrap().decimals, 0);
+        assert_eq!(Price::for_party(1, "XXX", 1), None);
+        assert_eq!(Price::for_party(u64::MAX, "EUR", 2), None);
+    }
 }

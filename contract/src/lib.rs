@@ -2,7 +2,7 @@
 //!
 //! Everything two processes must agree on lives here and nowhere else: the search
 //! request and its validation rules, the event JSON written to each search's result
-//! stream, the flight offer shape, Redis key and field names, the fields of a queued
+//! stream, the flight offer shape and its exact money, Redis key and field names, the fields of a queued
 //! search, the Lua scripts both services run and the nudge they publish. The crate
 //! does no I/O: callers pass in what it needs (the current date, the raw bytes) so
 //! every rule is a pure function that tests can pin down.
@@ -11,6 +11,7 @@ pub mod entry_id;
 pub mod event;
 pub mod flight;
 pub mod keys;
+pub mod money;
 pub mod nudge;
 pub mod queued;
 pub mod request;

@@ -89,11 +89,12 @@ fn flight(code: &str, name: &str, i: usize) -> Flight {
         arrival_time: format!("2026-12-10T{:02}:05:00+08:00", 9 + 3 * i),
         duration_minutes: 110,
         stops: 0,
-        seats_available: 9,
+        seats_available: Some(9),
         price: Price {
             amount: 1_250_000 + 50_000 * i as u64,
             total: 2 * (1_250_000 + 50_000 * i as u64),
             currency: "IDR".to_owned(),
+            decimals: 0,
         },
     }
 }

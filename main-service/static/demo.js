@@ -12,7 +12,7 @@
   /** Manual reconnects after the browser gave up (e.g. a 503 answer to a reconnect). */
   var MAX_MANUAL_RECONNECTS = 3;
 
-  var idr = new Intl.NumberFormat('id-ID', { style: 'currency', currency: 'IDR', maximumFractionDigits: 0 });
+  var moneyFormats = {};
   var longDate = new Intl.DateTimeFormat('en-GB', { weekday: 'short', day: 'numeric', month: 'short', year: 'numeric', timeZone: 'UTC' });
   var shortDate = new Intl.DateTimeFormat('en-GB', { day: 'numeric', month: 'short', timeZone: 'UTC' });
 
@@ -483,10 +483,12 @@
     tr.dataset.durationMinutes = String(f.duration_minutes);
     tr.dataset.duration = duration;
     tr.dataset.stops = String(f.stops);
-    tr.dataset.seats = String(f.seats_available);
+    var seats = typeof f.seats_available === 'number' ? String(f.seats_available) : '–';
+    tr.dataset.seats = seats;
     tr.dataset.priceAmount = String(price.amount);
     tr.dataset.priceTotal = String(price.total);
-    tr.dataset.currency = price.currency || 'IDR';
+    tr.dataset.currency = price.currency || '';
+    tr.dataset.priceDecimals = String(price.decimals);
 
     var airlineCode = (f.airline && f.airline.code) || supplier;
     var tdAirline = cell(tr);
@@ -523,11 +525,11 @@
     cell(tr, duration);
     var stops = Number(f.stops) || 0;
     cell(tr, stops === 0 ? 'Direct' : plural(stops, 'stop', 'stops'), stops === 0 ? 'stops-direct' : '');
-    cell(tr, String(f.seats_available), 'num');
-    cell(tr, formatMoney(price.amount, price.currency), 'num price-each');
-    cell(tr, formatMoney(price.total, price.currency), 'num price-total');
+    cell(tr, seats, 'num');
+    cell(tr, formatMoney(price.amount, price), 'num price-each');
+    cell(tr, formatMoney(price.total, price), 'num price-total');
 
-    var row = { tr: tr, price: Number(price.total), departure: dep.instant, duration: Number(f.duration_minutes), seq: panel.rows.length };
+    var row = { tr: tr, currency: price.currency || '', price: Number(price.total), departure: dep.instant, duration: Number(f.duration_minutes), seq: panel.rows.length };
     panel.rows.push(row);
     panel.node.setAttribute('data-has-rows', '');
     // Insert at its sorted place; existing rows are never rebuilt.
@@ -538,12 +540,21 @@
     panel.tbody.insertBefore(tr, before);
   }
 
-  function formatMoney(value, currency) {
-    if (typeof value !== 'number') return '–';
-    if (!currency || currency === 'IDR') return idr.format(value);
+  // Amounts arrive as integers in the currency's minor unit with their number
+  // of decimals; each currency is shown with exactly those decimals.
+  function formatMoney(minor, price) {
+    var decimals = Number(price.decimals);
+    if (typeof minor !== 'number' || !price.currency || !(decimals >= 0 && decimals <= 4)) return '–';
+    var key = price.currency + '/' + decimals;
     try {
-      return new Intl.NumberFormat('id-ID', { style: 'currency', currency: currency, maximumFractionDigits: 0 }).format(value);
-    } catch (e) { return value + ' ' + currency; }
+      if (!moneyFormats[key]) {
+        moneyFormats[key] = new Intl.NumberFormat('id-ID', {
+          style: 'currency', currency: price.currency,
+          minimumFractionDigits: decimals, maximumFractionDigits: decimals
+        });
+      }
+      return moneyFormats[key].format(minor / Math.pow(10, decimals));
+    } catch (e) { return minor + ' ' + price.currency + ' (×10^-' + decimals + ')'; }
   }
 
   function colourFor(code) {
@@ -568,6 +579,8 @@
   function sortedRows(panel) {
     var key = panel.sort.key, sign = panel.sort.dir === 'ascending' ? 1 : -1;
     return panel.rows.slice().sort(function (a, b) {
+      // Prices in different currencies are not comparable: group by currency.
+      if (key === 'price' && a.currency !== b.currency) return (a.currency < b.currency ? -1 : 1) * sign;
       var d = (a[key] - b[key]) * sign;
       if (d) return d;
       return a.departure - b.departure || a.seq - b.seq;

@@ -1,7 +1,8 @@
 //! How each airline's API behaves, and the board that holds it while the mock
 //! runs: latency, a random error rate, and one fault at a time (5xx, 429 with
 //! `Retry-After`, hanging, malformed JSON), optionally for the next few calls
-//! only. Tests change it at run time through the admin endpoint.
+//! only, and the currency its fares are quoted in. Tests change it at run
+//! time through the admin endpoint.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -10,6 +11,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use service_runtime::latency_range::LatencyRange;
 use timetable::rng::Rng;
+
+use crate::credentials::{OAuthRule, Tokens};
 
 /// A latency drawn uniformly from `latency`.
 fn draw(latency: LatencyRange, rng: &mut Rng) -> Duration {
@@ -62,6 +65,14 @@ pub struct Behaviour {
     pub fault_calls: Option<u32>,
     /// The `Retry-After` of a `rate_limited` answer, in seconds.
     pub retry_after_secs: u64,
+    /// The currency fares are quoted in ([`crate::currencies`]).
+    pub currency: String,
+    /// The bearer token every call must carry ([`crate::credentials`]).
+    pub bearer: Option<String>,
+    /// The `X-Api-Key` every call must carry.
+    pub api_key: Option<String>,
+    /// The OAuth2 client whose tokens every call must carry.
+    pub oauth: Option<OAuthRule>,
 }
 
 impl Default for Behaviour {
@@ -75,6 +86,10 @@ impl Default for Behaviour {
             fault: Fault::None,
             fault_calls: None,
             retry_after_secs: 1,
+            currency: "IDR".to_owned(),
+            bearer: None,
+            api_key: None,
+            oauth: None,
         }
     }
 }
@@ -94,6 +109,22 @@ pub struct BehaviourPatch {
     fault_calls: Option<u32>,
     /// `Retry-After` seconds.
     retry_after_secs: Option<u64>,
+    /// Currency of the fares.
+    currency: Option<String>,
+    /// Required bearer token; `""` for none.
+    bearer: Option<String>,
+    /// Required API key; `""` for none.
+    api_key: Option<String>,
+    /// Required OAuth2 client; `null` for none.
+    #[serde(default, deserialize_with = "some")]
+    oauth: Option<Option<OAuthRule>>,
+}
+
+/// Reads a present field, `null` included, as `Some`, so a patch can clear it.
+fn some<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 impl Behaviour {
@@ -125,6 +156,19 @@ impl Behaviour {
         if let Some(secs) = patch.retry_after_secs {
             next.retry_after_secs = secs;
         }
+        if let Some(currency) = patch.currency {
+            crate::currencies::check(&currency)?;
+            next.currency = currency;
+        }
+        if let Some(bearer) = patch.bearer {
+            next.bearer = Some(bearer).filter(|b| !b.is_empty());
+        }
+        if let Some(key) = patch.api_key {
+            next.api_key = Some(key).filter(|k| !k.is_empty());
+        }
+        if let Some(oauth) = patch.oauth {
+            next.oauth = oauth;
+        }
         *self = next;
         Ok(())
     }
@@ -148,6 +192,11 @@ pub struct Airline {
     pub behaviour: Behaviour,
     /// Calls received since start, whatever they were answered with.
     pub calls: u64,
+    /// OAuth2 tokens issued since start.
+    pub tokens_issued: u64,
+    /// Tokens still valid.
+    #[serde(skip)]
+    tokens: Tokens,
 }
 
 /// Every airline's behaviour and call count, shared by all connections.
@@ -169,6 +218,8 @@ impl Board {
                             Airline {
                                 behaviour,
                                 calls: 0,
+                                tokens_issued: 0,
+                                tokens: Tokens::default(),
                             },
                         )
                     })
@@ -208,9 +259,55 @@ impl Board {
         let Some(airline) = airlines.get_mut(code) else {
             return Ok(None);
         };
+        let oauth = airline.behaviour.oauth.clone();
         airline.behaviour.apply(patch)?;
-        tracing::info!(supplier = code, behaviour = ?airline.behaviour, "behaviour changed");
+        if airline.behaviour.oauth != oauth {
+            airline.tokens.revoke();
+        }
+        tracing::info!(supplier = code, "behaviour changed");
         Ok(Some(airline.behaviour.clone()))
+    }
+
+    /// True if `headers` carry the credentials `code`'s API demands; a
+    /// refused call is counted here, as it never reaches [`Board::plan`].
+    pub fn authorized(&self, code: &str, headers: &hyper::HeaderMap) -> bool {
+        let mut airlines = self.airlines.lock().expect("board poisoned");
+        let Some(airline) = airlines.get_mut(code) else {
+            return false;
+        };
+        let b = &airline.behaviour;
+        let allowed = crate::credentials::allowed(
+            headers,
+            b.bearer.as_deref(),
+            b.api_key.as_deref(),
+            b.oauth.as_ref(),
+            &airline.tokens,
+        );
+        if !allowed {
+            airline.calls += 1;
+        }
+        allowed
+    }
+
+    /// A token for the client in `form`, if `code`'s API has that OAuth2
+    /// client: the token and its lifetime.
+    pub fn issue_token(
+        &self,
+        code: &str,
+        form: &[u8],
+        rng: &mut Rng,
+    ) -> Option<(String, Duration)> {
+        let mut airlines = self.airlines.lock().expect("board poisoned");
+        let airline = airlines.get_mut(code)?;
+        let rule = airline.behaviour.oauth.clone()?;
+        if !crate::credentials::client_matches(form, &rule) {
+            return None;
+        }
+        let token = format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64());
+        let lifetime = Duration::from_millis(rule.token_lifetime_ms);
+        airline.tokens.issue(token.clone(), lifetime);
+        airline.tokens_issued = airline.tokens.issued;
+        Some((token, lifetime))
     }
 
     /// Every airline's state, for `GET /admin/suppliers`.

@@ -5,10 +5,10 @@
 //! * **offers** (JT, QZ, SJ): `POST <base>/api/offers/search` with
 //!   `{"origin":"CGK","destination":"DPS","departureDate":"2026-12-10","adults":2}`
 //!   answers `{"offers":[…]}` in camelCase, local times with a separate UTC
-//!   offset, and the fare per adult as a decimal string.
+//!   offset, and the fare per adult as a decimal string (`"123.45"`).
 
 use contract::request::parse_date;
-use contract::{Flight, Iata, SearchRequest};
+use contract::{Flight, Iata, SearchRequest, money};
 use serde::{Deserialize, Serialize};
 
 /// An airline API's wire format.
@@ -85,7 +85,13 @@ pub fn offers_request(body: &[u8]) -> Result<SearchRequest, String> {
     request(&r.origin, &r.destination, &r.departure_date, r.adults)
 }
 
-fn request(from: &str, to: &str, date: &str, passengers: u8) -> Result<SearchRequest, String> {
+/// A search from its parts as text, checked like the contract's request.
+pub(crate) fn request(
+    from: &str,
+    to: &str,
+    date: &str,
+    passengers: u8,
+) -> Result<SearchRequest, String> {
     if !(1..=9).contains(&passengers) {
         return Err("passengers must be 1 to 9".to_owned());
     }
@@ -112,7 +118,8 @@ struct Offer<'a> {
     arrival: Point<'a>,
     duration_minutes: u32,
     stops: u8,
-    seats_left: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seats_left: Option<u32>,
     fare: Fare<'a>,
 }
 
@@ -172,7 +179,7 @@ pub fn offers_body(flights: &[Flight]) -> String {
                 stops: f.stops,
                 seats_left: f.seats_available,
                 fare: Fare {
-                    per_adult: format!("{}.00", f.price.amount),
+                    per_adult: money::format_amount(f.price.amount, f.price.decimals),
                     currency: &f.price.currency,
                 },
             }
@@ -218,7 +225,7 @@ mod tests {
         );
         assert_eq!(
             first["fare"]["perAdult"],
-            format!("{}.00", flights[0].price.amount)
+            flights[0].price.amount.to_string()
         );
     }
 }

@@ -13,13 +13,23 @@
 //! * `PATCH /admin/suppliers/<CODE>`: changes one airline's behaviour; the body
 //!   is a JSON object with any of `latency_ms`, `error_rate`, `fault`
 //!   (`none`, `server_error`, `rate_limited`, `hang`, `malformed`),
-//!   `fault_calls`, `retry_after_secs`.
+//!   `fault_calls`, `retry_after_secs`, `currency` (`IDR`, `EUR`, `USD`, `KWD`),
+//!   and the credentials calls must carry: `bearer`, `api_key`, `oauth`
+//!   (`{"client_id","client_secret","token_lifetime_ms"}`), see [`credentials`].
+//! * `POST /<code>/oauth/token`: the airline's OAuth2 token endpoint.
 //! * `GET /<code>/v1/flights?…` (flights format) or
 //!   `POST /<code>/api/offers/search` (offers format): the airline's API.
+//! * `POST /offer_request/<name>/<CUR>/air/offer_requests` and
+//!   `GET /flight_offers/<name>/<CUR>/v2/shopping/flight-offers?…`: suppliers
+//!   of several airlines in two public API styles ([`styles`]).
 
 pub mod behaviour;
 pub mod config;
+pub mod credentials;
+pub mod currencies;
 pub mod formats;
+pub mod journeys;
+pub mod styles;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -115,6 +125,26 @@ impl Mock {
         }
     }
 
+    /// `POST /<code>/oauth/token`: a token for the airline's OAuth2 client,
+    /// or 401 for any other.
+    async fn token(&self, code: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let Ok(form) = read_body(req).await else {
+            return error(StatusCode::BAD_REQUEST, "unreadable body");
+        };
+        match self
+            .board
+            .issue_token(code, &form, &mut Rng::from_entropy())
+        {
+            Some((token, lifetime)) => json(
+                StatusCode::OK,
+                serde_json::json!({"access_token": token, "token_type": "Bearer",
+                                   "expires_in": lifetime.as_secs()})
+                .to_string(),
+            ),
+            None => error(StatusCode::UNAUTHORIZED, "invalid_client"),
+        }
+    }
+
     /// Answers one request; `counted` is its connection's flag for the
     /// connection count.
     async fn route(
@@ -140,6 +170,9 @@ impl Mock {
             }
             return Ok(self.change(code, req).await);
         }
+        if let Some(route) = styles::Route::parse(&path) {
+            return Ok(styles::answer(route, req).await);
+        }
         let Some(carrier) = CARRIERS.iter().find(|c| {
             path.strip_prefix('/')
                 .and_then(|p| p.get(..2))
@@ -148,6 +181,9 @@ impl Mock {
         }) else {
             return Ok(error(StatusCode::NOT_FOUND, "no such airline"));
         };
+        if &path[3..] == "/oauth/token" && method == Method::POST {
+            return Ok(self.token(carrier.code, req).await);
+        }
         let format = Format::of(carrier.code);
         let (want_method, want_path) = format.endpoint();
         if &path[3..] != want_path {
@@ -155,6 +191,12 @@ impl Mock {
         }
         if method.as_str() != want_method {
             return Ok(error(StatusCode::METHOD_NOT_ALLOWED, "wrong method"));
+        }
+        if !self.board.authorized(carrier.code, req.headers()) {
+            return Ok(error(
+                StatusCode::UNAUTHORIZED,
+                "missing, wrong or expired credentials",
+            ));
         }
         let request = match format {
             Format::Flights => formats::flights_request(req.uri().query().unwrap_or("")),
@@ -183,36 +225,52 @@ impl Mock {
             return Err(HungUp);
         }
         tokio::time::sleep(latency).await;
-        Ok(match plan {
-            Plan::Answer => {
-                let flights = timetable::schedule::flights(carrier, &request);
-                let body = match format {
-                    Format::Flights => formats::flights_body(&flights),
-                    Format::Offers => formats::offers_body(&flights),
-                };
-                json(StatusCode::OK, body)
-            }
-            Plan::InternalError => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
-            Plan::Fault(Fault::ServerError) => {
-                error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
-            }
-            Plan::Fault(Fault::RateLimited) => {
-                let mut response = error(StatusCode::TOO_MANY_REQUESTS, "slow down");
-                response.headers_mut().insert(
-                    RETRY_AFTER,
-                    behaviour
-                        .retry_after_secs
-                        .to_string()
-                        .parse()
-                        .expect("digits"),
-                );
-                response
-            }
-            Plan::Fault(Fault::Malformed) => {
-                json(StatusCode::OK, r#"{"flights":[{"flight_"#.to_owned())
-            }
-            Plan::Fault(Fault::None | Fault::Hang) => unreachable!("handled above"),
-        })
+        Ok(answer(plan, &behaviour, carrier, &request, format))
+    }
+}
+
+/// The answer `plan` calls for, in `format`, with `behaviour`'s currency and
+/// `Retry-After`.
+fn answer(
+    plan: Plan,
+    behaviour: &behaviour::Behaviour,
+    carrier: &timetable::catalogue::Carrier,
+    request: &contract::SearchRequest,
+    format: Format,
+) -> Response<Full<Bytes>> {
+    match plan {
+        Plan::Answer => {
+            let flights = currencies::quote(
+                timetable::schedule::flights(carrier, request),
+                &behaviour.currency,
+                request.passengers,
+            );
+            let body = match format {
+                Format::Flights => formats::flights_body(&flights),
+                Format::Offers => formats::offers_body(&flights),
+            };
+            json(StatusCode::OK, body)
+        }
+        Plan::InternalError => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        Plan::Fault(Fault::ServerError) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
+        }
+        Plan::Fault(Fault::RateLimited) => {
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "slow down");
+            response.headers_mut().insert(
+                RETRY_AFTER,
+                behaviour
+                    .retry_after_secs
+                    .to_string()
+                    .parse()
+                    .expect("digits"),
+            );
+            response
+        }
+        Plan::Fault(Fault::Malformed) => {
+            json(StatusCode::OK, r#"{"flights":[{"flight_"#.to_owned())
+        }
+        Plan::Fault(Fault::None | Fault::Hang) => unreachable!("handled above"),
     }
 }
 

@@ -1,22 +1,38 @@
 //! Per-supplier adapters: how to ask one airline's API for a search and how to
 //! turn its answer into the contract's flights.
 //!
-//! Real partners differ in everything, so each airline gets an [`Adapter`]; the
-//! HTTP plumbing around it (pool, timeouts, retries, circuit breaker) is shared
-//! and knows nothing about formats. Two formats exist today:
+//! Real partners differ in everything, so each API style gets an [`Adapter`];
+//! a supplier names its style in configuration, so a new supplier of a known
+//! style needs no code. The HTTP plumbing around it (pool, credentials,
+//! timeouts, retries, circuit breaker) is shared and knows nothing about
+//! formats; an adapter only builds the request and reads the answer. Styles:
 //!
-//! * [`FlightsApi`] (GA, ID, QG): `GET <base>/v1/flights?from&to&date&passengers`,
+//! * `flights` ([`FlightsApi`]): `GET <base>/v1/flights?from&to&date&passengers`,
 //!   answering `{"flights":[…]}` in the contract's flight shape.
-//! * [`OffersApi`] (JT, QZ, SJ): `POST <base>/api/offers/search` with a camelCase
+//! * `offers` ([`OffersApi`]): `POST <base>/api/offers/search` with a camelCase
 //!   JSON body, answering `{"offers":[…]}` with local times and separate UTC
 //!   offsets and the fare per adult as a decimal string.
 //!
+//! * `offer_request` ([`offer_request`], as Duffel's offer requests) and
+//!   `flight_offers` ([`flight_offers`], as Amadeus' Flight Offers Search):
+//!   public partner styles for suppliers selling several airlines, with local
+//!   times read in each airport's IANA zone; they report each offer they
+//!   leave out through [`Adapter::read`], and the provider counts them.
+//!
 //! Adapters check what they are given: offers for another route, with fewer
-//! seats than the party, or with times that do not parse are dropped, and the
-//! total price is always computed here, never trusted.
+//! seats than the party, with times that do not parse, or with a fare that is
+//! not exact in a known currency (`contract::money`) are dropped, and the
+//! total price is always computed here, never trusted. An offer without a seat
+//! count keeps `seats_available` empty rather than inventing one.
+
+pub mod flight_offers;
+mod itinerary;
+#[cfg(test)]
+mod never_panic;
+pub mod offer_request;
 
 use bytes::Bytes;
-use contract::{Airline, Flight, Price, SearchRequest};
+use contract::{Airline, Flight, Price, SearchRequest, money};
 use http_body_util::Full;
 use hyper::Request;
 use hyper::header::{ACCEPT, CONTENT_TYPE};
@@ -24,8 +40,48 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// Airlines with an adapter, the codes `SUPPLIER_URLS` accepts.
-pub const AIRLINES: &[&str] = &["GA", "JT", "QZ", "ID", "QG", "SJ"];
+/// An API style: which adapter speaks a supplier's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// [`FlightsApi`].
+    Flights,
+    /// [`OffersApi`].
+    Offers,
+    /// [`offer_request::OfferRequestApi`].
+    OfferRequest,
+    /// [`flight_offers::FlightOffersApi`].
+    FlightOffers,
+}
+
+/// Every style by its configuration name.
+const STYLES: [(&str, Style); 4] = [
+    ("flights", Style::Flights),
+    ("offers", Style::Offers),
+    ("offer_request", Style::OfferRequest),
+    ("flight_offers", Style::FlightOffers),
+];
+
+impl Style {
+    /// The style called `name` in configuration.
+    pub fn parse(name: &str) -> Option<Style> {
+        STYLES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+    }
+
+    /// The configuration names, for error messages.
+    pub fn names() -> String {
+        STYLES.map(|(n, _)| n).join(", ")
+    }
+
+    /// The adapter speaking this style.
+    pub fn adapter(self) -> Box<dyn Adapter> {
+        match self {
+            Style::Flights => Box::new(FlightsApi),
+            Style::Offers => Box::new(OffersApi),
+            Style::OfferRequest => Box::new(offer_request::OfferRequestApi),
+            Style::FlightOffers => Box::new(flight_offers::FlightOffersApi),
+        }
+    }
+}
 
 /// An answer the adapter cannot read.
 #[derive(Debug, thiserror::Error)]
@@ -40,14 +96,17 @@ pub trait Adapter: Send + Sync {
 
     /// The flights in a successful (200) answer's body.
     fn flights(&self, search: &SearchRequest, body: &[u8]) -> Result<Vec<Flight>, BadAnswer>;
-}
 
-/// The adapter for airline `code`, if there is one.
-pub fn for_airline(code: &str) -> Option<Box<dyn Adapter>> {
-    match code {
-        "GA" | "ID" | "QG" => Some(Box::new(FlightsApi)),
-        "JT" | "QZ" | "SJ" => Some(Box::new(OffersApi)),
-        _ => None,
+    /// [`Adapter::flights`] and, for each offer of the answer left out, why
+    /// (a fixed label, counted per supplier). Adapters that drop nothing worth
+    /// counting keep this default.
+    fn read(
+        &self,
+        search: &SearchRequest,
+        body: &[u8],
+    ) -> Result<(Vec<Flight>, Vec<&'static str>), BadAnswer> {
+        self.flights(search, body)
+            .map(|flights| (flights, Vec::new()))
     }
 }
 
@@ -82,7 +141,11 @@ impl Adapter for FlightsApi {
             .into_iter()
             .filter(|f| valid_time(&f.departure_time) && valid_time(&f.arrival_time))
             .filter_map(|mut f| {
-                f.price.total = f.price.amount.checked_mul(u64::from(search.passengers))?;
+                let price = Price::for_party(f.price.amount, &f.price.currency, search.passengers)?;
+                // Decimals that disagree with the currency's would scale the
+                // fare by a power of ten: the offer is dropped, not guessed at.
+                (price.decimals == f.price.decimals).then_some(())?;
+                f.price = price;
                 Some(f)
             })
             .filter(|f| fits(search, f))
@@ -107,7 +170,7 @@ struct Offer {
     arrival: Point,
     duration_minutes: u32,
     stops: u8,
-    seats_left: u32,
+    seats_left: Option<u32>,
     fare: Fare,
 }
 
@@ -140,14 +203,14 @@ impl Point {
     }
 }
 
-/// `"1385000.00"` as whole units; a fare with a non-zero minor part is refused
-/// (IDR has no minor unit in use, so one would be a supplier error).
-fn whole_units(text: &str) -> Option<u64> {
-    let (units, minor) = text.split_once('.').unwrap_or((text, ""));
-    if !minor.bytes().all(|b| b == b'0') {
-        return None;
+impl Fare {
+    /// The fare for the party, exact in the currency's minor unit; `None` for
+    /// an unknown currency or an amount that is not exact in it.
+    fn price(&self, passengers: u8) -> Option<Price> {
+        let decimals = money::decimals(&self.currency)?;
+        let amount = money::parse_amount(&self.per_adult, decimals).ok()?;
+        Price::for_party(amount, &self.currency, passengers)
     }
-    units.parse().ok()
 }
 
 impl Adapter for OffersApi {
@@ -172,7 +235,7 @@ impl Adapter for OffersApi {
             .offers
             .into_iter()
             .filter_map(|o| {
-                let amount = whole_units(&o.fare.per_adult)?;
+                let price = o.fare.price(search.passengers)?;
                 Some(Flight {
                     flight_number: o.flight_no,
                     airline: Airline {
@@ -186,11 +249,7 @@ impl Adapter for OffersApi {
                     duration_minutes: o.duration_minutes,
                     stops: o.stops,
                     seats_available: o.seats_left,
-                    price: Price {
-                        amount,
-                        total: amount.checked_mul(u64::from(search.passengers))?,
-                        currency: o.fare.currency,
-                    },
+                    price,
                 })
             })
             .filter(|f| fits(search, f))
@@ -202,11 +261,14 @@ fn valid_time(text: &str) -> bool {
     OffsetDateTime::parse(text, &Rfc3339).is_ok()
 }
 
-/// True if and only if `flight` answers `search`: its route, enough seats.
+/// True if and only if `flight` answers `search`: its route, enough seats (or
+/// a seat count the supplier does not give).
 fn fits(search: &SearchRequest, flight: &Flight) -> bool {
     flight.from == search.from.as_str()
         && flight.to == search.to.as_str()
-        && flight.seats_available >= u32::from(search.passengers)
+        && flight
+            .seats_available
+            .is_none_or(|seats| seats >= u32::from(search.passengers))
 }
 
 #[cfg(test)]
@@ -224,11 +286,16 @@ mod tests {
     }
 
     #[test]
-    fn every_airline_has_an_adapter() {
-        for code in AIRLINES {
-            assert!(for_airline(code).is_some(), "{code}");
-        }
-        assert!(for_airline("XX").is_none());
+    fn styles_are_named_in_configuration() {
+        assert_eq!(Style::parse("flights"), Some(Style::Flights));
+        assert_eq!(Style::parse("offers"), Some(Style::Offers));
+        assert_eq!(Style::parse("offer_request"), Some(Style::OfferRequest));
+        assert_eq!(Style::parse("flight_offers"), Some(Style::FlightOffers));
+        assert_eq!(Style::parse("GA"), None);
+        assert_eq!(
+            Style::names(),
+            "flights, offers, offer_request, flight_offers"
+        );
     }
 
     #[test]
@@ -255,7 +322,11 @@ mod tests {
            "arrival":{"airport":"DPS","localTime":"2026-12-10T11:45:00","utcOffset":"+08:00"},
            "durationMinutes":105,"stops":0,"seatsLeft":9,"fare":{"perAdult":"10.50","currency":"IDR"}}]}"#;
         let flights = OffersApi.flights(&search(2), body).unwrap();
-        assert_eq!(flights.len(), 1, "the fare with a minor part is dropped");
+        assert_eq!(
+            flights.len(),
+            1,
+            "the IDR fare with a minor part is dropped"
+        );
         let f = &flights[0];
         assert_eq!(f.departure_time, "2026-12-10T08:00:00+07:00");
         assert_eq!(f.arrival_time, "2026-12-10T10:45:00+08:00");
@@ -265,6 +336,63 @@ mod tests {
             "too few seats for three"
         );
         assert!(OffersApi.flights(&search(1), br#"{"flights":[]}"#).is_err());
+    }
+
+    /// One offer with this fare and seat count, as the offers API writes it.
+    fn offer(per_adult: &str, currency: &str, seats: &str) -> String {
+        format!(
+            r#"{{"offers":[{{"flightNo":"JT 199","carrier":{{"iata":"JT","name":"Lion Air"}},
+              "departure":{{"airport":"CGK","localTime":"2026-12-10T08:00:00","utcOffset":"+07:00"}},
+              "arrival":{{"airport":"DPS","localTime":"2026-12-10T10:45:00","utcOffset":"+08:00"}},
+              "durationMinutes":105,"stops":0,{seats}"fare":{{"perAdult":"{per_adult}","currency":"{currency}"}}}}]}}"#
+        )
+    }
+
+    #[test]
+    fn fares_in_other_currencies_arrive_exact() {
+        let price = |per_adult, currency| {
+            let body = offer(per_adult, currency, r#""seatsLeft":9,"#);
+            let flights = OffersApi.flights(&search(2), body.as_bytes()).unwrap();
+            flights.first().map(|f| f.price.clone())
+        };
+        let eur = price("123.45", "EUR").unwrap();
+        assert_eq!((eur.amount, eur.total, eur.decimals), (12_345, 24_690, 2));
+        let kwd = price("26.132", "KWD").unwrap();
+        assert_eq!((kwd.amount, kwd.total, kwd.decimals), (26_132, 52_264, 3));
+        assert_eq!(price("123.456", "EUR"), None, "more decimals than EUR has");
+        assert_eq!(price("-1.00", "EUR"), None);
+        assert_eq!(price("1.00", "XXX"), None, "an unknown currency");
+    }
+
+    #[test]
+    fn an_offer_without_a_seat_count_says_so() {
+        let body = offer("123.45", "EUR", "");
+        let flights = OffersApi.flights(&search(9), body.as_bytes()).unwrap();
+        assert_eq!(flights[0].seats_available, None);
+        let json = serde_json::to_value(&flights[0]).unwrap();
+        assert!(json.get("seats_available").is_none(), "{json}");
+    }
+
+    #[test]
+    fn flights_whose_decimals_disagree_with_their_currency_are_dropped() {
+        let request = search(1);
+        let mut flights =
+            timetable::schedule::flights(&timetable::catalogue::CARRIERS[0], &request);
+        flights.truncate(1);
+        flights[0].price = Price::for_party(12_345, "EUR", 1).unwrap();
+        let body = serde_json::json!({ "flights": flights }).to_string();
+        assert_eq!(
+            FlightsApi.flights(&request, body.as_bytes()).unwrap(),
+            flights
+        );
+        flights[0].price.decimals = 0;
+        let body = serde_json::json!({ "flights": flights }).to_string();
+        assert!(
+            FlightsApi
+                .flights(&request, body.as_bytes())
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

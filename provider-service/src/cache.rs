@@ -33,7 +33,8 @@ type Flight1 = Arc<OnceCell<Result<Vec<Flight>, Failure>>>;
 pub struct AnswerCache {
     /// Shared command connection.
     conn: RedisConnection,
-    /// How long answers are kept; zero disables the cache entirely.
+    /// How long answers are kept unless the supplier has its own TTL; zero
+    /// disables the cache for those suppliers.
     ttl: Duration,
     /// Calls in flight by cache key, for single flight.
     in_flight: Mutex<HashMap<String, Flight1>>,
@@ -70,7 +71,8 @@ impl AnswerCache {
         deadline: Instant,
         metrics: &Metrics,
     ) -> Result<Vec<Flight>, Failure> {
-        if self.ttl.is_zero() {
+        let ttl = supplier.cache_ttl().unwrap_or(self.ttl);
+        if ttl.is_zero() {
             return supplier.search(request, deadline, metrics).await;
         }
         let key = key(supplier.code(), request);
@@ -79,7 +81,7 @@ impl AnswerCache {
             Arc::clone(in_flight.entry(key.clone()).or_default())
         };
         let answer = cell
-            .get_or_init(|| self.lookup_or_call(&key, supplier, request, deadline, metrics))
+            .get_or_init(|| self.lookup_or_call(&key, ttl, supplier, request, deadline, metrics))
             .await
             .clone();
         // The first caller to finish removes the entry; later ones find it gone
@@ -94,6 +96,7 @@ impl AnswerCache {
     async fn lookup_or_call(
         &self,
         key: &str,
+        ttl: Duration,
         supplier: &Supplier,
         request: &SearchRequest,
         deadline: Instant,
@@ -127,7 +130,7 @@ impl AnswerCache {
                 .arg(key)
                 .arg(serde_json::to_vec(flights).expect("flights serialise"))
                 .arg("EX")
-                .arg(self.ttl.as_secs())
+                .arg(ttl.as_secs())
                 .query_async(&mut self.conn.clone())
                 .await;
             if let Err(error) = stored {

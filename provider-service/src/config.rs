@@ -13,6 +13,9 @@ use service_runtime::latency_range::LatencyRange;
 use service_runtime::redis_target::RedisTarget;
 use service_runtime::telemetry::LogFormat;
 
+use crate::adapters::Style;
+use crate::suppliers_file::{self, Defaults, SupplierSettings};
+
 /// Everything the provider can be told from outside.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -56,25 +59,15 @@ pub struct Config {
     pub supplier_cache_ttl: Duration,
 }
 
-/// The supplier side: where the airline APIs are and how patiently to call them.
+/// The supplier side: where the partner APIs are and how patiently to call them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SupplierConfig {
-    /// `SUPPLIER_URLS` as airline code and base URL, in the order given; empty
-    /// for the in-process simulation.
-    pub urls: Vec<(&'static str, String)>,
-    /// Longest one HTTP call may take, connection included.
-    pub timeout: Duration,
+    /// The HTTP suppliers, from `SUPPLIERS_FILE` or `SUPPLIER_URLS`, in the
+    /// order given; empty for the in-process simulation.
+    pub http: Vec<SupplierSettings>,
     /// All supplier calls of one search attempt, retries and waits included,
     /// end this long after it started: the search's own deadline.
     pub deadline: Duration,
-    /// Calls after the first for a failure worth retrying.
-    pub retries: u32,
-    /// Calls (and so connections) in flight per supplier.
-    pub max_connections: usize,
-    /// Consecutive failures that open a supplier's circuit.
-    pub breaker_failures: u32,
-    /// How long an open circuit refuses calls before one probe may pass.
-    pub breaker_open: Duration,
 }
 
 impl Config {
@@ -114,7 +107,7 @@ impl Config {
             log_format: vars.parse("LOG_FORMAT", LogFormat::Text)?,
             supplier_cache_ttl: vars.secs(
                 "SUPPLIER_CACHE_TTL_SECS",
-                if suppliers.urls.is_empty() { 0 } else { 30 },
+                if suppliers.http.is_empty() { 0 } else { 30 },
                 0..=86_400,
             )?,
             suppliers,
@@ -138,46 +131,75 @@ impl SupplierConfig {
                 ),
             });
         }
-        Ok(SupplierConfig {
-            urls: vars.parse_with("SUPPLIER_URLS", Vec::new(), parse_supplier_urls)?,
+        let urls = vars.parse_with("SUPPLIER_URLS", Vec::new(), parse_supplier_urls)?;
+        let file = vars.raw("SUPPLIERS_FILE").filter(|f| !f.trim().is_empty());
+        let cache_default = if urls.is_empty() && file.is_none() {
+            0
+        } else {
+            30
+        };
+        let defaults = Defaults {
             timeout,
-            deadline,
             retries: vars.int_in("SUPPLIER_RETRIES", 2, 0..=10)? as u32,
             max_connections: vars.int_in("SUPPLIER_MAX_CONNECTIONS", 32, 1..=10_000)? as usize,
             breaker_failures: vars.int_in("SUPPLIER_BREAKER_FAILURES", 5, 1..=1000)? as u32,
             breaker_open: vars.millis("SUPPLIER_BREAKER_OPEN_MS", 10_000, 1..=3_600_000)?,
-        })
+            cache_ttl: vars.secs("SUPPLIER_CACHE_TTL_SECS", cache_default, 0..=86_400)?,
+            deadline,
+        };
+        // The file, when given, is the whole list: the short form is then
+        // ignored, so a deployment can keep a default SUPPLIER_URLS and
+        // switch to a file by setting one variable.
+        let http = match file {
+            Some(path) => suppliers_file::read(path.trim(), &defaults, |name| vars.raw(name))?,
+            None => urls
+                .into_iter()
+                .map(|(code, style, url)| defaults.settings(code, style, url))
+                .collect(),
+        };
+        Ok(SupplierConfig { http, deadline })
     }
 }
 
-/// `GA=http://host:port/ga,JT=…`: each code an airline with an adapter, at
-/// most once, each URL plain `http://` with a host.
-fn parse_supplier_urls(text: &str) -> Result<Vec<(&'static str, String)>, String> {
-    let mut urls: Vec<(&'static str, String)> = Vec::new();
+/// The short form's airline APIs (those of `mock-suppliers`) and the style
+/// each speaks. Any other supplier is described in `SUPPLIERS_FILE`.
+const SHORT_FORM: [(&str, Style); 6] = [
+    ("GA", Style::Flights),
+    ("ID", Style::Flights),
+    ("QG", Style::Flights),
+    ("JT", Style::Offers),
+    ("QZ", Style::Offers),
+    ("SJ", Style::Offers),
+];
+
+/// A supplier of the short form: code, style, base URL.
+type ShortForm = (&'static str, Style, String);
+
+/// `GA=http://host:port/ga,JT=…`: each code one of [`SHORT_FORM`], at most
+/// once, each URL plain `http://` with a host.
+fn parse_supplier_urls(text: &str) -> Result<Vec<ShortForm>, String> {
+    let mut urls: Vec<ShortForm> = Vec::new();
     for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let (code, url) = item
             .split_once('=')
             .ok_or_else(|| format!("expected CODE=http://host:port/path, got `{item}`"))?;
-        let code = crate::adapters::AIRLINES
+        let (code, style) = SHORT_FORM
             .iter()
             .copied()
-            .find(|c| c.eq_ignore_ascii_case(code.trim()))
+            .find(|(c, _)| c.eq_ignore_ascii_case(code.trim()))
             .ok_or_else(|| {
+                let known: Vec<&str> = SHORT_FORM.iter().map(|(c, _)| *c).collect();
                 format!(
-                    "`{}` has no adapter; known airlines: {}",
+                    "`{}` is not a short-form airline ({}); describe it in SUPPLIERS_FILE",
                     code.trim(),
-                    crate::adapters::AIRLINES.join(", ")
+                    known.join(", ")
                 )
             })?;
-        let url = url.trim().trim_end_matches('/');
-        let uri: hyper::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() || uri.query().is_some() {
-            return Err(format!("`{url}` must be http://host[:port][/path]"));
-        }
-        if urls.iter().any(|(c, _)| *c == code) {
+        let url = suppliers_file::base_url(url)?;
+        if urls.iter().any(|(c, _, _)| *c == code) {
             return Err(format!("{code} is listed twice"));
         }
-        urls.push((code, url.to_owned()));
+        urls.push((code, style, url));
     }
     if urls.is_empty() {
         return Err("expected at least one CODE=http://host:port/path".to_owned());
@@ -259,8 +281,7 @@ mod tests {
         assert_eq!(c.max_deliveries, 3);
         assert_eq!(c.shutdown_grace, Duration::from_secs(10));
         assert_eq!(c.log_format, LogFormat::Text);
-        assert!(c.suppliers.urls.is_empty());
-        assert_eq!(c.suppliers.timeout, Duration::from_secs(3));
+        assert!(c.suppliers.http.is_empty());
         assert_eq!(c.suppliers.deadline, Duration::from_secs(20));
         assert_eq!(
             c.supplier_cache_ttl,
@@ -269,6 +290,12 @@ mod tests {
         );
         let http = config(&[("SUPPLIER_URLS", "GA=http://mock:8090/ga")]).unwrap();
         assert_eq!(http.supplier_cache_ttl, Duration::from_secs(30));
+        let ga = &http.suppliers.http[0];
+        assert_eq!(
+            (ga.timeout, ga.retries, ga.max_connections),
+            (Duration::from_secs(3), 2, 32)
+        );
+        assert_eq!(ga.cache_ttl, Duration::from_secs(30));
     }
 
     #[test]
@@ -283,13 +310,20 @@ mod tests {
             ("SUPPLIER_CACHE_TTL_SECS", "0"),
         ])
         .unwrap();
+        let short: Vec<(&str, Style, &str)> = c
+            .suppliers
+            .http
+            .iter()
+            .map(|s| (s.code, s.style, s.base_url.as_str()))
+            .collect();
         assert_eq!(
-            c.suppliers.urls,
+            short,
             [
-                ("GA", "http://mock:8090/ga".to_owned()),
-                ("JT", "http://127.0.0.1:1/jt".to_owned())
+                ("GA", Style::Flights, "http://mock:8090/ga"),
+                ("JT", Style::Offers, "http://127.0.0.1:1/jt")
             ]
         );
+        assert_eq!(c.suppliers.http[0].timeout, Duration::from_millis(500));
         assert_eq!(c.supplier_cache_ttl, Duration::ZERO);
         for bad in [
             "GA",

@@ -11,8 +11,14 @@
 //! moment later, and a second call would only add load. A 4xx, a malformed
 //! answer and 501 are errors a retry cannot fix.
 //!
-//! The breaker counts timeouts and errors; a 429 does not count (the supplier
-//! is up and says when to come back).
+//! The breaker counts timeouts, errors and refused credentials; a 429 does not
+//! count (the supplier is up and says when to come back).
+//!
+//! Credentials ([`crate::auth`]) are added here, not by adapters. A 401 with
+//! an OAuth2 token is answered by fetching a new token and calling once more;
+//! a 401 or 403 after that (or with a static credential) ends the call as
+//! `unauthorized`, never retried. Offers for an airline the supplier may not
+//! sell are dropped and counted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,10 +36,11 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::adapters::Adapter;
+use crate::auth::{AuthError, Credentials};
 use crate::breaker::{Breaker, Permission};
-use crate::config::SupplierConfig;
-use crate::metrics::{Metrics, SupplierLabel};
+use crate::metrics::{AIRLINE_NOT_SOLD, DroppedLabel, Metrics, SupplierLabel};
 use crate::supplier::Failure;
+use crate::suppliers_file::SupplierSettings;
 
 /// Largest answer body read; anything longer is an error, not a reason to
 /// buffer without bound.
@@ -49,17 +56,21 @@ const POOL_IDLE: Duration = Duration::from_secs(30);
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// Builds the shared client. The pool keeps as many idle connections per host
-/// as may be in use at once: `SUPPLIER_MAX_CONNECTIONS` per supplier, times
-/// the suppliers that may share one host (the pool is keyed by host, and
-/// several airlines can live behind one gateway). A smaller cap would close
-/// connections after each busy moment and open new ones the next.
-pub fn client(config: &SupplierConfig) -> HttpClient {
+/// as may be in use at once: the suppliers' connection limits added up (the
+/// pool is keyed by host, and several suppliers can live behind one gateway).
+/// A smaller cap would close connections after each busy moment and open new
+/// ones the next. Connecting is bounded by the longest supplier timeout; each
+/// call's own timeout bounds it further.
+pub fn client(suppliers: &[SupplierSettings]) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(config.timeout));
+    connector.set_connect_timeout(suppliers.iter().map(|s| s.timeout).max());
+    let idle = suppliers
+        .iter()
+        .fold(0usize, |sum, s| sum.saturating_add(s.max_connections));
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE)
-        .pool_max_idle_per_host(config.max_connections * config.urls.len().max(1))
+        .pool_max_idle_per_host(idle.max(1))
         .build(connector)
 }
 
@@ -73,9 +84,9 @@ enum Attempt {
     Final(Failure),
 }
 
-/// One airline's API over HTTP.
+/// One partner API over HTTP.
 pub struct HttpSupplier {
-    /// Airline code.
+    /// Supplier code.
     code: &'static str,
     /// Base URL, no trailing `/`.
     base: String,
@@ -91,30 +102,48 @@ pub struct HttpSupplier {
     timeout: Duration,
     /// Calls after the first.
     retries: u32,
+    /// Added to every call.
+    credentials: Credentials,
+    /// Airline codes it may sell.
+    airlines: Vec<String>,
+    /// Its answer cache TTL.
+    cache_ttl: Duration,
     /// Retries and circuit state are counted here.
     metrics: Arc<Metrics>,
 }
 
 impl HttpSupplier {
-    /// A supplier at `base` spoken to through `adapter`.
+    /// The supplier `settings` describe, calling through `client`.
     pub fn new(
-        code: &'static str,
-        base: String,
-        adapter: Box<dyn Adapter>,
+        settings: &SupplierSettings,
         client: HttpClient,
-        config: &SupplierConfig,
         metrics: Arc<Metrics>,
     ) -> HttpSupplier {
+        let code = settings.code;
         HttpSupplier {
             code,
-            base,
-            adapter,
+            base: settings.base_url.clone(),
+            adapter: settings.style.adapter(),
             client,
-            permits: Semaphore::new(config.max_connections),
-            breaker: Breaker::new(code, config.breaker_failures, config.breaker_open),
-            timeout: config.timeout,
-            retries: config.retries,
+            permits: Semaphore::new(settings.max_connections),
+            breaker: Breaker::new(code, settings.breaker_failures, settings.breaker_open),
+            timeout: settings.timeout,
+            retries: settings.retries,
+            credentials: Credentials::new(code, &settings.auth),
+            airlines: settings.airlines.clone(),
+            cache_ttl: settings.cache_ttl,
             metrics,
+        }
+    }
+
+    /// How long its answers are cached.
+    pub fn cache_ttl(&self) -> Duration {
+        self.cache_ttl
+    }
+
+    fn label(&self) -> SupplierLabel {
+        SupplierLabel {
+            supplier: self.code,
         }
     }
 
@@ -208,21 +237,52 @@ impl HttpSupplier {
         }
     }
 
-    /// One HTTP exchange, classified.
+    /// One HTTP exchange with its credential, classified; a 401 with a
+    /// renewable token is tried once more with a new one.
     async fn call(&self, request: &SearchRequest) -> Attempt {
-        let response = match self
-            .client
-            .request(self.adapter.request(&self.base, request))
-            .await
-        {
-            Ok(response) => response,
-            Err(error) => {
-                tracing::debug!(supplier = self.code, %error, "supplier call failed to connect");
-                // Nothing was answered: the request may not have been
-                // processed at all, and a search is safe to repeat.
-                return Attempt::Retry(Failure::Error, None);
+        let mut renewed = false;
+        loop {
+            let mut outgoing = self.adapter.request(&self.base, request);
+            let fetched = || {
+                self.metrics
+                    .supplier_token_fetches
+                    .get_or_create(&self.label())
+                    .inc();
+            };
+            let used = match self
+                .credentials
+                .apply(&mut outgoing, &self.client, fetched)
+                .await
+            {
+                Ok(used) => used,
+                Err(AuthError::Refused) => return Attempt::Final(Failure::Unauthorized),
+                Err(AuthError::Unavailable) => return Attempt::Retry(Failure::Error, None),
+            };
+            let response = match self.client.request(outgoing).await {
+                Ok(response) => response,
+                Err(error) => {
+                    tracing::debug!(supplier = self.code, %error, "supplier call failed to connect");
+                    // Nothing was answered: the request may not have been
+                    // processed at all, and a search is safe to repeat.
+                    return Attempt::Retry(Failure::Error, None);
+                }
+            };
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && self.credentials.renewable() && !renewed {
+                self.credentials.refused(used).await;
+                renewed = true;
+                continue;
             }
-        };
+            return self.classify(request, response).await;
+        }
+    }
+
+    /// What an answer means for the call.
+    async fn classify(
+        &self,
+        request: &SearchRequest,
+        response: hyper::Response<hyper::body::Incoming>,
+    ) -> Attempt {
         let status = response.status();
         if status == StatusCode::TOO_MANY_REQUESTS {
             let after = response
@@ -232,6 +292,9 @@ impl HttpSupplier {
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
             return Attempt::Retry(Failure::RateLimited, after.or(Some(BACKOFF_MAX)));
+        }
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            return Attempt::Final(Failure::Unauthorized);
         }
         if status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED {
             return Attempt::Retry(Failure::Error, None);
@@ -250,13 +313,47 @@ impl HttpSupplier {
                 return Attempt::Final(Failure::Error);
             }
         };
-        match self.adapter.flights(request, &body) {
-            Ok(flights) => Attempt::Answered(flights),
+        match self.adapter.read(request, &body) {
+            Ok((flights, dropped)) => {
+                for reason in dropped {
+                    self.metrics
+                        .supplier_offers_dropped
+                        .get_or_create(&DroppedLabel {
+                            supplier: self.code,
+                            reason,
+                        })
+                        .inc();
+                }
+                Attempt::Answered(self.only_airlines_it_sells(flights))
+            }
             Err(error) => {
                 tracing::info!(supplier = self.code, %error, "supplier answer malformed");
                 Attempt::Final(Failure::Error)
             }
         }
+    }
+
+    /// `flights` without those of airlines the supplier may not sell, which
+    /// are counted.
+    fn only_airlines_it_sells(&self, mut flights: Vec<Flight>) -> Vec<Flight> {
+        let before = flights.len();
+        flights.retain(|f| self.airlines.contains(&f.airline.code));
+        let dropped = before - flights.len();
+        if dropped > 0 {
+            tracing::debug!(
+                supplier = self.code,
+                dropped,
+                "offers for airlines it may not sell"
+            );
+            self.metrics
+                .supplier_offers_dropped
+                .get_or_create(&DroppedLabel {
+                    supplier: self.code,
+                    reason: AIRLINE_NOT_SOLD,
+                })
+                .inc_by(dropped as u64);
+        }
+        flights
     }
 }
 

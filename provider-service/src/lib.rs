@@ -16,13 +16,16 @@
 //! * [`queue`]: the request stream's group commands and the dead-letter stream.
 //! * [`supplier`]: the supplier call boundary, with two implementations:
 //!   [`simulation`] (in-process, over the `timetable` crate; the default) and
-//!   [`http_supplier`] (airline APIs over HTTP through per-airline
-//!   [`adapters`], with retries and a [`breaker`] per supplier), behind the
-//!   Redis answer [`cache`].
+//!   [`http_supplier`] (partner APIs over HTTP through per-style
+//!   [`adapters`], with [`auth`] credentials, retries and a [`breaker`] per
+//!   supplier), behind the Redis answer [`cache`]. HTTP suppliers are
+//!   configured in [`suppliers_file`] (or `SUPPLIER_URLS`); their credentials
+//!   are [`secret`]s.
 //! * [`admin`], [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 
 pub mod adapters;
 pub mod admin;
+pub mod auth;
 pub mod breaker;
 pub mod cache;
 pub mod config;
@@ -34,8 +37,10 @@ pub mod metrics;
 pub mod queue;
 pub mod recovery;
 pub mod search;
+pub mod secret;
 pub mod simulation;
 pub mod supplier;
+pub mod suppliers_file;
 pub mod worker;
 
 use std::sync::Arc;
@@ -107,7 +112,7 @@ pub async fn run(
         consumer = config.consumer_name,
         group = config.consumer_group,
         concurrency = config.concurrency,
-        suppliers = if config.suppliers.urls.is_empty() { "simulated" } else { "http" },
+        suppliers = if config.suppliers.http.is_empty() { "simulated" } else { "http" },
         admin = %admin.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
         "provider starting"
     );

@@ -37,6 +37,18 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// Label for supplier offers left out of an answer.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DroppedLabel {
+    /// Airline code of the supplier.
+    pub supplier: &'static str,
+    /// Why, e.g. `unknown_airport` (see the partner-style adapters).
+    pub reason: &'static str,
+}
+
+/// The drop reason of offers for an airline the supplier may not sell.
+pub const AIRLINE_NOT_SOLD: &str = "airline_not_sold";
+
 /// Label for dead letters.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -76,12 +88,16 @@ pub struct Metrics {
     pub supplier_outcomes: Family<OutcomeLabel, Counter>,
     /// HTTP supplier calls repeated after a retryable failure.
     pub supplier_retries: Family<SupplierLabel, Counter>,
+    /// Offers of readable answers left out, by supplier and reason.
+    pub supplier_offers_dropped: Family<DroppedLabel, Counter>,
     /// 1 while an HTTP supplier's circuit is open or half-open, as of its last call.
     pub supplier_circuit_open: Family<SupplierLabel, Gauge>,
     /// Supplier answers served from the Redis answer cache.
     pub supplier_cache_hits: Family<SupplierLabel, Counter>,
     /// Supplier answers looked up in the cache and not found.
     pub supplier_cache_misses: Family<SupplierLabel, Counter>,
+    /// OAuth2 tokens fetched, by supplier.
+    pub supplier_token_fetches: Family<SupplierLabel, Counter>,
     /// Idle searches taken over from another (or a previous) consumer.
     pub claims: Counter,
     /// Recovery sweeps started over the pending list (whether or not Redis
@@ -137,9 +153,11 @@ impl Metrics {
             supplier_failures: Family::default(),
             supplier_outcomes: Family::default(),
             supplier_retries: Family::default(),
+            supplier_offers_dropped: Family::default(),
             supplier_circuit_open: Family::default(),
             supplier_cache_hits: Family::default(),
             supplier_cache_misses: Family::default(),
+            supplier_token_fetches: Family::default(),
             claims: Counter::default(),
             recovery_sweeps: Counter::default(),
             dead_letters: Family::default(),
@@ -195,13 +213,18 @@ impl Metrics {
         );
         registry.register(
             "supplier_outcomes",
-            "Supplier queries by how they ended, one per supplier per search attempt (cache hits and answers shared with an identical query in flight not counted): answered, timeout, error, rate_limited, circuit_open",
+            "Supplier queries by how they ended, one per supplier per search attempt (cache hits and answers shared with an identical query in flight not counted): answered, timeout, error, rate_limited, circuit_open, unauthorized",
             metrics.supplier_outcomes.clone(),
         );
         registry.register(
             "supplier_retries",
             "HTTP supplier calls repeated after a retryable failure",
             metrics.supplier_retries.clone(),
+        );
+        registry.register(
+            "supplier_offers_dropped",
+            "Offers in supplier answers left out, by reason: airline_not_sold, unknown_airport, bad_time, bad_price, other_route, too_few_seats, malformed",
+            metrics.supplier_offers_dropped.clone(),
         );
         registry.register(
             "supplier_circuit_open",
@@ -217,6 +240,11 @@ impl Metrics {
             "supplier_cache_misses",
             "Supplier queries looked up in the answer cache and not found (or not readable), so asked of the supplier",
             metrics.supplier_cache_misses.clone(),
+        );
+        registry.register(
+            "supplier_token_fetches",
+            "OAuth2 tokens fetched from the supplier's token endpoint",
+            metrics.supplier_token_fetches.clone(),
         );
         registry.register(
             "claims",
@@ -262,6 +290,13 @@ impl Metrics {
             metrics.supplier_circuit_open.get_or_create_owned(&label);
             metrics.supplier_cache_hits.get_or_create_owned(&label);
             metrics.supplier_cache_misses.get_or_create_owned(&label);
+            metrics
+                .supplier_offers_dropped
+                .get_or_create_owned(&DroppedLabel {
+                    supplier,
+                    reason: AIRLINE_NOT_SOLD,
+                });
+            metrics.supplier_token_fetches.get_or_create_owned(&label);
         }
         for code in [
             contract::EventError::SUPPLIERS_UNAVAILABLE,
@@ -308,6 +343,12 @@ mod tests {
         let m = Metrics::new(&["GA", "JT"]);
         m.searches_completed.inc();
         m.redis_error("ack");
+        m.supplier_offers_dropped
+            .get_or_create(&DroppedLabel {
+                supplier: "GA",
+                reason: "bad_time",
+            })
+            .inc();
         let text = m.encode();
         for line in [
             "flight_search_provider_searches_completed_total 1",
@@ -322,6 +363,7 @@ mod tests {
             "flight_search_provider_redis_up 0",
             r#"flight_search_provider_dead_letters_total{reason="max_deliveries_exceeded"} 0"#,
             r#"flight_search_provider_redis_errors_total{op="claim"} 0"#,
+            r#"flight_search_provider_supplier_offers_dropped_total{supplier="GA",reason="bad_time"} 1"#,
         ] {
             assert!(
                 text.lines().any(|l| l == line),

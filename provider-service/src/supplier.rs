@@ -31,6 +31,9 @@ pub enum Failure {
     /// Not called: its circuit is open.
     #[error("circuit open")]
     CircuitOpen,
+    /// The supplier refused the credentials.
+    #[error("unauthorized")]
+    Unauthorized,
 }
 
 impl Failure {
@@ -41,6 +44,7 @@ impl Failure {
             Failure::Error => SupplierOutcome::Error,
             Failure::RateLimited => SupplierOutcome::RateLimited,
             Failure::CircuitOpen => SupplierOutcome::CircuitOpen,
+            Failure::Unauthorized => SupplierOutcome::Unauthorized,
         }
     }
 }
@@ -53,11 +57,11 @@ pub enum Supplier {
     Http(Box<HttpSupplier>),
 }
 
-/// The suppliers `config` asks for: the HTTP ones listed in `SUPPLIER_URLS`,
-/// sharing one connection pool, or else every simulated airline.
+/// The suppliers `config` asks for: the HTTP ones of `SUPPLIERS_FILE` or
+/// `SUPPLIER_URLS`, sharing one connection pool, or else every simulated airline.
 pub fn from_config(config: &Config, metrics: &Arc<Metrics>) -> Vec<Supplier> {
-    let suppliers = &config.suppliers;
-    if suppliers.urls.is_empty() {
+    let suppliers = &config.suppliers.http;
+    if suppliers.is_empty() {
         return simulation::all(config.mock_latency, config.mock_failure_rate)
             .into_iter()
             .map(Supplier::Simulated)
@@ -65,43 +69,40 @@ pub fn from_config(config: &Config, metrics: &Arc<Metrics>) -> Vec<Supplier> {
     }
     let client = http_supplier::client(suppliers);
     suppliers
-        .urls
         .iter()
-        .map(|(code, url)| {
-            let adapter = crate::adapters::for_airline(code)
-                .expect("SUPPLIER_URLS names only airlines with an adapter");
+        .map(|settings| {
             Supplier::Http(Box::new(HttpSupplier::new(
-                code,
-                url.clone(),
-                adapter,
+                settings,
                 client.clone(),
-                suppliers,
                 Arc::clone(metrics),
             )))
         })
         .collect()
 }
 
-/// Airline codes `config` will call, for labelling metrics before any call.
+/// Supplier codes `config` will call, for labelling metrics before any call.
 pub fn codes(config: &Config) -> Vec<&'static str> {
-    if config.suppliers.urls.is_empty() {
+    if config.suppliers.http.is_empty() {
         simulation::codes()
     } else {
-        config
-            .suppliers
-            .urls
-            .iter()
-            .map(|(code, _)| *code)
-            .collect()
+        config.suppliers.http.iter().map(|s| s.code).collect()
     }
 }
 
 impl Supplier {
-    /// The airline code, which names the supplier in events.
+    /// The supplier code, which names the supplier in events.
     pub fn code(&self) -> &'static str {
         match self {
             Supplier::Simulated(s) => s.code(),
             Supplier::Http(s) => s.code(),
+        }
+    }
+
+    /// Its own answer cache TTL, if it has one (HTTP suppliers).
+    pub fn cache_ttl(&self) -> Option<std::time::Duration> {
+        match self {
+            Supplier::Simulated(_) => None,
+            Supplier::Http(s) => Some(s.cache_ttl()),
         }
     }
 
@@ -136,6 +137,11 @@ impl Supplier {
                 // for every search it spares would drown the other lines.
                 if *failure == Failure::CircuitOpen {
                     tracing::debug!(supplier, "supplier skipped: circuit open");
+                } else if *failure == Failure::Unauthorized {
+                    tracing::warn!(
+                        supplier,
+                        "supplier refused our credentials; check its auth settings"
+                    );
                 } else {
                     tracing::info!(
                         supplier,

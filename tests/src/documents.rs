@@ -161,11 +161,12 @@ mod tests {
             arrival_time: "2026-12-10T09:50:00+08:00".into(),
             duration_minutes: 105,
             stops: 0,
-            seats_available: 9,
+            seats_available: Some(9),
             price: Price {
                 amount: 1_385_000,
                 total: 2_770_000,
                 currency: "IDR".into(),
+                decimals: 0,
             },
         }
     }

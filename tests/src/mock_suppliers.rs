@@ -19,6 +19,23 @@ impl MockSuppliers {
         }
     }
 
+    /// Where the mock listens, e.g. `http://127.0.0.1:1234`.
+    pub fn base_url(&self) -> String {
+        self.service.base_url()
+    }
+
+    /// The base URL of airline `code`'s API, e.g. `http://127.0.0.1:1234/ga`.
+    pub fn api_url(&self, code: &str) -> String {
+        format!("{}/{}", self.service.base_url(), code.to_ascii_lowercase())
+    }
+
+    /// OAuth2 tokens `code`'s token endpoint has issued.
+    pub async fn tokens_issued(&self, code: &str) -> u64 {
+        self.state().await["suppliers"][code]["tokens_issued"]
+            .as_u64()
+            .expect("tokens_issued")
+    }
+
     /// `SUPPLIER_URLS` for `codes` on this mock, e.g. `GA=http://127.0.0.1:1234/ga`.
     pub fn urls(&self, codes: &[&str]) -> String {
         codes

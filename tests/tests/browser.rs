@@ -832,3 +832,56 @@ async fn airlines_that_did_not_answer_are_shown_with_the_reason() {
     assert!(text.contains("unavailable"), "{text}");
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_eur_fare_is_shown_in_euros_and_never_sorted_with_rupiah() {
+    let mock = tests::mock_suppliers::MockSuppliers::start(&[("MOCK_LATENCY_MS", "0-50")]).await;
+    mock.set("GA", r#"{"currency":"EUR"}"#).await;
+    let stack = Stack::builder()
+        .local_only()
+        .provider_env("SUPPLIER_URLS", &mock.urls(&["GA", "ID"]))
+        .start()
+        .await;
+    let browser = Browser::start().await;
+    browser.open(stack.base_url()).await;
+    browser.search("CGK", "DPS", 2).await;
+    browser.wait_completed().await;
+    let rows = browser.js(PANEL_ROWS).await;
+    let rows = rows.as_array().expect("rows");
+    let currencies: Vec<&str> = rows.iter().map(|r| field(r, "currency")).collect();
+    assert!(
+        currencies.contains(&"EUR") && currencies.contains(&"IDR"),
+        "both currencies on CGK-DPS: {currencies:?}"
+    );
+    for row in rows {
+        let cells = row["cells"].as_array().expect("cells");
+        let total = cells[7].as_str().expect("total cell");
+        let digits: String = total.chars().filter(char::is_ascii_digit).collect();
+        assert_eq!(digits, field(row, "priceTotal"), "{row}");
+        if field(row, "currency") == "EUR" {
+            assert_eq!(field(row, "supplier"), "GA", "{row}");
+            assert_eq!(field(row, "priceDecimals"), "2", "{row}");
+            assert!(total.contains('€'), "{total}");
+            let (_, cents) = total.rsplit_once(',').expect("a decimal comma in id-ID");
+            assert_eq!(cents.trim().len(), 2, "two decimals: {total}");
+        } else {
+            assert!(total.starts_with("Rp"), "{total}");
+        }
+    }
+    // Sorted by price: grouped by currency code, each group by its own totals.
+    let mut groups: Vec<(&str, Vec<u64>)> = Vec::new();
+    for row in rows {
+        let currency = field(row, "currency");
+        match groups.last_mut() {
+            Some((c, totals)) if *c == currency => totals.push(number(row, "priceTotal")),
+            _ => groups.push((currency, vec![number(row, "priceTotal")])),
+        }
+    }
+    let order: Vec<&str> = groups.iter().map(|(c, _)| *c).collect();
+    assert_eq!(order, ["EUR", "IDR"], "one block per currency, by code");
+    assert!(
+        groups.iter().all(|(_, totals)| totals.is_sorted()),
+        "{groups:?}"
+    );
+    browser.close().await;
+}

@@ -452,7 +452,7 @@ fn kubernetes_manifests_match_the_services_settings() {
         config.shutdown_grace.as_secs(),
     );
     assert!(
-        !config.suppliers.urls.is_empty(),
+        !config.suppliers.http.is_empty(),
         "the demo's SUPPLIER_URLS name the mock airlines"
     );
     // Each Service forwards to a port its Deployment names.

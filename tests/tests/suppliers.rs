@@ -336,3 +336,50 @@ async fn the_answer_cache_spares_the_supplier_within_its_ttl_and_not_after() {
         "one call for three identical searches"
     );
 }
+
+#[tokio::test]
+async fn eur_and_kwd_fares_arrive_exact_in_both_wire_formats() {
+    let mock = MockSuppliers::start(&[("MOCK_LATENCY_MS", "0-20")]).await;
+    mock.set("GA", r#"{"currency":"EUR"}"#).await;
+    mock.set("JT", r#"{"currency":"KWD"}"#).await;
+    let stack = builder(&mock, &["GA", "JT"], &[]).start().await;
+    // A day on which both airlines fly CGK-DPS, so both answers carry fares.
+    let (day, request) = (7..30)
+        .map(|day| {
+            let request = contract::SearchRequest {
+                from: contract::Iata::parse("CGK").unwrap(),
+                to: contract::Iata::parse("DPS").unwrap(),
+                date: contract::request::parse_date(&tests::date_in(day)).unwrap(),
+                passengers: 3,
+            };
+            (day, request)
+        })
+        .find(|(_, request)| {
+            timetable::catalogue::CARRIERS[..2]
+                .iter()
+                .all(|c| !timetable::schedule::flights(c, request).is_empty())
+        })
+        .expect("GA and JT both fly CGK-DPS within three weeks");
+    let (events, _) = search(&stack, &search_body("CGK", "DPS", day, 3)).await;
+    // The mock's fixed rates: 17 000 IDR per euro, 52 000 per dinar, rounded down.
+    for (index, code, currency, decimals, rupiah_per_unit) in
+        [(0, "GA", "EUR", 2, 17_000), (1, "JT", "KWD", 3, 52_000)]
+    {
+        let carrier = &timetable::catalogue::CARRIERS[index];
+        assert_eq!(carrier.code, code);
+        let rupiah = timetable::schedule::flights(carrier, &request);
+        let offers = offers_of(&events, code).expect("an answer");
+        let offers = offers.as_array().unwrap();
+        assert_eq!(offers.len(), rupiah.len(), "{code}");
+        assert!(!offers.is_empty(), "{code} flies CGK-DPS");
+        for (offer, idr) in offers.iter().zip(&rupiah) {
+            let expected = idr.price.amount * 10u64.pow(decimals) / rupiah_per_unit;
+            assert_eq!(
+                offer["price"],
+                serde_json::json!({"amount": expected, "total": expected * 3,
+                                   "currency": currency, "decimals": decimals}),
+                "{code}: {offer}"
+            );
+        }
+    }
+}

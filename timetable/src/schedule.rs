@@ -179,11 +179,12 @@ fn offer(
         arrival_time: rfc3339(arrives)?,
         duration_minutes: d.minutes,
         stops: d.stops,
-        seats_available: d.seats,
+        seats_available: Some(d.seats),
         price: Price {
             amount: d.fare,
             total: d.fare * u64::from(passengers),
             currency: "IDR".to_owned(),
+            decimals: 0,
         },
     })
 }
@@ -326,7 +327,7 @@ mod tests {
     fn seats_cover_the_party_and_totals_multiply() {
         for passengers in [1, 4, 9] {
             for (_, f) in all_offers(passengers) {
-                assert!(f.seats_available >= u32::from(passengers), "{f:?}");
+                assert!(f.seats_available >= Some(u32::from(passengers)), "{f:?}");
                 assert_eq!(f.price.total, f.price.amount * u64::from(passengers));
                 assert!(f.price.amount.is_multiple_of(1000));
                 assert_eq!(f.price.currency, "IDR");

@@ -1,0 +1,244 @@
+//! provider-service against partner APIs described in `SUPPLIERS_FILE`, all
+//! served by the real `mock-suppliers` process: a supplier added by
+//! configuration alone, the airlines a supplier may sell, and every credential
+//! mode (static bearer, API key header, OAuth2 client credentials with tokens
+//! that expire mid-run), including credentials the partner refuses.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tests::mock_suppliers::MockSuppliers;
+use tests::search_body;
+use tests::sse::{Event, assert_exactly_once};
+use tests::stack::Stack;
+
+/// A suppliers file in a directory of its own, removed on Drop.
+struct SuppliersFile {
+    dir: PathBuf,
+}
+
+impl SuppliersFile {
+    fn new(text: &str) -> SuppliersFile {
+        let dir = std::env::temp_dir().join(format!("partners-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("create the file's directory");
+        std::fs::write(dir.join("suppliers.toml"), text).expect("write the suppliers file");
+        SuppliersFile { dir }
+    }
+
+    fn path(&self) -> String {
+        self.dir
+            .join("suppliers.toml")
+            .to_str()
+            .expect("UTF-8 path")
+            .to_owned()
+    }
+}
+
+impl Drop for SuppliersFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One `[[supplier]]` table of `style` at `url` selling `airlines`, plus `extra` lines.
+fn supplier(code: &str, style: &str, url: &str, airlines: &str, extra: &str) -> String {
+    format!(
+        "[[supplier]]\ncode = \"{code}\"\nstyle = \"{style}\"\nbase_url = \"{url}\"\n\
+         airlines = {airlines}\ncache_ttl_secs = 0\n{extra}\n"
+    )
+}
+
+/// A local stack whose provider reads `file`, with `env` besides.
+async fn stack(file: &SuppliersFile, env: &[(&str, &str)]) -> Stack {
+    let mut builder = Stack::builder()
+        .local_only()
+        .provider_env("SUPPLIERS_FILE", &file.path());
+    for (name, value) in env {
+        builder = builder.provider_env(name, value);
+    }
+    builder.start().await
+}
+
+/// Runs one search on day `day` to its terminal event.
+async fn search(stack: &Stack, day: i64) -> Vec<Event> {
+    let id = stack.submit(&search_body("CGK", "DPS", day, 1)).await;
+    let events = stack.events(id).await;
+    assert_exactly_once(id, &events);
+    events
+}
+
+/// The terminal event's outcome for `supplier`, checked against the OpenAPI document.
+fn outcome(events: &[Event], supplier: &str) -> String {
+    let last = events.last().expect("a terminal event");
+    tests::documents::assert_matches(tests::documents::Schema::SearchEvent, &last.data);
+    last.data["suppliers"][supplier]
+        .as_str()
+        .unwrap_or_else(|| panic!("no outcome for {supplier} in {}", last.raw))
+        .to_owned()
+}
+
+/// The offers of `supplier`'s result event.
+fn offers(events: &[Event], supplier: &str) -> Vec<serde_json::Value> {
+    events
+        .iter()
+        .find(|e| e.status() == "result" && e.data["supplier"] == supplier)
+        .map(|e| e.data["results"].as_array().expect("results").clone())
+        .unwrap_or_else(|| panic!("{supplier} did not answer"))
+}
+
+/// A day on which `airline` flies CGK-DPS (for one passenger).
+fn flying_day(index: usize) -> i64 {
+    (7..30)
+        .find(|day| {
+            let request = contract::SearchRequest {
+                from: contract::Iata::parse("CGK").unwrap(),
+                to: contract::Iata::parse("DPS").unwrap(),
+                date: contract::request::parse_date(&tests::date_in(*day)).unwrap(),
+                passengers: 1,
+            };
+            !timetable::schedule::flights(&timetable::catalogue::CARRIERS[index], &request)
+                .is_empty()
+        })
+        .expect("the airline flies CGK-DPS within three weeks")
+}
+
+#[tokio::test]
+async fn a_seventh_supplier_is_added_by_configuration_alone_and_sells_only_its_airlines() {
+    let mock = MockSuppliers::start(&[("MOCK_LATENCY_MS", "0-20")]).await;
+    assert_eq!(timetable::catalogue::CARRIERS[1].code, "JT");
+    let day = flying_day(1);
+    // "OTA7" is no code the service knows: an aggregator reselling JT's
+    // offers API. "NOJT" has the same API but may sell only GA.
+    let file = SuppliersFile::new(&format!(
+        "{}{}",
+        supplier(
+            "OTA7",
+            "offers",
+            &mock.api_url("JT"),
+            r#"["JT"]"#,
+            "name = \"Seventh\""
+        ),
+        supplier("NOJT", "offers", &mock.api_url("JT"), r#"["GA"]"#, ""),
+    ));
+    let stack = stack(&file, &[]).await;
+    let events = search(&stack, day).await;
+    assert_eq!(outcome(&events, "OTA7"), "answered");
+    assert!(
+        !offers(&events, "OTA7").is_empty(),
+        "JT flies CGK-DPS that day"
+    );
+    assert!(
+        offers(&events, "OTA7")
+            .iter()
+            .all(|f| f["airline"]["code"] == "JT")
+    );
+    assert_eq!(outcome(&events, "NOJT"), "answered");
+    assert!(
+        offers(&events, "NOJT").is_empty(),
+        "offers for an airline NOJT may not sell are dropped"
+    );
+    assert_eq!(
+        events.last().unwrap().data["total_results"].as_u64(),
+        Some(offers(&events, "OTA7").len() as u64)
+    );
+}
+
+#[tokio::test]
+async fn static_credentials_are_sent_and_a_revoked_one_is_unauthorized() {
+    let mock = MockSuppliers::start(&[("MOCK_LATENCY_MS", "0-20")]).await;
+    mock.set("GA", r#"{"bearer":"ga-t0ken"}"#).await;
+    mock.set("JT", r#"{"api_key":"jt-k3y"}"#).await;
+    let file = SuppliersFile::new(&format!(
+        "{}{}",
+        supplier(
+            "GA",
+            "flights",
+            &mock.api_url("GA"),
+            r#"["GA"]"#,
+            "[supplier.auth]\ntype = \"bearer\"\nsecret_env = \"GA_TOKEN\"",
+        ),
+        supplier(
+            "JT",
+            "offers",
+            &mock.api_url("JT"),
+            r#"["JT"]"#,
+            "[supplier.auth]\ntype = \"header\"\nheader = \"X-Api-Key\"\nsecret_env = \"JT_KEY\"",
+        ),
+    ));
+    let stack = stack(&file, &[("GA_TOKEN", "ga-t0ken"), ("JT_KEY", "jt-k3y")]).await;
+    let day = flying_day(1);
+    let events = search(&stack, day).await;
+    assert_eq!(outcome(&events, "GA"), "answered");
+    assert_eq!(outcome(&events, "JT"), "answered");
+
+    mock.set("GA", r#"{"bearer":"rotated"}"#).await;
+    let calls_before = mock.calls("GA").await;
+    let events = search(&stack, day).await;
+    assert_eq!(outcome(&events, "GA"), "unauthorized");
+    assert_eq!(outcome(&events, "JT"), "answered");
+    assert!(
+        !offers(&events, "JT").is_empty(),
+        "the other supplier's offers arrive"
+    );
+    assert_eq!(events.last().unwrap().status(), "completed");
+    assert_eq!(
+        mock.calls("GA").await - calls_before,
+        1,
+        "unauthorized is not retried"
+    );
+}
+
+#[tokio::test]
+async fn oauth2_tokens_expiring_mid_run_are_fetched_once_per_lifetime() {
+    let mock = MockSuppliers::start(&[("MOCK_LATENCY_MS", "0-10")]).await;
+    mock.set(
+        "JT",
+        r#"{"oauth":{"client_id":"flight-search","client_secret":"s3 cret&","token_lifetime_ms":2000}}"#,
+    )
+    .await;
+    let file = SuppliersFile::new(&supplier(
+        "JT",
+        "offers",
+        &mock.api_url("JT"),
+        r#"["JT"]"#,
+        &format!(
+            "[supplier.auth]\ntype = \"oauth2\"\ntoken_url = \"{}/oauth/token\"\n\
+             client_id = \"flight-search\"\nclient_secret_env = \"JT_SECRET\"",
+            mock.api_url("JT")
+        ),
+    ));
+    let stack = stack(&file, &[("JT_SECRET", "s3 cret&")]).await;
+    let day = flying_day(1);
+    let started = Instant::now();
+    // 50 searches in waves of 10, spread over more than two token lifetimes.
+    for wave in 0..5 {
+        let searches = (0..10).map(|_| search(&stack, day));
+        for events in futures_util::future::join_all(searches).await {
+            assert_eq!(outcome(&events, "JT"), "answered", "wave {wave}");
+        }
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let elapsed = started.elapsed();
+    let issued = mock.tokens_issued("JT").await;
+    // A token is renewed at 4/5 of its 2 s life: one fetch per 1.6 s at most,
+    // plus the first.
+    let most = elapsed.as_millis() as u64 / 1600 + 1;
+    assert!(
+        issued >= 2,
+        "the token expired during the run: {issued} fetched in {elapsed:?}"
+    );
+    assert!(
+        issued <= most,
+        "{issued} tokens in {elapsed:?}: more than one fetch per lifetime"
+    );
+
+    // A revoked client: the token endpoint refuses it.
+    mock.set(
+        "JT",
+        r#"{"oauth":{"client_id":"flight-search","client_secret":"rotated","token_lifetime_ms":2000}}"#,
+    )
+    .await;
+    let events = search(&stack, day).await;
+    assert_eq!(outcome(&events, "JT"), "unauthorized");
+    assert_eq!(events.last().unwrap().status(), "failed");
+}

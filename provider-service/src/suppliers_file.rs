@@ -17,6 +17,7 @@ use service_runtime::config::ConfigError;
 
 use crate::adapters::Style;
 use crate::secret::{Secret, Source, resolve};
+use crate::tls::TlsFiles;
 
 /// Largest suppliers file read: a regular file of at most 1 MiB, so a wrong
 /// path (a device, a log) cannot stall or exhaust the start.
@@ -49,6 +50,8 @@ pub struct SupplierSettings {
     pub cache_ttl: Duration,
     /// How calls prove who is asking.
     pub auth: AuthSettings,
+    /// CA and client certificate for HTTPS.
+    pub tls: TlsFiles,
 }
 
 /// A supplier's credentials.
@@ -111,6 +114,7 @@ impl Defaults {
             breaker_open: self.breaker_open,
             cache_ttl: self.cache_ttl,
             auth: AuthSettings::None,
+            tls: TlsFiles::default(),
         }
     }
 }
@@ -138,6 +142,9 @@ struct Entry {
     breaker_failures: Option<u64>,
     breaker_open_ms: Option<u64>,
     cache_ttl_secs: Option<u64>,
+    ca_file: Option<String>,
+    client_cert_file: Option<String>,
+    client_key_file: Option<String>,
     auth: Option<AuthEntry>,
 }
 
@@ -332,6 +339,7 @@ impl Entry {
                 None => AuthSettings::None,
                 Some(auth) => auth.resolve(lookup)?,
             },
+            tls: tls_files(self.ca_file, self.client_cert_file, self.client_key_file)?,
         })
     }
 }
@@ -393,13 +401,38 @@ impl AuthEntry {
     }
 }
 
+/// The TLS files, checked now (readable PEM, a certificate with its key) so
+/// a mistake stops the start rather than every call.
+fn tls_files(
+    ca_file: Option<String>,
+    client_cert_file: Option<String>,
+    client_key_file: Option<String>,
+) -> Result<TlsFiles, FieldError> {
+    let files = TlsFiles {
+        ca_file,
+        client_cert_file,
+        client_key_file,
+    };
+    if !files.is_default() {
+        let field = match (&files.client_cert_file, &files.client_key_file) {
+            (None, None) => "ca_file",
+            _ => "client_cert_file",
+        };
+        crate::tls::client_config(&files).map_err(|why| (field, why))?;
+    }
+    Ok(files)
+}
+
 /// `url` without a trailing `/`, if it is `http://` or `https://` with a host
 /// and no query.
 pub fn base_url(url: &str) -> Result<String, String> {
     let url = url.trim().trim_end_matches('/');
     let uri: hyper::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
-    if uri.scheme_str() != Some("http") || uri.host().is_none() || uri.query().is_some() {
-        return Err(format!("`{url}` must be http://host[:port][/path]"));
+    if !matches!(uri.scheme_str(), Some("http" | "https"))
+        || uri.host().is_none()
+        || uri.query().is_some()
+    {
+        return Err(format!("`{url}` must be http(s)://host[:port][/path]"));
     }
     Ok(url.to_owned())
 }

@@ -194,6 +194,12 @@ async fn static_credentials_are_sent_and_a_revoked_one_is_unauthorized() {
         1,
         "unauthorized is not retried"
     );
+    let mut stack = stack;
+    let output = stack.local().providers[0].output();
+    assert!(output.contains("unauthorized") || output.contains("refused our credentials"));
+    for secret in ["ga-t0ken", "jt-k3y"] {
+        assert!(!output.contains(secret), "a secret in the provider's log");
+    }
 }
 
 #[tokio::test]
@@ -239,6 +245,18 @@ async fn oauth2_tokens_expiring_mid_run_are_fetched_once_per_lifetime() {
         issued <= most,
         "{issued} tokens in {elapsed:?}: more than one fetch per lifetime"
     );
+
+    // Tokens revoked by the partner: the next call gets 401, fetches a new
+    // token once and answers.
+    mock.set(
+        "JT",
+        r#"{"oauth":{"client_id":"flight-search","client_secret":"s3 cret&","token_lifetime_ms":60000}}"#,
+    )
+    .await;
+    let before = mock.tokens_issued("JT").await;
+    let events = search(&stack, day).await;
+    assert_eq!(outcome(&events, "JT"), "answered", "renewed after a 401");
+    assert_eq!(mock.tokens_issued("JT").await, before + 1);
 
     // A revoked client: the token endpoint refuses it.
     mock.set(

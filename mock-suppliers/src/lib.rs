@@ -30,6 +30,7 @@ pub mod credentials;
 pub mod currencies;
 pub mod formats;
 pub mod https;
+pub mod partner_pki;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -61,7 +61,11 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin app
+        --shell /usr/sbin/nologin app \
+    && mkdir /partner-pki && chown 10001:10001 /partner-pki
+# /partner-pki: the compose stack's demo partner CA and credentials, made by
+# mock-suppliers at its first start; a new named volume mounted here takes
+# this directory's owner, so the non-root services can write and read it.
 USER 10001:10001
 WORKDIR /
 # Marks this project's runtime images (scripts/compose-test.sh cleans up by it).

@@ -425,7 +425,8 @@
     timeout: 'timed out',
     error: 'unavailable',
     rate_limited: 'busy',
-    circuit_open: 'paused after failures'
+    circuit_open: 'paused after failures',
+    unauthorized: 'refused our access'
   };
 
   // The terminal event says how each airline's part ended; airlines that did

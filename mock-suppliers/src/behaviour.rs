@@ -44,6 +44,8 @@ pub enum Fault {
     Hang,
     /// 200 with a body that is not valid JSON.
     Malformed,
+    /// 200 with a small gzip body that expands to 64 MiB.
+    GzipBomb,
 }
 
 /// A hanging call gives up after this long and closes the connection without
@@ -73,6 +75,8 @@ pub struct Behaviour {
     pub api_key: Option<String>,
     /// The OAuth2 client whose tokens every call must carry.
     pub oauth: Option<OAuthRule>,
+    /// Answers are gzipped for callers that accept it.
+    pub gzip: bool,
 }
 
 impl Default for Behaviour {
@@ -90,6 +94,7 @@ impl Default for Behaviour {
             bearer: None,
             api_key: None,
             oauth: None,
+            gzip: false,
         }
     }
 }
@@ -118,6 +123,8 @@ pub struct BehaviourPatch {
     /// Required OAuth2 client; `null` for none.
     #[serde(default, deserialize_with = "some")]
     oauth: Option<Option<OAuthRule>>,
+    /// Gzip answers.
+    gzip: Option<bool>,
 }
 
 /// Reads a present field, `null` included, as `Some`, so a patch can clear it.
@@ -168,6 +175,9 @@ impl Behaviour {
         }
         if let Some(oauth) = patch.oauth {
             next.oauth = oauth;
+        }
+        if let Some(gzip) = patch.gzip {
+            next.gzip = gzip;
         }
         *self = next;
         Ok(())

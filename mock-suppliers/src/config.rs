@@ -16,6 +16,7 @@ use timetable::catalogue::CARRIERS;
 use service_runtime::latency_range::LatencyRange;
 
 use crate::behaviour::{Behaviour, BehaviourPatch};
+use crate::https::TlsFiles;
 
 /// Everything the mock can be told from outside.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +27,8 @@ pub struct Config {
     pub behaviours: BTreeMap<&'static str, Behaviour>,
     /// Log line format.
     pub log_format: LogFormat,
+    /// HTTPS instead of HTTP, when a certificate is given.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Config {
@@ -73,8 +76,51 @@ impl Config {
             http_addr,
             behaviours,
             log_format: vars.parse("LOG_FORMAT", LogFormat::Text)?,
+            tls: tls_files(vars)?,
         })
     }
+}
+
+/// `MOCK_HTTPS_ADDR` with `MOCK_TLS_CERT_FILE` and `MOCK_TLS_KEY_FILE` (all
+/// or none), and `MOCK_TLS_CLIENT_CA_FILE` to require client certificates;
+/// checked now.
+fn tls_files<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    let cert = vars.raw("MOCK_TLS_CERT_FILE").filter(|v| !v.is_empty());
+    let key = vars.raw("MOCK_TLS_KEY_FILE").filter(|v| !v.is_empty());
+    let client_ca = vars
+        .raw("MOCK_TLS_CLIENT_CA_FILE")
+        .filter(|v| !v.is_empty());
+    let addr = vars.parse_with("MOCK_HTTPS_ADDR", None, |v| {
+        v.parse()
+            .map(Some)
+            .map_err(|_| "expected host:port, e.g. 0.0.0.0:8443".to_owned())
+    })?;
+    let files = match (cert, key, addr) {
+        (None, None, None) if client_ca.is_none() => return Ok(None),
+        (Some(cert_file), Some(key_file), Some(addr)) => TlsFiles {
+            http2: vars.parse("MOCK_HTTPS_HTTP2", true)?,
+            addr,
+            cert_file,
+            key_file,
+            client_ca_file: client_ca,
+        },
+        _ => {
+            return Err(ConfigError {
+                name: "MOCK_TLS_CERT_FILE",
+                value: vars.raw("MOCK_TLS_CERT_FILE").unwrap_or_default(),
+                reason: "give MOCK_HTTPS_ADDR, MOCK_TLS_CERT_FILE and MOCK_TLS_KEY_FILE together"
+                    .to_owned(),
+            });
+        }
+    };
+    crate::https::acceptor(&files).map_err(|reason| ConfigError {
+        name: "MOCK_TLS_CERT_FILE",
+        value: files.cert_file.clone(),
+        reason,
+    })?;
+    Ok(Some(files))
 }
 
 /// `HTTP_ADDR` alone, for `--healthcheck`, which must not fail on an

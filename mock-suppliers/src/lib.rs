@@ -7,12 +7,16 @@
 //! faults ([`behaviour`]) are set at start ([`config`]) and changed at run time:
 //!
 //! * `GET /healthz`: 200 while the process runs.
-//! * `GET /admin/suppliers`: every airline's behaviour and call count, and the
+//! * `GET /admin/suppliers`: every airline's behaviour and call count, the
 //!   number of TCP connections that carried airline calls (to see whether
-//!   clients pool them).
+//!   clients pool them) and of calls over HTTP/2.
+//!
+//! With `MOCK_HTTPS_ADDR` and a certificate the airline APIs are also served
+//! over HTTPS ([`https`]), optionally requiring client certificates.
 //! * `PATCH /admin/suppliers/<CODE>`: changes one airline's behaviour; the body
 //!   is a JSON object with any of `latency_ms`, `error_rate`, `fault`
-//!   (`none`, `server_error`, `rate_limited`, `hang`, `malformed`),
+//!   (`none`, `server_error`, `rate_limited`, `hang`, `malformed`,
+//!   `gzip_bomb`), `gzip` (gzip answers for callers that accept it),
 //!   `fault_calls`, `retry_after_secs`, `currency` (`IDR`, `EUR`, `USD`, `KWD`),
 //!   and the credentials calls must carry: `bearer`, `api_key`, `oauth`
 //!   (`{"client_id","client_secret","token_lifetime_ms"}`), see [`credentials`].
@@ -28,7 +32,9 @@ pub mod config;
 pub mod credentials;
 pub mod currencies;
 pub mod formats;
+pub mod https;
 pub mod journeys;
+pub mod partner_pki;
 pub mod styles;
 
 use std::sync::Arc;
@@ -52,6 +58,8 @@ pub use config::Config;
 use crate::behaviour::{BehaviourPatch, Board, Fault, HANG_LIMIT, Plan};
 use crate::formats::Format;
 
+/// MiB a gzip bomb expands to.
+const BOMB_MIB: usize = 64;
 /// Largest request body read (admin patches and offers searches are tiny).
 const MAX_BODY: usize = 16 * 1024;
 /// Open connections get this long to finish once the server stops; those
@@ -69,6 +77,8 @@ struct Mock {
     board: Board,
     /// TCP connections that carried at least one airline call since start.
     connections: AtomicU64,
+    /// Airline calls that arrived over HTTP/2.
+    http2_calls: AtomicU64,
     /// Ends hanging calls at shutdown.
     shutdown: CancellationToken,
 }
@@ -83,25 +93,46 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     let mock = Arc::new(Mock {
         board: Board::new(config.behaviours),
         connections: AtomicU64::new(0),
+        http2_calls: AtomicU64::new(0),
         shutdown: shutdown.clone(),
     });
-    http_server::serve(
+    // One service per connection, with its flag for the connection count.
+    let service = move || {
+        let mock = Arc::clone(&mock);
+        let counted = Arc::new(AtomicBool::new(false));
+        service_fn(move |req| {
+            let mock = Arc::clone(&mock);
+            let counted = Arc::clone(&counted);
+            async move { mock.route(req, &counted).await }
+        })
+    };
+    let tls = match &config.tls {
+        Some(files) => match https::listen(files).await {
+            Ok(tls) => Some(tls),
+            Err(error) => {
+                tracing::error!(%error, "cannot serve HTTPS");
+                None
+            }
+        },
+        None => None,
+    };
+    let https = {
+        let service = service.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            if let Some((listener, acceptor)) = tls {
+                https::serve(listener, acceptor, shutdown, service).await;
+            }
+        }
+    };
+    let http = http_server::serve(
         "mock-suppliers",
         listener,
         DRAIN,
         shutdown,
-        move |socket, _| {
-            let mock = Arc::clone(&mock);
-            let counted = Arc::new(AtomicBool::new(false));
-            let service = service_fn(move |req| {
-                let mock = Arc::clone(&mock);
-                let counted = Arc::clone(&counted);
-                async move { mock.route(req, &counted).await }
-            });
-            (socket, service)
-        },
-    )
-    .await;
+        move |socket, _| (socket, service()),
+    );
+    tokio::join!(http, https);
     tracing::info!("mock suppliers stopped");
 }
 
@@ -160,6 +191,7 @@ impl Mock {
         if path == "/admin/suppliers" && method == Method::GET {
             let body = serde_json::json!({
                 "connections": self.connections.load(Ordering::Relaxed),
+                "http2_calls": self.http2_calls.load(Ordering::Relaxed),
                 "suppliers": self.board.snapshot(),
             });
             return Ok(json(StatusCode::OK, body.to_string()));
@@ -192,6 +224,14 @@ impl Mock {
         if method.as_str() != want_method {
             return Ok(error(StatusCode::METHOD_NOT_ALLOWED, "wrong method"));
         }
+        if req.version() == hyper::Version::HTTP_2 {
+            self.http2_calls.fetch_add(1, Ordering::Relaxed);
+        }
+        let gzip = req
+            .headers()
+            .get(hyper::header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
         if !self.board.authorized(carrier.code, req.headers()) {
             return Ok(error(
                 StatusCode::UNAUTHORIZED,
@@ -225,18 +265,20 @@ impl Mock {
             return Err(HungUp);
         }
         tokio::time::sleep(latency).await;
-        Ok(answer(plan, &behaviour, carrier, &request, format))
+        let gzip = gzip && behaviour.gzip;
+        Ok(answer(plan, &behaviour, carrier, &request, format, gzip))
     }
 }
 
 /// The answer `plan` calls for, in `format`, with `behaviour`'s currency and
-/// `Retry-After`.
+/// `Retry-After`; offers are gzipped when `gzip`.
 fn answer(
     plan: Plan,
     behaviour: &behaviour::Behaviour,
     carrier: &timetable::catalogue::Carrier,
     request: &contract::SearchRequest,
     format: Format,
+    gzip: bool,
 ) -> Response<Full<Bytes>> {
     match plan {
         Plan::Answer => {
@@ -249,7 +291,11 @@ fn answer(
                 Format::Flights => formats::flights_body(&flights),
                 Format::Offers => formats::offers_body(&flights),
             };
-            json(StatusCode::OK, body)
+            if gzip {
+                gzipped(json(StatusCode::OK, String::new()), &[body.as_bytes()], 1)
+            } else {
+                json(StatusCode::OK, body)
+            }
         }
         Plan::InternalError => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
         Plan::Fault(Fault::ServerError) => {
@@ -267,11 +313,41 @@ fn answer(
             );
             response
         }
+        // A valid JSON start, then spaces: only a size limit stops a reader.
+        Plan::Fault(Fault::GzipBomb) => gzipped(
+            json(StatusCode::OK, String::new()),
+            &[br#"{"flights":["#, &[b' '; 1024 * 1024]],
+            BOMB_MIB,
+        ),
         Plan::Fault(Fault::Malformed) => {
             json(StatusCode::OK, r#"{"flights":[{"flight_"#.to_owned())
         }
         Plan::Fault(Fault::None | Fault::Hang) => unreachable!("handled above"),
     }
+}
+
+/// `response` with a gzip body of `parts[0]` followed by `repeat` times
+/// `parts[1..]`.
+fn gzipped(
+    mut response: Response<Full<Bytes>>,
+    parts: &[&[u8]],
+    repeat: usize,
+) -> Response<Full<Bytes>> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(parts[0]).expect("writing to memory");
+    for _ in 0..repeat {
+        for part in &parts[1..] {
+            encoder.write_all(part).expect("writing to memory");
+        }
+    }
+    let compressed = encoder.finish().expect("writing to memory");
+    *response.body_mut() = Full::new(Bytes::from(compressed));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_ENCODING,
+        hyper::header::HeaderValue::from_static("gzip"),
+    );
+    response
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, ()> {

@@ -176,7 +176,7 @@ const SHORT_FORM: [(&str, Style); 6] = [
 type ShortForm = (&'static str, Style, String);
 
 /// `GA=http://host:port/ga,JT=…`: each code one of [`SHORT_FORM`], at most
-/// once, each URL plain `http://` with a host.
+/// once, each URL `http://` or `https://` with a host.
 fn parse_supplier_urls(text: &str) -> Result<Vec<ShortForm>, String> {
     let mut urls: Vec<ShortForm> = Vec::new();
     for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
@@ -328,7 +328,7 @@ mod tests {
         for bad in [
             "GA",
             "XX=http://mock/xx",
-            "GA=https://mock/ga",
+            "GA=ftp://mock/ga",
             "GA=mock/ga",
             "GA=http://mock/ga,GA=http://mock/ga2",
             ",",

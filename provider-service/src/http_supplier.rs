@@ -20,6 +20,7 @@
 //! `unauthorized`, never retried. Offers for an airline the supplier may not
 //! sell are dropped and counted.
 
+use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,9 +28,8 @@ use bytes::Bytes;
 use contract::{Flight, SearchRequest};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::StatusCode;
-use hyper::header::RETRY_AFTER;
+use hyper::header::{ACCEPT_ENCODING, CONTENT_ENCODING, HeaderValue, RETRY_AFTER};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use timetable::rng::Rng;
 use tokio::sync::Semaphore;
@@ -41,6 +41,7 @@ use crate::breaker::{Breaker, Permission};
 use crate::metrics::{AIRLINE_NOT_SOLD, DroppedLabel, Metrics, SupplierLabel};
 use crate::supplier::Failure;
 use crate::suppliers_file::SupplierSettings;
+use crate::tls::{Connector, TlsFiles};
 
 /// Largest answer body read; anything longer is an error, not a reason to
 /// buffer without bound.
@@ -52,19 +53,20 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Idle pooled connections are closed after this long.
 const POOL_IDLE: Duration = Duration::from_secs(30);
 
-/// The one HTTP/1.1 client every supplier shares: one keep-alive pool.
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// An HTTP(S) client with its keep-alive pool: one shared by every supplier
+/// on the system roots, one of its own for a supplier with its own TLS files.
+pub type HttpClient = Client<Connector, Full<Bytes>>;
 
-/// Builds the shared client. The pool keeps as many idle connections per host
-/// as may be in use at once: the suppliers' connection limits added up (the
-/// pool is keyed by host, and several suppliers can live behind one gateway).
-/// A smaller cap would close connections after each busy moment and open new
-/// ones the next. Connecting is bounded by the longest supplier timeout; each
-/// call's own timeout bounds it further.
-pub fn client(suppliers: &[SupplierSettings]) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(suppliers.iter().map(|s| s.timeout).max());
+/// Builds a client for `suppliers`, which share `tls`. The pool keeps as many
+/// idle connections per host as may be in use at once: the suppliers'
+/// connection limits added up (the pool is keyed by host, and several
+/// suppliers can live behind one gateway). A smaller cap would close
+/// connections after each busy moment and open new ones the next. Connecting
+/// is bounded by the longest supplier timeout; each call's own timeout bounds
+/// it further. The TLS files were checked when configured.
+pub fn client(suppliers: &[SupplierSettings], tls: &TlsFiles) -> HttpClient {
+    let connector = crate::tls::connector(tls, suppliers.iter().map(|s| s.timeout).max())
+        .expect("TLS files are checked when configured");
     let idle = suppliers
         .iter()
         .fold(0usize, |sum, s| sum.saturating_add(s.max_connections));
@@ -243,6 +245,9 @@ impl HttpSupplier {
         let mut renewed = false;
         loop {
             let mut outgoing = self.adapter.request(&self.base, request);
+            outgoing
+                .headers_mut()
+                .insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
             let fetched = || {
                 self.metrics
                     .supplier_token_fetches
@@ -303,11 +308,22 @@ impl HttpSupplier {
             tracing::debug!(supplier = self.code, %status, "supplier refused the call");
             return Attempt::Final(Failure::Error);
         }
+        let gzip = match response.headers().get(CONTENT_ENCODING) {
+            None => false,
+            Some(v) if v.as_bytes().eq_ignore_ascii_case(b"gzip") => true,
+            Some(v) if v.as_bytes().eq_ignore_ascii_case(b"identity") => false,
+            Some(other) => {
+                tracing::info!(supplier = self.code, encoding = ?other, "answer in an encoding not asked for");
+                return Attempt::Final(Failure::Error);
+            }
+        };
         let body = match Limited::new(response.into_body(), MAX_ANSWER)
             .collect()
             .await
+            .map_err(|e| e.to_string())
+            .and_then(|body| decoded(body.to_bytes(), gzip))
         {
-            Ok(body) => body.to_bytes(),
+            Ok(body) => body,
             Err(error) => {
                 tracing::debug!(supplier = self.code, %error, "supplier answer unreadable");
                 return Attempt::Final(Failure::Error);
@@ -357,6 +373,26 @@ impl HttpSupplier {
     }
 }
 
+/// `body` as sent, or gunzipped when `gzip`. The answer limit applies to the
+/// decompressed bytes too, so a small compressed answer that expands without
+/// bound (a compression bomb) is refused after [`MAX_ANSWER`] bytes.
+fn decoded(body: Bytes, gzip: bool) -> Result<Bytes, String> {
+    if !gzip {
+        return Ok(body);
+    }
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .take(MAX_ANSWER as u64 + 1)
+        .read_to_end(&mut plain)
+        .map_err(|e| format!("bad gzip: {e}"))?;
+    if plain.len() > MAX_ANSWER {
+        return Err(format!(
+            "answer larger than {MAX_ANSWER} bytes once decompressed"
+        ));
+    }
+    Ok(Bytes::from(plain))
+}
+
 /// Full jitter: uniform in `[0, min(max, base·2^retry)]`, so retries of many
 /// searches do not arrive together.
 fn jittered(retry: u32, rng: &mut Rng) -> Duration {
@@ -369,6 +405,24 @@ fn jittered(retry: u32, rng: &mut Rng) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_answers_are_decoded_within_the_limit() {
+        use std::io::Write;
+        let gzip = |plain: &[u8]| {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            encoder.write_all(plain).unwrap();
+            Bytes::from(encoder.finish().unwrap())
+        };
+        let body = br#"{"flights":[]}"#;
+        assert_eq!(decoded(gzip(body), true).unwrap(), &body[..]);
+        assert_eq!(decoded(Bytes::from_static(body), false).unwrap(), &body[..]);
+        let bomb = gzip(&vec![b' '; MAX_ANSWER + 1]);
+        assert!(bomb.len() < 64 * 1024, "a bomb is small: {}", bomb.len());
+        assert!(decoded(bomb, true).unwrap_err().contains("decompressed"));
+        assert!(decoded(Bytes::from_static(b"not gzip"), true).is_err());
+    }
 
     #[test]
     fn backoff_is_jittered_below_a_growing_ceiling() {

@@ -20,7 +20,7 @@
 //!   [`adapters`], with [`auth`] credentials, retries and a [`breaker`] per
 //!   supplier), behind the Redis answer [`cache`]. HTTP suppliers are
 //!   configured in [`suppliers_file`] (or `SUPPLIER_URLS`); their credentials
-//!   are [`secret`]s.
+//!   are [`secret`]s, and HTTPS goes through [`tls`].
 //! * [`admin`], [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 
 pub mod adapters;
@@ -41,6 +41,7 @@ pub mod secret;
 pub mod simulation;
 pub mod supplier;
 pub mod suppliers_file;
+pub mod tls;
 pub mod worker;
 
 use std::sync::Arc;

@@ -211,6 +211,44 @@ impl Metrics {
             "1 while Redis refuses writes (OOM, READONLY, MISCONF)",
             metrics.redis_writes_refused.clone(),
         );
+        metrics.register_suppliers();
+        let registry = &mut metrics.registry;
+        registry.register(
+            "claims",
+            "Idle pending searches this process claimed from another (or a previous) consumer",
+            metrics.claims.clone(),
+        );
+        registry.register(
+            "recovery_sweeps",
+            "Recovery sweeps started over the pending list",
+            metrics.recovery_sweeps.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Queue entries this process moved to the dead-letter stream, by reason",
+            metrics.dead_letters.clone(),
+        );
+        registry.register(
+            "pending_entries",
+            "Entries delivered to the consumer group (any consumer) and not yet acknowledged, as of this process's last sweep",
+            metrics.pending_entries.clone(),
+        );
+        registry.register(
+            "redis_errors",
+            "Redis operations of this process that failed, by operation",
+            metrics.redis_errors.clone(),
+        );
+        registry.register(
+            "redis_up",
+            "1 while both this process's command connection and its queue reader are up, else 0; read at scrape",
+            metrics.redis_up.clone(),
+        );
+    }
+
+    /// Adds the per-supplier series to the registry.
+    fn register_suppliers(&mut self) {
+        let metrics = self;
+        let registry = &mut metrics.registry;
         registry.register(
             "supplier_outcomes",
             "Supplier queries by how they ended, one per supplier per search attempt (cache hits and answers shared with an identical query in flight not counted): answered, timeout, error, rate_limited, circuit_open, unauthorized",
@@ -245,36 +283,6 @@ impl Metrics {
             "supplier_token_fetches",
             "OAuth2 tokens fetched from the supplier's token endpoint",
             metrics.supplier_token_fetches.clone(),
-        );
-        registry.register(
-            "claims",
-            "Idle pending searches this process claimed from another (or a previous) consumer",
-            metrics.claims.clone(),
-        );
-        registry.register(
-            "recovery_sweeps",
-            "Recovery sweeps started over the pending list",
-            metrics.recovery_sweeps.clone(),
-        );
-        registry.register(
-            "dead_letters",
-            "Queue entries this process moved to the dead-letter stream, by reason",
-            metrics.dead_letters.clone(),
-        );
-        registry.register(
-            "pending_entries",
-            "Entries delivered to the consumer group (any consumer) and not yet acknowledged, as of this process's last sweep",
-            metrics.pending_entries.clone(),
-        );
-        registry.register(
-            "redis_errors",
-            "Redis operations of this process that failed, by operation",
-            metrics.redis_errors.clone(),
-        );
-        registry.register(
-            "redis_up",
-            "1 while both this process's command connection and its queue reader are up, else 0; read at scrape",
-            metrics.redis_up.clone(),
         );
     }
 

@@ -7,12 +7,7 @@
 //! secret cannot reach a log line, an error, `/readyz` or a metric by accident.
 
 use std::fmt;
-use std::io::Read;
 use std::path::Path;
-
-/// Largest secret file read: keys and tokens are short, and a bound keeps a
-/// mistaken path (a log file, a device) from being read whole.
-const MAX_SECRET_FILE: u64 = 64 * 1024;
 
 /// A credential's value.
 #[derive(Clone, PartialEq, Eq)]
@@ -72,20 +67,10 @@ pub fn resolve(source: &Source, lookup: impl Fn(&str) -> Option<String>) -> Resu
     Ok(Secret(value.to_owned()))
 }
 
+/// The secret file's text, read under the rules of every file a setting names.
 fn read_file(path: &Path) -> Result<String, String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".to_owned());
-    }
-    let mut text = String::new();
-    file.take(MAX_SECRET_FILE + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| e.to_string())?;
-    if text.len() as u64 > MAX_SECRET_FILE {
-        return Err(format!("larger than {MAX_SECRET_FILE} bytes"));
-    }
-    Ok(text)
+    let bytes = service_runtime::files::read_bounded(path)?;
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
 }
 
 #[cfg(test)]
@@ -110,7 +95,7 @@ mod tests {
             "from-file"
         );
         let err = resolve(&Source::File(dir.to_str().unwrap().into()), |_| None).unwrap_err();
-        assert!(err.contains("not a regular file"), "{err}");
+        assert!(err.contains("expected a regular file"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

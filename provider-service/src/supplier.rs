@@ -67,13 +67,26 @@ pub fn from_config(config: &Config, metrics: &Arc<Metrics>) -> Vec<Supplier> {
             .map(Supplier::Simulated)
             .collect();
     }
-    let client = http_supplier::client(suppliers);
+    let default_tls = crate::tls::TlsFiles::default();
+    let shared: Vec<_> = suppliers
+        .iter()
+        .filter(|s| s.tls.is_default())
+        .cloned()
+        .collect();
+    let shared = http_supplier::client(&shared, &default_tls);
     suppliers
         .iter()
         .map(|settings| {
+            // A supplier with its own CA or client certificate gets its own
+            // client (and pool): TLS settings belong to the connector.
+            let client = if settings.tls.is_default() {
+                shared.clone()
+            } else {
+                http_supplier::client(std::slice::from_ref(settings), &settings.tls)
+            };
             Supplier::Http(Box::new(HttpSupplier::new(
                 settings,
-                client.clone(),
+                client,
                 Arc::clone(metrics),
             )))
         })

@@ -8,8 +8,6 @@
 //! one line naming the file, the supplier and the field. Secrets are named by
 //! where they live (`*_env`, `*_file`) and resolved here ([`crate::secret`]).
 
-use std::io::Read;
-use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -17,10 +15,7 @@ use service_runtime::config::ConfigError;
 
 use crate::adapters::Style;
 use crate::secret::{Secret, Source, resolve};
-
-/// Largest suppliers file read: a regular file of at most 1 MiB, so a wrong
-/// path (a device, a log) cannot stall or exhaust the start.
-const MAX_FILE: u64 = 1024 * 1024;
+use crate::tls::TlsFiles;
 
 /// One partner API, fully resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +44,8 @@ pub struct SupplierSettings {
     pub cache_ttl: Duration,
     /// How calls prove who is asking.
     pub auth: AuthSettings,
+    /// CA and client certificate for HTTPS.
+    pub tls: TlsFiles,
 }
 
 /// A supplier's credentials.
@@ -111,6 +108,7 @@ impl Defaults {
             breaker_open: self.breaker_open,
             cache_ttl: self.cache_ttl,
             auth: AuthSettings::None,
+            tls: TlsFiles::default(),
         }
     }
 }
@@ -138,6 +136,9 @@ struct Entry {
     breaker_failures: Option<u64>,
     breaker_open_ms: Option<u64>,
     cache_ttl_secs: Option<u64>,
+    ca_file: Option<String>,
+    client_cert_file: Option<String>,
+    client_key_file: Option<String>,
     auth: Option<AuthEntry>,
 }
 
@@ -168,25 +169,9 @@ pub fn read(
         value: path.to_owned(),
         reason,
     };
-    let text = read_bounded(Path::new(path)).map_err(fail)?;
+    let bytes = service_runtime::files::read_setting_file("SUPPLIERS_FILE", path)?;
+    let text = String::from_utf8(bytes).map_err(|_| fail("not UTF-8 text".to_owned()))?;
     parse(&text, defaults, lookup).map_err(fail)
-}
-
-/// A regular file of at most [`MAX_FILE`] bytes, as UTF-8.
-fn read_bounded(path: &Path) -> Result<String, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
-    if !meta.is_file() {
-        return Err("not a regular file".to_owned());
-    }
-    let mut text = String::new();
-    file.take(MAX_FILE + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read as UTF-8: {e}"))?;
-    if text.len() as u64 > MAX_FILE {
-        return Err(format!("larger than {MAX_FILE} bytes"));
-    }
-    Ok(text)
 }
 
 /// The suppliers in `text`; the error names the supplier and the field.
@@ -332,6 +317,7 @@ impl Entry {
                 None => AuthSettings::None,
                 Some(auth) => auth.resolve(lookup)?,
             },
+            tls: tls_files(self.ca_file, self.client_cert_file, self.client_key_file)?,
         })
     }
 }
@@ -393,13 +379,38 @@ impl AuthEntry {
     }
 }
 
+/// The TLS files, checked now (readable PEM, a certificate with its key) so
+/// a mistake stops the start rather than every call.
+fn tls_files(
+    ca_file: Option<String>,
+    client_cert_file: Option<String>,
+    client_key_file: Option<String>,
+) -> Result<TlsFiles, FieldError> {
+    let files = TlsFiles {
+        ca_file,
+        client_cert_file,
+        client_key_file,
+    };
+    if !files.is_default() {
+        let field = match (&files.client_cert_file, &files.client_key_file) {
+            (None, None) => "ca_file",
+            _ => "client_cert_file",
+        };
+        crate::tls::client_config(&files).map_err(|why| (field, why))?;
+    }
+    Ok(files)
+}
+
 /// `url` without a trailing `/`, if it is `http://` or `https://` with a host
 /// and no query.
 pub fn base_url(url: &str) -> Result<String, String> {
     let url = url.trim().trim_end_matches('/');
     let uri: hyper::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
-    if uri.scheme_str() != Some("http") || uri.host().is_none() || uri.query().is_some() {
-        return Err(format!("`{url}` must be http://host[:port][/path]"));
+    if !matches!(uri.scheme_str(), Some("http" | "https"))
+        || uri.host().is_none()
+        || uri.query().is_some()
+    {
+        return Err(format!("`{url}` must be http(s)://host[:port][/path]"));
     }
     Ok(url.to_owned())
 }
@@ -624,9 +635,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let err = read(dir.to_str().unwrap(), &defaults(), env).unwrap_err();
         assert_eq!(err.name, "SUPPLIERS_FILE");
-        assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert!(err.to_string().contains("expected a regular file"), "{err}");
         let big = dir.join("big.toml");
-        std::fs::write(&big, vec![b'#'; (MAX_FILE + 1) as usize]).unwrap();
+        let max = service_runtime::files::MAX_SETTING_FILE_BYTES;
+        std::fs::write(&big, vec![b'#'; (max + 1) as usize]).unwrap();
         let err = read(big.to_str().unwrap(), &defaults(), env).unwrap_err();
         assert!(err.to_string().contains("larger than"), "{err}");
         let good = dir.join("good.toml");

@@ -17,6 +17,7 @@ use provider_service::adapters::Style;
 use provider_service::http_supplier::{self, HttpSupplier};
 use provider_service::metrics::Metrics;
 use provider_service::suppliers_file::{Defaults, SupplierSettings};
+use provider_service::tls::TlsFiles;
 use tests::mock_suppliers::MockSuppliers;
 use tests::search_body;
 use tests::sse::{Event, assert_exactly_once};
@@ -95,7 +96,7 @@ async fn ask(
     );
     let supplier = HttpSupplier::new(
         &settings,
-        http_supplier::client(std::slice::from_ref(&settings)),
+        http_supplier::client(std::slice::from_ref(&settings), &TlsFiles::default()),
         Arc::new(Metrics::new(&["SKYHUB"])),
     );
     let deadline = tokio::time::Instant::now() + LIMIT;

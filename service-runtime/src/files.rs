@@ -24,24 +24,27 @@ pub const MAX_SETTING_FILE_BYTES: u64 = 1024 * 1024;
 /// [`ConfigError`] naming both when it is not a regular file, is larger than
 /// [`MAX_SETTING_FILE_BYTES`], or cannot be read.
 pub fn read_setting_file(var: &'static str, path: &str) -> Result<Vec<u8>, ConfigError> {
-    let refuse = |reason: String| ConfigError {
+    read_bounded(Path::new(path)).map_err(|reason| ConfigError {
         name: var,
         value: path.to_owned(),
         reason,
-    };
-    let target = Path::new(path);
+    })
+}
+
+/// Reads the file at `path` whole under the same rules as
+/// [`read_setting_file`]; the error is the reason alone, for callers that name
+/// the file their own way (a file named inside another file).
+pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     // `metadata` follows links and never blocks, unlike opening a FIFO.
-    let metadata =
-        std::fs::metadata(target).map_err(|e| refuse(format!("cannot read the file: {e}")))?;
-    check_kind_and_size(&metadata).map_err(refuse)?;
-    let file =
-        std::fs::File::open(target).map_err(|e| refuse(format!("cannot read the file: {e}")))?;
+    let metadata = std::fs::metadata(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    check_kind_and_size(&metadata)?;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read the file: {e}"))?;
     let mut bytes = Vec::new();
     file.take(MAX_SETTING_FILE_BYTES.saturating_add(1))
         .read_to_end(&mut bytes)
-        .map_err(|e| refuse(format!("cannot read the file: {e}")))?;
+        .map_err(|e| format!("cannot read the file: {e}"))?;
     if bytes.len() as u64 > MAX_SETTING_FILE_BYTES {
-        return Err(refuse(too_large()));
+        return Err(too_large());
     }
     Ok(bytes)
 }

@@ -2,13 +2,28 @@
 //! make an airline slow, failing, rate limited or hanging, and to count the
 //! calls it received.
 
+use std::path::PathBuf;
+
 use crate::http;
+use crate::pki::TestCa;
 use crate::services::{Kind, Service};
 
 /// A running mock-suppliers process, killed on Drop.
 pub struct MockSuppliers {
     /// The process.
     service: Service,
+    /// The HTTPS address and the directory of its certificate files, if any.
+    https: Option<(String, PathBuf)>,
+}
+
+/// How a mock serves HTTPS.
+pub struct HttpsOptions<'a> {
+    /// Signs the server certificate (for 127.0.0.1).
+    pub ca: &'a TestCa,
+    /// Client certificates must be signed by this CA, if given.
+    pub client_ca: Option<&'a TestCa>,
+    /// Offer HTTP/2 by ALPN.
+    pub http2: bool,
 }
 
 impl MockSuppliers {
@@ -16,12 +31,60 @@ impl MockSuppliers {
     pub async fn start(env: &[(&str, &str)]) -> MockSuppliers {
         MockSuppliers {
             service: Service::start(Kind::MockSuppliers, "", env).await,
+            https: None,
         }
     }
 
     /// Where the mock listens, e.g. `http://127.0.0.1:1234`.
     pub fn base_url(&self) -> String {
         self.service.base_url()
+    }
+
+    /// Starts the mock serving the airline APIs over HTTPS too, as `options`
+    /// say, with `env` besides.
+    pub async fn start_https(options: &HttpsOptions<'_>, env: &[(&str, &str)]) -> MockSuppliers {
+        let dir = std::env::temp_dir().join(format!("mock-tls-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("create the certificate directory");
+        let server = options.ca.issue(&["127.0.0.1"]);
+        let write = |name: &str, pem: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).expect("write a PEM file");
+            path.to_str().expect("UTF-8 path").to_owned()
+        };
+        let cert = write("server.pem", &server.cert_pem);
+        let key = write("server.key", &server.key_pem);
+        let addr = format!("127.0.0.1:{}", crate::free_port());
+        let mut vars: Vec<(String, String)> = vec![
+            ("MOCK_HTTPS_ADDR".into(), addr.clone()),
+            ("MOCK_TLS_CERT_FILE".into(), cert),
+            ("MOCK_TLS_KEY_FILE".into(), key),
+            ("MOCK_HTTPS_HTTP2".into(), options.http2.to_string()),
+        ];
+        if let Some(client_ca) = options.client_ca {
+            vars.push((
+                "MOCK_TLS_CLIENT_CA_FILE".into(),
+                write("client-ca.pem", client_ca.pem()),
+            ));
+        }
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        MockSuppliers {
+            service: Service::start(Kind::MockSuppliers, "", &vars).await,
+            https: Some((addr, dir)),
+        }
+    }
+
+    /// The HTTPS base URL of airline `code`'s API.
+    pub fn https_url(&self, code: &str) -> String {
+        let (addr, _) = self.https.as_ref().expect("started with HTTPS");
+        format!("https://{addr}/{}", code.to_ascii_lowercase())
+    }
+
+    /// Airline calls that arrived over HTTP/2.
+    pub async fn http2_calls(&self) -> u64 {
+        self.state().await["http2_calls"]
+            .as_u64()
+            .expect("http2_calls")
     }
 
     /// The base URL of airline `code`'s API, e.g. `http://127.0.0.1:1234/ga`.
@@ -86,5 +149,13 @@ impl MockSuppliers {
         self.state().await["connections"]
             .as_u64()
             .expect("connections")
+    }
+}
+
+impl Drop for MockSuppliers {
+    fn drop(&mut self) {
+        if let Some((_, dir)) = &self.https {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

@@ -1,13 +1,16 @@
 //! provider-service against partner APIs described in `SUPPLIERS_FILE`, all
 //! served by the real `mock-suppliers` process: a supplier added by
-//! configuration alone, the airlines a supplier may sell, and every credential
+//! configuration alone, the airlines a supplier may sell, every credential
 //! mode (static bearer, API key header, OAuth2 client credentials with tokens
-//! that expire mid-run), including credentials the partner refuses.
+//! that expire mid-run), including credentials the partner refuses, and HTTPS
+//! (a private CA, a wrong one, mutual TLS, HTTP/2 and HTTP/1.1 by ALPN, gzip
+//! answers and a gzip bomb).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tests::mock_suppliers::MockSuppliers;
+use tests::mock_suppliers::{HttpsOptions, MockSuppliers};
+use tests::pki::TestCa;
 use tests::search_body;
 use tests::sse::{Event, assert_exactly_once};
 use tests::stack::Stack;
@@ -26,11 +29,16 @@ impl SuppliersFile {
     }
 
     fn path(&self) -> String {
-        self.dir
-            .join("suppliers.toml")
-            .to_str()
-            .expect("UTF-8 path")
-            .to_owned()
+        self.file("suppliers.toml", None)
+    }
+
+    /// The path of `name` in the file's directory, written with `text` if given.
+    fn file(&self, name: &str, text: Option<&str>) -> String {
+        let path = self.dir.join(name);
+        if let Some(text) = text {
+            std::fs::write(&path, text).expect("write a file beside the suppliers file");
+        }
+        path.to_str().expect("UTF-8 path").to_owned()
     }
 }
 
@@ -186,6 +194,12 @@ async fn static_credentials_are_sent_and_a_revoked_one_is_unauthorized() {
         1,
         "unauthorized is not retried"
     );
+    let mut stack = stack;
+    let output = stack.local().providers[0].output();
+    assert!(output.contains("unauthorized") || output.contains("refused our credentials"));
+    for secret in ["ga-t0ken", "jt-k3y"] {
+        assert!(!output.contains(secret), "a secret in the provider's log");
+    }
 }
 
 #[tokio::test]
@@ -232,6 +246,18 @@ async fn oauth2_tokens_expiring_mid_run_are_fetched_once_per_lifetime() {
         "{issued} tokens in {elapsed:?}: more than one fetch per lifetime"
     );
 
+    // Tokens revoked by the partner: the next call gets 401, fetches a new
+    // token once and answers.
+    mock.set(
+        "JT",
+        r#"{"oauth":{"client_id":"flight-search","client_secret":"s3 cret&","token_lifetime_ms":60000}}"#,
+    )
+    .await;
+    let before = mock.tokens_issued("JT").await;
+    let events = search(&stack, day).await;
+    assert_eq!(outcome(&events, "JT"), "answered", "renewed after a 401");
+    assert_eq!(mock.tokens_issued("JT").await, before + 1);
+
     // A revoked client: the token endpoint refuses it.
     mock.set(
         "JT",
@@ -241,4 +267,174 @@ async fn oauth2_tokens_expiring_mid_run_are_fetched_once_per_lifetime() {
     let events = search(&stack, day).await;
     assert_eq!(outcome(&events, "JT"), "unauthorized");
     assert_eq!(events.last().unwrap().status(), "failed");
+}
+
+/// A suppliers file whose TLS files live beside it: `tables` may name
+/// `{dir}` for that directory.
+fn file_with(tables: &str) -> SuppliersFile {
+    let file = SuppliersFile::new("");
+    let text = tables.replace("{dir}", file.dir.to_str().expect("UTF-8 path"));
+    std::fs::write(file.path(), text).expect("write the suppliers file");
+    file
+}
+
+#[tokio::test]
+async fn https_with_a_private_ca_speaks_http2_or_http1_by_alpn_and_gzip() {
+    let ca = TestCa::new("partner CA");
+    let h2 = MockSuppliers::start_https(
+        &HttpsOptions {
+            ca: &ca,
+            client_ca: None,
+            http2: true,
+        },
+        &[("MOCK_LATENCY_MS", "0-10")],
+    )
+    .await;
+    h2.set("GA", r#"{"gzip":true}"#).await;
+    let h1 = MockSuppliers::start_https(
+        &HttpsOptions {
+            ca: &ca,
+            client_ca: None,
+            http2: false,
+        },
+        &[("MOCK_LATENCY_MS", "0-10")],
+    )
+    .await;
+    let file = file_with(&format!(
+        "{}{}{}",
+        supplier(
+            "GA",
+            "flights",
+            &h2.https_url("GA"),
+            r#"["GA"]"#,
+            "ca_file = \"{dir}/ca.pem\""
+        ),
+        supplier(
+            "JT",
+            "offers",
+            &h1.https_url("JT"),
+            r#"["JT"]"#,
+            "ca_file = \"{dir}/ca.pem\""
+        ),
+        supplier(
+            "WRONGCA",
+            "offers",
+            &h1.https_url("QZ"),
+            r#"["QZ"]"#,
+            "ca_file = \"{dir}/other.pem\""
+        ),
+    ));
+    file.file("ca.pem", Some(ca.pem()));
+    file.file("other.pem", Some(TestCa::new("someone else").pem()));
+    let stack = stack(&file, &[]).await;
+    let day = flying_day(0);
+    let events = search(&stack, day).await;
+    assert_eq!(outcome(&events, "GA"), "answered");
+    assert_eq!(outcome(&events, "JT"), "answered");
+    assert_eq!(
+        outcome(&events, "WRONGCA"),
+        "error",
+        "a certificate from another CA is refused"
+    );
+    assert_eq!(
+        h1.calls("QZ").await,
+        0,
+        "no request after a failed handshake"
+    );
+    let request = contract::SearchRequest {
+        from: contract::Iata::parse("CGK").unwrap(),
+        to: contract::Iata::parse("DPS").unwrap(),
+        date: contract::request::parse_date(&tests::date_in(day)).unwrap(),
+        passengers: 1,
+    };
+    let expected = timetable::schedule::flights(&timetable::catalogue::CARRIERS[0], &request);
+    assert_eq!(
+        serde_json::Value::Array(offers(&events, "GA")),
+        serde_json::to_value(expected).unwrap(),
+        "the gzipped answer arrives whole"
+    );
+    assert!(h2.http2_calls().await >= 1, "HTTP/2 when offered");
+    assert_eq!(
+        h1.http2_calls().await,
+        0,
+        "HTTP/1.1 when only that is offered"
+    );
+    assert!(h1.calls("JT").await >= 1);
+}
+
+#[tokio::test]
+async fn mutual_tls_answers_with_the_client_certificate_and_not_without() {
+    let ca = TestCa::new("partner CA");
+    let clients = TestCa::new("our client CA");
+    let mock = MockSuppliers::start_https(
+        &HttpsOptions {
+            ca: &ca,
+            client_ca: Some(&clients),
+            http2: true,
+        },
+        &[("MOCK_LATENCY_MS", "0-10")],
+    )
+    .await;
+    let identity = clients.issue(&["flight-search"]);
+    let file = file_with(&format!(
+        "{}{}",
+        supplier(
+            "GA",
+            "flights",
+            &mock.https_url("GA"),
+            r#"["GA"]"#,
+            "ca_file = \"{dir}/ca.pem\"\nclient_cert_file = \"{dir}/client.pem\"\nclient_key_file = \"{dir}/client.key\"",
+        ),
+        supplier(
+            "ANON",
+            "flights",
+            &mock.https_url("ID"),
+            r#"["ID"]"#,
+            "ca_file = \"{dir}/ca.pem\""
+        ),
+    ));
+    file.file("ca.pem", Some(ca.pem()));
+    file.file("client.pem", Some(&identity.cert_pem));
+    file.file("client.key", Some(&identity.key_pem));
+    let stack = stack(&file, &[]).await;
+    let events = search(&stack, flying_day(0)).await;
+    assert_eq!(outcome(&events, "GA"), "answered");
+    assert_eq!(
+        outcome(&events, "ANON"),
+        "error",
+        "no client certificate, no answer"
+    );
+    assert_eq!(mock.calls("ID").await, 0);
+}
+
+#[tokio::test]
+async fn a_gzip_bomb_is_refused_within_the_answer_limit() {
+    let mock = MockSuppliers::start(&[("MOCK_LATENCY_MS", "0-10")]).await;
+    mock.set("GA", r#"{"gzip":true,"fault":"gzip_bomb"}"#).await;
+    let file = SuppliersFile::new(&format!(
+        "{}{}",
+        supplier("GA", "flights", &mock.api_url("GA"), r#"["GA"]"#, ""),
+        supplier("JT", "offers", &mock.api_url("JT"), r#"["JT"]"#, ""),
+    ));
+    let stack = stack(&file, &[]).await;
+    let day = flying_day(1);
+    let events = search(&stack, day).await;
+    assert_eq!(
+        outcome(&events, "GA"),
+        "error",
+        "64 MiB once decompressed is over the limit"
+    );
+    assert_eq!(outcome(&events, "JT"), "answered");
+    assert_eq!(
+        mock.calls("GA").await,
+        1,
+        "an oversized answer is not retried"
+    );
+    mock.set("GA", r#"{"fault":"none"}"#).await;
+    let events = search(&stack, day).await;
+    assert_eq!(
+        outcome(&events, "GA"),
+        "answered",
+        "the provider is unharmed"
+    );
 }

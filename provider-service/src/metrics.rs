@@ -90,6 +90,11 @@ pub struct Metrics {
     pub searches_waiting_for_writes: Gauge,
     /// 1 while Redis refuses writes (OOM, READONLY, MISCONF); set on scrape.
     pub redis_writes_refused: Gauge,
+    /// Supplier calls that panicked (and ended as `error`), by supplier.
+    pub supplier_panics: Family<SupplierLabel, Counter>,
+    /// Search attempts that panicked outside a supplier call (and ended the
+    /// search with `internal_error`).
+    pub search_panics: Counter,
 }
 
 /// Every `op` label of `redis_errors_total`; each call site of
@@ -135,6 +140,8 @@ impl Metrics {
             redis_up: Gauge::default(),
             searches_waiting_for_writes: Gauge::default(),
             redis_writes_refused: Gauge::default(),
+            supplier_panics: Family::default(),
+            search_panics: Counter::default(),
         };
         metrics.register();
         metrics.start_at_zero(suppliers);
@@ -226,6 +233,16 @@ impl Metrics {
             metrics.redis_errors.clone(),
         );
         registry.register(
+            "supplier_panics",
+            "Supplier calls that panicked and ended as error, by supplier",
+            metrics.supplier_panics.clone(),
+        );
+        registry.register(
+            "search_panics",
+            "Search attempts that panicked outside a supplier call",
+            metrics.search_panics.clone(),
+        );
+        registry.register(
             "redis_up",
             "1 if Redis is reachable for commands and for reading the queue",
             metrics.redis_up.clone(),
@@ -244,11 +261,13 @@ impl Metrics {
             metrics.supplier_circuit_open.get_or_create_owned(&label);
             metrics.supplier_cache_hits.get_or_create_owned(&label);
             metrics.supplier_cache_misses.get_or_create_owned(&label);
+            metrics.supplier_panics.get_or_create_owned(&label);
         }
         for code in [
             contract::EventError::SUPPLIERS_UNAVAILABLE,
             contract::EventError::INVALID_REQUEST,
             contract::EventError::DEAD_LETTERED,
+            contract::EventError::INTERNAL_ERROR,
         ] {
             metrics
                 .searches_failed

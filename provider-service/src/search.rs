@@ -37,8 +37,9 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::cache::AnswerCache;
+use crate::containment;
 use crate::events::{History, ResultStreams};
-use crate::metrics::{CodeLabel, Metrics};
+use crate::metrics::{CodeLabel, Metrics, SupplierLabel};
 use crate::queue::Queue;
 use crate::supplier::{Failure as SupplierFailure, Supplier};
 
@@ -215,7 +216,10 @@ impl Searcher {
             .filter(|s| !history.answered.contains_key(s.code()))
             .map(|s| async move {
                 let answer = self.cache.search(s, request, deadline, &self.metrics);
-                (s.code(), answer.await)
+                let answer = containment::contain(answer)
+                    .await
+                    .unwrap_or_else(|message| self.supplier_panicked(search_id, s, &message));
+                (s.code(), answer)
             })
             .collect();
         let mut ready = Vec::new();
@@ -244,6 +248,28 @@ impl Searcher {
                 .await?;
             record_written(&mut history, &events, &appended);
         }
+    }
+
+    /// Counts and logs a supplier call that panicked; its part of the search
+    /// ends as `error`, like any answer that cannot be used.
+    fn supplier_panicked(
+        &self,
+        search_id: Uuid,
+        supplier: &Supplier,
+        message: &str,
+    ) -> Result<Vec<Flight>, SupplierFailure> {
+        let code = supplier.code();
+        self.metrics
+            .supplier_panics
+            .get_or_create(&SupplierLabel { supplier: code })
+            .inc();
+        tracing::error!(
+            %search_id,
+            supplier = code,
+            panic = message,
+            "supplier call panicked; its part of the search ends as error"
+        );
+        Err(SupplierFailure::Error)
     }
 
     /// Writes `ready` followed by the terminal event the stream calls for. The

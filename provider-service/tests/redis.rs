@@ -16,9 +16,13 @@ use contract::{
 };
 use futures_util::StreamExt;
 use provider_service::Config;
+use provider_service::adapters::{Adapter, BadAnswer};
 use provider_service::events::ResultStreams;
+use provider_service::http_supplier::{self, HttpSupplier};
 use provider_service::metrics::Metrics;
 use provider_service::queue::Queue;
+use provider_service::simulation;
+use provider_service::supplier::Supplier;
 use redis::aio::MultiplexedConnection;
 use service_runtime::config::Vars;
 use service_runtime::redis_connection::RedisConnection;
@@ -43,21 +47,34 @@ struct Provider {
 
 impl Provider {
     async fn start(redis: &RedisServer, extra: &[(&str, &str)]) -> Provider {
-        let mut vars: HashMap<String, String> = [
-            ("REDIS_URL", redis.url()),
-            ("CONSUMER_NAME", format!("test-{}", free_port())),
-            ("MOCK_LATENCY_MS", "0".to_owned()),
-            ("SHUTDOWN_GRACE_SECS", "2".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let config = Config::from_vars(&Vars::new(move |k: &str| vars.get(k).cloned())).unwrap();
+        let config = config(redis, extra);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(provider_service::run(listener, config, shutdown.clone()));
+        Provider {
+            admin,
+            shutdown,
+            task,
+        }
+    }
+
+    /// A provider over `suppliers` instead of those its configuration names.
+    async fn serving(
+        redis: &RedisServer,
+        extra: &[(&str, &str)],
+        suppliers: impl FnOnce(&Config, &Arc<Metrics>) -> Vec<Supplier> + Send + 'static,
+    ) -> Provider {
+        let config = config(redis, extra);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(provider_service::serve(
+            listener,
+            config,
+            suppliers,
+            shutdown.clone(),
+        ));
         Provider {
             admin,
             shutdown,
@@ -85,6 +102,22 @@ impl Provider {
         self.task.await.unwrap().unwrap();
         started.elapsed()
     }
+}
+
+/// The test configuration: `redis`, simulated suppliers without latency, a
+/// short grace period, plus `extra`.
+fn config(redis: &RedisServer, extra: &[(&str, &str)]) -> Config {
+    let mut vars: HashMap<String, String> = [
+        ("REDIS_URL", redis.url()),
+        ("CONSUMER_NAME", format!("test-{}", free_port())),
+        ("MOCK_LATENCY_MS", "0".to_owned()),
+        ("SHUTDOWN_GRACE_SECS", "2".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Config::from_vars(&Vars::new(move |k: &str| vars.get(k).cloned())).unwrap()
 }
 
 fn search(from: &str, to: &str) -> QueuedSearch {
@@ -1057,4 +1090,91 @@ async fn only_consumers_without_pending_entries_are_forgotten() {
     assert_eq!(forgotten, ["gone-1", "gone-2"]);
     assert_eq!(consumers(&mut conn).await, ["busy"]);
     assert_eq!(pending(&mut conn).await, 1);
+}
+
+/// An adapter with a bug: building its request panics, as a parser might on
+/// an answer it did not expect.
+struct Panicking;
+
+impl Adapter for Panicking {
+    fn request(
+        &self,
+        _base: &str,
+        search: &SearchRequest,
+    ) -> hyper::Request<http_body_util::Full<bytes::Bytes>> {
+        panic!("adapter bug for {}", search.from)
+    }
+
+    fn flights(&self, _: &SearchRequest, _: &[u8]) -> Result<Vec<contract::Flight>, BadAnswer> {
+        unreachable!("the request already panicked")
+    }
+}
+
+/// GA over HTTP through [`Panicking`], every other airline simulated.
+fn panicking_ga(config: &Config, metrics: &Arc<Metrics>) -> Vec<Supplier> {
+    let mut suppliers: Vec<Supplier> = simulation::all(config.mock_latency, 0.0)
+        .into_iter()
+        .filter(|s| s.code() != "GA")
+        .map(Supplier::Simulated)
+        .collect();
+    suppliers.push(Supplier::Http(Box::new(HttpSupplier::new(
+        "GA",
+        "http://127.0.0.1:1/ga".to_owned(),
+        Box::new(Panicking),
+        http_supplier::client(&config.suppliers),
+        &config.suppliers,
+        Arc::clone(metrics),
+    ))));
+    suppliers
+}
+
+/// The `suppliers` report of the search's terminal event.
+async fn report(conn: &mut MultiplexedConnection, id: Uuid) -> SupplierOutcomes {
+    let last: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XREVRANGE")
+        .arg(results_key(id))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(conn)
+        .await
+        .unwrap();
+    contract::supplier_report(&last[0].1["data"])
+}
+
+#[tokio::test]
+async fn a_panicking_supplier_ends_as_error_and_the_rest_still_answer() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connection().await;
+    // One slot: were a panic to keep it, the second search would never start.
+    let provider = Provider::serving(&redis, &[("PROVIDER_CONCURRENCY", "1")], panicking_ga).await;
+    for route in [("CGK", "DPS"), ("SUB", "UPG"), ("CGK", "KNO")] {
+        let q = search(route.0, route.1);
+        enqueue_search(&mut conn, &q).await;
+        let seen = finished(&conn, q.search_id).await;
+        let (suppliers, offers) = answers(&seen);
+        assert_eq!(suppliers.len(), 5, "{suppliers:?}");
+        assert!(!suppliers.contains(&"GA".to_owned()));
+        assert_eq!(
+            seen.last().unwrap().kind,
+            EventKind::Completed {
+                total_results: offers
+            }
+        );
+        let outcomes = report(&mut conn, q.search_id).await;
+        assert_eq!(outcomes.get("GA"), Some(&SupplierOutcome::Error));
+        assert_eq!(outcomes.get("JT"), Some(&SupplierOutcome::Answered));
+    }
+    nothing_pending(&conn).await;
+    let (_, metrics) = provider.get("/metrics").await;
+    for line in [
+        r#"flight_search_provider_supplier_panics_total{supplier="GA"} 3"#,
+        "flight_search_provider_searches_completed_total 3",
+        "flight_search_provider_search_panics_total 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    let (status, _) = provider.get("/readyz").await;
+    assert_eq!(status, 200);
+    provider.stop().await;
 }

@@ -11,9 +11,9 @@
 //!   JSON body, answering `{"offers":[…]}` with local times and separate UTC
 //!   offsets and the fare per adult as a decimal string.
 //!
-//! Adapters check what they are given: offers for another route, with fewer
-//! seats than the party, or with times that do not parse are dropped, and the
-//! total price is always computed here, never trusted.
+//! Adapters only translate: the total price is computed here, never trusted,
+//! and every offer then passes the [`crate::offer_check`] (route, seats,
+//! times, airline, price, …), one check for every format.
 
 use bytes::Bytes;
 use contract::{Airline, Flight, Price, SearchRequest};
@@ -21,8 +21,6 @@ use http_body_util::Full;
 use hyper::Request;
 use hyper::header::{ACCEPT, CONTENT_TYPE};
 use serde::Deserialize;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// Airlines with an adapter, the codes `SUPPLIER_URLS` accepts.
 pub const AIRLINES: &[&str] = &["GA", "JT", "QZ", "ID", "QG", "SJ"];
@@ -80,12 +78,11 @@ impl Adapter for FlightsApi {
         Ok(answer
             .flights
             .into_iter()
-            .filter(|f| valid_time(&f.departure_time) && valid_time(&f.arrival_time))
-            .filter_map(|mut f| {
-                f.price.total = f.price.amount.checked_mul(u64::from(search.passengers))?;
-                Some(f)
+            .map(|mut f| {
+                // Saturating: a fare that large fails the offer check anyway.
+                f.price.total = f.price.amount.saturating_mul(u64::from(search.passengers));
+                f
             })
-            .filter(|f| fits(search, f))
             .collect())
     }
 }
@@ -133,21 +130,22 @@ struct Fare {
 }
 
 impl Point {
-    /// RFC 3339 with the airport's offset, if the parts make one.
-    fn time(&self) -> Option<String> {
-        let text = format!("{}{}", self.local_time, self.utc_offset);
-        valid_time(&text).then_some(text)
+    /// RFC 3339 with the airport's offset, if the parts make one (the offer
+    /// check parses it).
+    fn time(&self) -> String {
+        format!("{}{}", self.local_time, self.utc_offset)
     }
 }
 
-/// `"1385000.00"` as whole units; a fare with a non-zero minor part is refused
-/// (IDR has no minor unit in use, so one would be a supplier error).
-fn whole_units(text: &str) -> Option<u64> {
+/// `"1385000.00"` as whole units; a fare with a non-zero minor part, or
+/// that is no number, is zero (IDR has no minor unit in use, so one would be
+/// a supplier error), which the offer check refuses and counts.
+fn whole_units(text: &str) -> u64 {
     let (units, minor) = text.split_once('.').unwrap_or((text, ""));
     if !minor.bytes().all(|b| b == b'0') {
-        return None;
+        return 0;
     }
-    units.parse().ok()
+    units.parse().unwrap_or(0)
 }
 
 impl Adapter for OffersApi {
@@ -171,16 +169,16 @@ impl Adapter for OffersApi {
         Ok(answer
             .offers
             .into_iter()
-            .filter_map(|o| {
-                let amount = whole_units(&o.fare.per_adult)?;
-                Some(Flight {
+            .map(|o| {
+                let amount = whole_units(&o.fare.per_adult);
+                Flight {
                     flight_number: o.flight_no,
                     airline: Airline {
                         code: o.carrier.iata,
                         name: o.carrier.name,
                     },
-                    departure_time: o.departure.time()?,
-                    arrival_time: o.arrival.time()?,
+                    departure_time: o.departure.time(),
+                    arrival_time: o.arrival.time(),
                     from: o.departure.airport,
                     to: o.arrival.airport,
                     duration_minutes: o.duration_minutes,
@@ -188,30 +186,19 @@ impl Adapter for OffersApi {
                     seats_available: o.seats_left,
                     price: Price {
                         amount,
-                        total: amount.checked_mul(u64::from(search.passengers))?,
+                        total: amount.saturating_mul(u64::from(search.passengers)),
                         currency: o.fare.currency,
                     },
-                })
+                }
             })
-            .filter(|f| fits(search, f))
             .collect())
     }
-}
-
-fn valid_time(text: &str) -> bool {
-    OffsetDateTime::parse(text, &Rfc3339).is_ok()
-}
-
-/// True if and only if `flight` answers `search`: its route, enough seats.
-fn fits(search: &SearchRequest, flight: &Flight) -> bool {
-    flight.from == search.from.as_str()
-        && flight.to == search.to.as_str()
-        && flight.seats_available >= u32::from(search.passengers)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::offer_check::{Rejection, check};
     use contract::Iata;
 
     fn search(passengers: u8) -> SearchRequest {
@@ -255,13 +242,23 @@ mod tests {
            "arrival":{"airport":"DPS","localTime":"2026-12-10T11:45:00","utcOffset":"+08:00"},
            "durationMinutes":105,"stops":0,"seatsLeft":9,"fare":{"perAdult":"10.50","currency":"IDR"}}]}"#;
         let flights = OffersApi.flights(&search(2), body).unwrap();
-        assert_eq!(flights.len(), 1, "the fare with a minor part is dropped");
         let f = &flights[0];
         assert_eq!(f.departure_time, "2026-12-10T08:00:00+07:00");
         assert_eq!(f.arrival_time, "2026-12-10T10:45:00+08:00");
         assert_eq!((f.price.amount, f.price.total), (1_041_000, 2_082_000));
-        assert!(
-            OffersApi.flights(&search(3), body).unwrap().is_empty(),
+        assert_eq!(check("JT", &search(2), f), Ok(()));
+        assert_eq!(
+            check("JT", &search(2), &flights[1]),
+            Err(Rejection::Price),
+            "the fare with a minor part is refused"
+        );
+        assert_eq!(
+            check(
+                "JT",
+                &search(3),
+                &OffersApi.flights(&search(3), body).unwrap()[0]
+            ),
+            Err(Rejection::Seats),
             "too few seats for three"
         );
         assert!(OffersApi.flights(&search(1), br#"{"flights":[]}"#).is_err());
@@ -284,15 +281,11 @@ mod tests {
                 .flights(&request, br#"{"flights":[{"flight_"#)
                 .is_err()
         );
-        let other_route = search(2);
         let body = serde_json::json!({ "flights": flights }).to_string();
-        let mut reversed = other_route;
+        let mut reversed = search(2);
         std::mem::swap(&mut reversed.from, &mut reversed.to);
-        assert!(
-            FlightsApi
-                .flights(&reversed, body.as_bytes())
-                .unwrap()
-                .is_empty()
-        );
+        for f in FlightsApi.flights(&reversed, body.as_bytes()).unwrap() {
+            assert_eq!(check("GA", &reversed, &f), Err(Rejection::Route));
+        }
     }
 }

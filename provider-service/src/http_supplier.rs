@@ -33,6 +33,7 @@ use crate::adapters::Adapter;
 use crate::breaker::{Breaker, Permission};
 use crate::config::SupplierConfig;
 use crate::metrics::{Metrics, SupplierLabel};
+use crate::offer_check;
 use crate::supplier::Failure;
 
 /// Largest answer body read; anything longer is an error, not a reason to
@@ -247,7 +248,12 @@ impl HttpSupplier {
             }
         };
         match self.adapter.flights(request, &body) {
-            Ok(flights) => Attempt::Answered(flights),
+            Ok(flights) => Attempt::Answered(offer_check::keep(
+                self.code,
+                request,
+                flights,
+                &self.metrics,
+            )),
             Err(error) => {
                 tracing::info!(supplier = self.code, %error, "supplier answer malformed");
                 Attempt::Final(Failure::Error)

@@ -17,7 +17,8 @@
 //! * [`supplier`]: the supplier call boundary, with two implementations:
 //!   [`simulation`] (in-process, over the `timetable` crate; the default) and
 //!   [`http_supplier`] (airline APIs over HTTP through per-airline
-//!   [`adapters`], with retries and a [`breaker`] per supplier), behind the
+//!   [`adapters`], whose offers all pass the [`offer_check`], with retries
+//!   and a [`breaker`] per supplier), behind the
 //!   Redis answer [`cache`].
 //! * [`containment`]: panics end one supplier's part, or one search, only.
 //! * [`admin`], [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
@@ -33,6 +34,7 @@ pub mod dead_letter;
 pub mod events;
 pub mod http_supplier;
 pub mod metrics;
+pub mod offer_check;
 pub mod queue;
 pub mod recovery;
 pub mod search;

@@ -36,6 +36,15 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// Label for offers dropped by the offer checks.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectionLabel {
+    /// Airline code of the supplier.
+    pub supplier: &'static str,
+    /// A `Rejection` name.
+    pub reason: &'static str,
+}
+
 /// Label for dead letters.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -95,6 +104,8 @@ pub struct Metrics {
     /// Search attempts that panicked outside a supplier call (and ended the
     /// search with `internal_error`).
     pub search_panics: Counter,
+    /// Supplier offers dropped by the offer checks, by supplier and reason.
+    pub supplier_offers_rejected: Family<RejectionLabel, Counter>,
 }
 
 /// Every `op` label of `redis_errors_total`; each call site of
@@ -142,8 +153,10 @@ impl Metrics {
             redis_writes_refused: Gauge::default(),
             supplier_panics: Family::default(),
             search_panics: Counter::default(),
+            supplier_offers_rejected: Family::default(),
         };
         metrics.register();
+        metrics.register_guards();
         metrics.start_at_zero(suppliers);
         metrics
     }
@@ -233,6 +246,18 @@ impl Metrics {
             metrics.redis_errors.clone(),
         );
         registry.register(
+            "redis_up",
+            "1 if Redis is reachable for commands and for reading the queue",
+            metrics.redis_up.clone(),
+        );
+    }
+
+    /// Adds the series of the guards against bad supplier answers: panics,
+    /// offers dropped by the offer check.
+    fn register_guards(&mut self) {
+        let metrics = self;
+        let registry = &mut metrics.registry;
+        registry.register(
             "supplier_panics",
             "Supplier calls that panicked and ended as error, by supplier",
             metrics.supplier_panics.clone(),
@@ -243,9 +268,9 @@ impl Metrics {
             metrics.search_panics.clone(),
         );
         registry.register(
-            "redis_up",
-            "1 if Redis is reachable for commands and for reading the queue",
-            metrics.redis_up.clone(),
+            "supplier_offers_rejected",
+            "Supplier offers dropped by the offer checks, by supplier and reason",
+            metrics.supplier_offers_rejected.clone(),
         );
     }
 
@@ -262,6 +287,14 @@ impl Metrics {
             metrics.supplier_cache_hits.get_or_create_owned(&label);
             metrics.supplier_cache_misses.get_or_create_owned(&label);
             metrics.supplier_panics.get_or_create_owned(&label);
+            for reason in crate::offer_check::Rejection::ALL {
+                metrics
+                    .supplier_offers_rejected
+                    .get_or_create_owned(&RejectionLabel {
+                        supplier,
+                        reason: reason.as_str(),
+                    });
+            }
         }
         for code in [
             contract::EventError::SUPPLIERS_UNAVAILABLE,

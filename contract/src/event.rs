@@ -163,6 +163,9 @@ pub enum SupplierOutcome {
     RateLimited,
     /// It was not asked: its circuit breaker is open after repeated failures.
     CircuitOpen,
+    /// It answered, but more than the provider keeps: its `result` event
+    /// holds the first offers only.
+    Truncated,
 }
 
 impl SupplierOutcome {
@@ -174,6 +177,7 @@ impl SupplierOutcome {
             SupplierOutcome::Error => "error",
             SupplierOutcome::RateLimited => "rate_limited",
             SupplierOutcome::CircuitOpen => "circuit_open",
+            SupplierOutcome::Truncated => "truncated",
         }
     }
 }

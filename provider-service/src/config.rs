@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use service_runtime::config::{ConfigError, Vars};
+
+use crate::answer_bounds::AnswerBounds;
 use service_runtime::latency_range::LatencyRange;
 use service_runtime::redis_target::RedisTarget;
 use service_runtime::telemetry::LogFormat;
@@ -54,6 +56,8 @@ pub struct Config {
     /// cache. Defaults to 30 s for HTTP suppliers and off for the in-process
     /// simulation, whose answers cost nothing to recompute.
     pub supplier_cache_ttl: Duration,
+    /// How much of each supplier answer a search keeps.
+    pub answer_bounds: AnswerBounds,
 }
 
 /// The supplier side: where the airline APIs are and how patiently to call them.
@@ -118,6 +122,7 @@ impl Config {
                 0..=86_400,
             )?,
             suppliers,
+            answer_bounds: AnswerBounds::from_vars(vars)?,
         })
     }
 }

@@ -20,11 +20,13 @@
 //!   [`adapters`], whose offers all pass the [`offer_check`], with retries
 //!   and a [`breaker`] per supplier), behind the
 //!   Redis answer [`cache`].
+//! * [`answer_bounds`]: how much of an answer a search keeps.
 //! * [`containment`]: panics end one supplier's part, or one search, only.
 //! * [`admin`], [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 
 pub mod adapters;
 pub mod admin;
+pub mod answer_bounds;
 pub mod breaker;
 pub mod cache;
 pub mod config;
@@ -213,6 +215,7 @@ fn worker(
         config.suppliers.deadline,
         AnswerCache::new(link.commands(), config.supplier_cache_ttl),
         Arc::clone(metrics),
+        config.answer_bounds,
     );
     let worker = Arc::new(Worker::new(
         searcher,

@@ -45,6 +45,15 @@ pub struct RejectionLabel {
     pub reason: &'static str,
 }
 
+/// Label for offers cut from answers by a bound.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    /// Airline code of the supplier.
+    pub supplier: &'static str,
+    /// An `answer_bounds::Limit` name.
+    pub limit: &'static str,
+}
+
 /// Label for dead letters.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -106,7 +115,26 @@ pub struct Metrics {
     pub search_panics: Counter,
     /// Supplier offers dropped by the offer checks, by supplier and reason.
     pub supplier_offers_rejected: Family<RejectionLabel, Counter>,
+    /// Offers cut from supplier answers by a bound, by supplier and limit.
+    pub supplier_offers_truncated: Family<LimitLabel, Counter>,
+    /// Size of each `result` event as written, after any cut.
+    pub result_event_bytes: Histogram,
+    /// Size of all events of a search, as of each attempt's last answer.
+    pub search_event_bytes: Histogram,
 }
+
+/// Event sizes, from a few offers to the largest bounds allowed.
+const BYTE_BUCKETS: [f64; 9] = [
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    67_108_864.0,
+];
 
 /// Every `op` label of `redis_errors_total`; each call site of
 /// [`Metrics::redis_error`] names one of these.
@@ -154,6 +182,9 @@ impl Metrics {
             supplier_panics: Family::default(),
             search_panics: Counter::default(),
             supplier_offers_rejected: Family::default(),
+            supplier_offers_truncated: Family::default(),
+            result_event_bytes: Histogram::new(BYTE_BUCKETS),
+            search_event_bytes: Histogram::new(BYTE_BUCKETS),
         };
         metrics.register();
         metrics.register_guards();
@@ -272,6 +303,21 @@ impl Metrics {
             "Supplier offers dropped by the offer checks, by supplier and reason",
             metrics.supplier_offers_rejected.clone(),
         );
+        registry.register(
+            "supplier_offers_truncated",
+            "Offers cut from supplier answers by a bound, by supplier and limit",
+            metrics.supplier_offers_truncated.clone(),
+        );
+        registry.register(
+            "result_event_bytes",
+            "Size of each result event written, after any cut",
+            metrics.result_event_bytes.clone(),
+        );
+        registry.register(
+            "search_event_bytes",
+            "Size of all events of a search, as of each attempt's last answer",
+            metrics.search_event_bytes.clone(),
+        );
     }
 
     /// Creates the labelled series known from the start, so they read zero
@@ -287,6 +333,14 @@ impl Metrics {
             metrics.supplier_cache_hits.get_or_create_owned(&label);
             metrics.supplier_cache_misses.get_or_create_owned(&label);
             metrics.supplier_panics.get_or_create_owned(&label);
+            for limit in crate::answer_bounds::Limit::ALL {
+                metrics
+                    .supplier_offers_truncated
+                    .get_or_create_owned(&LimitLabel {
+                        supplier,
+                        limit: limit.as_str(),
+                    });
+            }
             for reason in crate::offer_check::Rejection::ALL {
                 metrics
                     .supplier_offers_rejected

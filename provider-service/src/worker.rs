@@ -364,6 +364,11 @@ mod tests {
             Duration::from_secs(5),
             AnswerCache::new(conn, Duration::ZERO),
             Arc::clone(metrics),
+            crate::answer_bounds::AnswerBounds {
+                max_offers: 500,
+                max_event_bytes: 1 << 18,
+                max_search_bytes: 1 << 20,
+            },
         );
         let health = RedisHealth::new();
         let worker = Worker::new(searcher, dead_letters, Arc::clone(metrics), health);

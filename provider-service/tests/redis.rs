@@ -1178,3 +1178,86 @@ async fn a_panicking_supplier_ends_as_error_and_the_rest_still_answer() {
     assert_eq!(status, 200);
     provider.stop().await;
 }
+
+#[tokio::test]
+async fn answers_are_cut_to_the_bounds_and_reported_truncated() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connection().await;
+    let provider = Provider::start(
+        &redis,
+        &[
+            ("MAX_OFFERS_PER_ANSWER", "2"),
+            ("MAX_RESULT_EVENT_BYTES", "4096"),
+            ("MAX_SEARCH_EVENT_BYTES", "4096"),
+        ],
+    )
+    .await;
+    let q = search("CGK", "DPS");
+    enqueue_search(&mut conn, &q).await;
+    let seen = finished(&conn, q.search_id).await;
+    let (suppliers, offers) = answers(&seen);
+    assert_eq!(suppliers.len(), 6, "every supplier still has its event");
+    assert_eq!(
+        seen.last().unwrap().kind,
+        EventKind::Completed {
+            total_results: offers
+        }
+    );
+    let result_bytes: usize = seen
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Result { .. }))
+        .map(|e| e.to_json().len())
+        .sum();
+    assert!(result_bytes <= 4096, "{result_bytes}");
+    for event in &seen {
+        if let EventKind::Result { results, .. } = &event.kind {
+            assert!(results.len() <= 2, "{event:?}");
+        }
+    }
+    // An airline is `truncated` exactly when it kept fewer offers than its
+    // timetable has.
+    let outcomes = report(&mut conn, q.search_id).await;
+    let mut by_count = 0;
+    for carrier in timetable::catalogue::CARRIERS {
+        let offered = timetable::schedule::flights(carrier, &q.request).len();
+        let kept = seen
+            .iter()
+            .find_map(|e| match &e.kind {
+                EventKind::Result { supplier, results } if supplier == carrier.code => {
+                    Some(results.len())
+                }
+                _ => None,
+            })
+            .unwrap();
+        let expected = if kept < offered {
+            SupplierOutcome::Truncated
+        } else {
+            SupplierOutcome::Answered
+        };
+        assert_eq!(
+            outcomes[carrier.code], expected,
+            "{}: {kept} of {offered}",
+            carrier.code
+        );
+        by_count += usize::from(offered > 2);
+    }
+    assert!(
+        by_count >= 2,
+        "the route has airlines with more than two flights"
+    );
+    let (_, metrics) = provider.get("/metrics").await;
+    let cut_by_count = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("flight_search_provider_supplier_offers_truncated_total{")
+                && l.contains(r#"limit="offers""#)
+                && !l.ends_with(" 0")
+        })
+        .count();
+    assert!(cut_by_count >= 1, "{metrics}");
+    assert!(
+        metrics.contains(r#"limit="search_bytes"} "#),
+        "some answers were cut by the search's budget"
+    );
+    provider.stop().await;
+}

@@ -380,3 +380,29 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use time::macros::date;
+
+    use super::*;
+    use crate::hostile_input::{bytes_like, config};
+
+    const VALID: &[u8] = br#"{"from":"CGK","to":"DPS","date":"2026-12-10","passengers":2}"#;
+
+    proptest! {
+        #![proptest_config(config(1000))]
+
+        /// No body panics the parser, and what it accepts keeps the rules.
+        #[test]
+        fn no_body_panics_the_request_parser(body in bytes_like(VALID)) {
+            let today = date!(2026 - 11 - 21);
+            if let Ok(request) = SearchRequest::from_json(&body, today) {
+                prop_assert_ne!(request.from, request.to);
+                prop_assert!(PASSENGERS.contains(&u64::from(request.passengers)));
+                prop_assert!(request.date >= today);
+            }
+        }
+    }
+}

@@ -289,3 +289,86 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::{
+        Just, Strategy, any, prop_assert, prop_assert_eq, prop_oneof, proptest,
+    };
+    use proptest::sample::Index;
+    use proptest::test_runner::{Config, RngSeed};
+
+    use super::*;
+    use crate::offer_check::check;
+    use contract::Iata;
+
+    const OFFERS: &str = r#"{"offers":[{"flightNo":"JT 199","carrier":{"iata":"JT","name":"Lion Air"},
+        "departure":{"airport":"CGK","localTime":"2026-12-10T08:00:00","utcOffset":"+07:00"},
+        "arrival":{"airport":"DPS","localTime":"2026-12-10T10:45:00","utcOffset":"+08:00"},
+        "durationMinutes":105,"stops":0,"seatsLeft":9,"fare":{"perAdult":"1041000.00","currency":"IDR"}}]}"#;
+
+    fn search(passengers: u8) -> SearchRequest {
+        SearchRequest {
+            from: Iata::parse("CGK").unwrap(),
+            to: Iata::parse("DPS").unwrap(),
+            date: time::macros::date!(2026 - 12 - 10),
+            passengers,
+        }
+    }
+
+    /// A real answer of each format.
+    fn valid_answers() -> [Vec<u8>; 2] {
+        let flights = timetable::schedule::flights(&timetable::catalogue::CARRIERS[0], &search(1));
+        let flights = serde_json::json!({ "flights": &flights[..2] }).to_string();
+        [flights.into_bytes(), OFFERS.as_bytes().to_vec()]
+    }
+
+    /// Any bytes, or a real answer with up to eight bytes replaced and then
+    /// cut at any point.
+    fn answer() -> impl Strategy<Value = Vec<u8>> {
+        let mutated = (
+            proptest::sample::select(valid_answers().to_vec()),
+            proptest::collection::vec((any::<Index>(), any::<u8>()), 0..8),
+            any::<Index>(),
+        )
+            .prop_map(|(mut bytes, edits, cut)| {
+                for (at, byte) in edits {
+                    let i = at.index(bytes.len());
+                    bytes[i] = byte;
+                }
+                bytes.truncate(cut.index(bytes.len() + 1));
+                bytes
+            });
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..512),
+            mutated,
+            Just(br#"{"offers":[{"flightNo":"JT 1","carrier":{"iata":"JT","name":"L"},"departure":{"airport":"CGK","localTime":"2026-12-10T08:00:00","utcOffset":"+07:00"},"arrival":{"airport":"DPS","localTime":"9999-12-31T23:59:59","utcOffset":"-23:59"},"durationMinutes":4294967295,"stops":255,"seatsLeft":4294967295,"fare":{"perAdult":"18446744073709551615.00","currency":"IDR"}}]}"#.to_vec()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(Config {
+            cases: 1500,
+            rng_seed: RngSeed::Fixed(0x5EED_F00D),
+            failure_persistence: None,
+            ..Config::default()
+        })]
+
+        /// No answer panics either adapter or the offer check, and every
+        /// offer that passes is priced for the party.
+        #[test]
+        fn no_answer_panics_an_adapter(body in answer(), passengers in 1u8..=9) {
+            let request = search(passengers);
+            for (code, adapter) in [("GA", &FlightsApi as &dyn Adapter), ("JT", &OffersApi)] {
+                let Ok(flights) = adapter.flights(&request, &body) else {
+                    continue;
+                };
+                for flight in flights.iter().filter(|f| check(code, &request, f).is_ok()) {
+                    let total = flight.price.amount.checked_mul(u64::from(passengers));
+                    prop_assert_eq!(total, Some(flight.price.total));
+                    prop_assert!(flight.seats_available >= u32::from(passengers));
+                }
+            }
+        }
+    }
+}

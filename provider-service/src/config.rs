@@ -399,3 +399,70 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::{Strategy, any, prop_assert, prop_oneof, proptest};
+    use proptest::test_runner::{Config as Cases, RngSeed};
+
+    use super::*;
+
+    /// Every variable the provider reads, bar the files of the TLS settings.
+    const NAMES: [&str; 21] = [
+        "METRICS_ADDR",
+        "RESULTS_TTL_SECS",
+        "CONSUMER_GROUP",
+        "CONSUMER_NAME",
+        "PROVIDER_CONCURRENCY",
+        "MOCK_LATENCY_MS",
+        "MOCK_FAILURE_RATE",
+        "CLAIM_IDLE_MS",
+        "MAX_DELIVERIES",
+        "SHUTDOWN_GRACE_SECS",
+        "LOG_FORMAT",
+        "SUPPLIER_URLS",
+        "SUPPLIER_TIMEOUT_MS",
+        "SUPPLIER_DEADLINE_MS",
+        "SUPPLIER_RETRIES",
+        "SUPPLIER_MAX_CONNECTIONS",
+        "SUPPLIER_BREAKER_FAILURES",
+        "SUPPLIER_BREAKER_OPEN_MS",
+        "MAX_OFFERS_PER_ANSWER",
+        "MAX_RESULT_EVENT_BYTES",
+        "MAX_SEARCH_EVENT_BYTES",
+    ];
+
+    /// Values: any text, or text made of what numbers and URL lists are
+    /// made of.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[0-9 .eE+-]{0,24}",
+            "([a-zA-Z]{0,3}=(http|https)?:?/{0,2}[a-z0-9:@%.?#/\\[\\]-]{0,30},?){0,3}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(Cases {
+            cases: 1500,
+            rng_seed: RngSeed::Fixed(0x5EED_F00D),
+            failure_persistence: None,
+            ..Cases::default()
+        })]
+
+        /// No value of any variable panics the provider's configuration, and
+        /// what it accepts keeps its own rules.
+        #[test]
+        fn no_value_panics_the_provider_configuration(
+            name in proptest::sample::select(&NAMES[..]),
+            text in value(),
+        ) {
+            let vars = Vars::from_pairs(&[(name, text.as_str())]);
+            if let Ok(c) = Config::from_vars(&vars) {
+                prop_assert!(c.suppliers.deadline >= c.suppliers.timeout);
+                prop_assert!(c.concurrency >= 1);
+                prop_assert!(c.answer_bounds.max_search_bytes >= c.answer_bounds.max_event_bytes);
+            }
+        }
+    }
+}

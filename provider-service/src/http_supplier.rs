@@ -21,7 +21,7 @@ use bytes::Bytes;
 use contract::{Flight, SearchRequest};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::StatusCode;
-use hyper::header::RETRY_AFTER;
+use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -43,6 +43,11 @@ const MAX_ANSWER: usize = 4 * 1024 * 1024;
 const BACKOFF_BASE: Duration = Duration::from_millis(50);
 /// Longest backoff step.
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Longest `Retry-After` taken at its word: longer than any search's deadline
+/// (`SUPPLIER_DEADLINE_MS` is at most 600 s), so such a wait is always
+/// `rate_limited` at once, and small enough that no clock arithmetic on it can
+/// overflow.
+const LONGEST_WAIT: Duration = Duration::from_secs(3600);
 /// Idle pooled connections are closed after this long.
 const POOL_IDLE: Duration = Duration::from_secs(30);
 
@@ -222,13 +227,8 @@ impl HttpSupplier {
         };
         let status = response.status();
         if status == StatusCode::TOO_MANY_REQUESTS {
-            let after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            return Attempt::Retry(Failure::RateLimited, after.or(Some(BACKOFF_MAX)));
+            let after = retry_after(response.headers().get(RETRY_AFTER));
+            return Attempt::Retry(Failure::RateLimited, Some(after));
         }
         if status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED {
             return Attempt::Retry(Failure::Error, None);
@@ -262,6 +262,18 @@ impl HttpSupplier {
     }
 }
 
+/// The wait a 429's `Retry-After` asks for: whole seconds, at most
+/// [`LONGEST_WAIT`] (the header is the supplier's number and may be any
+/// size); the longest backoff step when it is missing or not seconds.
+fn retry_after(value: Option<&HeaderValue>) -> Duration {
+    value
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(BACKOFF_MAX, |secs| {
+            Duration::from_secs(secs).min(LONGEST_WAIT)
+        })
+}
+
 /// Full jitter: uniform in `[0, min(max, base·2^retry)]`, so retries of many
 /// searches do not arrive together.
 fn jittered(retry: u32, rng: &mut Rng) -> Duration {
@@ -273,7 +285,45 @@ fn jittered(retry: u32, rng: &mut Rng) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::{Strategy, any, prop_assert, prop_oneof, proptest};
+    use proptest::test_runner::{Config, RngSeed};
+
     use super::*;
+
+    #[test]
+    fn retry_after_is_whole_seconds_capped_beyond_any_deadline() {
+        let wait = |text: &str| retry_after(Some(&HeaderValue::from_str(text).unwrap()));
+        assert_eq!(wait(" 3 "), Duration::from_secs(3));
+        assert_eq!(wait("18446744073709551615"), LONGEST_WAIT);
+        assert_eq!(wait("Wed, 21 Oct 2026 07:28:00 GMT"), BACKOFF_MAX);
+        assert_eq!(retry_after(None), BACKOFF_MAX);
+        assert!(LONGEST_WAIT > Duration::from_millis(600_000));
+    }
+
+    proptest! {
+        #![proptest_config(Config {
+            cases: 2000,
+            rng_seed: RngSeed::Fixed(0x5EED_F00D),
+            failure_persistence: None,
+            ..Config::default()
+        })]
+
+        /// No header value panics the parser, and no wait it gives can
+        /// overflow the clock.
+        #[test]
+        fn no_retry_after_panics_or_overflows(
+            raw in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..40),
+                "[0-9 ]{0,30}".prop_map(String::into_bytes),
+            ]
+        ) {
+            if let Ok(value) = HeaderValue::from_bytes(&raw) {
+                let wait = retry_after(Some(&value));
+                prop_assert!(wait <= LONGEST_WAIT);
+                prop_assert!(Instant::now().checked_add(wait).is_some());
+            }
+        }
+    }
 
     #[test]
     fn backoff_is_jittered_below_a_growing_ceiling() {

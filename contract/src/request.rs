@@ -219,7 +219,10 @@ fn airport(object: &Map<String, Value>, field: &str, errors: &mut Vec<FieldError
 }
 
 fn date(object: &Map<String, Value>, today: Date, errors: &mut Vec<FieldError>) -> Option<Date> {
-    let last = today + Duration::days(MAX_DAYS_AHEAD);
+    // Checked: a clock near the end of the calendar must not panic a parse.
+    let last = today
+        .checked_add(Duration::days(MAX_DAYS_AHEAD))
+        .unwrap_or(Date::MAX);
     let parsed = match object.get("date") {
         None | Some(Value::Null) => Err("is required".to_owned()),
         Some(Value::String(s)) => match parse_date(s) {

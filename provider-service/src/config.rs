@@ -97,7 +97,10 @@ impl Config {
             consumer_group: name(vars, "CONSUMER_GROUP")?
                 .unwrap_or_else(|| contract::keys::DEFAULT_CONSUMER_GROUP.to_owned()),
             consumer_name: name(vars, "CONSUMER_NAME")?.unwrap_or_else(default_consumer_name),
-            concurrency: vars.int_in("PROVIDER_CONCURRENCY", 64, 1..=10_000)? as usize,
+            concurrency: bounded(
+                vars.int_in("PROVIDER_CONCURRENCY", 64, 1..=10_000)?,
+                usize::MAX,
+            ),
             mock_latency: vars.parse_with(
                 "MOCK_LATENCY_MS",
                 LatencyRange {
@@ -147,12 +150,25 @@ impl SupplierConfig {
             urls: vars.parse_with("SUPPLIER_URLS", Vec::new(), parse_supplier_urls)?,
             timeout,
             deadline,
-            retries: vars.int_in("SUPPLIER_RETRIES", 2, 0..=10)? as u32,
-            max_connections: vars.int_in("SUPPLIER_MAX_CONNECTIONS", 32, 1..=10_000)? as usize,
-            breaker_failures: vars.int_in("SUPPLIER_BREAKER_FAILURES", 5, 1..=1000)? as u32,
+            retries: bounded(vars.int_in("SUPPLIER_RETRIES", 2, 0..=10)?, u32::MAX),
+            max_connections: bounded(
+                vars.int_in("SUPPLIER_MAX_CONNECTIONS", 32, 1..=10_000)?,
+                usize::MAX,
+            ),
+            breaker_failures: bounded(
+                vars.int_in("SUPPLIER_BREAKER_FAILURES", 5, 1..=1000)?,
+                u32::MAX,
+            ),
             breaker_open: vars.millis("SUPPLIER_BREAKER_OPEN_MS", 10_000, 1..=3_600_000)?,
         })
     }
+}
+
+/// A setting already checked against a small range, in the type that uses
+/// it; the largest value of that type if it somehow does not fit, never a
+/// wrapped one.
+fn bounded<T: TryFrom<u64>>(n: u64, largest: T) -> T {
+    T::try_from(n).unwrap_or(largest)
 }
 
 /// `GA=http://host:port/ga,JT=…`: each code an airline with an adapter, at

@@ -299,6 +299,7 @@ impl Searcher {
         let left = self.bounds.max_search_bytes.saturating_sub(gathered.spent);
         let (size, cut) = self.bounds.cut(search_id, &mut kind, left);
         gathered.spent = gathered.spent.saturating_add(size);
+        // A lossy cast is fine for a histogram: sizes are far below 2^52.
         self.metrics.result_event_bytes.observe(size as f64);
         if let Some(cut) = cut {
             self.metrics
@@ -307,7 +308,7 @@ impl Searcher {
                     supplier,
                     limit: cut.limit.as_str(),
                 })
-                .inc_by(cut.dropped as u64);
+                .inc_by(u64::try_from(cut.dropped).unwrap_or(u64::MAX));
             gathered
                 .outcomes
                 .insert(supplier.to_owned(), SupplierOutcome::Truncated);

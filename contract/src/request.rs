@@ -270,6 +270,13 @@ mod tests {
 
     const TODAY: Date = date!(2026 - 11 - 21);
 
+    #[test]
+    fn a_clock_at_the_end_of_the_calendar_does_not_panic_the_parser() {
+        let body = br#"{"from":"CGK","to":"DPS","date":"9999-12-31","passengers":1}"#;
+        let parsed = SearchRequest::from_json(body, Date::MAX).unwrap();
+        assert_eq!(parsed.date, Date::MAX);
+    }
+
     fn check(body: &str) -> Result<SearchRequest, RequestError> {
         SearchRequest::from_json(body.as_bytes(), TODAY)
     }

@@ -224,4 +224,13 @@ mod tests {
         });
         assert!(h.terminal);
     }
+
+    #[test]
+    fn counts_read_from_a_stream_saturate_instead_of_overflowing() {
+        let mut h = History::default();
+        h.answered.insert("GA".into(), u32::MAX);
+        h.answered.insert("JT".into(), 5);
+        assert_eq!(h.total_results(), u32::MAX);
+        assert_eq!(h.tally().answers, 2);
+    }
 }

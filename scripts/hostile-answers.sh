@@ -11,12 +11,13 @@
 #   SEARCHES   concurrent searches (default 20)
 #   SETTLE     seconds to wait after the burst before reading idle RSS (default 5)
 #   PROVIDER_ENV  extra provider settings, e.g. "MAX_OFFERS_PER_ANSWER=100"
+#   PROFILE    which build's binaries (default release; debug works, slower)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 searches=${SEARCHES:-20}
 settle=${SETTLE:-5}
-bin=${CARGO_TARGET_DIR:-target}/release
+bin=${CARGO_TARGET_DIR:-target}/${PROFILE:-release}
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -93,8 +94,8 @@ after=$(rss_kb "$provider" VmRSS)
 
 metrics=$(curl -sf "http://127.0.0.1:$admin_port/metrics")
 truncated=$(echo "$metrics" | awk '/^flight_search_provider_supplier_offers_truncated_total/ { s += $2 } END { print s + 0 }')
-errors=$(echo "$metrics" | awk '/^flight_search_provider_supplier_outcomes_total\{.*outcome="error"/ { s += $2 } END { print s + 0 }')
+outcomes=$(echo "$metrics" | awk -F'outcome="' '/^flight_search_provider_supplier_outcomes_total\{/ { split($2, o, "\""); split($0, v, " "); n[o[1]] += v[2] } END { for (k in n) printf "%s=%d ", k, n[k] }')
 printf 'searches=%s answers=%s body<=4MiB elapsed=%.1fs\n' "$searches" $((searches * 6)) "$elapsed"
 printf 'provider RSS: idle before %d KiB, peak %d KiB, idle %ss after %d KiB (%.2fx before)\n' \
   "$before" "$peak" "$settle" "$after" "$(echo "$after / $before" | bc -l)"
-printf 'offers cut by the bounds: %s; supplier calls ending in error: %s\n' "$truncated" "$errors"
+printf 'offers cut by the bounds: %s; supplier calls by outcome: %s\n' "$truncated" "$outcomes"

@@ -1,8 +1,9 @@
 //! The provider against a real `redis-server` (started per test on a free port):
 //! a fresh search, a search resumed after a crash, poison input (including field
 //! names that are not UTF-8), a search handed out too often, readiness, a
-//! shutdown that runs out of grace and one in the middle of a sweep, and the
-//! consumer group's roster. Most tests drive the same `run` the binary calls;
+//! shutdown that runs out of grace and one in the middle of a sweep, the
+//! consumer group's roster, and hostile suppliers (one whose handling panics,
+//! one asking for a `Retry-After` of `u64::MAX`, answers over the bounds). Most tests drive the same `run` the binary calls;
 //! the catch-up, heartbeat and roster tests use the handles directly.
 
 use std::collections::HashMap;
@@ -1259,5 +1260,73 @@ async fn answers_are_cut_to_the_bounds_and_reported_truncated() {
         metrics.contains(r#"limit="search_bytes"} "#),
         "some answers were cut by the search's budget"
     );
+    provider.stop().await;
+}
+
+/// An HTTP endpoint that answers every request with `429` and a
+/// `Retry-After` of `u64::MAX` seconds, as the adversarial probe did.
+async fn hostile_rate_limiter() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0_u8; 4096];
+                while let Ok(n) = socket.read(&mut request).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let answer = "HTTP/1.1 429 Too Many Requests\r\n\
+                                  Retry-After: 18446744073709551615\r\n\
+                                  Content-Length: 0\r\n\r\n";
+                    if socket.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_retry_after_of_u64_max_is_rate_limited_at_once() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connection().await;
+    let limiter = hostile_rate_limiter().await;
+    let provider = Provider::serving(&redis, &[], move |config, metrics| {
+        let mut suppliers: Vec<Supplier> = simulation::all(config.mock_latency, 0.0)
+            .into_iter()
+            .filter(|s| s.code() != "GA")
+            .map(Supplier::Simulated)
+            .collect();
+        suppliers.push(Supplier::Http(Box::new(HttpSupplier::new(
+            "GA",
+            format!("http://{limiter}/ga"),
+            provider_service::adapters::for_airline("GA").unwrap(),
+            http_supplier::client(&config.suppliers),
+            &config.suppliers,
+            Arc::clone(metrics),
+        ))));
+        suppliers
+    })
+    .await;
+    let q = search("CGK", "DPS");
+    let started = Instant::now();
+    enqueue_search(&mut conn, &q).await;
+    let seen = finished(&conn, q.search_id).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "no wait: {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(
+        seen.last().unwrap().kind,
+        EventKind::Completed { .. }
+    ));
+    let outcomes = report(&mut conn, q.search_id).await;
+    assert_eq!(outcomes["GA"], SupplierOutcome::RateLimited);
+    let (_, metrics) = provider.get("/metrics").await;
+    assert!(metrics.contains("flight_search_provider_supplier_panics_total{supplier=\"GA\"} 0"));
     provider.stop().await;
 }

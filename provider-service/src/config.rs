@@ -56,8 +56,6 @@ pub struct Config {
     /// cache. Defaults to 30 s for HTTP suppliers and off for the in-process
     /// simulation, whose answers cost nothing to recompute.
     pub supplier_cache_ttl: Duration,
-    /// How much of each supplier answer a search keeps.
-    pub answer_bounds: AnswerBounds,
 }
 
 /// The supplier side: where the airline APIs are and how patiently to call them.
@@ -79,6 +77,8 @@ pub struct SupplierConfig {
     pub breaker_failures: u32,
     /// How long an open circuit refuses calls before one probe may pass.
     pub breaker_open: Duration,
+    /// How much of each supplier answer a search keeps.
+    pub answer_bounds: AnswerBounds,
 }
 
 impl Config {
@@ -125,7 +125,6 @@ impl Config {
                 0..=86_400,
             )?,
             suppliers,
-            answer_bounds: AnswerBounds::from_vars(vars)?,
         })
     }
 }
@@ -160,6 +159,7 @@ impl SupplierConfig {
                 u32::MAX,
             ),
             breaker_open: vars.millis("SUPPLIER_BREAKER_OPEN_MS", 10_000, 1..=3_600_000)?,
+            answer_bounds: AnswerBounds::from_vars(vars)?,
         })
     }
 }
@@ -477,7 +477,8 @@ mod properties {
             if let Ok(c) = Config::from_vars(&vars) {
                 prop_assert!(c.suppliers.deadline >= c.suppliers.timeout);
                 prop_assert!(c.concurrency >= 1);
-                prop_assert!(c.answer_bounds.max_search_bytes >= c.answer_bounds.max_event_bytes);
+                let bounds = c.suppliers.answer_bounds;
+                prop_assert!(bounds.max_search_bytes >= bounds.max_event_bytes);
             }
         }
     }

@@ -30,9 +30,10 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::adapters::Adapter;
+use crate::answer_bounds::Limit;
 use crate::breaker::{Breaker, Permission};
 use crate::config::SupplierConfig;
-use crate::metrics::{Metrics, SupplierLabel};
+use crate::metrics::{LimitLabel, Metrics, SupplierLabel};
 use crate::offer_check;
 use crate::supplier::Failure;
 
@@ -99,6 +100,8 @@ pub struct HttpSupplier {
     retries: u32,
     /// Retries and circuit state are counted here.
     metrics: Arc<Metrics>,
+    /// `MAX_OFFERS_PER_ANSWER`.
+    max_offers: usize,
 }
 
 impl HttpSupplier {
@@ -121,6 +124,7 @@ impl HttpSupplier {
             timeout: config.timeout,
             retries: config.retries,
             metrics,
+            max_offers: config.answer_bounds.max_offers,
         }
     }
 
@@ -210,6 +214,28 @@ impl HttpSupplier {
         }
     }
 
+    /// `offers` cut to one more than a search keeps: the search still sees
+    /// that the answer was over the bound (and reports it `truncated`), while
+    /// the rest is freed now rather than held, and cached, until then. The
+    /// offers cut here are counted under the `offers` limit like those the
+    /// search cuts.
+    fn at_most(&self, mut offers: Vec<Flight>) -> Vec<Flight> {
+        let most = self.max_offers.saturating_add(1);
+        if offers.len() > most {
+            let dropped = offers.len().saturating_sub(most);
+            offers.truncate(most);
+            offers.shrink_to_fit();
+            self.metrics
+                .supplier_offers_truncated
+                .get_or_create(&LimitLabel {
+                    supplier: self.code,
+                    limit: Limit::Offers.as_str(),
+                })
+                .inc_by(u64::try_from(dropped).unwrap_or(u64::MAX));
+        }
+        offers
+    }
+
     /// One HTTP exchange, classified.
     async fn call(&self, request: &SearchRequest) -> Attempt {
         let response = match self
@@ -248,12 +274,10 @@ impl HttpSupplier {
             }
         };
         match self.adapter.flights(request, &body) {
-            Ok(flights) => Attempt::Answered(offer_check::keep(
-                self.code,
-                request,
-                flights,
-                &self.metrics,
-            )),
+            Ok(flights) => {
+                let kept = offer_check::keep(self.code, request, flights, &self.metrics);
+                Attempt::Answered(self.at_most(kept))
+            }
             Err(error) => {
                 tracing::info!(supplier = self.code, %error, "supplier answer malformed");
                 Attempt::Final(Failure::Error)

@@ -215,7 +215,7 @@ fn worker(
         config.suppliers.deadline,
         AnswerCache::new(link.commands(), config.supplier_cache_ttl),
         Arc::clone(metrics),
-        config.answer_bounds,
+        config.suppliers.answer_bounds,
     );
     let worker = Arc::new(Worker::new(
         searcher,

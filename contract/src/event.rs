@@ -50,7 +50,8 @@ pub enum EventKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventError {
     /// One of [`EventError::TIMEOUT`], [`EventError::DEAD_LETTERED`],
-    /// [`EventError::INVALID_REQUEST`], [`EventError::SUPPLIERS_UNAVAILABLE`].
+    /// [`EventError::INVALID_REQUEST`], [`EventError::SUPPLIERS_UNAVAILABLE`],
+    /// [`EventError::INTERNAL_ERROR`].
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
@@ -65,6 +66,9 @@ impl EventError {
     pub const INVALID_REQUEST: &'static str = "invalid_request";
     /// Every supplier failed.
     pub const SUPPLIERS_UNAVAILABLE: &'static str = "suppliers_unavailable";
+    /// Processing the search hit a fault in the provider (a panic); the
+    /// search is set aside at once rather than retried into the same fault.
+    pub const INTERNAL_ERROR: &'static str = "internal_error";
 
     /// An error with the given code and message.
     pub fn new(code: &str, message: impl Into<String>) -> Self {
@@ -162,6 +166,9 @@ pub enum SupplierOutcome {
     /// It refused the provider's credentials (401/403, or its token endpoint
     /// refused the client): a configuration matter, not retried.
     Unauthorized,
+    /// It answered, but more than the provider keeps: its `result` event
+    /// holds the first offers only.
+    Truncated,
 }
 
 impl SupplierOutcome {
@@ -174,6 +181,7 @@ impl SupplierOutcome {
             SupplierOutcome::RateLimited => "rate_limited",
             SupplierOutcome::CircuitOpen => "circuit_open",
             SupplierOutcome::Unauthorized => "unauthorized",
+            SupplierOutcome::Truncated => "truncated",
         }
     }
 }

@@ -10,6 +10,8 @@
 pub mod entry_id;
 pub mod event;
 pub mod flight;
+#[cfg(test)]
+mod hostile_input;
 pub mod keys;
 pub mod money;
 pub mod nudge;

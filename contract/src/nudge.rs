@@ -236,3 +236,37 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::hostile_input::{bytes_like, config};
+
+    const VALID: &[u8] = b"6f1c2a9e-8a5b-4c2d-9e7f-0a1b2c3d4e5f 1-1\n1-2 5\nhello\n2-0 2\nhi";
+
+    #[test]
+    fn the_valid_sample_carries_two_entries() {
+        let carried = Nudge::parse(VALID).and_then(|n| n.carried()).unwrap();
+        assert_eq!(carried.entries.len(), 2);
+    }
+
+    proptest! {
+        #![proptest_config(config(1000))]
+
+        /// No payload panics the parser, and what it reads lies within the
+        /// payload, in stream order.
+        #[test]
+        fn no_payload_panics_the_nudge_parser(payload in bytes_like(VALID)) {
+            if let Some(carried) = Nudge::parse(&payload).and_then(|n| n.carried()) {
+                prop_assert!(!carried.entries.is_empty());
+                let data: usize = carried.entries.iter().map(|(_, d)| d.len()).sum();
+                prop_assert!(data <= payload.len());
+                let ids: Vec<EntryId> = carried.entries.iter().map(|(id, _)| *id).collect();
+                prop_assert!(ids.windows(2).all(|w| w[0] < w[1]));
+                prop_assert!(carried.after.is_none_or(|after| after < ids[0]));
+            }
+        }
+    }
+}

@@ -169,3 +169,53 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::hostile_input::{bytes_like, config};
+
+    /// Field names: the real ones, mostly, and now and then any text.
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => proptest::sample::select(
+                &["search_id", "from", "to", "date", "passengers", "requested_at"][..]
+            )
+            .prop_map(str::to_owned),
+            1 => any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config(400))]
+
+        /// No set of fields panics the decoder, and what it decodes is
+        /// written back as the same search.
+        #[test]
+        fn no_fields_panic_the_queued_decoder(
+            fields in proptest::collection::hash_map(
+                name(),
+                prop_oneof![
+                    bytes_like(b"6f1c2a9e-8a5b-4c2d-9e7f-0a1b2c3d4e5f"),
+                    bytes_like(b"CGK"),
+                    bytes_like(b"DPS"),
+                    bytes_like(b"2026-12-10"),
+                    bytes_like(b"2"),
+                ],
+                0..8,
+            )
+        ) {
+            let _ = QueuedSearch::search_id_of(&fields);
+            if let Ok(search) = QueuedSearch::from_fields(&fields) {
+                let again: HashMap<String, Vec<u8>> = search
+                    .to_fields()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.into_bytes()))
+                    .collect();
+                prop_assert_eq!(QueuedSearch::from_fields(&again).ok(), Some(search));
+            }
+        }
+    }
+}

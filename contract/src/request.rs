@@ -219,7 +219,10 @@ fn airport(object: &Map<String, Value>, field: &str, errors: &mut Vec<FieldError
 }
 
 fn date(object: &Map<String, Value>, today: Date, errors: &mut Vec<FieldError>) -> Option<Date> {
-    let last = today + Duration::days(MAX_DAYS_AHEAD);
+    // Checked: a clock near the end of the calendar must not panic a parse.
+    let last = today
+        .checked_add(Duration::days(MAX_DAYS_AHEAD))
+        .unwrap_or(Date::MAX);
     let parsed = match object.get("date") {
         None | Some(Value::Null) => Err("is required".to_owned()),
         Some(Value::String(s)) => match parse_date(s) {
@@ -266,6 +269,13 @@ mod tests {
     use time::macros::date;
 
     const TODAY: Date = date!(2026 - 11 - 21);
+
+    #[test]
+    fn a_clock_at_the_end_of_the_calendar_does_not_panic_the_parser() {
+        let body = br#"{"from":"CGK","to":"DPS","date":"9999-12-31","passengers":1}"#;
+        let parsed = SearchRequest::from_json(body, Date::MAX).unwrap();
+        assert_eq!(parsed.date, Date::MAX);
+    }
 
     fn check(body: &str) -> Result<SearchRequest, RequestError> {
         SearchRequest::from_json(body.as_bytes(), TODAY)
@@ -377,6 +387,32 @@ mod tests {
     fn iata_codes_are_three_ascii_letters() {
         for bad in ["CG", "CGKK", "C1K", "ÇGK", "   "] {
             assert!(Iata::parse(bad).is_none(), "{bad}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use time::macros::date;
+
+    use super::*;
+    use crate::hostile_input::{bytes_like, config};
+
+    const VALID: &[u8] = br#"{"from":"CGK","to":"DPS","date":"2026-12-10","passengers":2}"#;
+
+    proptest! {
+        #![proptest_config(config(1000))]
+
+        /// No body panics the parser, and what it accepts keeps the rules.
+        #[test]
+        fn no_body_panics_the_request_parser(body in bytes_like(VALID)) {
+            let today = date!(2026 - 11 - 21);
+            if let Ok(request) = SearchRequest::from_json(&body, today) {
+                prop_assert_ne!(request.from, request.to);
+                prop_assert!(PASSENGERS.contains(&u64::from(request.passengers)));
+                prop_assert!(request.date >= today);
+            }
         }
     }
 }

@@ -504,3 +504,49 @@ mod tests {
         assert_eq!(app.metrics.hub_feeds_active.get(), 0);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngSeed};
+
+    use super::*;
+
+    /// A fixed seed so CI runs the same cases every time; nothing on disk.
+    fn config(cases: u32) -> Config {
+        Config {
+            cases,
+            rng_seed: RngSeed::Fixed(0x5EED_F00D),
+            failure_persistence: None,
+            ..Config::default()
+        }
+    }
+
+    /// Resume points as clients might send them: any bytes, or text shaped
+    /// like an entry id, with numbers of any size.
+    fn resume_point() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..64),
+            "[0-9]{0,25}-?[0-9]{0,25}[ -]?".prop_map(String::into_bytes),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config(2000))]
+
+        /// No header or query panics the parser, and an id it accepts reads
+        /// back the same from its written form.
+        #[test]
+        fn no_resume_point_panics_the_last_event_id_parser(raw in resume_point()) {
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = HeaderValue::from_bytes(&raw) {
+                headers.insert("last-event-id", value);
+                if let Ok(Some(id)) = last_event_id(&headers, None) {
+                    prop_assert_eq!(id.to_string().parse::<EntryId>().ok(), Some(id));
+                }
+            }
+            let query = format!("a=1&last_event_id={}", String::from_utf8_lossy(&raw));
+            let _ = last_event_id(&HeaderMap::new(), Some(&query));
+        }
+    }
+}

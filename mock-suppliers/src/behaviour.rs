@@ -1,8 +1,8 @@
 //! How each airline's API behaves, and the board that holds it while the mock
 //! runs: latency, a random error rate, and one fault at a time (5xx, 429 with
-//! `Retry-After`, hanging, malformed JSON), optionally for the next few calls
-//! only, and the currency its fares are quoted in. Tests change it at run
-//! time through the admin endpoint.
+//! `Retry-After`, hanging, malformed JSON, an oversized answer, a gzip bomb),
+//! optionally for the next few calls only, and the currency its fares are
+//! quoted in. Tests change it at run time through the admin endpoint.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -46,6 +46,9 @@ pub enum Fault {
     Malformed,
     /// 200 with a small gzip body that expands to 64 MiB.
     GzipBomb,
+    /// 200 with the timetable's offers repeated into a body of just under
+    /// [`crate::OVERSIZED_BYTES`]: a valid answer far larger than any real one.
+    Oversized,
 }
 
 /// A hanging call gives up after this long and closes the connection without
@@ -243,7 +246,7 @@ impl Board {
     pub fn plan(&self, code: &str, rng: &mut Rng) -> Option<(Plan, Duration, Behaviour)> {
         let mut airlines = self.airlines.lock().expect("board poisoned");
         let airline = airlines.get_mut(code)?;
-        airline.calls += 1;
+        airline.calls = airline.calls.saturating_add(1);
         let behaviour = airline.behaviour.clone();
         let plan = match behaviour.fault {
             Fault::None if rng.chance(behaviour.error_rate) => Plan::InternalError,

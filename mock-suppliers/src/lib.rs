@@ -57,11 +57,15 @@ pub use config::Config;
 
 use crate::behaviour::{BehaviourPatch, Board, Fault, HANG_LIMIT, Plan};
 use crate::formats::Format;
+use contract::Flight;
 
 /// MiB a gzip bomb expands to.
 const BOMB_MIB: usize = 64;
 /// Largest request body read (admin patches and offers searches are tiny).
 const MAX_BODY: usize = 16 * 1024;
+/// The size an `oversized` answer stays under: the most provider-service reads
+/// of one answer.
+pub const OVERSIZED_BYTES: usize = 4 * 1024 * 1024;
 /// Open connections get this long to finish once the server stops; those
 /// still open then are closed.
 const DRAIN: Duration = Duration::from_secs(1);
@@ -322,6 +326,10 @@ fn answer(
         Plan::Fault(Fault::Malformed) => {
             json(StatusCode::OK, r#"{"flights":[{"flight_"#.to_owned())
         }
+        Plan::Fault(Fault::Oversized) => {
+            let flights = timetable::schedule::flights(carrier, request);
+            json(StatusCode::OK, oversized_body(format, &flights))
+        }
         Plan::Fault(Fault::None | Fault::Hang) => unreachable!("handled above"),
     }
 }
@@ -348,6 +356,25 @@ fn gzipped(
         hyper::header::HeaderValue::from_static("gzip"),
     );
     response
+}
+
+/// The answer of `format` with `flights` repeated as often as fits in
+/// [`OVERSIZED_BYTES`] (once, if they do not fit even once).
+fn oversized_body(format: Format, flights: &[Flight]) -> String {
+    let body = |flights: &[Flight]| match format {
+        Format::Flights => formats::flights_body(flights),
+        Format::Offers => formats::offers_body(flights),
+    };
+    // The answer with n copies is at most n times the answer with one, which
+    // carries the envelope once more per copy.
+    let copies = (OVERSIZED_BYTES / body(flights).len().max(1)).max(1);
+    let repeated: Vec<Flight> = flights
+        .iter()
+        .cycle()
+        .take(flights.len().saturating_mul(copies))
+        .cloned()
+        .collect();
+    body(&repeated)
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, ()> {

@@ -23,7 +23,9 @@
 //! seats than the party, with times that do not parse, or with a fare that is
 //! not exact in a known currency (`contract::money`) are dropped, and the
 //! total price is always computed here, never trusted. An offer without a seat
-//! count keeps `seats_available` empty rather than inventing one.
+//! count keeps `seats_available` empty rather than inventing one. Every offer
+//! then passes the [`crate::offer_check`] (airline, flight number, times,
+//! price, …), one check for every style.
 
 pub mod flight_offers;
 mod itinerary;
@@ -148,7 +150,6 @@ impl Adapter for FlightsApi {
                 f.price = price;
                 Some(f)
             })
-            .filter(|f| fits(search, f))
             .collect())
     }
 }
@@ -196,10 +197,10 @@ struct Fare {
 }
 
 impl Point {
-    /// RFC 3339 with the airport's offset, if the parts make one.
-    fn time(&self) -> Option<String> {
-        let text = format!("{}{}", self.local_time, self.utc_offset);
-        valid_time(&text).then_some(text)
+    /// RFC 3339 with the airport's offset, if the parts make one (the offer
+    /// check parses it).
+    fn time(&self) -> String {
+        format!("{}{}", self.local_time, self.utc_offset)
     }
 }
 
@@ -242,8 +243,8 @@ impl Adapter for OffersApi {
                         code: o.carrier.iata,
                         name: o.carrier.name,
                     },
-                    departure_time: o.departure.time()?,
-                    arrival_time: o.arrival.time()?,
+                    departure_time: o.departure.time(),
+                    arrival_time: o.arrival.time(),
                     from: o.departure.airport,
                     to: o.arrival.airport,
                     duration_minutes: o.duration_minutes,
@@ -252,7 +253,6 @@ impl Adapter for OffersApi {
                     price,
                 })
             })
-            .filter(|f| fits(search, f))
             .collect())
     }
 }
@@ -261,19 +261,10 @@ fn valid_time(text: &str) -> bool {
     OffsetDateTime::parse(text, &Rfc3339).is_ok()
 }
 
-/// True if and only if `flight` answers `search`: its route, enough seats (or
-/// a seat count the supplier does not give).
-fn fits(search: &SearchRequest, flight: &Flight) -> bool {
-    flight.from == search.from.as_str()
-        && flight.to == search.to.as_str()
-        && flight
-            .seats_available
-            .is_none_or(|seats| seats >= u32::from(search.passengers))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::offer_check::{Rejection, check};
     use contract::Iata;
 
     fn search(passengers: u8) -> SearchRequest {
@@ -331,8 +322,10 @@ mod tests {
         assert_eq!(f.departure_time, "2026-12-10T08:00:00+07:00");
         assert_eq!(f.arrival_time, "2026-12-10T10:45:00+08:00");
         assert_eq!((f.price.amount, f.price.total), (1_041_000, 2_082_000));
-        assert!(
-            OffersApi.flights(&search(3), body).unwrap().is_empty(),
+        assert_eq!(check(&search(2), f), Ok(()));
+        assert_eq!(
+            check(&search(3), &OffersApi.flights(&search(3), body).unwrap()[0]),
+            Err(Rejection::Seats),
             "too few seats for three"
         );
         assert!(OffersApi.flights(&search(1), br#"{"flights":[]}"#).is_err());
@@ -412,15 +405,94 @@ mod tests {
                 .flights(&request, br#"{"flights":[{"flight_"#)
                 .is_err()
         );
-        let other_route = search(2);
         let body = serde_json::json!({ "flights": flights }).to_string();
-        let mut reversed = other_route;
+        let mut reversed = search(2);
         std::mem::swap(&mut reversed.from, &mut reversed.to);
-        assert!(
-            FlightsApi
-                .flights(&reversed, body.as_bytes())
-                .unwrap()
-                .is_empty()
-        );
+        for f in FlightsApi.flights(&reversed, body.as_bytes()).unwrap() {
+            assert_eq!(check(&reversed, &f), Err(Rejection::Route));
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::{
+        Just, Strategy, any, prop_assert, prop_assert_eq, prop_oneof, proptest,
+    };
+    use proptest::sample::Index;
+    use proptest::test_runner::{Config, RngSeed};
+
+    use super::*;
+    use crate::offer_check::check;
+    use contract::Iata;
+
+    const OFFERS: &str = r#"{"offers":[{"flightNo":"JT 199","carrier":{"iata":"JT","name":"Lion Air"},
+        "departure":{"airport":"CGK","localTime":"2026-12-10T08:00:00","utcOffset":"+07:00"},
+        "arrival":{"airport":"DPS","localTime":"2026-12-10T10:45:00","utcOffset":"+08:00"},
+        "durationMinutes":105,"stops":0,"seatsLeft":9,"fare":{"perAdult":"1041000.00","currency":"IDR"}}]}"#;
+
+    fn search(passengers: u8) -> SearchRequest {
+        SearchRequest {
+            from: Iata::parse("CGK").unwrap(),
+            to: Iata::parse("DPS").unwrap(),
+            date: time::macros::date!(2026 - 12 - 10),
+            passengers,
+        }
+    }
+
+    /// A real answer of each format.
+    fn valid_answers() -> [Vec<u8>; 2] {
+        let flights = timetable::schedule::flights(&timetable::catalogue::CARRIERS[0], &search(1));
+        let flights = serde_json::json!({ "flights": &flights[..2] }).to_string();
+        [flights.into_bytes(), OFFERS.as_bytes().to_vec()]
+    }
+
+    /// Any bytes, or a real answer with up to eight bytes replaced and then
+    /// cut at any point.
+    fn answer() -> impl Strategy<Value = Vec<u8>> {
+        let mutated = (
+            proptest::sample::select(valid_answers().to_vec()),
+            proptest::collection::vec((any::<Index>(), any::<u8>()), 0..8),
+            any::<Index>(),
+        )
+            .prop_map(|(mut bytes, edits, cut)| {
+                for (at, byte) in edits {
+                    let i = at.index(bytes.len());
+                    bytes[i] = byte;
+                }
+                bytes.truncate(cut.index(bytes.len() + 1));
+                bytes
+            });
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..512),
+            mutated,
+            Just(br#"{"offers":[{"flightNo":"JT 1","carrier":{"iata":"JT","name":"L"},"departure":{"airport":"CGK","localTime":"2026-12-10T08:00:00","utcOffset":"+07:00"},"arrival":{"airport":"DPS","localTime":"9999-12-31T23:59:59","utcOffset":"-23:59"},"durationMinutes":4294967295,"stops":255,"seatsLeft":4294967295,"fare":{"perAdult":"18446744073709551615.00","currency":"IDR"}}]}"#.to_vec()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(Config {
+            cases: 1500,
+            rng_seed: RngSeed::Fixed(0x5EED_F00D),
+            failure_persistence: None,
+            ..Config::default()
+        })]
+
+        /// No answer panics either adapter or the offer check, and every
+        /// offer that passes is priced for the party.
+        #[test]
+        fn no_answer_panics_an_adapter(body in answer(), passengers in 1u8..=9) {
+            let request = search(passengers);
+            for adapter in [&FlightsApi as &dyn Adapter, &OffersApi] {
+                let Ok(flights) = adapter.flights(&request, &body) else {
+                    continue;
+                };
+                for flight in flights.iter().filter(|f| check(&request, f).is_ok()) {
+                    let total = flight.price.amount.checked_mul(u64::from(passengers));
+                    prop_assert_eq!(total, Some(flight.price.total));
+                    prop_assert!(flight.seats_available.is_none_or(|s| s >= u32::from(passengers)));
+                }
+            }
+        }
     }
 }

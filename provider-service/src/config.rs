@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use service_runtime::config::{ConfigError, Vars};
+
+use crate::answer_bounds::AnswerBounds;
 use service_runtime::latency_range::LatencyRange;
 use service_runtime::redis_target::RedisTarget;
 use service_runtime::telemetry::LogFormat;
@@ -68,6 +70,8 @@ pub struct SupplierConfig {
     /// All supplier calls of one search attempt, retries and waits included,
     /// end this long after it started: the search's own deadline.
     pub deadline: Duration,
+    /// How much of each supplier answer a search keeps.
+    pub answer_bounds: AnswerBounds,
 }
 
 impl Config {
@@ -86,7 +90,10 @@ impl Config {
             consumer_group: name(vars, "CONSUMER_GROUP")?
                 .unwrap_or_else(|| contract::keys::DEFAULT_CONSUMER_GROUP.to_owned()),
             consumer_name: name(vars, "CONSUMER_NAME")?.unwrap_or_else(default_consumer_name),
-            concurrency: vars.int_in("PROVIDER_CONCURRENCY", 64, 1..=10_000)? as usize,
+            concurrency: bounded(
+                vars.int_in("PROVIDER_CONCURRENCY", 64, 1..=10_000)?,
+                usize::MAX,
+            ),
             mock_latency: vars.parse_with(
                 "MOCK_LATENCY_MS",
                 LatencyRange {
@@ -140,9 +147,15 @@ impl SupplierConfig {
         };
         let defaults = Defaults {
             timeout,
-            retries: vars.int_in("SUPPLIER_RETRIES", 2, 0..=10)? as u32,
-            max_connections: vars.int_in("SUPPLIER_MAX_CONNECTIONS", 32, 1..=10_000)? as usize,
-            breaker_failures: vars.int_in("SUPPLIER_BREAKER_FAILURES", 5, 1..=1000)? as u32,
+            retries: bounded(vars.int_in("SUPPLIER_RETRIES", 2, 0..=10)?, u32::MAX),
+            max_connections: bounded(
+                vars.int_in("SUPPLIER_MAX_CONNECTIONS", 32, 1..=10_000)?,
+                usize::MAX,
+            ),
+            breaker_failures: bounded(
+                vars.int_in("SUPPLIER_BREAKER_FAILURES", 5, 1..=1000)?,
+                u32::MAX,
+            ),
             breaker_open: vars.millis("SUPPLIER_BREAKER_OPEN_MS", 10_000, 1..=3_600_000)?,
             cache_ttl: vars.secs("SUPPLIER_CACHE_TTL_SECS", cache_default, 0..=86_400)?,
             deadline,
@@ -157,8 +170,19 @@ impl SupplierConfig {
                 .map(|(code, style, url)| defaults.settings(code, style, url))
                 .collect(),
         };
-        Ok(SupplierConfig { http, deadline })
+        Ok(SupplierConfig {
+            http,
+            deadline,
+            answer_bounds: AnswerBounds::from_vars(vars)?,
+        })
     }
+}
+
+/// A setting already checked against a small range, in the type that uses
+/// it; the largest value of that type if it somehow does not fit, never a
+/// wrapped one.
+fn bounded<T: TryFrom<u64>>(n: u64, largest: T) -> T {
+    T::try_from(n).unwrap_or(largest)
 }
 
 /// The short form's airline APIs (those of `mock-suppliers`) and the style
@@ -425,6 +449,76 @@ mod tests {
         ] {
             let err = config(&[(name, value)]).unwrap_err();
             assert_eq!(err.name, name, "{value}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::{Strategy, any, prop_assert, prop_oneof, proptest};
+    use proptest::test_runner::{Config as Cases, RngSeed};
+
+    use super::*;
+
+    /// Every variable the provider reads, bar the files of the TLS settings.
+    const NAMES: [&str; 21] = [
+        "METRICS_ADDR",
+        "RESULTS_TTL_SECS",
+        "CONSUMER_GROUP",
+        "CONSUMER_NAME",
+        "PROVIDER_CONCURRENCY",
+        "MOCK_LATENCY_MS",
+        "MOCK_FAILURE_RATE",
+        "CLAIM_IDLE_MS",
+        "MAX_DELIVERIES",
+        "SHUTDOWN_GRACE_SECS",
+        "LOG_FORMAT",
+        "SUPPLIER_URLS",
+        "SUPPLIER_TIMEOUT_MS",
+        "SUPPLIER_DEADLINE_MS",
+        "SUPPLIER_RETRIES",
+        "SUPPLIER_MAX_CONNECTIONS",
+        "SUPPLIER_BREAKER_FAILURES",
+        "SUPPLIER_BREAKER_OPEN_MS",
+        "MAX_OFFERS_PER_ANSWER",
+        "MAX_RESULT_EVENT_BYTES",
+        "MAX_SEARCH_EVENT_BYTES",
+    ];
+
+    /// Values: any text, or text made of what numbers and URL lists are
+    /// made of.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[0-9 .eE+-]{0,24}",
+            "([a-zA-Z]{0,3}=(http|https)?:?/{0,2}[a-z0-9:@%.?#/\\[\\]-]{0,30},?){0,3}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(Cases {
+            cases: 1500,
+            rng_seed: RngSeed::Fixed(0x5EED_F00D),
+            failure_persistence: None,
+            ..Cases::default()
+        })]
+
+        /// No value of any variable panics the provider's configuration, and
+        /// what it accepts keeps its own rules.
+        #[test]
+        fn no_value_panics_the_provider_configuration(
+            name in proptest::sample::select(&NAMES[..]),
+            text in value(),
+        ) {
+            let vars = Vars::from_pairs(&[(name, text.as_str())]);
+            if let Ok(c) = Config::from_vars(&vars) {
+                for supplier in &c.suppliers.http {
+                    prop_assert!(c.suppliers.deadline >= supplier.timeout);
+                }
+                prop_assert!(c.concurrency >= 1);
+                let bounds = c.suppliers.answer_bounds;
+                prop_assert!(bounds.max_search_bytes >= bounds.max_event_bytes);
+            }
         }
     }
 }

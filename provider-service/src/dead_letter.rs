@@ -2,8 +2,9 @@
 //! dead-letter stream, a terminal `failed` event for its client, and the
 //! acknowledgement that takes it off the pending list.
 //!
-//! Fresh deliveries use it for entries that do not decode; the recovery sweep
-//! for entries handed out `MAX_DELIVERIES` times.
+//! Fresh deliveries use it for entries that do not decode and for searches
+//! whose processing panicked; the recovery sweep for entries handed out
+//! `MAX_DELIVERIES` times.
 
 use std::sync::Arc;
 
@@ -25,17 +26,21 @@ pub enum DeadLetter {
     Unreadable(&'static str),
     /// It was handed out this many times without being acknowledged.
     MaxDeliveries(u64),
+    /// Processing it panicked, with this message.
+    Panicked(String),
 }
 
 impl DeadLetter {
     /// Every `reason`, so the metric's series exist from start.
-    pub(crate) const REASONS: [&'static str; 2] = ["invalid_request", "max_deliveries_exceeded"];
+    pub(crate) const REASONS: [&'static str; 3] =
+        ["invalid_request", "max_deliveries_exceeded", "panicked"];
 
     /// The `reason` field and metric label.
     fn reason(&self) -> &'static str {
         match self {
             DeadLetter::Invalid(_) | DeadLetter::Unreadable(_) => Self::REASONS[0],
             DeadLetter::MaxDeliveries(_) => Self::REASONS[1],
+            DeadLetter::Panicked(_) => Self::REASONS[2],
         }
     }
 
@@ -44,6 +49,7 @@ impl DeadLetter {
         match self {
             DeadLetter::Invalid(_) | DeadLetter::Unreadable(_) => EventError::INVALID_REQUEST,
             DeadLetter::MaxDeliveries(_) => EventError::DEAD_LETTERED,
+            DeadLetter::Panicked(_) => EventError::INTERNAL_ERROR,
         }
     }
 
@@ -57,6 +63,11 @@ impl DeadLetter {
             DeadLetter::MaxDeliveries(n) => format!(
                 "the search was attempted {n} times without finishing and has been set aside"
             ),
+            // The panic's text stays in the logs and the dead-letter stream:
+            // it is about the provider, not something the client can act on.
+            DeadLetter::Panicked(_) => {
+                "the search hit an internal error and has been set aside".to_owned()
+            }
         };
         EventError::new(self.code(), message)
     }
@@ -69,6 +80,7 @@ impl DeadLetter {
             DeadLetter::MaxDeliveries(n) => {
                 format!("delivered {n} times without an acknowledgement")
             }
+            DeadLetter::Panicked(message) => format!("processing panicked: {message}"),
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct History {
     /// Id of the last stream entry read, where [`ResultStreams::catch_up`]
     /// continues.
     pub last_id: Option<EntryId>,
+    /// Bytes of the events read back, counted against the search's budget.
+    pub bytes: usize,
 }
 
 impl History {
@@ -47,13 +49,16 @@ impl History {
 
     /// Offers over every `result` event.
     pub fn total_results(&self) -> u32 {
-        self.answered.values().sum()
+        // Saturating: the counts come from a stream anything could write to.
+        self.answered
+            .values()
+            .fold(0, |total, offers| total.saturating_add(*offers))
     }
 
     /// The answers and offers read so far, as the append script counts them.
     pub fn tally(&self) -> Tally {
         Tally {
-            answers: self.answered.len() as u32,
+            answers: u32::try_from(self.answered.len()).unwrap_or(u32::MAX),
             offers: u64::from(self.total_results()),
         }
     }
@@ -63,7 +68,8 @@ impl History {
         match kind {
             EventKind::Processing { .. } => self.processing = true,
             EventKind::Result { supplier, results } => {
-                self.answered.insert(supplier.clone(), results.len() as u32);
+                let offers = u32::try_from(results.len()).unwrap_or(u32::MAX);
+                self.answered.insert(supplier.clone(), offers);
             }
             EventKind::Completed { .. } | EventKind::Failed { .. } => self.terminal = true,
         }
@@ -177,6 +183,7 @@ impl ResultStreams {
             let Some(data) = entry.fields.get(DATA_FIELD) else {
                 continue;
             };
+            history.bytes = history.bytes.saturating_add(data.len());
             match serde_json::from_slice::<SearchEvent>(data) {
                 Ok(event) => history.record(&event.kind),
                 Err(error) => tracing::warn!(
@@ -216,5 +223,14 @@ mod tests {
             error: EventError::new(EventError::TIMEOUT, "late"),
         });
         assert!(h.terminal);
+    }
+
+    #[test]
+    fn counts_read_from_a_stream_saturate_instead_of_overflowing() {
+        let mut h = History::default();
+        h.answered.insert("GA".into(), u32::MAX);
+        h.answered.insert("JT".into(), 5);
+        assert_eq!(h.total_results(), u32::MAX);
+        assert_eq!(h.tally().answers, 2);
     }
 }

@@ -36,9 +36,11 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::adapters::Adapter;
+use crate::answer_bounds::Limit;
 use crate::auth::{AuthError, Credentials};
 use crate::breaker::{Breaker, Permission};
-use crate::metrics::{AIRLINE_NOT_SOLD, DroppedLabel, Metrics, SupplierLabel};
+use crate::metrics::{AIRLINE_NOT_SOLD, DroppedLabel, LimitLabel, Metrics, SupplierLabel};
+use crate::offer_check;
 use crate::supplier::Failure;
 use crate::suppliers_file::SupplierSettings;
 use crate::tls::{Connector, TlsFiles};
@@ -50,6 +52,11 @@ const MAX_ANSWER: usize = 4 * 1024 * 1024;
 const BACKOFF_BASE: Duration = Duration::from_millis(50);
 /// Longest backoff step.
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Longest `Retry-After` taken at its word: longer than any search's deadline
+/// (`SUPPLIER_DEADLINE_MS` is at most 600 s), so such a wait is always
+/// `rate_limited` at once, and small enough that no clock arithmetic on it can
+/// overflow.
+const LONGEST_WAIT: Duration = Duration::from_secs(3600);
 /// Idle pooled connections are closed after this long.
 const POOL_IDLE: Duration = Duration::from_secs(30);
 
@@ -112,20 +119,42 @@ pub struct HttpSupplier {
     cache_ttl: Duration,
     /// Retries and circuit state are counted here.
     metrics: Arc<Metrics>,
+    /// `MAX_OFFERS_PER_ANSWER`.
+    max_offers: usize,
 }
 
 impl HttpSupplier {
-    /// The supplier `settings` describe, calling through `client`.
+    /// The supplier `settings` describe, calling through `client`, keeping at
+    /// most `max_offers` offers of an answer (one more, to tell it was cut).
     pub fn new(
         settings: &SupplierSettings,
         client: HttpClient,
         metrics: Arc<Metrics>,
+        max_offers: usize,
+    ) -> HttpSupplier {
+        HttpSupplier::with_adapter(
+            settings,
+            settings.style.adapter(),
+            client,
+            metrics,
+            max_offers,
+        )
+    }
+
+    /// As [`HttpSupplier::new`], speaking through `adapter` instead of the
+    /// one of the settings' style: an API style of the caller's own.
+    pub fn with_adapter(
+        settings: &SupplierSettings,
+        adapter: Box<dyn Adapter>,
+        client: HttpClient,
+        metrics: Arc<Metrics>,
+        max_offers: usize,
     ) -> HttpSupplier {
         let code = settings.code;
         HttpSupplier {
             code,
             base: settings.base_url.clone(),
-            adapter: settings.style.adapter(),
+            adapter,
             client,
             permits: Semaphore::new(settings.max_connections),
             breaker: Breaker::new(code, settings.breaker_failures, settings.breaker_open),
@@ -135,6 +164,7 @@ impl HttpSupplier {
             airlines: settings.airlines.clone(),
             cache_ttl: settings.cache_ttl,
             metrics,
+            max_offers,
         }
     }
 
@@ -239,6 +269,28 @@ impl HttpSupplier {
         }
     }
 
+    /// `offers` cut to one more than a search keeps: the search still sees
+    /// that the answer was over the bound (and reports it `truncated`), while
+    /// the rest is freed now rather than held, and cached, until then. The
+    /// offers cut here are counted under the `offers` limit like those the
+    /// search cuts.
+    fn at_most(&self, mut offers: Vec<Flight>) -> Vec<Flight> {
+        let most = self.max_offers.saturating_add(1);
+        if offers.len() > most {
+            let dropped = offers.len().saturating_sub(most);
+            offers.truncate(most);
+            offers.shrink_to_fit();
+            self.metrics
+                .supplier_offers_truncated
+                .get_or_create(&LimitLabel {
+                    supplier: self.code,
+                    limit: Limit::Offers.as_str(),
+                })
+                .inc_by(u64::try_from(dropped).unwrap_or(u64::MAX));
+        }
+        offers
+    }
+
     /// One HTTP exchange with its credential, classified; a 401 with a
     /// renewable token is tried once more with a new one.
     async fn call(&self, request: &SearchRequest) -> Attempt {
@@ -290,13 +342,8 @@ impl HttpSupplier {
     ) -> Attempt {
         let status = response.status();
         if status == StatusCode::TOO_MANY_REQUESTS {
-            let after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            return Attempt::Retry(Failure::RateLimited, after.or(Some(BACKOFF_MAX)));
+            let after = retry_after(response.headers().get(RETRY_AFTER));
+            return Attempt::Retry(Failure::RateLimited, Some(after));
         }
         if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
             return Attempt::Final(Failure::Unauthorized);
@@ -340,7 +387,9 @@ impl HttpSupplier {
                         })
                         .inc();
                 }
-                Attempt::Answered(self.only_airlines_it_sells(flights))
+                let sold = self.only_airlines_it_sells(flights);
+                let kept = offer_check::keep(self.code, request, sold, &self.metrics);
+                Attempt::Answered(self.at_most(kept))
             }
             Err(error) => {
                 tracing::info!(supplier = self.code, %error, "supplier answer malformed");
@@ -393,6 +442,18 @@ fn decoded(body: Bytes, gzip: bool) -> Result<Bytes, String> {
     Ok(Bytes::from(plain))
 }
 
+/// The wait a 429's `Retry-After` asks for: whole seconds, at most
+/// [`LONGEST_WAIT`] (the header is the supplier's number and may be any
+/// size); the longest backoff step when it is missing or not seconds.
+fn retry_after(value: Option<&HeaderValue>) -> Duration {
+    value
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(BACKOFF_MAX, |secs| {
+            Duration::from_secs(secs).min(LONGEST_WAIT)
+        })
+}
+
 /// Full jitter: uniform in `[0, min(max, base·2^retry)]`, so retries of many
 /// searches do not arrive together.
 fn jittered(retry: u32, rng: &mut Rng) -> Duration {
@@ -404,6 +465,9 @@ fn jittered(retry: u32, rng: &mut Rng) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::{Strategy, any, prop_assert, prop_oneof, proptest};
+    use proptest::test_runner::{Config, RngSeed};
+
     use super::*;
 
     #[test]
@@ -422,6 +486,41 @@ mod tests {
         assert!(bomb.len() < 64 * 1024, "a bomb is small: {}", bomb.len());
         assert!(decoded(bomb, true).unwrap_err().contains("decompressed"));
         assert!(decoded(Bytes::from_static(b"not gzip"), true).is_err());
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_capped_beyond_any_deadline() {
+        let wait = |text: &str| retry_after(Some(&HeaderValue::from_str(text).unwrap()));
+        assert_eq!(wait(" 3 "), Duration::from_secs(3));
+        assert_eq!(wait("18446744073709551615"), LONGEST_WAIT);
+        assert_eq!(wait("Wed, 21 Oct 2026 07:28:00 GMT"), BACKOFF_MAX);
+        assert_eq!(retry_after(None), BACKOFF_MAX);
+        assert!(LONGEST_WAIT > Duration::from_millis(600_000));
+    }
+
+    proptest! {
+        #![proptest_config(Config {
+            cases: 2000,
+            rng_seed: RngSeed::Fixed(0x5EED_F00D),
+            failure_persistence: None,
+            ..Config::default()
+        })]
+
+        /// No header value panics the parser, and no wait it gives can
+        /// overflow the clock.
+        #[test]
+        fn no_retry_after_panics_or_overflows(
+            raw in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..40),
+                "[0-9 ]{0,30}".prop_map(String::into_bytes),
+            ]
+        ) {
+            if let Ok(value) = HeaderValue::from_bytes(&raw) {
+                let wait = retry_after(Some(&value));
+                prop_assert!(wait <= LONGEST_WAIT);
+                prop_assert!(Instant::now().checked_add(wait).is_some());
+            }
+        }
     }
 
     #[test]

@@ -17,23 +17,29 @@
 //! * [`supplier`]: the supplier call boundary, with two implementations:
 //!   [`simulation`] (in-process, over the `timetable` crate; the default) and
 //!   [`http_supplier`] (partner APIs over HTTP through per-style
-//!   [`adapters`], with [`auth`] credentials, retries and a [`breaker`] per
-//!   supplier), behind the Redis answer [`cache`]. HTTP suppliers are
-//!   configured in [`suppliers_file`] (or `SUPPLIER_URLS`); their credentials
-//!   are [`secret`]s, and HTTPS goes through [`tls`].
+//!   [`adapters`], whose offers all pass the [`offer_check`], with [`auth`]
+//!   credentials, retries and a [`breaker`] per supplier), behind the Redis
+//!   answer [`cache`]. HTTP suppliers are configured in [`suppliers_file`]
+//!   (or `SUPPLIER_URLS`); their credentials are [`secret`]s, and HTTPS goes
+//!   through [`tls`].
+//! * [`answer_bounds`]: how much of an answer a search keeps.
+//! * [`containment`]: panics end one supplier's part, or one search, only.
 //! * [`admin`], [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 
 pub mod adapters;
 pub mod admin;
+pub mod answer_bounds;
 pub mod auth;
 pub mod breaker;
 pub mod cache;
 pub mod config;
 pub mod consumer;
+pub mod containment;
 pub mod dead_letter;
 pub mod events;
 pub mod http_supplier;
 pub mod metrics;
+pub mod offer_check;
 pub mod queue;
 pub mod recovery;
 pub mod search;
@@ -64,6 +70,7 @@ use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::recovery::Recovery;
 use crate::search::Searcher;
+use crate::supplier::Supplier;
 use crate::worker::Worker;
 
 /// Why the provider could not run.
@@ -85,7 +92,20 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    serve(admin, config, supplier::from_config, shutdown).await
+}
+
+/// [`run`] with the suppliers made by `suppliers` (given the metrics they
+/// count in) instead of from the configuration: a way to run the provider
+/// over suppliers with another [`adapters::Adapter`].
+pub async fn serve(
+    admin: TcpListener,
+    config: Config,
+    suppliers: impl FnOnce(&Config, &Arc<Metrics>) -> Vec<Supplier>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new(&supplier::codes(&config)));
+    let suppliers = suppliers(&config, &metrics);
     let link = RedisLink::new(&config.redis)?;
     let queue = Queue::new(
         link.commands(),
@@ -95,17 +115,7 @@ pub async fn run(
         Arc::clone(&metrics),
     );
     let health = RedisHealth::new();
-    let results = ResultStreams::new(link.commands(), config.results_ttl, Arc::clone(&metrics));
-    let dead_letters = DeadLetters::new(queue.clone(), results.clone(), Arc::clone(&metrics));
-    let worker = worker(
-        &config,
-        &link,
-        &queue,
-        results,
-        &dead_letters,
-        &metrics,
-        &health,
-    );
+    let (worker, dead_letters) = worker(&config, suppliers, &link, &queue, &metrics, &health);
     let permits = Arc::new(Semaphore::new(config.concurrency));
     let reader = Arc::new(LinkState::new("redis-reader"));
 
@@ -191,31 +201,35 @@ pub async fn run(
     Ok(())
 }
 
-/// The worker that runs searches: asks the configured suppliers through the
-/// answer cache, and dead-letters what cannot be searched.
+/// The worker that runs searches: asks `suppliers` through the answer cache,
+/// and dead-letters what cannot be searched through the [`DeadLetters`] it
+/// returns too.
 fn worker(
     config: &Config,
+    suppliers: Vec<Supplier>,
     link: &RedisLink,
     queue: &Queue,
-    results: ResultStreams,
-    dead_letters: &DeadLetters,
     metrics: &Arc<Metrics>,
     health: &Arc<RedisHealth>,
-) -> Arc<Worker> {
+) -> (Arc<Worker>, DeadLetters) {
+    let results = ResultStreams::new(link.commands(), config.results_ttl, Arc::clone(metrics));
+    let dead_letters = DeadLetters::new(queue.clone(), results.clone(), Arc::clone(metrics));
     let searcher = Searcher::new(
         queue.clone(),
         results,
-        supplier::from_config(config, metrics),
+        suppliers,
         config.suppliers.deadline,
         AnswerCache::new(link.commands(), config.supplier_cache_ttl),
         Arc::clone(metrics),
+        config.suppliers.answer_bounds,
     );
-    Arc::new(Worker::new(
+    let worker = Arc::new(Worker::new(
         searcher,
         dead_letters.clone(),
         Arc::clone(metrics),
         Arc::clone(health),
-    ))
+    ));
+    (worker, dead_letters)
 }
 
 /// Removes this replica's consumer from the group unless entries are still

@@ -7,6 +7,13 @@ use provider_service::Config;
 use service_runtime::config::Vars;
 use service_runtime::{probe, shutdown, telemetry};
 
+/// jemalloc instead of glibc malloc: with the `malloc_conf` compiled in from
+/// `.cargo/config.toml` (`dirty_decay_ms:0`), the pages of a burst of large
+/// supplier answers go back to the kernel once they are freed, where glibc
+/// keeps them in its arenas (BENCHMARKS.md, "Hostile supplier answers").
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("--healthcheck") {

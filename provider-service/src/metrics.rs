@@ -48,6 +48,23 @@ pub struct DroppedLabel {
 
 /// The drop reason of offers for an airline the supplier may not sell.
 pub const AIRLINE_NOT_SOLD: &str = "airline_not_sold";
+/// Label for offers dropped by the offer checks.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectionLabel {
+    /// Airline code of the supplier.
+    pub supplier: &'static str,
+    /// A `Rejection` name.
+    pub reason: &'static str,
+}
+
+/// Label for offers cut from answers by a bound.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    /// Airline code of the supplier.
+    pub supplier: &'static str,
+    /// An `answer_bounds::Limit` name.
+    pub limit: &'static str,
+}
 
 /// Label for dead letters.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -116,7 +133,33 @@ pub struct Metrics {
     pub searches_waiting_for_writes: Gauge,
     /// 1 while Redis refuses writes (OOM, READONLY, MISCONF); set on scrape.
     pub redis_writes_refused: Gauge,
+    /// Supplier calls that panicked (and ended as `error`), by supplier.
+    pub supplier_panics: Family<SupplierLabel, Counter>,
+    /// Search attempts that panicked outside a supplier call (and ended the
+    /// search with `internal_error`).
+    pub search_panics: Counter,
+    /// Supplier offers dropped by the offer checks, by supplier and reason.
+    pub supplier_offers_rejected: Family<RejectionLabel, Counter>,
+    /// Offers cut from supplier answers by a bound, by supplier and limit.
+    pub supplier_offers_truncated: Family<LimitLabel, Counter>,
+    /// Size of each `result` event as written, after any cut.
+    pub result_event_bytes: Histogram,
+    /// Size of all events of a search, as of each attempt's last answer.
+    pub search_event_bytes: Histogram,
 }
+
+/// Event sizes, from a few offers to the largest bounds allowed.
+const BYTE_BUCKETS: [f64; 9] = [
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    67_108_864.0,
+];
 
 /// Every `op` label of `redis_errors_total`; each call site of
 /// [`Metrics::redis_error`] names one of these.
@@ -166,8 +209,15 @@ impl Metrics {
             redis_up: Gauge::default(),
             searches_waiting_for_writes: Gauge::default(),
             redis_writes_refused: Gauge::default(),
+            supplier_panics: Family::default(),
+            search_panics: Counter::default(),
+            supplier_offers_rejected: Family::default(),
+            supplier_offers_truncated: Family::default(),
+            result_event_bytes: Histogram::new(BYTE_BUCKETS),
+            search_event_bytes: Histogram::new(BYTE_BUCKETS),
         };
         metrics.register();
+        metrics.register_guards();
         metrics.start_at_zero(suppliers);
         metrics
     }
@@ -286,6 +336,43 @@ impl Metrics {
         );
     }
 
+    /// Adds the series of the guards against bad supplier answers: panics,
+    /// offers dropped by the offer check.
+    fn register_guards(&mut self) {
+        let metrics = self;
+        let registry = &mut metrics.registry;
+        registry.register(
+            "supplier_panics",
+            "Supplier calls that panicked and ended as error, by supplier",
+            metrics.supplier_panics.clone(),
+        );
+        registry.register(
+            "search_panics",
+            "Search attempts that panicked outside a supplier call",
+            metrics.search_panics.clone(),
+        );
+        registry.register(
+            "supplier_offers_rejected",
+            "Supplier offers dropped by the offer checks, by supplier and reason",
+            metrics.supplier_offers_rejected.clone(),
+        );
+        registry.register(
+            "supplier_offers_truncated",
+            "Offers cut from supplier answers by a bound, by supplier and limit",
+            metrics.supplier_offers_truncated.clone(),
+        );
+        registry.register(
+            "result_event_bytes",
+            "Size of each result event written, after any cut",
+            metrics.result_event_bytes.clone(),
+        );
+        registry.register(
+            "search_event_bytes",
+            "Size of all events of a search, as of each attempt's last answer",
+            metrics.search_event_bytes.clone(),
+        );
+    }
+
     /// Creates the labelled series known from the start, so they read zero
     /// rather than being absent until first used.
     fn start_at_zero(&self, suppliers: &[&'static str]) {
@@ -305,11 +392,29 @@ impl Metrics {
                     reason: AIRLINE_NOT_SOLD,
                 });
             metrics.supplier_token_fetches.get_or_create_owned(&label);
+            metrics.supplier_panics.get_or_create_owned(&label);
+            for limit in crate::answer_bounds::Limit::ALL {
+                metrics
+                    .supplier_offers_truncated
+                    .get_or_create_owned(&LimitLabel {
+                        supplier,
+                        limit: limit.as_str(),
+                    });
+            }
+            for reason in crate::offer_check::Rejection::ALL {
+                metrics
+                    .supplier_offers_rejected
+                    .get_or_create_owned(&RejectionLabel {
+                        supplier,
+                        reason: reason.as_str(),
+                    });
+            }
         }
         for code in [
             contract::EventError::SUPPLIERS_UNAVAILABLE,
             contract::EventError::INVALID_REQUEST,
             contract::EventError::DEAD_LETTERED,
+            contract::EventError::INTERNAL_ERROR,
         ] {
             metrics
                 .searches_failed

@@ -140,7 +140,9 @@ impl Recovery {
     async fn sweep(&self, stop: &CancellationToken) -> Result<(), RedisFailure> {
         let queue = &self.queue;
         let pending = queue.pending_count().await?;
-        self.metrics.pending_entries.set(pending as i64);
+        self.metrics
+            .pending_entries
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
         if pending == 0 {
             return Ok(());
         }
@@ -206,11 +208,13 @@ impl Recovery {
                     entry_id = %idle.id,
                     from_consumer = idle.consumer,
                     idle_ms = idle.idle_ms,
-                    deliveries = idle.deliveries + 1,
+                    deliveries = idle.deliveries.saturating_add(1),
                     "claimed an idle search"
                 );
                 let held = self.worker.hold(entry);
-                self.worker.start(held, idle.deliveries + 1, permit);
+                // Saturating: the count is Redis' reply, whatever it says.
+                self.worker
+                    .start(held, idle.deliveries.saturating_add(1), permit);
             }
             Claim::Trimmed => self.drop_trimmed(&idle).await?,
             Claim::Lost => {}

@@ -36,9 +36,11 @@ use service_runtime::streams::Appended;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::answer_bounds::{AnswerBounds, Cut};
 use crate::cache::AnswerCache;
+use crate::containment;
 use crate::events::{History, ResultStreams};
-use crate::metrics::{CodeLabel, Metrics};
+use crate::metrics::{CodeLabel, LimitLabel, Metrics, SupplierLabel};
 use crate::queue::Queue;
 use crate::supplier::{Failure as SupplierFailure, Supplier};
 
@@ -61,6 +63,20 @@ pub struct Searcher {
     cache: AnswerCache,
     /// Search outcomes are counted here.
     metrics: Arc<Metrics>,
+    /// How much of each answer is kept.
+    bounds: AnswerBounds,
+}
+
+/// What this attempt has gathered and not yet written, and what it spent.
+struct Gathered {
+    /// Events ready for the next write.
+    ready: Vec<EventKind>,
+    /// How each supplier's part ended, for those that did not simply answer.
+    outcomes: SupplierOutcomes,
+    /// Bytes of the search's events so far, earlier attempts' included.
+    spent: usize,
+    /// Answers cut to the bounds, by supplier.
+    cuts: Vec<(&'static str, Cut)>,
 }
 
 /// What every log line of one attempt says about it.
@@ -97,6 +113,7 @@ impl Searcher {
         supplier_deadline: Duration,
         cache: AnswerCache,
         metrics: Arc<Metrics>,
+        bounds: AnswerBounds,
     ) -> Searcher {
         Searcher {
             queue,
@@ -105,6 +122,7 @@ impl Searcher {
             supplier_deadline,
             cache,
             metrics,
+            bounds,
         }
     }
 
@@ -208,42 +226,139 @@ impl Searcher {
         mut history: History,
     ) -> Result<Ended, RedisFailure> {
         let deadline = Instant::now() + self.supplier_deadline;
-        let mut failures = SupplierOutcomes::new();
         let mut calls: FuturesUnordered<_> = self
             .suppliers
             .iter()
             .filter(|s| !history.answered.contains_key(s.code()))
             .map(|s| async move {
                 let answer = self.cache.search(s, request, deadline, &self.metrics);
-                (s.code(), answer.await)
+                let answer = containment::contain(answer)
+                    .await
+                    .unwrap_or_else(|message| self.supplier_panicked(search_id, s, &message));
+                (s.code(), answer)
             })
             .collect();
-        let mut ready = Vec::new();
+        let mut gathered = Gathered {
+            ready: Vec::new(),
+            outcomes: SupplierOutcomes::new(),
+            spent: history.bytes,
+            cuts: Vec::new(),
+        };
         if !history.processing {
-            ready.push(EventKind::Processing { results: vec![] });
+            gathered
+                .ready
+                .push(EventKind::Processing { results: vec![] });
         }
         loop {
             while let Some(Some((supplier, answer))) = calls.next().now_or_never() {
-                sort_answer(supplier, answer, &mut ready, &mut failures);
+                self.sort_answer(search_id, supplier, answer, &mut gathered);
             }
             if calls.is_empty() {
+                self.record_cuts(search_id, &gathered);
                 return self
-                    .write_terminal(search_id, history, ready, &failures)
+                    .write_terminal(search_id, history, gathered.ready, &gathered.outcomes)
                     .await;
             }
-            if ready.is_empty() {
+            if gathered.ready.is_empty() {
                 if let Some((supplier, answer)) = calls.next().await {
-                    sort_answer(supplier, answer, &mut ready, &mut failures);
+                    self.sort_answer(search_id, supplier, answer, &mut gathered);
                 }
                 continue;
             }
-            let events = into_events(search_id, &mut ready);
+            let events = into_events(search_id, &mut gathered.ready);
             let appended = self
                 .results
-                .append_all(search_id, &events, None, &failures)
+                .append_all(search_id, &events, None, &gathered.outcomes)
                 .await?;
             record_written(&mut history, &events, &appended);
         }
+    }
+
+    /// Files one supplier's answer: its offers, cut to the bounds, as an
+    /// event ready to write, or why it gave none.
+    fn sort_answer(
+        &self,
+        search_id: Uuid,
+        supplier: &'static str,
+        answer: Result<Vec<Flight>, SupplierFailure>,
+        gathered: &mut Gathered,
+    ) {
+        let results = match answer {
+            Ok(results) => results,
+            Err(failure) => {
+                gathered
+                    .outcomes
+                    .insert(supplier.to_owned(), failure.outcome());
+                return;
+            }
+        };
+        let mut kind = EventKind::Result {
+            supplier: supplier.to_owned(),
+            results,
+        };
+        let left = self.bounds.max_search_bytes.saturating_sub(gathered.spent);
+        let (size, cut) = self.bounds.cut(search_id, &mut kind, left);
+        gathered.spent = gathered.spent.saturating_add(size);
+        // A lossy cast is fine for a histogram: sizes are far below 2^52.
+        self.metrics.result_event_bytes.observe(size as f64);
+        if let Some(cut) = cut {
+            self.metrics
+                .supplier_offers_truncated
+                .get_or_create(&LimitLabel {
+                    supplier,
+                    limit: cut.limit.as_str(),
+                })
+                .inc_by(u64::try_from(cut.dropped).unwrap_or(u64::MAX));
+            gathered
+                .outcomes
+                .insert(supplier.to_owned(), SupplierOutcome::Truncated);
+            gathered.cuts.push((supplier, cut));
+        }
+        gathered.ready.push(kind);
+    }
+
+    /// Counts the bytes the search's events took, and logs, once, which
+    /// answers were cut.
+    fn record_cuts(&self, search_id: Uuid, gathered: &Gathered) {
+        self.metrics
+            .search_event_bytes
+            .observe(gathered.spent as f64);
+        if gathered.cuts.is_empty() {
+            return;
+        }
+        let cuts: Vec<String> = gathered
+            .cuts
+            .iter()
+            .map(|(supplier, cut)| format!("{supplier}: {} by {}", cut.dropped, cut.limit.as_str()))
+            .collect();
+        tracing::warn!(
+            %search_id,
+            truncated = cuts.join(", "),
+            search_bytes = gathered.spent,
+            "supplier answers cut to the configured bounds; offers dropped"
+        );
+    }
+
+    /// Counts and logs a supplier call that panicked; its part of the search
+    /// ends as `error`, like any answer that cannot be used.
+    fn supplier_panicked(
+        &self,
+        search_id: Uuid,
+        supplier: &Supplier,
+        message: &str,
+    ) -> Result<Vec<Flight>, SupplierFailure> {
+        let code = supplier.code();
+        self.metrics
+            .supplier_panics
+            .get_or_create(&SupplierLabel { supplier: code })
+            .inc();
+        tracing::error!(
+            %search_id,
+            supplier = code,
+            panic = message,
+            "supplier call panicked; its part of the search ends as error"
+        );
+        Err(SupplierFailure::Error)
     }
 
     /// Writes `ready` followed by the terminal event the stream calls for. The
@@ -332,25 +447,6 @@ impl Searcher {
     }
 }
 
-/// Files one supplier's answer: its offers as an event `ready` to write, or
-/// why it gave none in `failures`.
-fn sort_answer(
-    supplier: &str,
-    answer: Result<Vec<Flight>, SupplierFailure>,
-    ready: &mut Vec<EventKind>,
-    failures: &mut SupplierOutcomes,
-) {
-    match answer {
-        Ok(results) => ready.push(EventKind::Result {
-            supplier: supplier.to_owned(),
-            results,
-        }),
-        Err(failure) => {
-            failures.insert(supplier.to_owned(), failure.outcome());
-        }
-    }
-}
-
 /// Takes the `ready` events of `search_id` out, as events to write.
 fn into_events(search_id: Uuid, ready: &mut Vec<EventKind>) -> Vec<SearchEvent> {
     ready
@@ -387,12 +483,19 @@ fn terminal_event(history: &History) -> EventKind {
 }
 
 /// How each supplier's part ended: `answered` for every supplier with a
-/// `result` event (from this attempt or an earlier one), else why this
-/// attempt got nothing from it.
+/// `result` event (from this attempt or an earlier one) unless this attempt
+/// cut it (`truncated`), else why this attempt got nothing from it.
 fn supplier_report(history: &History, failures: &SupplierOutcomes) -> SupplierOutcomes {
     let mut report = failures.clone();
     for supplier in history.answered.keys() {
-        report.insert(supplier.clone(), SupplierOutcome::Answered);
+        report
+            .entry(supplier.clone())
+            .and_modify(|outcome| {
+                if *outcome != SupplierOutcome::Truncated {
+                    *outcome = SupplierOutcome::Answered;
+                }
+            })
+            .or_insert(SupplierOutcome::Answered);
     }
     report
 }

@@ -88,6 +88,7 @@ pub fn from_config(config: &Config, metrics: &Arc<Metrics>) -> Vec<Supplier> {
                 settings,
                 client,
                 Arc::clone(metrics),
+                config.suppliers.answer_bounds.max_offers,
             )))
         })
         .collect()

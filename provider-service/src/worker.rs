@@ -3,6 +3,7 @@
 //! shutdown.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::containment;
 use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::metrics::Metrics;
 use crate::search::Searcher;
@@ -154,13 +156,42 @@ impl Worker {
     /// accepts writes or shutdown abandons it. The refusal is logged by
     /// [`RedisHealth`], once per change and in periodic summaries.
     async fn process(&self, entry: &StreamEntry, deliveries: u64) {
+        self.process_with(entry, deliveries, || self.handle(entry, deliveries))
+            .await;
+    }
+
+    /// [`Worker::process`] with the attempt given, so the retry and panic
+    /// policies can be exercised with any attempt. An attempt that panics is
+    /// not repeated: its entry is dead-lettered (retried like any Redis write).
+    async fn process_with<A, F>(&self, entry: &StreamEntry, deliveries: u64, attempt: A)
+    where
+        A: Fn() -> F,
+        F: Future<Output = Result<(), RedisFailure>>,
+    {
         let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         let mut refused = Backoff::new(REFUSED_RETRY_MIN, REFUSED_RETRY_MAX);
-        let mut attempt = 0;
-        while attempt < MAX_ATTEMPTS {
-            let failure = match self.handle(entry, deliveries).await {
-                Ok(()) => return,
-                Err(failure) => failure,
+        let mut panicked: Option<String> = None;
+        let mut tries = 0;
+        while tries < MAX_ATTEMPTS {
+            let outcome = match &panicked {
+                Some(message) => self.retire_panicked(entry, message, deliveries).await,
+                None => match containment::contain(attempt()).await {
+                    Ok(outcome) => outcome,
+                    Err(message) => {
+                        self.metrics.search_panics.inc();
+                        tracing::error!(
+                            entry_id = %entry.id,
+                            panic = message,
+                            "search attempt panicked; ending the search as failed"
+                        );
+                        let outcome = self.retire_panicked(entry, &message, deliveries).await;
+                        panicked = Some(message);
+                        outcome
+                    }
+                },
+            };
+            let Err(failure) = outcome else {
+                return;
             };
             if self.health.writes.note(&failure.source).is_some() {
                 let _waiting = WaitingForWrites::enter(&self.metrics);
@@ -168,12 +199,12 @@ impl Worker {
                 continue;
             }
             refused.reset();
-            attempt += 1;
-            if !failure.is_transient() || attempt == MAX_ATTEMPTS {
+            tries += 1;
+            if !failure.is_transient() || tries == MAX_ATTEMPTS {
                 tracing::warn!(
                     entry_id = %entry.id,
                     %failure,
-                    attempt,
+                    attempt = tries,
                     "search attempt failed; entry left pending for a claim"
                 );
                 return;
@@ -181,11 +212,23 @@ impl Worker {
             tracing::debug!(
                 entry_id = %entry.id,
                 %failure,
-                attempt,
+                attempt = tries,
                 "search attempt failed; retrying"
             );
             tokio::time::sleep(backoff.next_delay()).await;
         }
+    }
+
+    /// Ends the search of `entry`, whose processing panicked with `message`.
+    async fn retire_panicked(
+        &self,
+        entry: &StreamEntry,
+        message: &str,
+        deliveries: u64,
+    ) -> Result<(), RedisFailure> {
+        self.dead_letters
+            .retire(entry, DeadLetter::Panicked(message.to_owned()), deliveries)
+            .await
     }
 
     /// One attempt at `entry`: searched if it decodes, else dead-lettered.
@@ -263,5 +306,173 @@ impl Drop for InFlight {
             .expect("in-flight set poisoned")
             .remove(&self.id);
         self.worker.metrics.searches_in_flight.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use ::tests::redis_server::RedisServer;
+    use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM, results_key};
+    use contract::{EventKind, Iata, SearchEvent, SearchRequest};
+    use service_runtime::latency_range::LatencyRange;
+    use service_runtime::redis_connection::RedisConnection;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::cache::AnswerCache;
+    use crate::events::ResultStreams;
+    use crate::queue::Queue;
+    use crate::simulation;
+    use crate::supplier::Supplier;
+
+    /// A worker over `redis` with the six simulated airlines.
+    async fn worker(redis: &RedisServer, metrics: &Arc<Metrics>) -> (Arc<Worker>, Queue) {
+        let conn = RedisConnection::Managed(
+            redis::Client::open(redis.url())
+                .unwrap()
+                .get_connection_manager()
+                .await
+                .unwrap(),
+        );
+        let queue = Queue::new(
+            conn.clone(),
+            "provider-service".to_owned(),
+            "worker-test".to_owned(),
+            Duration::from_secs(15),
+            Arc::clone(metrics),
+        );
+        queue.ensure_group(&mut conn.clone()).await.unwrap();
+        let results =
+            ResultStreams::new(conn.clone(), Duration::from_secs(60), Arc::clone(metrics));
+        let dead_letters = DeadLetters::new(queue.clone(), results.clone(), Arc::clone(metrics));
+        let suppliers = simulation::all(
+            LatencyRange {
+                min_ms: 0,
+                max_ms: 0,
+            },
+            0.0,
+        )
+        .into_iter()
+        .map(Supplier::Simulated)
+        .collect();
+        let searcher = Searcher::new(
+            queue.clone(),
+            results,
+            suppliers,
+            Duration::from_secs(5),
+            AnswerCache::new(conn, Duration::ZERO),
+            Arc::clone(metrics),
+            crate::answer_bounds::AnswerBounds {
+                max_offers: 500,
+                max_event_bytes: 1 << 18,
+                max_search_bytes: 1 << 20,
+            },
+        );
+        let health = RedisHealth::new();
+        let worker = Worker::new(searcher, dead_letters, Arc::clone(metrics), health);
+        (Arc::new(worker), queue)
+    }
+
+    /// Queues a search and takes it as the worker's consumer.
+    async fn delivered(redis: &RedisServer, queue: &Queue) -> (Uuid, StreamEntry) {
+        let queued = contract::QueuedSearch {
+            search_id: Uuid::new_v4(),
+            request: SearchRequest {
+                from: Iata::parse("CGK").unwrap(),
+                to: Iata::parse("DPS").unwrap(),
+                date: time::macros::date!(2026 - 12 - 10),
+                passengers: 1,
+            },
+            requested_at_ms: None,
+        };
+        let mut conn = redis.connection().await;
+        let mut add = redis::cmd("XADD");
+        add.arg(REQUESTS_STREAM).arg("*");
+        for (name, value) in queued.to_fields() {
+            add.arg(name).arg(value);
+        }
+        let _: String = add.query_async(&mut conn).await.unwrap();
+        let mut entries = queue
+            .read(&mut conn, 1, Duration::from_millis(100))
+            .await
+            .unwrap();
+        assert_eq!(entries.len(), 1);
+        (queued.search_id, entries.remove(0))
+    }
+
+    async fn events(redis: &RedisServer, id: Uuid) -> Vec<EventKind> {
+        let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+            .arg(results_key(id))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut redis.connection().await)
+            .await
+            .unwrap();
+        entries
+            .iter()
+            .map(|(_, f)| {
+                serde_json::from_str::<SearchEvent>(&f["data"])
+                    .unwrap()
+                    .kind
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_panicking_attempt_fails_its_search_at_once_and_the_next_one_runs() {
+        let redis = RedisServer::start().await;
+        let metrics = Arc::new(Metrics::new(&[]));
+        let (worker, queue) = worker(&redis, &metrics).await;
+
+        let (broken, entry) = delivered(&redis, &queue).await;
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        worker
+            .process_with(&entry, 1, || async {
+                calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                panic!("injected fault")
+            })
+            .await;
+        assert_eq!(calls.into_inner(), 1, "a panicking attempt is not repeated");
+        let EventKind::Failed { error } = &events(&redis, broken).await[0] else {
+            panic!("no failed event")
+        };
+        assert_eq!(error.code, "internal_error");
+        assert_eq!(queue.pending_count().await.unwrap(), 0, "acknowledged");
+        let dead: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+            .arg(DEAD_LETTER_STREAM)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut redis.connection().await)
+            .await
+            .unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].1["reason"], "panicked");
+        assert!(dead[0].1["detail"].contains("injected fault"), "{dead:?}");
+        let text = metrics.encode();
+        for line in [
+            "flight_search_provider_search_panics_total 1",
+            r#"flight_search_provider_searches_failed_total{code="internal_error"} 1"#,
+            r#"flight_search_provider_dead_letters_total{reason="panicked"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+
+        // The same worker, through the same entry point the read loop uses,
+        // with its one permit: the next search completes and gives it back.
+        let permits = Arc::new(tokio::sync::Semaphore::new(1));
+        let (healthy, entry) = delivered(&redis, &queue).await;
+        let permit = Arc::clone(&permits).acquire_owned().await.unwrap();
+        worker.start(worker.hold(entry), 1, permit);
+        let _permit = tokio::time::timeout(Duration::from_secs(10), permits.acquire())
+            .await
+            .expect("the permit comes back once the search ends")
+            .unwrap();
+        assert!(matches!(
+            events(&redis, healthy).await.last(),
+            Some(EventKind::Completed { .. })
+        ));
+        assert!(worker.in_flight().is_empty());
     }
 }

@@ -1,8 +1,9 @@
 //! The provider against a real `redis-server` (started per test on a free port):
 //! a fresh search, a search resumed after a crash, poison input (including field
 //! names that are not UTF-8), a search handed out too often, readiness, a
-//! shutdown that runs out of grace and one in the middle of a sweep, and the
-//! consumer group's roster. Most tests drive the same `run` the binary calls;
+//! shutdown that runs out of grace and one in the middle of a sweep, the
+//! consumer group's roster, and hostile suppliers (one whose handling panics,
+//! one asking for a `Retry-After` of `u64::MAX`, answers over the bounds). Most tests drive the same `run` the binary calls;
 //! the catch-up, heartbeat and roster tests use the handles directly.
 
 use std::collections::HashMap;
@@ -16,9 +17,15 @@ use contract::{
 };
 use futures_util::StreamExt;
 use provider_service::Config;
+use provider_service::adapters::{Adapter, BadAnswer, Style};
 use provider_service::events::ResultStreams;
+use provider_service::http_supplier::{self, HttpSupplier};
 use provider_service::metrics::Metrics;
 use provider_service::queue::Queue;
+use provider_service::simulation;
+use provider_service::supplier::Supplier;
+use provider_service::suppliers_file::{Defaults, SupplierSettings};
+use provider_service::tls::TlsFiles;
 use redis::aio::MultiplexedConnection;
 use service_runtime::config::Vars;
 use service_runtime::redis_connection::RedisConnection;
@@ -43,21 +50,34 @@ struct Provider {
 
 impl Provider {
     async fn start(redis: &RedisServer, extra: &[(&str, &str)]) -> Provider {
-        let mut vars: HashMap<String, String> = [
-            ("REDIS_URL", redis.url()),
-            ("CONSUMER_NAME", format!("test-{}", free_port())),
-            ("MOCK_LATENCY_MS", "0".to_owned()),
-            ("SHUTDOWN_GRACE_SECS", "2".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let config = Config::from_vars(&Vars::new(move |k: &str| vars.get(k).cloned())).unwrap();
+        let config = config(redis, extra);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(provider_service::run(listener, config, shutdown.clone()));
+        Provider {
+            admin,
+            shutdown,
+            task,
+        }
+    }
+
+    /// A provider over `suppliers` instead of those its configuration names.
+    async fn serving(
+        redis: &RedisServer,
+        extra: &[(&str, &str)],
+        suppliers: impl FnOnce(&Config, &Arc<Metrics>) -> Vec<Supplier> + Send + 'static,
+    ) -> Provider {
+        let config = config(redis, extra);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(provider_service::serve(
+            listener,
+            config,
+            suppliers,
+            shutdown.clone(),
+        ));
         Provider {
             admin,
             shutdown,
@@ -85,6 +105,22 @@ impl Provider {
         self.task.await.unwrap().unwrap();
         started.elapsed()
     }
+}
+
+/// The test configuration: `redis`, simulated suppliers without latency, a
+/// short grace period, plus `extra`.
+fn config(redis: &RedisServer, extra: &[(&str, &str)]) -> Config {
+    let mut vars: HashMap<String, String> = [
+        ("REDIS_URL", redis.url()),
+        ("CONSUMER_NAME", format!("test-{}", free_port())),
+        ("MOCK_LATENCY_MS", "0".to_owned()),
+        ("SHUTDOWN_GRACE_SECS", "2".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Config::from_vars(&Vars::new(move |k: &str| vars.get(k).cloned())).unwrap()
 }
 
 fn search(from: &str, to: &str) -> QueuedSearch {
@@ -1057,4 +1093,256 @@ async fn only_consumers_without_pending_entries_are_forgotten() {
     assert_eq!(forgotten, ["gone-1", "gone-2"]);
     assert_eq!(consumers(&mut conn).await, ["busy"]);
     assert_eq!(pending(&mut conn).await, 1);
+}
+
+/// An adapter with a bug: building its request panics, as a parser might on
+/// an answer it did not expect.
+struct Panicking;
+
+impl Adapter for Panicking {
+    fn request(
+        &self,
+        _base: &str,
+        search: &SearchRequest,
+    ) -> hyper::Request<http_body_util::Full<bytes::Bytes>> {
+        panic!("adapter bug for {}", search.from)
+    }
+
+    fn flights(&self, _: &SearchRequest, _: &[u8]) -> Result<Vec<contract::Flight>, BadAnswer> {
+        unreachable!("the request already panicked")
+    }
+}
+
+/// GA's API at `base_url`, in the style `SUPPLIER_URLS` gives it, with the
+/// provider's default supplier settings.
+fn ga_settings(config: &Config, base_url: String) -> SupplierSettings {
+    let defaults = Defaults {
+        timeout: Duration::from_secs(3),
+        retries: 2,
+        max_connections: 4,
+        breaker_failures: 5,
+        breaker_open: Duration::from_secs(10),
+        cache_ttl: Duration::ZERO,
+        deadline: config.suppliers.deadline,
+    };
+    defaults.settings("GA", Style::Flights, base_url)
+}
+
+/// GA over HTTP through [`Panicking`], every other airline simulated.
+fn panicking_ga(config: &Config, metrics: &Arc<Metrics>) -> Vec<Supplier> {
+    let mut suppliers: Vec<Supplier> = simulation::all(config.mock_latency, 0.0)
+        .into_iter()
+        .filter(|s| s.code() != "GA")
+        .map(Supplier::Simulated)
+        .collect();
+    let settings = ga_settings(config, "http://127.0.0.1:1/ga".to_owned());
+    suppliers.push(Supplier::Http(Box::new(HttpSupplier::with_adapter(
+        &settings,
+        Box::new(Panicking),
+        http_supplier::client(std::slice::from_ref(&settings), &TlsFiles::default()),
+        Arc::clone(metrics),
+        config.suppliers.answer_bounds.max_offers,
+    ))));
+    suppliers
+}
+
+/// The `suppliers` report of the search's terminal event.
+async fn report(conn: &mut MultiplexedConnection, id: Uuid) -> SupplierOutcomes {
+    let last: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XREVRANGE")
+        .arg(results_key(id))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(conn)
+        .await
+        .unwrap();
+    contract::supplier_report(&last[0].1["data"])
+}
+
+#[tokio::test]
+async fn a_panicking_supplier_ends_as_error_and_the_rest_still_answer() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connection().await;
+    // One slot: were a panic to keep it, the second search would never start.
+    let provider = Provider::serving(&redis, &[("PROVIDER_CONCURRENCY", "1")], panicking_ga).await;
+    for route in [("CGK", "DPS"), ("SUB", "UPG"), ("CGK", "KNO")] {
+        let q = search(route.0, route.1);
+        enqueue_search(&mut conn, &q).await;
+        let seen = finished(&conn, q.search_id).await;
+        let (suppliers, offers) = answers(&seen);
+        assert_eq!(suppliers.len(), 5, "{suppliers:?}");
+        assert!(!suppliers.contains(&"GA".to_owned()));
+        assert_eq!(
+            seen.last().unwrap().kind,
+            EventKind::Completed {
+                total_results: offers
+            }
+        );
+        let outcomes = report(&mut conn, q.search_id).await;
+        assert_eq!(outcomes.get("GA"), Some(&SupplierOutcome::Error));
+        assert_eq!(outcomes.get("JT"), Some(&SupplierOutcome::Answered));
+    }
+    nothing_pending(&conn).await;
+    let (_, metrics) = provider.get("/metrics").await;
+    for line in [
+        r#"flight_search_provider_supplier_panics_total{supplier="GA"} 3"#,
+        "flight_search_provider_searches_completed_total 3",
+        "flight_search_provider_search_panics_total 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    let (status, _) = provider.get("/readyz").await;
+    assert_eq!(status, 200);
+    provider.stop().await;
+}
+
+#[tokio::test]
+async fn answers_are_cut_to_the_bounds_and_reported_truncated() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connection().await;
+    let provider = Provider::start(
+        &redis,
+        &[
+            ("MAX_OFFERS_PER_ANSWER", "2"),
+            ("MAX_RESULT_EVENT_BYTES", "4096"),
+            ("MAX_SEARCH_EVENT_BYTES", "4096"),
+        ],
+    )
+    .await;
+    let q = search("CGK", "DPS");
+    enqueue_search(&mut conn, &q).await;
+    let seen = finished(&conn, q.search_id).await;
+    let (suppliers, offers) = answers(&seen);
+    assert_eq!(suppliers.len(), 6, "every supplier still has its event");
+    assert_eq!(
+        seen.last().unwrap().kind,
+        EventKind::Completed {
+            total_results: offers
+        }
+    );
+    let result_bytes: usize = seen
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Result { .. }))
+        .map(|e| e.to_json().len())
+        .sum();
+    assert!(result_bytes <= 4096, "{result_bytes}");
+    for event in &seen {
+        if let EventKind::Result { results, .. } = &event.kind {
+            assert!(results.len() <= 2, "{event:?}");
+        }
+    }
+    // An airline is `truncated` exactly when it kept fewer offers than its
+    // timetable has.
+    let outcomes = report(&mut conn, q.search_id).await;
+    let mut by_count = 0;
+    for carrier in timetable::catalogue::CARRIERS {
+        let offered = timetable::schedule::flights(carrier, &q.request).len();
+        let kept = seen
+            .iter()
+            .find_map(|e| match &e.kind {
+                EventKind::Result { supplier, results } if supplier == carrier.code => {
+                    Some(results.len())
+                }
+                _ => None,
+            })
+            .unwrap();
+        let expected = if kept < offered {
+            SupplierOutcome::Truncated
+        } else {
+            SupplierOutcome::Answered
+        };
+        assert_eq!(
+            outcomes[carrier.code], expected,
+            "{}: {kept} of {offered}",
+            carrier.code
+        );
+        by_count += usize::from(offered > 2);
+    }
+    assert!(
+        by_count >= 2,
+        "the route has airlines with more than two flights"
+    );
+    let (_, metrics) = provider.get("/metrics").await;
+    let cut_by_count = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("flight_search_provider_supplier_offers_truncated_total{")
+                && l.contains(r#"limit="offers""#)
+                && !l.ends_with(" 0")
+        })
+        .count();
+    assert!(cut_by_count >= 1, "{metrics}");
+    assert!(
+        metrics.contains(r#"limit="search_bytes"} "#),
+        "some answers were cut by the search's budget"
+    );
+    provider.stop().await;
+}
+
+/// An HTTP endpoint that answers every request with `429` and a
+/// `Retry-After` of `u64::MAX` seconds, as the adversarial probe did.
+async fn hostile_rate_limiter() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0_u8; 4096];
+                while let Ok(n) = socket.read(&mut request).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let answer = "HTTP/1.1 429 Too Many Requests\r\n\
+                                  Retry-After: 18446744073709551615\r\n\
+                                  Content-Length: 0\r\n\r\n";
+                    if socket.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_retry_after_of_u64_max_is_rate_limited_at_once() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connection().await;
+    let limiter = hostile_rate_limiter().await;
+    let provider = Provider::serving(&redis, &[], move |config, metrics| {
+        let mut suppliers: Vec<Supplier> = simulation::all(config.mock_latency, 0.0)
+            .into_iter()
+            .filter(|s| s.code() != "GA")
+            .map(Supplier::Simulated)
+            .collect();
+        let settings = ga_settings(config, format!("http://{limiter}/ga"));
+        suppliers.push(Supplier::Http(Box::new(HttpSupplier::new(
+            &settings,
+            http_supplier::client(std::slice::from_ref(&settings), &TlsFiles::default()),
+            Arc::clone(metrics),
+            config.suppliers.answer_bounds.max_offers,
+        ))));
+        suppliers
+    })
+    .await;
+    let q = search("CGK", "DPS");
+    let started = Instant::now();
+    enqueue_search(&mut conn, &q).await;
+    let seen = finished(&conn, q.search_id).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "no wait: {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(
+        seen.last().unwrap().kind,
+        EventKind::Completed { .. }
+    ));
+    let outcomes = report(&mut conn, q.search_id).await;
+    assert_eq!(outcomes["GA"], SupplierOutcome::RateLimited);
+    let (_, metrics) = provider.get("/metrics").await;
+    assert!(metrics.contains("flight_search_provider_supplier_panics_total{supplier=\"GA\"} 0"));
+    provider.stop().await;
 }

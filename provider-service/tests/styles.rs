@@ -98,6 +98,7 @@ async fn ask(
         &settings,
         http_supplier::client(std::slice::from_ref(&settings), &TlsFiles::default()),
         Arc::new(Metrics::new(&["SKYHUB"])),
+        500,
     );
     let deadline = tokio::time::Instant::now() + LIMIT;
     supplier

@@ -310,3 +310,61 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngSeed};
+
+    use super::*;
+    use crate::latency_range::LatencyRange;
+
+    /// A fixed seed so CI runs the same cases every time; nothing on disk.
+    fn config(cases: u32) -> Config {
+        Config {
+            cases,
+            rng_seed: RngSeed::Fixed(0x5EED_F00D),
+            failure_persistence: None,
+            ..Config::default()
+        }
+    }
+
+    /// Setting values: any text, or text made of what numbers, ranges and
+    /// URLs are made of.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[0-9 .+-]{0,24}",
+            "(redis|rediss|http)://[a-z0-9:@%./\\[\\]-]{0,40}(,[a-z0-9:/@.]{0,20}){0,2}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config(1000))]
+
+        /// No value panics a setting's parser, and what is accepted is in
+        /// range.
+        #[test]
+        fn no_value_panics_a_setting_parser(text in value()) {
+            let vars = Vars::from_pairs(&[
+                ("N", text.as_str()),
+                ("REDIS_URL", text.as_str()),
+            ]);
+            if let Ok(n) = vars.int_in("N", 5, 1..=1000) {
+                prop_assert!((1..=1000).contains(&n));
+            }
+            if let Ok(d) = vars.millis("N", 5, 0..=u64::MAX) {
+                prop_assert!(d.as_millis() <= u128::from(u64::MAX));
+            }
+            let _ = vars.secs("N", 5, 0..=u64::MAX);
+            let _ = vars.parse::<f64>("N", 0.0);
+            let _ = vars.results_ttl();
+            let _ = vars.redis_target();
+            let cluster = Vars::from_pairs(&[("REDIS_CLUSTER_NODES", text.as_str())]);
+            let _ = cluster.redis_target();
+            if let Ok(range) = LatencyRange::parse(&text) {
+                prop_assert!(range.min_ms <= range.max_ms);
+            }
+        }
+    }
+}

@@ -201,6 +201,7 @@ mod tests {
             EventError::DEAD_LETTERED,
             EventError::INVALID_REQUEST,
             EventError::SUPPLIERS_UNAVAILABLE,
+            EventError::INTERNAL_ERROR,
         ] {
             let failed = json!({"search_id": Uuid::new_v4(), "status": "failed",
                                 "error": {"code": code, "message": "m"}});
@@ -211,7 +212,7 @@ mod tests {
     #[test]
     fn terminal_events_may_report_each_suppliers_outcome() {
         let outcomes = json!({"GA": "answered", "JT": "timeout", "QZ": "error",
-                              "ID": "rate_limited", "QG": "circuit_open"});
+                              "ID": "rate_limited", "QG": "circuit_open", "SJ": "truncated"});
         let completed = json!({"search_id": Uuid::new_v4(), "status": "completed",
                                "total_results": 3, "suppliers": outcomes});
         let failed = json!({"search_id": Uuid::new_v4(), "status": "failed",

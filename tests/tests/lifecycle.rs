@@ -682,6 +682,15 @@ const PROVIDER_FAMILIES: &[(&str, &str)] = &[
         "gauge",
     ),
     ("flight_search_provider_redis_writes_refused", "gauge"),
+    ("flight_search_provider_supplier_panics", "counter"),
+    ("flight_search_provider_search_panics", "counter"),
+    ("flight_search_provider_supplier_offers_rejected", "counter"),
+    (
+        "flight_search_provider_supplier_offers_truncated",
+        "counter",
+    ),
+    ("flight_search_provider_result_event_bytes", "histogram"),
+    ("flight_search_provider_search_event_bytes", "histogram"),
 ];
 
 /// Asserts that every family in `expected` is exposed with its type, and

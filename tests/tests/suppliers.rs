@@ -1,6 +1,6 @@
 //! provider-service against the real `mock-suppliers` process over HTTP: every
 //! failure mode a partner API has (slow, 5xx, 429 with Retry-After, hanging,
-//! malformed JSON, refusing connections), the circuit breaker opening and
+//! malformed JSON, answers of 4 MiB, refusing connections), the circuit breaker opening and
 //! closing, a provider killed mid-search, and the answer cache. In each the
 //! search ends on time, every offer reaches the client once, and the terminal
 //! event says how each supplier's part ended.
@@ -188,6 +188,35 @@ async fn malformed_json_is_an_error_and_not_retried() {
     assert_eq!(outcome(&events, "SJ"), "error");
     assert_eq!(outcome(&events, "GA"), "answered");
     assert_eq!((mock.calls("QG").await, mock.calls("SJ").await), (1, 1));
+}
+
+#[tokio::test]
+async fn an_oversized_answer_is_cut_to_the_bounds_and_reported_truncated() {
+    let mock = MockSuppliers::start(&[("MOCK_LATENCY_MS", "0")]).await;
+    mock.set("JT", r#"{"fault":"oversized"}"#).await;
+    mock.set("GA", r#"{"fault":"oversized"}"#).await;
+    let stack = builder(
+        &mock,
+        &["JT", "GA", "QZ"],
+        &[
+            ("MAX_OFFERS_PER_ANSWER", "100"),
+            // Reading 4 MiB takes a debug build on a busy CI host seconds.
+            ("SUPPLIER_TIMEOUT_MS", "30000"),
+            ("SUPPLIER_DEADLINE_MS", "30000"),
+        ],
+    )
+    .start()
+    .await;
+    let (events, _) = search(&stack, &search_body("CGK", "DPS", 9, 1)).await;
+    for (supplier, outcome_now) in [("JT", "truncated"), ("GA", "truncated"), ("QZ", "answered")] {
+        assert_eq!(outcome(&events, supplier), outcome_now, "{supplier}");
+    }
+    for supplier in ["JT", "GA"] {
+        let offers = offers_of(&events, supplier).expect("a result event");
+        assert_eq!(offers.as_array().map(Vec::len), Some(100), "{supplier}");
+    }
+    let largest = events.iter().map(|e| e.raw.len()).max().unwrap_or(0);
+    assert!(largest <= 256 * 1024, "an event of {largest} bytes");
 }
 
 #[tokio::test]

@@ -182,7 +182,7 @@ fn offer(
         seats_available: Some(d.seats),
         price: Price {
             amount: d.fare,
-            total: d.fare * u64::from(passengers),
+            total: d.fare.saturating_mul(u64::from(passengers)),
             currency: "IDR".to_owned(),
             decimals: 0,
         },

@@ -137,6 +137,11 @@ impl Metrics {
             redis_writes_refused: Gauge::default(),
         };
         metrics.register();
+        metrics.registry.register(
+            "trace_spans_dropped",
+            "Spans not exported: queue full or the receiver did not take them",
+            service_runtime::trace_export::dropped_spans(),
+        );
         metrics.start_at_zero(suppliers);
         metrics
     }

@@ -652,6 +652,7 @@ const MAIN_FAMILIES: &[(&str, &str)] = &[
     ("flight_search_queue_trimmed_entries", "counter"),
     ("flight_search_searches_rejected", "counter"),
     ("flight_search_redis_writes_refused", "gauge"),
+    ("flight_search_trace_spans_dropped", "counter"),
 ];
 
 /// provider-service's metric families and their types.
@@ -674,6 +675,7 @@ const PROVIDER_FAMILIES: &[(&str, &str)] = &[
         "gauge",
     ),
     ("flight_search_provider_redis_writes_refused", "gauge"),
+    ("flight_search_provider_trace_spans_dropped", "counter"),
 ];
 
 /// Asserts that every family in `expected` is exposed with its type.

@@ -23,6 +23,7 @@ mod rate_limit;
 mod reader;
 mod response;
 mod routes;
+mod search_traces;
 mod server;
 mod sse;
 mod stall;

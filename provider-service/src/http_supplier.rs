@@ -191,6 +191,7 @@ impl HttpSupplier {
                 return Err(failure);
             }
             retry += 1;
+            tracing::Span::current().record("retries", retry);
             self.metrics
                 .supplier_retries
                 .get_or_create(&SupplierLabel {
@@ -210,11 +211,9 @@ impl HttpSupplier {
 
     /// One HTTP exchange, classified.
     async fn call(&self, request: &SearchRequest) -> Attempt {
-        let response = match self
-            .client
-            .request(self.adapter.request(&self.base, request))
-            .await
-        {
+        let mut outgoing = self.adapter.request(&self.base, request);
+        service_runtime::trace_context::inject(outgoing.headers_mut());
+        let response = match self.client.request(outgoing).await {
             Ok(response) => response,
             Err(error) => {
                 tracing::debug!(supplier = self.code, %error, "supplier call failed to connect");
@@ -224,6 +223,7 @@ impl HttpSupplier {
             }
         };
         let status = response.status();
+        tracing::Span::current().record("http.response.status_code", status.as_u16());
         if status == StatusCode::TOO_MANY_REQUESTS {
             let after = response
                 .headers()

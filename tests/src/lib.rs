@@ -9,11 +9,13 @@
 //! running (with `REDIS_URL` or `REDIS_CLUSTER_NODES` pointing at its Redis) so the same suite can check a
 //! compose deployment. [`documents`] holds `openapi.yaml` and `asyncapi.yaml` as
 //! validators: every SSE event a suite receives is checked against them.
+//! [`otlp::OtlpReceiver`] collects the spans the services export.
 
 pub mod documents;
 pub mod http;
 pub mod mock_suppliers;
 pub mod nginx;
+pub mod otlp;
 pub mod pki;
 pub mod redis_cluster;
 pub mod redis_server;

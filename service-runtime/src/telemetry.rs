@@ -21,7 +21,7 @@ use opentelemetry::trace::{TraceContextExt, TracerProvider};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -100,8 +100,29 @@ pub fn init(format: LogFormat, traces: Option<&TraceConfig>) -> Result<Telemetry
     let spans = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_filter(Targets::new().with_target(trace_context::TARGET, tracing::Level::INFO));
-    let lines = tracing_subscriber::fmt::layer().with_ansi(ansi);
-    let lines = match format {
+    let lines = traced_lines(format, ansi, std::io::stdout);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
+        .with(spans)
+        .init();
+    trace_context::enable();
+    Ok(Telemetry {
+        exporting: Some(exporting),
+    })
+}
+
+/// The log line layer while traces are exported: lines to `writer`, with
+/// the current span's ids.
+fn traced_lines<S, W>(format: LogFormat, ansi: bool, writer: W) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let lines = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
+        .with_writer(writer);
+    match format {
         LogFormat::Text => lines
             .event_format(WithTraceIds(
                 tracing_subscriber::fmt::format().with_target(false),
@@ -117,16 +138,7 @@ pub fn init(format: LogFormat, traces: Option<&TraceConfig>) -> Result<Telemetry
                     .with_target(false),
             ))
             .boxed(),
-    };
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(lines)
-        .with(spans)
-        .init();
-    trace_context::enable();
-    Ok(Telemetry {
-        exporting: Some(exporting),
-    })
+    }
 }
 
 /// A log line format that adds the current span's `trace_id` and `span_id`:
@@ -206,6 +218,65 @@ mod tests {
             "warn,service_runtime::redis_link=debug,redis=error"
         );
         assert_eq!(with_quiet_redis("info,redis=debug"), "info,redis=debug");
+    }
+
+    /// Log lines written into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The line `format` writes for an event inside a traced span, and the
+    /// span's trace id.
+    fn line_in_a_span(format: LogFormat) -> (String, String) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(traced_lines(format, false, move || writer.clone()))
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let trace_id = tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("search.submit");
+            let _entered = span.enter();
+            tracing::info!(answer = 42, "inside");
+            opentelemetry::Context::map_current(|cx| cx.span().span_context().trace_id())
+        });
+        let line = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        (line, trace_id.to_string())
+    }
+
+    #[test]
+    fn json_lines_inside_a_span_start_with_its_ids() {
+        let (line, trace_id) = line_in_a_span(LogFormat::Json);
+        assert!(
+            line.starts_with(&format!(r#"{{"trace_id":"{trace_id}","span_id":""#)),
+            "{line}"
+        );
+        assert!(line.contains(r#""message":"inside""#), "{line}");
+        assert!(line.contains(r#""answer":42"#), "{line}");
+        assert!(line.ends_with("}\n") && line.lines().count() == 1, "{line}");
+    }
+
+    #[test]
+    fn text_lines_inside_a_span_start_with_its_ids() {
+        let (line, trace_id) = line_in_a_span(LogFormat::Text);
+        assert!(
+            line.starts_with(&format!("trace_id={trace_id} span_id=")),
+            "{line}"
+        );
+        assert!(
+            line.contains("inside") && line.contains("answer=42"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -1,16 +1,25 @@
 //! OpenTelemetry traces of a search, collected by a real OTLP/HTTP receiver
 //! from both services, with the provider calling the real `mock-suppliers`
 //! over HTTP: one trace from the POST to the stream's deletion with each step
-//! under the expected parent, a client's `traceparent` continued, and a
-//! collector that is down costing spans (counted) but no search.
+//! under the expected parent, a client's `traceparent` continued to the
+//! supplier calls, and a collector that is down costing spans (counted) but no
+//! search.
 
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hyper::Method;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use tests::mock_suppliers::MockSuppliers;
 use tests::otlp::{OtlpReceiver, ReceivedSpan};
 use tests::stack::Stack;
 use tests::{eventually, free_port, http, search_body};
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -19,12 +28,17 @@ const SUPPLIERS: &[&str] = &["GA", "JT"];
 /// A local stack exporting traces to `endpoint`, its provider calling
 /// [`SUPPLIERS`] on `mock` with the answer cache on and logging at info.
 async fn traced_stack(mock: &MockSuppliers, endpoint: &str) -> Stack {
+    traced_stack_calling(&mock.urls(SUPPLIERS), endpoint).await
+}
+
+/// [`traced_stack`] with `SUPPLIER_URLS` set to `suppliers`.
+async fn traced_stack_calling(suppliers: &str, endpoint: &str) -> Stack {
     Stack::builder()
         .local_only()
         .main_env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
         .provider_env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
         .provider_env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-        .provider_env("SUPPLIER_URLS", &mock.urls(SUPPLIERS))
+        .provider_env("SUPPLIER_URLS", suppliers)
         .provider_env("SUPPLIER_CACHE_TTL_SECS", "30")
         // "search started" is logged at info, inside the attempt's span.
         .provider_env("RUST_LOG", "info")
@@ -179,23 +193,79 @@ async fn one_search_is_one_trace_from_the_post_to_the_deletion_of_its_stream() {
     );
 }
 
+/// A supplier that records the `traceparent` header of each call and
+/// answers 501 (a failure the provider does not retry); stops when dropped.
+struct HeaderRecorder {
+    /// Its base URL.
+    url: String,
+    /// The header of each call, empty when absent.
+    seen: Arc<Mutex<Vec<String>>>,
+    /// The accept loop.
+    task: JoinHandle<()>,
+}
+
+impl HeaderRecorder {
+    async fn start() -> HeaderRecorder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let header = req.headers().get("traceparent");
+                        let value = header.and_then(|v| v.to_str().ok()).unwrap_or("");
+                        record.lock().unwrap().push(value.to_owned());
+                        let mut response = Response::new(Full::new(Bytes::new()));
+                        *response.status_mut() = StatusCode::NOT_IMPLEMENTED;
+                        std::future::ready(Ok::<_, Infallible>(response))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        HeaderRecorder { url, seen, task }
+    }
+}
+
+impl Drop for HeaderRecorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 #[tokio::test]
-async fn an_incoming_traceparent_is_continued() {
+async fn an_incoming_traceparent_is_continued_up_to_the_supplier_calls() {
     let receiver = OtlpReceiver::start().await;
     let mock = MockSuppliers::start(&[("MOCK_LATENCY_MS", "0-50")]).await;
-    let stack = traced_stack(&mock, &receiver.endpoint()).await;
+    let recorder = HeaderRecorder::start().await;
+    let suppliers = format!("{},JT={}/jt", mock.urls(&["GA"]), recorder.url);
+    let stack = traced_stack_calling(&suppliers, &receiver.endpoint()).await;
     let trace_id = format!("{:032x}", Uuid::new_v4().as_u128());
     let parent_id = format!("{:016x}", Uuid::new_v4().as_u64_pair().0 | 1);
     let traceparent = format!("00-{trace_id}-{parent_id}-01");
     let search_id = submit(&stack, &[("traceparent", &traceparent)]).await;
     let spans = trace_of(&receiver, search_id, |spans| {
-        spans.iter().any(|s| s.name == "provider.attempt")
+        spans.iter().filter(|s| s.name == "supplier.call").count() == 2
     })
     .await;
     let post = one(&spans, "search.submit");
     assert_eq!(post.trace_id, trace_id);
     assert_eq!(post.parent_span_id, parent_id);
     assert_eq!(one(&spans, "provider.attempt").parent_span_id, post.span_id);
+    // The supplier got the trace context of the span of its call.
+    let call = spans
+        .iter()
+        .find(|s| s.name == "supplier.call" && s.attribute("supplier") == Some("JT"))
+        .expect("JT's call span");
+    assert_eq!(call.attribute("outcome"), Some("error"));
+    assert_eq!(call.attribute("http.response.status_code"), Some("501"));
+    let seen = recorder.seen.lock().unwrap().clone();
+    assert_eq!(seen, [format!("00-{trace_id}-{}-01", call.span_id)]);
 }
 
 #[tokio::test]

@@ -180,7 +180,9 @@ async fn detach(app: &App, search_id: Uuid, token: Uuid, saw_terminal: bool) {
             Ok(1) => {
                 tracing::debug!(%search_id, "last reader left; results deleted");
                 tracing::Span::current().record("deleted", true);
-                app.traces.forget(search_id);
+                if service_runtime::trace_context::enabled() {
+                    app.traces.forget(search_id);
+                }
                 return;
             }
             Ok(_) => {

@@ -63,11 +63,13 @@ pub(crate) async fn open(
         reason = tracing::field::Empty,
     );
     // The search's own trace if this instance took its POST, else the client's.
-    let parent = app
-        .traces
-        .post_of(search_id)
-        .or_else(|| trace_context::from_headers(req.headers()));
-    trace_context::continue_trace(&span, parent);
+    if trace_context::enabled() {
+        let parent = app
+            .traces
+            .post_of(search_id)
+            .or_else(|| trace_context::from_headers(req.headers()));
+        trace_context::continue_trace(&span, parent);
+    }
     let mut response = try_open(app, req, search_id, connection, span)
         .await
         .unwrap_or_else(ApiError::into_response);

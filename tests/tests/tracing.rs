@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tests::documents::{self, Schema};
 use tests::mock_suppliers::MockSuppliers;
 use tests::otlp::{OtlpReceiver, ReceivedSpan};
 use tests::stack::Stack;
@@ -166,7 +167,8 @@ async fn one_search_is_one_trace_from_the_post_to_the_deletion_of_its_stream() {
     }
     assert_eq!(one(&spans, "sse.detach").attribute("deleted"), Some("true"));
 
-    // The queue entry carried the POST span on to the provider.
+    // The queue entry, as the AsyncAPI document describes it, carried the
+    // POST span on to the provider.
     let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
         .arg(contract::keys::REQUESTS_STREAM)
         .arg("-")
@@ -175,6 +177,7 @@ async fn one_search_is_one_trace_from_the_post_to_the_deletion_of_its_stream() {
         .await
         .expect("read the queue");
     let fields = &entries.last().expect("the queued search").1;
+    documents::assert_matches(Schema::QueuedSearch, &documents::fields_object(fields));
     let field = |name: &str| {
         fields
             .iter()

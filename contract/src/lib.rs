@@ -2,8 +2,9 @@
 //!
 //! Everything two processes must agree on lives here and nowhere else: the search
 //! request and its validation rules, the event JSON written to each search's result
-//! stream, the flight offer shape and its exact money, Redis key and field names, the fields of a queued
-//! search, the Lua scripts both services run and the nudge they publish. The crate
+//! stream, the flight offer shape and its exact money, Redis key and field
+//! names, the fields of a queued search (with the trace context it carries),
+//! the Lua scripts both services run and the nudge they publish. The crate
 //! does no I/O: callers pass in what it needs (the current date, the raw bytes) so
 //! every rule is a pure function that tests can pin down.
 
@@ -18,6 +19,7 @@ pub mod nudge;
 pub mod queued;
 pub mod request;
 pub mod scripts;
+pub mod trace_parent;
 
 pub use entry_id::EntryId;
 pub use event::{
@@ -26,3 +28,4 @@ pub use event::{
 pub use flight::{Airline, Flight, Price};
 pub use queued::{DecodeError, QueuedSearch};
 pub use request::{FieldError, Iata, RequestError, SearchRequest};
+pub use trace_parent::TraceParent;

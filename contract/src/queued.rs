@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use crate::request::{Iata, SearchRequest, format_date, parse_date};
+use crate::trace_parent::TraceParent;
 
 /// A submitted search, as the queue carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +17,10 @@ pub struct QueuedSearch {
     /// POST time, Unix milliseconds. Optional in the contract: producers other
     /// than main-service may queue searches with the fixed fields only.
     pub requested_at_ms: Option<u64>,
+    /// The trace the search belongs to (`traceparent` field), when the
+    /// submitter traces. Optional like `requested_at`: entries without it, or
+    /// with a value that is not a valid `traceparent`, are searched untraced.
+    pub traceparent: Option<TraceParent>,
 }
 
 /// A queue entry that cannot be turned into a [`QueuedSearch`]: poison input.
@@ -41,6 +46,9 @@ impl QueuedSearch {
         ];
         if let Some(ms) = self.requested_at_ms {
             fields.push(("requested_at", ms.to_string()));
+        }
+        if let Some(parent) = self.traceparent {
+            fields.push(("traceparent", parent.to_string()));
         }
         fields
     }
@@ -74,6 +82,7 @@ impl QueuedSearch {
             .ok_or(invalid("passengers"))?;
         // Informational only, so a missing or odd value does not poison the search.
         let requested_at_ms = text("requested_at").ok().and_then(|t| t.parse().ok());
+        let traceparent = text("traceparent").ok().and_then(TraceParent::parse);
         if from == to {
             return Err(invalid("to"));
         }
@@ -86,6 +95,7 @@ impl QueuedSearch {
                 passengers,
             },
             requested_at_ms,
+            traceparent,
         })
     }
 
@@ -120,6 +130,9 @@ mod tests {
                 passengers: 2,
             },
             requested_at_ms: Some(1_790_000_000_000),
+            traceparent: TraceParent::parse(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
         }
     }
 
@@ -140,12 +153,15 @@ mod tests {
     fn the_fixed_fields_alone_are_enough() {
         let q = QueuedSearch {
             requested_at_ms: None,
+            traceparent: None,
             ..sample()
         };
         let mut m = as_map(&q);
         assert!(!m.contains_key("requested_at"));
+        assert!(!m.contains_key("traceparent"));
         assert_eq!(QueuedSearch::from_fields(&m), Ok(q));
         m.insert("requested_at".into(), b"yesterday".to_vec());
+        m.insert("traceparent".into(), b"00-not-a-trace".to_vec());
         assert_eq!(QueuedSearch::from_fields(&m), Ok(q));
     }
 

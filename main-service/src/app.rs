@@ -16,6 +16,7 @@ use crate::hub::{self, Hub};
 use crate::metrics::Metrics;
 use crate::queue::SearchQueue;
 use crate::rate_limit::ClientLimiter;
+use crate::search_traces::SearchTraces;
 
 /// The service's shared state, one per process, behind an `Arc`.
 pub(crate) struct App {
@@ -44,6 +45,8 @@ pub(crate) struct App {
     /// Cancelled at shutdown; every event stream watches it and ends with its
     /// final chunk instead of holding the drain up.
     pub closing: CancellationToken,
+    /// The POST span of searches accepted here, while traces are exported.
+    pub traces: SearchTraces,
 }
 
 impl App {
@@ -65,6 +68,7 @@ impl App {
         );
         Arc::new(App {
             closing: shutdown.child_token(),
+            traces: SearchTraces::new(config.results_ttl),
             queue: Arc::new(SearchQueue::new(redis.clone(), config.results_ttl)),
             admission: Arc::new(Admission::new(redis.clone(), config.queue_max_backlog)),
             limiter: config.rate_limit.map(ClientLimiter::new),

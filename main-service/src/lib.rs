@@ -25,6 +25,7 @@ mod reader;
 mod request_head;
 mod response;
 mod routes;
+mod search_traces;
 mod server;
 mod sse;
 mod stall;

@@ -7,6 +7,8 @@
 use std::process::ExitCode;
 
 use main_service::Config;
+use service_runtime::config::Vars;
+use service_runtime::traces::TraceConfig;
 use service_runtime::{probe, shutdown, telemetry};
 
 /// jemalloc instead of glibc malloc: with the `malloc_conf` compiled in from
@@ -37,7 +39,16 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_format);
+    let telemetry = match TraceConfig::from_vars(&Vars::from_env(), "main-service")
+        .map_err(|error| error.to_string())
+        .and_then(|traces| telemetry::init(config.log_format, traces.as_ref()))
+    {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(config.http_addr).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -46,7 +57,9 @@ async fn main() -> ExitCode {
         }
     };
     let shutdown = shutdown::on_signal();
-    match main_service::run(listener, config, shutdown).await {
+    let ended = main_service::run(listener, config, shutdown).await;
+    telemetry.shutdown().await;
+    match ended {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "main-service stopped");

@@ -156,6 +156,11 @@ impl Metrics {
         m.register_delivery();
         m.register_searches();
         m.register_redis();
+        m.registry.register(
+            "trace_spans_dropped",
+            "Spans not exported: queue full or the receiver did not take them",
+            service_runtime::trace_export::dropped_spans(),
+        );
         m.start_known_series_at_zero();
         m
     }

@@ -35,7 +35,9 @@ use contract::scripts;
 use redis::{Script, Value};
 use service_runtime::redis_link::{Backoff, COMMAND_TIMEOUT};
 use service_runtime::reply::Attached;
+use service_runtime::search_span;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::app::App;
@@ -215,9 +217,16 @@ async fn detach(app: &App, search_id: Uuid, token: Uuid, saw_terminal: bool) {
         match detached {
             Ok(1) => {
                 tracing::debug!(%search_id, "last reader left; results deleted");
+                tracing::Span::current().record("deleted", true);
+                if service_runtime::trace_context::enabled() {
+                    app.traces.forget(search_id);
+                }
                 return;
             }
-            Ok(_) => return,
+            Ok(_) => {
+                tracing::Span::current().record("deleted", false);
+                return;
+            }
             Err(error) => {
                 app.metrics.redis_error("detach");
                 if attempt == DETACH_ATTEMPTS {
@@ -243,6 +252,8 @@ pub(crate) struct Reader {
     /// Whether the client received the terminal event: only then may detaching
     /// delete the stream, because a client that left early may come back.
     saw_terminal: bool,
+    /// The stream's `sse.stream` span, parent of the detach's.
+    span: tracing::Span,
 }
 
 impl Reader {
@@ -253,7 +264,13 @@ impl Reader {
             search_id,
             token,
             saw_terminal: false,
+            span: tracing::Span::none(),
         }
+    }
+
+    /// Puts the detach in the trace of the stream `span`.
+    pub(crate) fn trace_in(&mut self, span: tracing::Span) {
+        self.span = span;
     }
 
     /// Records that the client has the terminal event.
@@ -272,8 +289,14 @@ impl Drop for Reader {
         };
         let app = self.app.clone();
         let (search_id, token, saw_terminal) = (self.search_id, self.token, self.saw_terminal);
+        let span = search_span!(
+            parent: &self.span,
+            "sse.detach",
+            saw_terminal,
+            deleted = tracing::field::Empty,
+        );
         self.app.readers.spawn_on(
-            async move { detach(&app, search_id, token, saw_terminal).await },
+            async move { detach(&app, search_id, token, saw_terminal).await }.instrument(span),
             &runtime,
         );
     }

@@ -28,7 +28,9 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode};
+use service_runtime::{search_span, trace_context};
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span};
 use uuid::Uuid;
 
 use crate::api_error::ApiError;
@@ -49,7 +51,22 @@ pub(crate) async fn open(
     let Some(search_id) = hyphenated_uuid(id) else {
         return invalid_search_id().into_response();
     };
-    let mut response = try_open(app, req, search_id, connection)
+    let span = search_span!(
+        "sse.stream",
+        otel.kind = "server",
+        search_id = %search_id,
+        events = tracing::field::Empty,
+        reason = tracing::field::Empty,
+    );
+    // The search's own trace if this instance took its POST, else the client's.
+    if trace_context::enabled() {
+        let parent = app
+            .traces
+            .post_of(search_id)
+            .or_else(|| trace_context::from_headers(req.headers()));
+        trace_context::continue_trace(&span, parent);
+    }
+    let mut response = try_open(app, req, search_id, connection, span)
         .await
         .unwrap_or_else(ApiError::into_response);
     response.extensions_mut().insert(SearchIdLog(search_id));
@@ -61,9 +78,11 @@ async fn try_open(
     req: &Request<Incoming>,
     search_id: Uuid,
     connection: &Arc<Connection>,
+    span: Span,
 ) -> Result<Response<Body>, ApiError> {
     let after = last_event_id(req.headers(), req.uri().query())?;
     let attached = reader::attach(app, search_id, after)
+        .instrument(search_span!(parent: &span, "sse.attach"))
         .await
         .map_err(|error| app.redis_failed("attach", Some(search_id), &error))?;
     let Attach::Open {
@@ -74,6 +93,9 @@ async fn try_open(
     else {
         return not_open(&attached, after);
     };
+    if let Some(reader) = &mut reader {
+        reader.trace_in(span.clone());
+    }
     if has_everything(after, terminal) {
         // The client has everything; as the reader that saw the end it
         // may be the one whose leaving deletes the stream.
@@ -85,7 +107,7 @@ async fn try_open(
     let subscription = app
         .hub
         .subscribe(search_id, requested_at_ms, terminal.is_some(), after);
-    let end = StreamEnd::new(app.clone(), search_id, reader, connection.clone());
+    let end = StreamEnd::new(app.clone(), search_id, reader, connection.clone(), span);
     let retry = sse::retry(app.config.sse_retry);
     let body = events(subscription, end, retry, app.closing.clone());
     Ok(event_stream_response(StreamBody::new(body).boxed_unsync()))
@@ -323,6 +345,9 @@ struct StreamEnd {
     opened: Instant,
     /// The search, for the log line.
     search_id: Uuid,
+    /// `sse.stream`: the parent of the first event's and the terminal
+    /// event's spans.
+    span: Span,
 }
 
 impl StreamEnd {
@@ -331,9 +356,11 @@ impl StreamEnd {
         search_id: Uuid,
         reader: Option<Reader>,
         connection: Arc<Connection>,
+        span: Span,
     ) -> StreamEnd {
         app.metrics.sse_streams_open.inc();
         StreamEnd {
+            span,
             search_id,
             app,
             reader,
@@ -345,6 +372,9 @@ impl StreamEnd {
     }
 
     fn delivered(&mut self) {
+        if self.events == 0 {
+            drop(search_span!(parent: &self.span, "sse.first_event"));
+        }
         self.events += 1;
         self.app.metrics.sse_events_delivered.inc();
     }
@@ -362,6 +392,7 @@ impl StreamEnd {
 
     /// The client has the terminal event (of `kind`).
     fn finish(&mut self, kind: EntryKind) {
+        drop(search_span!(parent: &self.span, "sse.terminal", kind = ?kind));
         if let Some(reader) = &mut self.reader {
             reader.saw_terminal();
         }
@@ -393,6 +424,8 @@ impl Drop for StreamEnd {
             open_ms = self.opened.elapsed().as_millis() as u64,
             "stream ended"
         );
+        self.span.record("reason", reason);
+        self.span.record("events", self.events);
         let finished = matches!(self.reason, Some(EndReason::Terminal | EndReason::Timeout));
         if let Some(reader) = self.reader.take()
             && finished
@@ -490,6 +523,7 @@ mod tests {
             search_id,
             None,
             Arc::new(Connection::default()),
+            Span::none(),
         );
         let body = events(
             subscription,

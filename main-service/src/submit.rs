@@ -15,7 +15,10 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
+use service_runtime::search_span;
+use service_runtime::trace_context;
 use time::OffsetDateTime;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::api_error::ApiError;
@@ -68,8 +71,23 @@ impl Accepted {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Peer(pub std::net::SocketAddr);
 
-/// Answers a submission.
+/// Answers a submission, in the search's first span (`search.submit`), which
+/// continues the client's `traceparent` if it sent one.
 pub(crate) async fn submit(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let span = search_span!(
+        "search.submit",
+        otel.kind = "server",
+        search_id = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    trace_context::continue_trace(&span, trace_context::from_headers(req.headers()));
+    let response = answer(app, req).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
+}
+
+/// The response to a submission.
+async fn answer(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     match try_submit(app, req).await {
         Ok(search_id) => {
             let mut response = response::json(StatusCode::ACCEPTED, &Accepted::new(search_id));
@@ -136,16 +154,22 @@ async fn try_submit(app: &App, req: Request<Incoming>) -> Result<Uuid, ApiError>
             return Err(ApiError::QueueFull);
         }
     };
+    let post = tracing::Span::current();
     let queued = QueuedSearch {
         search_id: Uuid::new_v4(),
         request,
         requested_at_ms: Some(crate::unix_ms()),
+        traceparent: trace_context::of_span(&post),
     };
+    post.record("search_id", tracing::field::display(queued.search_id));
     app.queue.enqueue(&queued).await.map_err(|error| {
         app.health.writes.note(&error);
         app.redis_failed("submit", Some(queued.search_id), &error)
     })?;
     reservation.accepted();
+    if let Some(traceparent) = queued.traceparent {
+        app.traces.remember(queued.search_id, traceparent);
+    }
     app.metrics.searches_submitted.inc();
     Ok(queued.search_id)
 }

@@ -32,7 +32,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_format);
+    // No search spans here: the supplier's side is the provider's client span.
+    drop(telemetry::init(config.log_format, None));
     let listener = match tokio::net::TcpListener::bind(config.http_addr).await {
         Ok(listener) => listener,
         Err(error) => {

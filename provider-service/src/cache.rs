@@ -113,6 +113,7 @@ impl AnswerCache {
             Ok(Some(bytes)) => match serde_json::from_slice::<Vec<Flight>>(&bytes) {
                 Ok(flights) => {
                     metrics.supplier_cache_hits.get_or_create(&label).inc();
+                    tracing::Span::current().record("cache_hit", true);
                     return Ok(flights);
                 }
                 Err(error) => tracing::warn!(key, %error, "ignoring an unreadable cached answer"),
@@ -124,6 +125,7 @@ impl AnswerCache {
             }
         }
         metrics.supplier_cache_misses.get_or_create(&label).inc();
+        tracing::Span::current().record("cache_hit", false);
         let answer = supplier.search(request, deadline, metrics).await;
         if let Ok(flights) = &answer {
             let stored: redis::RedisResult<()> = redis::cmd("SET")

@@ -19,7 +19,9 @@ use redis::Value;
 use service_runtime::redis_connection::RedisConnection;
 use service_runtime::redis_failure::RedisFailure;
 use service_runtime::reply::entries_of;
+use service_runtime::search_span;
 use service_runtime::streams::{Appended, Batched};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
@@ -134,6 +136,12 @@ impl ResultStreams {
                 basis,
             })
             .collect();
+        let span = search_span!(
+            "results.append",
+            search_id = %search_id,
+            events = events.len(),
+            terminal = events.last().is_some_and(|e| e.kind.is_terminal()),
+        );
         service_runtime::streams::append_events(
             &mut self.conn.clone(),
             search_id,
@@ -141,6 +149,7 @@ impl ResultStreams {
             self.ttl,
             self.conn.nudges(),
         )
+        .instrument(span)
         .await
         .map_err(|e| self.failed("append", e))
     }

@@ -252,6 +252,7 @@ impl HttpSupplier {
                 return Err(failure);
             }
             retry += 1;
+            tracing::Span::current().record("retries", retry);
             self.metrics
                 .supplier_retries
                 .get_or_create(&SupplierLabel {
@@ -300,6 +301,7 @@ impl HttpSupplier {
             outgoing
                 .headers_mut()
                 .insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+            service_runtime::trace_context::inject(outgoing.headers_mut());
             let fetched = || {
                 self.metrics
                     .supplier_token_fetches
@@ -341,6 +343,7 @@ impl HttpSupplier {
         response: hyper::Response<hyper::body::Incoming>,
     ) -> Attempt {
         let status = response.status();
+        tracing::Span::current().record("http.response.status_code", status.as_u16());
         if status == StatusCode::TOO_MANY_REQUESTS {
             let after = retry_after(response.headers().get(RETRY_AFTER));
             return Attempt::Retry(Failure::RateLimited, Some(after));

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use provider_service::Config;
 use service_runtime::config::Vars;
+use service_runtime::traces::TraceConfig;
 use service_runtime::{probe, shutdown, telemetry};
 
 /// jemalloc instead of glibc malloc: with the `malloc_conf` compiled in from
@@ -29,7 +30,16 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_format);
+    let telemetry = match TraceConfig::from_vars(&Vars::from_env(), "provider-service")
+        .map_err(|error| error.to_string())
+        .and_then(|traces| telemetry::init(config.log_format, traces.as_ref()))
+    {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("provider-service: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let admin = match tokio::net::TcpListener::bind(config.metrics_addr).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -38,7 +48,9 @@ async fn main() -> ExitCode {
         }
     };
     let shutdown = shutdown::on_signal();
-    match provider_service::run(admin, config, shutdown).await {
+    let ended = provider_service::run(admin, config, shutdown).await;
+    telemetry.shutdown().await;
+    match ended {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "provider-service failed");

@@ -218,6 +218,11 @@ impl Metrics {
         };
         metrics.register();
         metrics.register_guards();
+        metrics.registry.register(
+            "trace_spans_dropped",
+            "Spans not exported: queue full or the receiver did not take them",
+            service_runtime::trace_export::dropped_spans(),
+        );
         metrics.start_at_zero(suppliers);
         metrics
     }

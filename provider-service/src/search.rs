@@ -23,7 +23,7 @@
 //! total always equals the offers before it.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use contract::{
     EntryId, EventError, EventKind, Flight, QueuedSearch, SearchEvent, SearchRequest,
@@ -33,7 +33,9 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use service_runtime::redis_failure::RedisFailure;
 use service_runtime::streams::Appended;
+use service_runtime::{search_span, trace_context};
 use tokio::time::Instant;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::answer_bounds::{AnswerBounds, Cut};
@@ -129,7 +131,34 @@ impl Searcher {
     /// Runs one attempt at `search`, queued as `entry_id`: reads what the
     /// stream already has, asks the suppliers still missing, writes the
     /// terminal event, acknowledges the entry and records the outcome.
+    /// Runs in the span `provider.attempt`, a child of the search's POST span
+    /// when the entry carries its `traceparent`; the first delivery also
+    /// records the time queued (`search.queued`).
     pub async fn run(
+        &self,
+        entry_id: EntryId,
+        search: QueuedSearch,
+        deliveries: u64,
+    ) -> Result<(), RedisFailure> {
+        let span = search_span!(
+            "provider.attempt",
+            otel.kind = "consumer",
+            search_id = %search.search_id,
+            delivery_count = deliveries,
+        );
+        trace_context::continue_trace(&span, search.traceparent);
+        if let (Some(post), Some(ms), 1) = (search.traceparent, search.requested_at_ms, deliveries)
+            && let Some(queued_at) = UNIX_EPOCH.checked_add(Duration::from_millis(ms))
+        {
+            trace_context::record_queued(post, queued_at, search.search_id);
+        }
+        self.attempt(entry_id, search, deliveries)
+            .instrument(span)
+            .await
+    }
+
+    /// One attempt, as [`Searcher::run`] describes.
+    async fn attempt(
         &self,
         entry_id: EntryId,
         search: QueuedSearch,
@@ -231,8 +260,18 @@ impl Searcher {
             .iter()
             .filter(|s| !history.answered.contains_key(s.code()))
             .map(|s| async move {
+                let span = search_span!(
+                    "supplier.call",
+                    otel.kind = "client",
+                    supplier = s.code(),
+                    style = s.style(),
+                    outcome = tracing::field::Empty,
+                    http.response.status_code = tracing::field::Empty,
+                    retries = tracing::field::Empty,
+                    cache_hit = tracing::field::Empty,
+                );
                 let answer = self.cache.search(s, request, deadline, &self.metrics);
-                let answer = containment::contain(answer)
+                let answer = containment::contain(answer.instrument(span))
                     .await
                     .unwrap_or_else(|message| self.supplier_panicked(search_id, s, &message));
                 (s.code(), answer)

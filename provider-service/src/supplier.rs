@@ -120,8 +120,17 @@ impl Supplier {
         }
     }
 
+    /// How the supplier is asked, for its spans: `simulated` or `http`.
+    pub fn style(&self) -> &'static str {
+        match self {
+            Supplier::Simulated(_) => "simulated",
+            Supplier::Http(_) => "http",
+        }
+    }
+
     /// Asks for `request`'s flights, giving up at `deadline`; counts the
-    /// call's duration and outcome in `metrics`.
+    /// call's duration and outcome in `metrics`; records its outcome in the
+    /// current (`supplier.call`) span.
     pub async fn search(
         &self,
         request: &SearchRequest,
@@ -166,6 +175,7 @@ impl Supplier {
                 failure.outcome()
             }
         };
+        tracing::Span::current().record("outcome", outcome.as_str());
         metrics
             .supplier_outcomes
             .get_or_create(&OutcomeLabel {

@@ -386,6 +386,7 @@ mod tests {
                 passengers: 1,
             },
             requested_at_ms: None,
+            traceparent: None,
         };
         let mut conn = redis.connection().await;
         let mut add = redis::cmd("XADD");

@@ -133,6 +133,7 @@ fn search(from: &str, to: &str) -> QueuedSearch {
             passengers: 2,
         },
         requested_at_ms: Some(1_790_000_000_000),
+        traceparent: None,
     }
 }
 

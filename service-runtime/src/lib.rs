@@ -7,7 +7,10 @@
 //!   certificate and key): a regular file of at most 1 MiB, or a clear error.
 //! * [`latency_range`]: a `min-max` span of response times, as the simulated
 //!   and mock suppliers take it.
-//! * [`telemetry`]: tracing setup, text or JSON (`LOG_FORMAT`).
+//! * [`telemetry`]: tracing setup, text or JSON (`LOG_FORMAT`), and traces:
+//!   [`traces`] reads the OpenTelemetry settings, [`trace_export`] sends
+//!   spans through a bounded queue, [`trace_context`] carries a search's trace
+//!   across processes (`traceparent`).
 //! * [`shutdown`]: one cancellation token per process, fired by SIGINT or SIGTERM.
 //! * [`http_server`]: the HTTP/1.1 accept loop of every server in the workspace,
 //!   with its timeouts, TCP keepalive and drain bounded by a grace period.
@@ -47,4 +50,7 @@ pub mod reply;
 pub mod shutdown;
 pub mod streams;
 pub mod telemetry;
+pub mod trace_context;
+pub mod trace_export;
+pub mod traces;
 pub mod write_refusal;

@@ -11,11 +11,13 @@
 //! validators: every SSE event a suite receives is checked against them.
 //! [`prometheus`] runs a real Prometheus that scrapes a stack and loads the
 //! repository's rules.
+//! [`otlp::OtlpReceiver`] collects the spans the services export.
 
 pub mod documents;
 pub mod http;
 pub mod mock_suppliers;
 pub mod nginx;
+pub mod otlp;
 pub mod pki;
 pub mod prometheus;
 pub mod redis_cluster;

@@ -659,6 +659,7 @@ const MAIN_FAMILIES: &[(&str, &str)] = &[
     ("flight_search_queue_trimmed_entries", "counter"),
     ("flight_search_searches_rejected", "counter"),
     ("flight_search_redis_writes_refused", "gauge"),
+    ("flight_search_trace_spans_dropped", "counter"),
 ];
 
 /// provider-service's metric families and their types.
@@ -691,6 +692,7 @@ const PROVIDER_FAMILIES: &[(&str, &str)] = &[
     ),
     ("flight_search_provider_result_event_bytes", "histogram"),
     ("flight_search_provider_search_event_bytes", "histogram"),
+    ("flight_search_provider_trace_spans_dropped", "counter"),
 ];
 
 /// Asserts that every family in `expected` is exposed with its type, and

@@ -57,6 +57,7 @@ fn compose_passes_every_documented_variable() {
             "REDIS_CA_FILE",
             "REDIS_CLIENT_CERT_FILE",
             "REDIS_CLIENT_KEY_FILE",
+            "OTEL_SERVICE_NAME",
         ],
     );
 }
@@ -74,6 +75,7 @@ fn the_cluster_compose_file_passes_every_documented_variable() {
             "REDIS_CA_FILE",
             "REDIS_CLIENT_CERT_FILE",
             "REDIS_CLIENT_KEY_FILE",
+            "OTEL_SERVICE_NAME",
         ],
     );
 }

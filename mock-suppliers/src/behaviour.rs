@@ -44,7 +44,7 @@ pub enum Fault {
     Hang,
     /// 200 with a body that is not valid JSON.
     Malformed,
-    /// 200 with a small gzip body that expands to 64 MiB.
+    /// 200 with a small gzip body that expands to 8 MiB.
     GzipBomb,
     /// 200 with the timetable's offers repeated into a body of just under
     /// [`crate::OVERSIZED_BYTES`]: a valid answer far larger than any real one.

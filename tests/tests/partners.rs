@@ -422,7 +422,7 @@ async fn a_gzip_bomb_is_refused_within_the_answer_limit() {
     assert_eq!(
         outcome(&events, "GA"),
         "error",
-        "64 MiB once decompressed is over the limit"
+        "8 MiB once decompressed is over the 4 MiB limit"
     );
     assert_eq!(outcome(&events, "JT"), "answered");
     assert_eq!(

@@ -25,7 +25,9 @@
 #   TEST_MOCK_LATENCY_MS  supplier latency in the test stack (default 20-150)
 set -euo pipefail
 
-E2E_CMD="${E2E_CMD:-cargo nextest run -p tests --test e2e --no-fail-fast}"
+# The workspace's feature set, as scripts/test.sh builds it: after that
+# script (as in CI) the suite starts without compiling anything again.
+E2E_CMD="${E2E_CMD:-cargo nextest run --workspace -E 'binary(e2e)' --no-fail-fast}"
 PROJECT="${COMPOSE_TEST_PROJECT:-flight-search-test}"
 CLUSTER_PROJECT="$PROJECT-cluster"
 REPLICAS="${PROVIDER_REPLICAS:-3}"

@@ -50,14 +50,14 @@ pub(crate) struct App {
 }
 
 impl App {
-    /// Builds the shared state and starts the hub's tasks, which stop when
-    /// `shutdown` is cancelled.
+    /// Builds the shared state around `metrics` and starts the hub's tasks,
+    /// which stop when `shutdown` is cancelled.
     pub(crate) fn start(
         config: Config,
         redis: RedisLink,
+        metrics: Arc<Metrics>,
         shutdown: &CancellationToken,
     ) -> Arc<App> {
-        let metrics = Arc::new(Metrics::new());
         let health = RedisHealth::new();
         let hub = Hub::start(
             redis.clone(),
@@ -111,6 +111,7 @@ pub(crate) mod tests {
             Vars::new(|name| (name == "REDIS_URL").then(|| "redis://127.0.0.1:1".to_owned()));
         let config = Config::from_vars(&vars).unwrap();
         let redis = RedisLink::new(&config.redis).unwrap();
-        App::start(config, redis, &CancellationToken::new())
+        let metrics = Arc::new(Metrics::new(&[]));
+        App::start(config, redis, metrics, &CancellationToken::new())
     }
 }

@@ -33,6 +33,8 @@ mod stream;
 mod submit;
 mod trim;
 
+use std::sync::Arc;
+
 use service_runtime::redis_link::RedisLink;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +43,7 @@ pub use config::Config;
 pub use cors::AllowedOrigins;
 
 use app::App;
+use metrics::Metrics;
 
 /// Why the service could not run.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +66,8 @@ pub async fn run(
 ) -> Result<(), Error> {
     let redis = RedisLink::new(&config.redis)?;
     tokio::spawn(redis.clone().watch(shutdown.clone()));
-    let app = App::start(config, redis, &shutdown);
+    let metrics = Arc::new(Metrics::new(routes::SUCCESSES));
+    let app = App::start(config, redis, metrics, &shutdown);
     tokio::spawn(
         app.queue
             .clone()

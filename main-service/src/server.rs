@@ -18,10 +18,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::connection::Connection;
+use crate::connection::{Connection, Peer};
 use crate::routes;
 use crate::stall::StallWatch;
-use crate::submit::Peer;
 
 /// Serves connections until `shutdown`, then stops accepting, lets open streams
 /// end (they watch `app.closing`, a child of `shutdown`) and waits for

@@ -162,7 +162,7 @@ mod tests {
             "127.0.0.1:1".parse().unwrap(),
             Duration::from_secs(5),
             connection.clone(),
-            Arc::new(Metrics::new()),
+            Arc::new(Metrics::new(&[])),
         )
     }
 

@@ -24,6 +24,7 @@ use uuid::Uuid;
 use crate::api_error::ApiError;
 use crate::app::App;
 use crate::backlog::Verdict;
+use crate::connection::Peer;
 use crate::rate_limit;
 use crate::response::{self, Body, SearchIdLog};
 
@@ -65,11 +66,6 @@ impl Accepted {
         }
     }
 }
-
-/// The TCP peer of the connection a request came on, put in its extensions
-/// by the server.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Peer(pub std::net::SocketAddr);
 
 /// Answers a submission, in the search's first span (`search.submit`), which
 /// continues the client's `traceparent` if it sent one.

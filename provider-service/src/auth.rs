@@ -25,7 +25,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::http_supplier::HttpClient;
+use crate::http_client::HttpClient;
 use crate::secret::Secret;
 use crate::suppliers_file::AuthSettings;
 

@@ -1,4 +1,5 @@
-//! Calling an airline's API over HTTP: the shared connection pool, the timeout
+//! Calling an airline's API over HTTP through the shared connection pool
+//! ([`crate::http_client`]): the timeout
 //! of each call inside the search's deadline, retries only for failures worth
 //! retrying, the per-supplier concurrency limit and circuit breaker.
 //!
@@ -26,11 +27,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use contract::{Flight, SearchRequest};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::StatusCode;
 use hyper::header::{ACCEPT_ENCODING, CONTENT_ENCODING, HeaderValue, RETRY_AFTER};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use timetable::rng::Rng;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -39,11 +38,11 @@ use crate::adapters::Adapter;
 use crate::answer_bounds::Limit;
 use crate::auth::{AuthError, Credentials};
 use crate::breaker::{Breaker, Permission};
+use crate::failure::Failure;
+use crate::http_client::HttpClient;
 use crate::metrics::{AIRLINE_NOT_SOLD, DroppedLabel, LimitLabel, Metrics, SupplierLabel};
 use crate::offer_check;
-use crate::supplier::Failure;
 use crate::suppliers_file::SupplierSettings;
-use crate::tls::{Connector, TlsFiles};
 
 /// Largest answer body read; anything longer is an error, not a reason to
 /// buffer without bound.
@@ -57,31 +56,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// `rate_limited` at once, and small enough that no clock arithmetic on it can
 /// overflow.
 const LONGEST_WAIT: Duration = Duration::from_secs(3600);
-/// Idle pooled connections are closed after this long.
-const POOL_IDLE: Duration = Duration::from_secs(30);
-
-/// An HTTP(S) client with its keep-alive pool: one shared by every supplier
-/// on the system roots, one of its own for a supplier with its own TLS files.
-pub type HttpClient = Client<Connector, Full<Bytes>>;
-
-/// Builds a client for `suppliers`, which share `tls`. The pool keeps as many
-/// idle connections per host as may be in use at once: the suppliers'
-/// connection limits added up (the pool is keyed by host, and several
-/// suppliers can live behind one gateway). A smaller cap would close
-/// connections after each busy moment and open new ones the next. Connecting
-/// is bounded by the longest supplier timeout; each call's own timeout bounds
-/// it further. The TLS files were checked when configured.
-pub fn client(suppliers: &[SupplierSettings], tls: &TlsFiles) -> HttpClient {
-    let connector = crate::tls::connector(tls, suppliers.iter().map(|s| s.timeout).max())
-        .expect("TLS files are checked when configured");
-    let idle = suppliers
-        .iter()
-        .fold(0usize, |sum, s| sum.saturating_add(s.max_connections));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE)
-        .pool_max_idle_per_host(idle.max(1))
-        .build(connector)
-}
 
 /// One call's result, before the retry decision.
 enum Attempt {

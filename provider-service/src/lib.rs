@@ -19,9 +19,10 @@
 //!   [`http_supplier`] (partner APIs over HTTP through per-style
 //!   [`adapters`], whose offers all pass the [`offer_check`], with [`auth`]
 //!   credentials, retries and a [`breaker`] per supplier), behind the Redis
-//!   answer [`cache`]. HTTP suppliers are configured in [`suppliers_file`]
-//!   (or `SUPPLIER_URLS`); their credentials are [`secret`]s, and HTTPS goes
-//!   through [`tls`].
+//!   answer [`cache`]. Both report a [`failure`] the same way. HTTP suppliers
+//!   are configured in [`suppliers_file`] (or `SUPPLIER_URLS`); their
+//!   credentials are [`secret`]s, calls and token fetches share an
+//!   [`http_client`], and HTTPS goes through [`tls`].
 //! * [`answer_bounds`]: how much of an answer a search keeps.
 //! * [`containment`]: panics end one supplier's part, or one search, only.
 //! * [`admin`], [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
@@ -37,6 +38,8 @@ pub mod consumer;
 pub mod containment;
 pub mod dead_letter;
 pub mod events;
+pub mod failure;
+pub mod http_client;
 pub mod http_supplier;
 pub mod metrics;
 pub mod offer_check;
@@ -62,11 +65,13 @@ use tokio_util::task::TaskTracker;
 pub use config::Config;
 
 use crate::admin::Admin;
+use crate::answer_bounds::Limit;
 use crate::cache::AnswerCache;
 use crate::consumer::Consumer;
-use crate::dead_letter::DeadLetters;
+use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::events::ResultStreams;
-use crate::metrics::Metrics;
+use crate::metrics::{KnownLabels, Metrics};
+use crate::offer_check::Rejection;
 use crate::queue::Queue;
 use crate::recovery::Recovery;
 use crate::search::Searcher;
@@ -104,7 +109,12 @@ pub async fn serve(
     suppliers: impl FnOnce(&Config, &Arc<Metrics>) -> Vec<Supplier>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let metrics = Arc::new(Metrics::new(&supplier::codes(&config)));
+    let metrics = Arc::new(Metrics::new(&KnownLabels {
+        suppliers: &supplier::codes(&config),
+        limits: &Limit::ALL.map(Limit::as_str),
+        rejections: &Rejection::ALL.map(Rejection::as_str),
+        dead_letters: &DeadLetter::REASONS,
+    }));
     let suppliers = suppliers(&config, &metrics);
     let link = RedisLink::new(&config.redis)?;
     let queue = Queue::new(

@@ -183,9 +183,24 @@ const CALL_BUCKETS: [f64; 13] = [
     0.005, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
 ];
 
+/// The label values whose series start at zero. The modules that own them
+/// (dead letters, answer bounds, the offer check) write to the metrics, so
+/// whoever builds the metrics passes their values in.
+#[derive(Debug, Default)]
+pub struct KnownLabels<'a> {
+    /// The supplier codes.
+    pub suppliers: &'a [&'static str],
+    /// The answer bounds a supplier's answer can be cut at, per supplier.
+    pub limits: &'a [&'static str],
+    /// The reasons an offer is rejected for, per supplier.
+    pub rejections: &'a [&'static str],
+    /// The reasons a search is dead-lettered for.
+    pub dead_letters: &'a [&'static str],
+}
+
 impl Metrics {
-    /// Registers every series; `suppliers` and the known codes start at zero.
-    pub fn new(suppliers: &[&'static str]) -> Metrics {
+    /// Registers every series; the `known` labels and codes start at zero.
+    pub fn new(known: &KnownLabels) -> Metrics {
         let mut metrics = Metrics {
             registry: Registry::with_prefix("flight_search_provider"),
             process: service_runtime::process_metrics::registry(),
@@ -223,7 +238,7 @@ impl Metrics {
             "Spans not exported: queue full or the receiver did not take them",
             service_runtime::trace_export::dropped_spans(),
         );
-        metrics.start_at_zero(suppliers);
+        metrics.start_at_zero(known);
         metrics
     }
 
@@ -380,9 +395,9 @@ impl Metrics {
 
     /// Creates the labelled series known from the start, so they read zero
     /// rather than being absent until first used.
-    fn start_at_zero(&self, suppliers: &[&'static str]) {
+    fn start_at_zero(&self, known: &KnownLabels) {
         let metrics = self;
-        for &supplier in suppliers {
+        for &supplier in known.suppliers {
             let label = SupplierLabel { supplier };
             metrics.supplier_failures.get_or_create_owned(&label);
             metrics.supplier_call_duration.get_or_create_owned(&label);
@@ -398,21 +413,15 @@ impl Metrics {
                 });
             metrics.supplier_token_fetches.get_or_create_owned(&label);
             metrics.supplier_panics.get_or_create_owned(&label);
-            for limit in crate::answer_bounds::Limit::ALL {
+            for &limit in known.limits {
                 metrics
                     .supplier_offers_truncated
-                    .get_or_create_owned(&LimitLabel {
-                        supplier,
-                        limit: limit.as_str(),
-                    });
+                    .get_or_create_owned(&LimitLabel { supplier, limit });
             }
-            for reason in crate::offer_check::Rejection::ALL {
+            for &reason in known.rejections {
                 metrics
                     .supplier_offers_rejected
-                    .get_or_create_owned(&RejectionLabel {
-                        supplier,
-                        reason: reason.as_str(),
-                    });
+                    .get_or_create_owned(&RejectionLabel { supplier, reason });
             }
         }
         for code in [
@@ -425,7 +434,7 @@ impl Metrics {
                 .searches_failed
                 .get_or_create_owned(&CodeLabel { code });
         }
-        for reason in crate::dead_letter::DeadLetter::REASONS {
+        for &reason in known.dead_letters {
             metrics
                 .dead_letters
                 .get_or_create_owned(&ReasonLabel { reason });
@@ -458,7 +467,11 @@ mod tests {
 
     #[test]
     fn names_carry_the_prefix_and_known_labels_start_at_zero() {
-        let m = Metrics::new(&["GA", "JT"]);
+        let m = Metrics::new(&KnownLabels {
+            suppliers: &["GA", "JT"],
+            dead_letters: &["max_deliveries_exceeded"],
+            ..KnownLabels::default()
+        });
         m.searches_completed.inc();
         m.redis_error("ack");
         m.supplier_offers_dropped

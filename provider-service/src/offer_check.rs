@@ -186,6 +186,7 @@ fn iata_char(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::KnownLabels;
     use contract::Iata;
 
     fn search() -> SearchRequest {
@@ -252,7 +253,11 @@ mod tests {
 
     #[test]
     fn failing_offers_are_dropped_and_counted_by_reason() {
-        let metrics = Metrics::new(&["GA"]);
+        let metrics = Metrics::new(&KnownLabels {
+            suppliers: &["GA"],
+            rejections: &Rejection::ALL.map(Rejection::as_str),
+            ..KnownLabels::default()
+        });
         let mut answer = offers();
         let good = answer.len();
         let mut foreign = answer[0].clone();

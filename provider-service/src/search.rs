@@ -42,9 +42,10 @@ use crate::answer_bounds::{AnswerBounds, Cut};
 use crate::cache::AnswerCache;
 use crate::containment;
 use crate::events::{History, ResultStreams};
+use crate::failure::Failure as SupplierFailure;
 use crate::metrics::{CodeLabel, LimitLabel, Metrics, SupplierLabel};
 use crate::queue::Queue;
-use crate::supplier::{Failure as SupplierFailure, Supplier};
+use crate::supplier::Supplier;
 
 /// Tries at writing the terminal event. One suffices unless another attempt
 /// keeps adding results meanwhile; the bound guards against a stream that

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use contract::{Flight, SearchRequest};
 
-use crate::supplier::Failure;
+use crate::failure::Failure;
 use service_runtime::latency_range::LatencyRange;
 use timetable::catalogue::{CARRIERS, Carrier};
 use timetable::rng::Rng;

@@ -12,42 +12,11 @@ use contract::{Flight, SearchRequest, SupplierOutcome};
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::http_supplier::{self, HttpSupplier};
+use crate::failure::Failure;
+use crate::http_client;
+use crate::http_supplier::HttpSupplier;
 use crate::metrics::{Metrics, OutcomeLabel, SupplierLabel};
 use crate::simulation::{self, Simulated};
-
-/// Why a supplier contributed no answer; the search goes on without it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Failure {
-    /// No answer within the call's timeout or the search's deadline.
-    #[error("timed out")]
-    Timeout,
-    /// An error answer, an unreadable one, or no connection.
-    #[error("failed")]
-    Error,
-    /// Refused with 429 for longer than the search could wait.
-    #[error("rate limited")]
-    RateLimited,
-    /// Not called: its circuit is open.
-    #[error("circuit open")]
-    CircuitOpen,
-    /// The supplier refused the credentials.
-    #[error("unauthorized")]
-    Unauthorized,
-}
-
-impl Failure {
-    /// The outcome reported to the client.
-    pub fn outcome(self) -> SupplierOutcome {
-        match self {
-            Failure::Timeout => SupplierOutcome::Timeout,
-            Failure::Error => SupplierOutcome::Error,
-            Failure::RateLimited => SupplierOutcome::RateLimited,
-            Failure::CircuitOpen => SupplierOutcome::CircuitOpen,
-            Failure::Unauthorized => SupplierOutcome::Unauthorized,
-        }
-    }
-}
 
 /// One airline's API.
 pub enum Supplier {
@@ -73,7 +42,7 @@ pub fn from_config(config: &Config, metrics: &Arc<Metrics>) -> Vec<Supplier> {
         .filter(|s| s.tls.is_default())
         .cloned()
         .collect();
-    let shared = http_supplier::client(&shared, &default_tls);
+    let shared = http_client::client(&shared, &default_tls);
     suppliers
         .iter()
         .map(|settings| {
@@ -82,7 +51,7 @@ pub fn from_config(config: &Config, metrics: &Arc<Metrics>) -> Vec<Supplier> {
             let client = if settings.tls.is_default() {
                 shared.clone()
             } else {
-                http_supplier::client(std::slice::from_ref(settings), &settings.tls)
+                http_client::client(std::slice::from_ref(settings), &settings.tls)
             };
             Supplier::Http(Box::new(HttpSupplier::new(
                 settings,

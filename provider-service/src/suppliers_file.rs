@@ -169,7 +169,7 @@ pub fn read(
         value: path.to_owned(),
         reason,
     };
-    let bytes = service_runtime::files::read_setting_file("SUPPLIERS_FILE", path)?;
+    let bytes = service_runtime::config::read_setting_file("SUPPLIERS_FILE", path)?;
     let text = String::from_utf8(bytes).map_err(|_| fail("not UTF-8 text".to_owned()))?;
     parse(&text, defaults, lookup).map_err(fail)
 }

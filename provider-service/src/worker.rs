@@ -323,6 +323,7 @@ mod tests {
     use super::*;
     use crate::cache::AnswerCache;
     use crate::events::ResultStreams;
+    use crate::metrics::KnownLabels;
     use crate::queue::Queue;
     use crate::simulation;
     use crate::supplier::Supplier;
@@ -424,7 +425,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_attempt_fails_its_search_at_once_and_the_next_one_runs() {
         let redis = RedisServer::start().await;
-        let metrics = Arc::new(Metrics::new(&[]));
+        let metrics = Arc::new(Metrics::new(&KnownLabels::default()));
         let (worker, queue) = worker(&redis, &metrics).await;
 
         let (broken, entry) = delivered(&redis, &queue).await;

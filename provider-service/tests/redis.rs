@@ -19,8 +19,9 @@ use futures_util::StreamExt;
 use provider_service::Config;
 use provider_service::adapters::{Adapter, BadAnswer, Style};
 use provider_service::events::ResultStreams;
-use provider_service::http_supplier::{self, HttpSupplier};
-use provider_service::metrics::Metrics;
+use provider_service::http_client;
+use provider_service::http_supplier::HttpSupplier;
+use provider_service::metrics::{KnownLabels, Metrics};
 use provider_service::queue::Queue;
 use provider_service::simulation;
 use provider_service::supplier::Supplier;
@@ -247,7 +248,7 @@ async fn queue(redis: &RedisServer, consumer: &str) -> Queue {
         "provider-service".to_owned(),
         consumer.to_owned(),
         Duration::from_secs(15),
-        Arc::new(Metrics::new(&[])),
+        Arc::new(Metrics::new(&KnownLabels::default())),
     )
 }
 
@@ -962,7 +963,7 @@ async fn catching_up_reads_only_what_was_written_since_and_sees_the_end() {
     let results = ResultStreams::new(
         RedisConnection::Managed(commands),
         Duration::from_secs(60),
-        Arc::new(Metrics::new(&[])),
+        Arc::new(Metrics::new(&KnownLabels::default())),
     );
     let id = Uuid::new_v4();
     append(&mut conn, id, EventKind::Processing { results: vec![] }).await;
@@ -1140,7 +1141,7 @@ fn panicking_ga(config: &Config, metrics: &Arc<Metrics>) -> Vec<Supplier> {
     suppliers.push(Supplier::Http(Box::new(HttpSupplier::with_adapter(
         &settings,
         Box::new(Panicking),
-        http_supplier::client(std::slice::from_ref(&settings), &TlsFiles::default()),
+        http_client::client(std::slice::from_ref(&settings), &TlsFiles::default()),
         Arc::clone(metrics),
         config.suppliers.answer_bounds.max_offers,
     ))));
@@ -1321,7 +1322,7 @@ async fn a_retry_after_of_u64_max_is_rate_limited_at_once() {
         let settings = ga_settings(config, format!("http://{limiter}/ga"));
         suppliers.push(Supplier::Http(Box::new(HttpSupplier::new(
             &settings,
-            http_supplier::client(std::slice::from_ref(&settings), &TlsFiles::default()),
+            http_client::client(std::slice::from_ref(&settings), &TlsFiles::default()),
             Arc::clone(metrics),
             config.suppliers.answer_bounds.max_offers,
         ))));

@@ -14,8 +14,9 @@ use std::time::Duration;
 use contract::{Airline, Flight, Iata, SearchRequest};
 use mock_suppliers::journeys::{self, Journey};
 use provider_service::adapters::Style;
-use provider_service::http_supplier::{self, HttpSupplier};
-use provider_service::metrics::Metrics;
+use provider_service::http_client;
+use provider_service::http_supplier::HttpSupplier;
+use provider_service::metrics::{KnownLabels, Metrics};
 use provider_service::suppliers_file::{Defaults, SupplierSettings};
 use provider_service::tls::TlsFiles;
 use tests::mock_suppliers::MockSuppliers;
@@ -96,8 +97,11 @@ async fn ask(
     );
     let supplier = HttpSupplier::new(
         &settings,
-        http_supplier::client(std::slice::from_ref(&settings), &TlsFiles::default()),
-        Arc::new(Metrics::new(&["SKYHUB"])),
+        http_client::client(std::slice::from_ref(&settings), &TlsFiles::default()),
+        Arc::new(Metrics::new(&KnownLabels {
+            suppliers: &["SKYHUB"],
+            ..KnownLabels::default()
+        })),
         500,
     );
     let deadline = tokio::time::Instant::now() + LIMIT;

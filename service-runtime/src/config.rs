@@ -6,10 +6,11 @@
 //! bad one stops the service with a single line naming it.
 
 use std::fmt::Display;
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::files::read_setting_file;
+use crate::files::read_bounded;
 use crate::redact::redact_url;
 use crate::redis_endpoint::{ClientIdentity, RedisEndpoint, TlsOptions, TrustedCas};
 
@@ -19,6 +20,18 @@ const REDIS_CA_FILE: &str = "REDIS_CA_FILE";
 const REDIS_CLIENT_CERT_FILE: &str = "REDIS_CLIENT_CERT_FILE";
 /// The variable naming a PEM file with the client certificate's private key.
 const REDIS_CLIENT_KEY_FILE: &str = "REDIS_CLIENT_KEY_FILE";
+
+/// Reads the file at `path`, named by the variable `var`, whole, through
+/// [`read_bounded`]. Fails with a [`ConfigError`] naming both when it is not
+/// a regular file, is larger than [`crate::files::MAX_SETTING_FILE_BYTES`],
+/// or cannot be read.
+pub fn read_setting_file(var: &'static str, path: &str) -> Result<Vec<u8>, ConfigError> {
+    read_bounded(Path::new(path)).map_err(|reason| ConfigError {
+        name: var,
+        value: path.to_owned(),
+        reason,
+    })
+}
 
 /// A variable holds a value the service cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -308,6 +321,19 @@ mod tests {
         assert_eq!(err.name, "REDIS_CLIENT_KEY_FILE");
         assert!(!err.to_string().contains("s3cret"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_refused_setting_file_names_the_variable_and_the_path() {
+        for path in ["/dev/zero", "/nonexistent/ca.pem"] {
+            let line = read_setting_file("REDIS_CA_FILE", path)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                line.starts_with(&format!("REDIS_CA_FILE={path} is not valid: ")),
+                "{line}"
+            );
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! which never end, a FIFO, whose `open` blocks until a writer appears, a
 //! directory, or a regular file far larger than any certificate. Reading such
 //! a thing whole grows the process without bound or hangs it before it logs a
-//! line. [`read_setting_file`] therefore takes only a regular file (symbolic
+//! line. [`read_bounded`] therefore takes only a regular file (symbolic
 //! links followed) of at most [`MAX_SETTING_FILE_BYTES`], checked before it is
 //! opened, and never reads more than that, so a file that grows between the
 //! check and the read is refused too. Anything else stops the service with one
@@ -14,26 +14,14 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::config::ConfigError;
-
 /// The largest file a setting may name: 1 MiB, far above any PEM bundle of
 /// certificates or keys (the Mozilla root store is about 220 KiB).
 pub const MAX_SETTING_FILE_BYTES: u64 = 1024 * 1024;
 
-/// Reads the file at `path`, named by the variable `var`, whole. Fails with a
-/// [`ConfigError`] naming both when it is not a regular file, is larger than
-/// [`MAX_SETTING_FILE_BYTES`], or cannot be read.
-pub fn read_setting_file(var: &'static str, path: &str) -> Result<Vec<u8>, ConfigError> {
-    read_bounded(Path::new(path)).map_err(|reason| ConfigError {
-        name: var,
-        value: path.to_owned(),
-        reason,
-    })
-}
-
-/// Reads the file at `path` whole under the same rules as
-/// [`read_setting_file`]; the error is the reason alone, for callers that name
-/// the file their own way (a file named inside another file).
+/// Reads the file at `path` whole: a regular file of at most
+/// [`MAX_SETTING_FILE_BYTES`]. The error is the reason alone; the caller names
+/// the file (a variable, through [`crate::config::read_setting_file`], or the
+/// file that names it).
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     // `metadata` follows links and never blocks, unlike opening a FIFO.
     let metadata = std::fs::metadata(path).map_err(|e| format!("cannot read the file: {e}"))?;
@@ -105,19 +93,16 @@ mod tests {
         let scratch = Scratch::new("small");
         let path = scratch.file("ca.pem", b"-----BEGIN CERTIFICATE-----\n");
         assert_eq!(
-            read_setting_file("REDIS_CA_FILE", &path).unwrap(),
+            read_bounded(Path::new(&path)).unwrap(),
             b"-----BEGIN CERTIFICATE-----\n"
         );
         let limit = usize::try_from(MAX_SETTING_FILE_BYTES).unwrap();
         let at_limit = scratch.file("at-limit.pem", &vec![b'a'; limit]);
-        assert_eq!(
-            read_setting_file("REDIS_CA_FILE", &at_limit).unwrap().len(),
-            limit
-        );
+        assert_eq!(read_bounded(Path::new(&at_limit)).unwrap().len(), limit);
     }
 
     #[test]
-    fn devices_directories_and_large_files_are_refused_with_variable_and_path() {
+    fn devices_directories_and_large_files_are_refused_with_the_reason() {
         let scratch = Scratch::new("refused");
         let limit = usize::try_from(MAX_SETTING_FILE_BYTES).unwrap();
         let large = scratch.file("large.pem", &vec![b'a'; limit + 1]);
@@ -131,13 +116,8 @@ mod tests {
             (large.as_str(), "larger than 1048576 bytes"),
             ("/nonexistent/ca.pem", "cannot read the file"),
         ] {
-            let error = read_setting_file("REDIS_CA_FILE", path).unwrap_err();
-            let line = error.to_string();
-            assert!(
-                line.starts_with(&format!("REDIS_CA_FILE={path} is not valid: ")),
-                "{line}"
-            );
-            assert!(line.contains(reason), "{line}");
+            let error = read_bounded(Path::new(path)).unwrap_err();
+            assert!(error.contains(reason), "{path}: {error}");
         }
     }
 
@@ -152,7 +132,7 @@ mod tests {
         assert!(made.success());
         // Opening a FIFO for reading blocks until a writer comes: were it
         // opened, this test would hang instead of failing.
-        let error = read_setting_file("REDIS_CA_FILE", &fifo.display().to_string()).unwrap_err();
-        assert!(error.reason.contains("FIFO"), "{error}");
+        let error = read_bounded(&fifo).unwrap_err();
+        assert!(error.contains("FIFO"), "{error}");
     }
 }

@@ -35,7 +35,7 @@ pub struct TrustedCas {
 
 impl TrustedCas {
     /// The CAs of a PEM file's bytes (read with
-    /// [`crate::files::read_setting_file`]). Fails, with a reason fit for a
+    /// [`crate::config::read_setting_file`]). Fails, with a reason fit for a
     /// configuration error, if they hold no certificate or a malformed one.
     pub fn from_pem(pem: Vec<u8>) -> Result<TrustedCas, String> {
         let mut roots = rustls::RootCertStore::empty();

@@ -12,10 +12,12 @@
 //! [`prometheus`] runs a real Prometheus that scrapes a stack and loads the
 //! repository's rules.
 //! [`otlp::OtlpReceiver`] collects the spans the services export.
+//! [`module_graph`] finds import circles between the modules of a crate.
 
 pub mod documents;
 pub mod http;
 pub mod mock_suppliers;
+pub mod module_graph;
 pub mod nginx;
 pub mod otlp;
 pub mod pki;

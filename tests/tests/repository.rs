@@ -1,7 +1,8 @@
 //! Promises the repository's own files make to a newcomer, checked against
 //! each other: both compose files pass every setting docs/configuration.md
 //! documents, no document points outside the repository, and every relative
-//! link of the documentation leads to a file and heading that exist.
+//! link of the documentation leads to a file and heading that exist; no
+//! crate's modules name each other in a circle.
 
 use std::path::{Path, PathBuf};
 
@@ -506,4 +507,89 @@ fn every_kubernetes_container_runs_locked_down_with_bounded_resources() {
             assert!(!container["livenessProbe"].is_null(), "{name}: liveness");
         }
     }
+}
+
+/// Every crate of the repository: the directories with a Cargo.toml and a
+/// src/ directory.
+fn crate_sources() -> Vec<PathBuf> {
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(root())
+        .expect("the repository root")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|dir| dir.join("Cargo.toml").is_file() && dir.join("src").is_dir())
+        .map(|dir| dir.join("src"))
+        .collect();
+    sources.sort();
+    sources
+}
+
+#[test]
+fn no_crate_has_an_import_circle_between_its_modules() {
+    let sources = crate_sources();
+    assert!(
+        sources.iter().any(|s| s.ends_with("main-service/src"))
+            && sources.iter().any(|s| s.ends_with("provider-service/src")),
+        "crates found: {sources:?}"
+    );
+    let mut report = String::new();
+    for src in &sources {
+        for circle in tests::module_graph::circles(src) {
+            let name = src.strip_prefix(root()).unwrap_or(src);
+            report += &format!("{}: a circle of {} files\n", name.display(), circle.len());
+            for (file, named) in circle {
+                let named: Vec<String> = named.iter().map(|f| f.display().to_string()).collect();
+                report += &format!("  {} -> {}\n", file.display(), named.join(", "));
+            }
+        }
+    }
+    assert!(
+        report.is_empty(),
+        "modules that name each other in a circle:\n{report}"
+    );
+}
+
+/// A directory of its own for one test, removed on drop.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn the_module_graph_finds_a_circle_and_lets_containment_and_comments_be() {
+    let scratch =
+        Scratch(std::env::temp_dir().join(format!("module-graph-{}", std::process::id())));
+    let src = scratch.0.join("src");
+    std::fs::create_dir_all(src.join("c")).unwrap();
+    for (file, text) in [
+        ("lib.rs", "mod a;\nmod b;\nmod c;\nmod d;\npub fn f() {}\n"),
+        (
+            "a.rs",
+            "use crate::{b::{self, B}, c as see};\npub struct A;\n",
+        ),
+        ("b.rs", "pub struct B(super::a::A);\n"),
+        (
+            "c.rs",
+            "mod inner;\n// use crate::d;\npub fn g() { crate::f(); inner::h() }\n",
+        ),
+        (
+            "c/inner.rs",
+            "pub fn h() { super::g(); let _ = \"crate::d::D\"; }\n",
+        ),
+        (
+            "d.rs",
+            "pub struct D;\nfn e() { crate::c::g() }\n#[cfg(test)]\nmod tests { use super::*; }\n",
+        ),
+    ] {
+        std::fs::write(src.join(file), text).unwrap();
+    }
+    let circles = tests::module_graph::circles(&src);
+    assert_eq!(
+        circles,
+        vec![vec![
+            (PathBuf::from("a.rs"), vec![PathBuf::from("b.rs")]),
+            (PathBuf::from("b.rs"), vec![PathBuf::from("a.rs")]),
+        ]],
+    );
 }

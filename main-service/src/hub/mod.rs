@@ -541,39 +541,68 @@ async fn heartbeat(hub: Arc<Hub>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use service_runtime::config::Vars;
+
+    /// A hub with the metrics it writes.
+    struct Fixture {
+        hub: Arc<Hub>,
+        metrics: Arc<Metrics>,
+    }
+
+    /// A hub whose Redis is unreachable (nothing listens on port 1), for
+    /// tests of what happens before any Redis answer.
+    fn fixture() -> Fixture {
+        let vars =
+            Vars::new(|name| (name == "REDIS_URL").then(|| "redis://127.0.0.1:1".to_owned()));
+        let config = Config::from_vars(&vars).unwrap();
+        let redis = RedisLink::new(&config.redis).unwrap();
+        let metrics = Arc::new(Metrics::new(&[]));
+        let hub = Hub::start(
+            redis,
+            metrics.clone(),
+            RedisHealth::new(),
+            Settings::from(&config),
+            CancellationToken::new(),
+        );
+        Fixture { hub, metrics }
+    }
 
     #[tokio::test]
     async fn feeds_leave_no_task_behind() {
-        let app = crate::app::tests::app();
+        let fixture = fixture();
         let runtime = tokio::runtime::Handle::current();
         let search_id = Uuid::new_v4();
         drop(
-            app.hub
+            fixture
+                .hub
                 .subscribe(search_id, Some(crate::unix_ms()), false, None),
         );
         let before = runtime.metrics().num_alive_tasks();
         for _ in 0..100 {
             drop(
-                app.hub
+                fixture
+                    .hub
                     .subscribe(search_id, Some(crate::unix_ms()), false, None),
             );
         }
         assert_eq!(runtime.metrics().num_alive_tasks(), before);
-        assert_eq!(app.metrics.hub_feeds_active.get(), 0);
-        let feeds = app.hub.feeds.lock().unwrap();
+        assert_eq!(fixture.metrics.hub_feeds_active.get(), 0);
+        let feeds = fixture.hub.feeds.lock().unwrap();
         assert_eq!(feeds.deadlines.len(), 0, "released feeds leave no deadline");
     }
 
     #[tokio::test(start_paused = true)]
     async fn keep_alive_ticks_are_spread_over_the_interval() {
-        let app = crate::app::tests::app();
-        let heartbeat = app.hub.settings.heartbeat;
-        let slots = app.hub.ticks.len();
+        let fixture = fixture();
+        let heartbeat = fixture.hub.settings.heartbeat;
+        let slots = fixture.hub.ticks.len();
         assert!(slots > 100, "{slots} slots for {heartbeat:?}");
         let search_id = Uuid::new_v4();
         let mut subscriptions: Vec<Subscription> = (0..2 * slots)
             .map(|_| {
-                app.hub
+                fixture
+                    .hub
                     .subscribe(search_id, Some(crate::unix_ms()), false, None)
             })
             .collect();
@@ -601,9 +630,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_past_the_end_learns_how_the_search_ended() {
-        let app = crate::app::tests::app();
+        let fixture = fixture();
         let after = EntryId { ms: 5, seq: 0 };
-        let mut subscription = app
+        let mut subscription = fixture
             .hub
             .subscribe(Uuid::new_v4(), Some(0), true, Some(after));
         subscription.feed.append([(
@@ -618,11 +647,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_nudge_delivers_the_entries_that_continue_the_feed_and_no_others() {
-        let app = crate::app::tests::app();
+        let fixture = fixture();
         let search_id = Uuid::new_v4();
-        let mut subscription = app.hub.subscribe(search_id, Some(0), false, None);
+        let mut subscription = fixture.hub.subscribe(search_id, Some(0), false, None);
         let nudge = |payload: String| {
-            app.hub
+            fixture
+                .hub
                 .nudge(&Nudge::parse(payload.as_bytes()).expect("a nudge"));
         };
         let processing = r#"{"status":"processing"}"#;
@@ -643,8 +673,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_vanished_feed_delivers_what_it_has_then_ends() {
-        let app = crate::app::tests::app();
-        let mut subscription = app.hub.subscribe(Uuid::new_v4(), Some(0), false, None);
+        let fixture = fixture();
+        let mut subscription = fixture.hub.subscribe(Uuid::new_v4(), Some(0), false, None);
         let processing = EntryId { ms: 1, seq: 0 };
         subscription
             .feed

@@ -131,7 +131,7 @@ pub struct BehaviourPatch {
 }
 
 /// Reads a present field, `null` included, as `Some`, so a patch can clear it.
-fn some<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+pub(crate) fn some<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)

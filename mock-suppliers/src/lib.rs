@@ -9,7 +9,9 @@
 //! * `GET /healthz`: 200 while the process runs.
 //! * `GET /admin/suppliers`: every airline's behaviour and call count, the
 //!   number of TCP connections that carried airline calls (to see whether
-//!   clients pool them) and of calls over HTTP/2.
+//!   clients pool them), of airline and style supplier calls over HTTP/2,
+//!   and under `styles` each style supplier name's credentials rule, calls
+//!   and tokens issued.
 //!
 //! With `MOCK_HTTPS_ADDR` and a certificate the airline APIs are also served
 //! over HTTPS ([`https`]), optionally requiring client certificates.
@@ -25,7 +27,11 @@
 //!   `POST /<code>/api/offers/search` (offers format): the airline's API.
 //! * `POST /offer_request/<name>/<CUR>/air/offer_requests` and
 //!   `GET /flight_offers/<name>/<CUR>/v2/shopping/flight-offers?…`: suppliers
-//!   of several airlines in two public API styles ([`styles`]).
+//!   of several airlines in two public API styles ([`styles`]), with their
+//!   token endpoint `POST /<style>/<name>/<CUR>/oauth/token`.
+//! * `PATCH /admin/styles/<name>`: the credentials style supplier `name`
+//!   demands, `{"bearer","api_key","oauth"}` as for an airline
+//!   ([`style_credentials`]).
 
 pub mod behaviour;
 pub mod config;
@@ -35,6 +41,7 @@ pub mod formats;
 pub mod https;
 pub mod journeys;
 pub mod partner_pki;
+pub mod style_credentials;
 pub mod styles;
 
 use std::sync::Arc;
@@ -57,6 +64,7 @@ pub use config::Config;
 
 use crate::behaviour::{BehaviourPatch, Board, Fault, HANG_LIMIT, Plan};
 use crate::formats::Format;
+use crate::style_credentials::StyleCredentials;
 use contract::Flight;
 
 /// MiB a gzip bomb expands to: twice the provider's 4 MiB answer limit, so
@@ -84,8 +92,10 @@ struct Mock {
     board: Board,
     /// TCP connections that carried at least one airline call since start.
     connections: AtomicU64,
-    /// Airline calls that arrived over HTTP/2.
+    /// Airline and style supplier calls that arrived over HTTP/2.
     http2_calls: AtomicU64,
+    /// What each style supplier demands of its callers.
+    styles: StyleCredentials,
     /// Ends hanging calls at shutdown.
     shutdown: CancellationToken,
 }
@@ -101,6 +111,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         board: Board::new(config.behaviours),
         connections: AtomicU64::new(0),
         http2_calls: AtomicU64::new(0),
+        styles: StyleCredentials::default(),
         shutdown: shutdown.clone(),
     });
     // One service per connection, with its flag for the connection count.
@@ -173,13 +184,27 @@ impl Mock {
             .board
             .issue_token(code, &form, &mut Rng::from_entropy())
         {
-            Some((token, lifetime)) => json(
-                StatusCode::OK,
-                serde_json::json!({"access_token": token, "token_type": "Bearer",
-                                   "expires_in": lifetime.as_secs()})
-                .to_string(),
-            ),
+            Some((token, lifetime)) => token_answer(&token, lifetime),
             None => error(StatusCode::UNAUTHORIZED, "invalid_client"),
+        }
+    }
+
+    /// `PATCH /admin/styles/<name>`: changes the credentials style supplier
+    /// `name` demands.
+    async fn change_style(&self, name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let Ok(body) = read_body(req).await else {
+            return error(StatusCode::BAD_REQUEST, "unreadable body");
+        };
+        let patch: style_credentials::RulePatch = match serde_json::from_slice(&body) {
+            Ok(patch) => patch,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+        };
+        match self.styles.change(name, patch) {
+            Ok(rule) => json(
+                StatusCode::OK,
+                serde_json::to_string(&rule).expect("a rule serialises"),
+            ),
+            Err(reason) => error(StatusCode::BAD_REQUEST, &reason),
         }
     }
 
@@ -200,6 +225,7 @@ impl Mock {
                 "connections": self.connections.load(Ordering::Relaxed),
                 "http2_calls": self.http2_calls.load(Ordering::Relaxed),
                 "suppliers": self.board.snapshot(),
+                "styles": self.styles.snapshot(),
             });
             return Ok(json(StatusCode::OK, body.to_string()));
         }
@@ -209,8 +235,17 @@ impl Mock {
             }
             return Ok(self.change(code, req).await);
         }
+        if let Some(name) = path.strip_prefix("/admin/styles/") {
+            if method != Method::PATCH {
+                return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "use PATCH\n"));
+            }
+            return Ok(self.change_style(name, req).await);
+        }
         if let Some(route) = styles::Route::parse(&path) {
-            return Ok(styles::answer(route, req).await);
+            if req.version() == hyper::Version::HTTP_2 {
+                self.http2_calls.fetch_add(1, Ordering::Relaxed);
+            }
+            return Ok(styles::answer(route, req, &self.styles).await);
         }
         let Some(carrier) = CARRIERS.iter().find(|c| {
             path.strip_prefix('/')
@@ -234,11 +269,7 @@ impl Mock {
         if req.version() == hyper::Version::HTTP_2 {
             self.http2_calls.fetch_add(1, Ordering::Relaxed);
         }
-        let gzip = req
-            .headers()
-            .get(hyper::header::ACCEPT_ENCODING)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+        let gzip = accepts_gzip(req.headers());
         if !self.board.authorized(carrier.code, req.headers()) {
             return Ok(error(
                 StatusCode::UNAUTHORIZED,
@@ -335,6 +366,24 @@ fn answer(
         }
         Plan::Fault(Fault::None | Fault::Hang) => unreachable!("handled above"),
     }
+}
+
+/// True if the caller's `Accept-Encoding` names gzip.
+fn accepts_gzip(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get(hyper::header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")))
+}
+
+/// The token endpoint's answer issuing `token` for `lifetime`.
+fn token_answer(token: &str, lifetime: Duration) -> Response<Full<Bytes>> {
+    json(
+        StatusCode::OK,
+        serde_json::json!({"access_token": token, "token_type": "Bearer",
+                           "expires_in": lifetime.as_secs()})
+        .to_string(),
+    )
 }
 
 /// `response` with a gzip body of `parts[0]` followed by `repeat` times

@@ -13,7 +13,11 @@
 //! `<name>` picks the airlines (any name; the same name sells the same ones)
 //! and `<CUR>` the currency (one the mock quotes in: IDR, EUR, USD, KWD).
 //! These suppliers answer at once and without faults: the per-airline
-//! behaviours of the admin endpoint apply to the airline APIs only.
+//! behaviours of the admin endpoint apply to the airline APIs only. Each
+//! supplier name demands the credentials set for it
+//! ([`style_credentials`](crate::style_credentials)), with its OAuth2 token
+//! endpoint at `POST <base>/oauth/token`, and offer requests are answered
+//! gzipped to callers that accept it, as Duffel always does.
 
 use bytes::Bytes;
 use contract::{Flight, Price, SearchRequest, money};
@@ -25,6 +29,7 @@ use serde_json::{Value, json};
 
 use crate::currencies;
 use crate::journeys::{self, Journey};
+use crate::style_credentials::StyleCredentials;
 
 /// A supplier API style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +84,16 @@ impl Route {
     }
 }
 
-/// Answers one call to a style supplier.
-pub async fn answer(route: Route, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Answers one call to a style supplier, which demands what `credentials`
+/// hold for its name.
+pub async fn answer(
+    route: Route,
+    req: Request<Incoming>,
+    credentials: &StyleCredentials,
+) -> Response<Full<Bytes>> {
+    if route.endpoint == "oauth/token" && req.method() == Method::POST {
+        return token(&route.name, req, credentials).await;
+    }
     let (method, endpoint) = route.style.endpoint();
     if route.endpoint != endpoint {
         return crate::error(StatusCode::NOT_FOUND, "no such endpoint");
@@ -88,6 +101,13 @@ pub async fn answer(route: Route, req: Request<Incoming>) -> Response<Full<Bytes
     if req.method() != method {
         return crate::error(StatusCode::METHOD_NOT_ALLOWED, "wrong method");
     }
+    if !credentials.authorized(&route.name, req.headers()) {
+        return crate::error(
+            StatusCode::UNAUTHORIZED,
+            "missing, wrong or expired credentials",
+        );
+    }
+    let gzip = route.style == Style::OfferRequest && crate::accepts_gzip(req.headers());
     if let Err(reason) = currencies::check(&route.currency) {
         return crate::error(StatusCode::NOT_FOUND, &reason);
     }
@@ -112,7 +132,32 @@ pub async fn answer(route: Route, req: Request<Incoming>) -> Response<Full<Bytes
         Style::OfferRequest => offer_request_body(&journeys, &route.currency, &request),
         Style::FlightOffers => flight_offers_body(&journeys, &route.currency, &request),
     };
-    crate::json(StatusCode::OK, body.to_string())
+    if gzip {
+        let body = body.to_string();
+        crate::gzipped(
+            crate::json(StatusCode::OK, String::new()),
+            &[body.as_bytes()],
+            1,
+        )
+    } else {
+        crate::json(StatusCode::OK, body.to_string())
+    }
+}
+
+/// `POST <base>/oauth/token`: a token for supplier `name`'s OAuth2 client,
+/// or 401 for any other.
+async fn token(
+    name: &str,
+    req: Request<Incoming>,
+    credentials: &StyleCredentials,
+) -> Response<Full<Bytes>> {
+    let Ok(form) = crate::read_body(req).await else {
+        return crate::error(StatusCode::BAD_REQUEST, "unreadable body");
+    };
+    match credentials.issue_token(name, &form, &mut timetable::rng::Rng::from_entropy()) {
+        Some((token, lifetime)) => crate::token_answer(&token, lifetime),
+        None => crate::error(StatusCode::UNAUTHORIZED, "invalid_client"),
+    }
 }
 
 #[derive(Deserialize)]

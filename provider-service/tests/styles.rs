@@ -6,7 +6,9 @@
 //! gate-to-gate durations, connections included: first through the HTTP
 //! supplier alone, then through the whole stack (`SUPPLIERS_FILE` naming one
 //! supplier of each style, a search over the API, the offers read back from
-//! the event stream).
+//! the event stream). Then the same over HTTPS with a private CA, each
+//! partner with its own credentials (a bearer token, OAuth2 client
+//! credentials), including a token the partner refuses.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +21,8 @@ use provider_service::http_supplier::HttpSupplier;
 use provider_service::metrics::{KnownLabels, Metrics};
 use provider_service::suppliers_file::{Defaults, SupplierSettings};
 use provider_service::tls::TlsFiles;
-use tests::mock_suppliers::MockSuppliers;
+use tests::mock_suppliers::{HttpsOptions, MockSuppliers};
+use tests::pki::TestCa;
 use tests::search_body;
 use tests::sse::{Event, assert_exactly_once};
 use tests::stack::Stack;
@@ -121,10 +124,10 @@ fn request() -> SearchRequest {
     }
 }
 
-/// What supplier `skyhub` sells for `request`, as it must arrive through the
+/// What supplier `name` sells for `request`, as it must arrive through the
 /// offer-request style in EUR and through the flight-offers style in KWD.
-fn wanted(request: &SearchRequest) -> (Vec<Flight>, Vec<Flight>) {
-    let sold = journeys::journeys("skyhub", request);
+fn wanted(name: &str, request: &SearchRequest) -> (Vec<Flight>, Vec<Flight>) {
+    let sold = journeys::journeys(name, request);
     let airlines: std::collections::BTreeSet<&str> = sold.iter().map(|j| j.carrier.code).collect();
     assert!(airlines.len() >= 2, "several airlines: {airlines:?}");
     assert!(sold.iter().any(|j| j.legs.len() == 2), "a connection");
@@ -160,7 +163,7 @@ fn assert_exact(flights: &[Flight], decimals: u8) {
 async fn both_styles_deliver_what_the_mock_sells_exactly() {
     let mock = MockSuppliers::start(&[]).await;
     let request = request();
-    let (want_eur, want_kwd) = wanted(&request);
+    let (want_eur, want_kwd) = wanted("skyhub", &request);
     let eur = ask(
         &mock,
         (Style::OfferRequest, "offer_request", "EUR"),
@@ -195,11 +198,12 @@ impl SuppliersFile {
     }
 
     fn path(&self) -> String {
-        self.dir
-            .join("suppliers.toml")
-            .to_str()
-            .expect("UTF-8 path")
-            .to_owned()
+        self.file("suppliers.toml")
+    }
+
+    /// The path of `name` in the file's directory.
+    fn file(&self, name: &str) -> String {
+        self.dir.join(name).to_str().expect("UTF-8 path").to_owned()
     }
 }
 
@@ -218,36 +222,60 @@ fn offers(events: &[Event], supplier: &str) -> Vec<Flight> {
     serde_json::from_value(event.data["results"].clone()).expect("results are flights")
 }
 
+/// A `[[supplier]]` table: `code` speaking `style` at `<base>/<style>/<name>/<currency>`,
+/// selling what `name` sells, then `extra` lines.
+fn table(
+    code: &str,
+    style: &str,
+    (base, name, currency): (&str, &str, &str),
+    extra: &str,
+) -> String {
+    let airlines: Vec<String> = journeys::airlines(name)
+        .iter()
+        .map(|c| format!("\"{}\"", c.code))
+        .collect();
+    format!(
+        "[[supplier]]\ncode = \"{code}\"\nstyle = \"{style}\"\n\
+         base_url = \"{base}/{style}/{name}/{currency}\"\nairlines = [{}]\ncache_ttl_secs = 0\n{extra}\n",
+        airlines.join(", ")
+    )
+}
+
+/// Runs the search of [`request`] through `stack` to its terminal event.
+async fn search(stack: &Stack) -> Vec<Event> {
+    let id = stack.submit(&search_body("CGK", "DPS", 9, 2)).await;
+    let events = stack.events(id).await;
+    assert_exactly_once(id, &events);
+    events
+}
+
+/// The terminal event's outcome for `supplier`, checked against the OpenAPI document.
+fn outcome(events: &[Event], supplier: &str) -> String {
+    let last = events.last().expect("a terminal event");
+    tests::documents::assert_matches(tests::documents::Schema::SearchEvent, &last.data);
+    last.data["suppliers"][supplier]
+        .as_str()
+        .unwrap_or_else(|| panic!("no outcome for {supplier} in {}", last.raw))
+        .to_owned()
+}
+
 #[tokio::test]
 async fn one_supplier_of_each_style_answers_the_same_search_through_the_stack() {
     let mock = MockSuppliers::start(&[]).await;
     let request = request();
-    let (want_eur, want_kwd) = wanted(&request);
-    let airlines: Vec<String> = journeys::airlines("skyhub")
-        .iter()
-        .map(|c| format!("\"{}\"", c.code))
-        .collect();
-    let table = |code: &str, style: &str, currency: &str| {
-        format!(
-            "[[supplier]]\ncode = \"{code}\"\nstyle = \"{style}\"\n\
-             base_url = \"{}/{style}/skyhub/{currency}\"\nairlines = [{}]\ncache_ttl_secs = 0\n",
-            mock.base_url(),
-            airlines.join(", ")
-        )
-    };
+    let (want_eur, want_kwd) = wanted("skyhub", &request);
+    let base = mock.base_url();
     let file = SuppliersFile::new(&format!(
-        "{}\n{}",
-        table("DUFF", "offer_request", "EUR"),
-        table("AMAD", "flight_offers", "KWD")
+        "{}{}",
+        table("DUFF", "offer_request", (&base, "skyhub", "EUR"), ""),
+        table("AMAD", "flight_offers", (&base, "skyhub", "KWD"), "")
     ));
     let stack = Stack::builder()
         .local_only()
         .provider_env("SUPPLIERS_FILE", &file.path())
         .start()
         .await;
-    let id = stack.submit(&search_body("CGK", "DPS", 9, 2)).await;
-    let events = stack.events(id).await;
-    assert_exactly_once(id, &events);
+    let events = search(&stack).await;
     assert_eq!(events.last().unwrap().status(), "completed");
     assert_eq!(
         offers(&events, "DUFF"),
@@ -259,4 +287,134 @@ async fn one_supplier_of_each_style_answers_the_same_search_through_the_stack() 
         want_kwd,
         "flight-offers style in KWD"
     );
+}
+
+/// The offer-request supplier's name: it demands a bearer token.
+const DUFF_NAME: &str = "skyhub";
+/// The flight-offers supplier's name: it demands OAuth2 client credentials.
+const AMAD_NAME: &str = "farenet";
+
+#[tokio::test]
+async fn https_partners_of_both_styles_take_a_bearer_token_and_oauth2_by_file_alone() {
+    let ca = TestCa::new("partner CA");
+    let https = HttpsOptions {
+        ca: &ca,
+        client_ca: None,
+        http2: true,
+    };
+    let mock = MockSuppliers::start_https(&https, &[]).await;
+    mock.set_style(DUFF_NAME, r#"{"bearer":"duff-t0ken"}"#)
+        .await;
+    mock.set_style(
+        AMAD_NAME,
+        r#"{"oauth":{"client_id":"flight-search","client_secret":"amad s3cret&","token_lifetime_ms":60000}}"#,
+    )
+    .await;
+    let request = request();
+    let (want_eur, _) = wanted(DUFF_NAME, &request);
+    let (_, want_kwd) = wanted(AMAD_NAME, &request);
+    let base = mock.https_base();
+    let file = SuppliersFile::new("");
+    std::fs::write(file.file("ca.pem"), ca.pem()).expect("write the CA file");
+    let ca_file = format!("ca_file = \"{}\"", file.file("ca.pem"));
+    std::fs::write(
+        file.path(),
+        format!(
+            "{}{}",
+            table(
+                "DUFF",
+                "offer_request",
+                (&base, DUFF_NAME, "EUR"),
+                &format!(
+                    "{ca_file}\n[supplier.auth]\ntype = \"bearer\"\nsecret_env = \"DUFF_TOKEN\""
+                ),
+            ),
+            table(
+                "AMAD",
+                "flight_offers",
+                (&base, AMAD_NAME, "KWD"),
+                &format!(
+                    "{ca_file}\n[supplier.auth]\ntype = \"oauth2\"\n\
+                     token_url = \"{base}/flight_offers/{AMAD_NAME}/KWD/oauth/token\"\n\
+                     client_id = \"flight-search\"\nclient_secret_env = \"AMAD_SECRET\""
+                ),
+            ),
+        ),
+    )
+    .expect("write the suppliers file");
+    let stack = Stack::builder()
+        .local_only()
+        .provider_env("SUPPLIERS_FILE", &file.path())
+        .provider_env("DUFF_TOKEN", "duff-t0ken")
+        .provider_env("AMAD_SECRET", "amad s3cret&")
+        .start()
+        .await;
+
+    let events = search(&stack).await;
+    assert_eq!(outcome(&events, "DUFF"), "answered");
+    assert_eq!(outcome(&events, "AMAD"), "answered");
+    assert_eq!(events.last().unwrap().status(), "completed");
+    let eur = offers(&events, "DUFF");
+    assert_eq!(eur, want_eur, "offer-request style in EUR, gzipped");
+    assert_exact(&eur, 2);
+    let kwd = offers(&events, "AMAD");
+    assert_eq!(kwd, want_kwd, "flight-offers style in KWD");
+    assert_exact(&kwd, 3);
+    assert_eq!(mock.style_counts(AMAD_NAME).await.1, 1, "one OAuth2 token");
+    assert!(mock.http2_calls().await >= 2, "HTTP/2 by ALPN");
+
+    // The offer-request partner rotates its token: refused once, not retried,
+    // and the other partner's offers still arrive.
+    mock.set_style(DUFF_NAME, r#"{"bearer":"rotated"}"#).await;
+    let (calls_before, _) = mock.style_counts(DUFF_NAME).await;
+    let events = search(&stack).await;
+    assert_eq!(outcome(&events, "DUFF"), "unauthorized");
+    assert_eq!(outcome(&events, "AMAD"), "answered");
+    assert_eq!(offers(&events, "AMAD"), want_kwd);
+    assert_eq!(events.last().unwrap().status(), "completed");
+    assert_eq!(mock.style_counts(DUFF_NAME).await.0, calls_before + 1);
+}
+
+#[tokio::test]
+async fn offer_requests_are_gzipped_when_asked_and_refused_without_credentials() {
+    let mock = MockSuppliers::start(&[]).await;
+    let url = |style: &str, endpoint: &str| {
+        format!("{}/{style}/{DUFF_NAME}/EUR/{endpoint}", mock.base_url())
+    };
+    let body = format!(
+        r#"{{"data":{{"slices":[{{"origin":"CGK","destination":"DPS","departure_date":"{}"}}],"passengers":[{{"type":"adult"}}]}}}}"#,
+        tests::date_in(9)
+    );
+    let offer_requests = url("offer_request", "air/offer_requests");
+    let ask = |headers: &'static [(&'static str, &'static str)]| {
+        tests::http::request(hyper::Method::POST, &offer_requests, headers, body.clone())
+    };
+    let gzip = ask(&[("duffel-version", "v2"), ("accept-encoding", "gzip")])
+        .await
+        .unwrap();
+    assert_eq!(gzip.status, 200);
+    assert_eq!(gzip.header("content-encoding"), Some("gzip"));
+    assert_eq!(gzip.body.get(..2), Some(&[0x1f, 0x8b][..]), "gzip magic");
+    let plain = ask(&[("duffel-version", "v2")]).await.unwrap();
+    assert_eq!(plain.header("content-encoding"), None);
+    assert!(plain.json()["data"]["offers"].is_array());
+
+    mock.set_style(DUFF_NAME, r#"{"api_key":"k3y"}"#).await;
+    let refused = ask(&[("duffel-version", "v2"), ("x-api-key", "other")])
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 401);
+    let allowed = ask(&[("duffel-version", "v2"), ("x-api-key", "k3y")])
+        .await
+        .unwrap();
+    assert_eq!(allowed.status, 200);
+    let token = tests::http::request(
+        hyper::Method::POST,
+        &url("flight_offers", "oauth/token"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        "grant_type=client_credentials&client_id=x&client_secret=y",
+    )
+    .await
+    .unwrap();
+    assert_eq!(token.status, 401, "no OAuth2 client configured");
 }

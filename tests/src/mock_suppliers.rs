@@ -76,11 +76,16 @@ impl MockSuppliers {
 
     /// The HTTPS base URL of airline `code`'s API.
     pub fn https_url(&self, code: &str) -> String {
-        let (addr, _) = self.https.as_ref().expect("started with HTTPS");
-        format!("https://{addr}/{}", code.to_ascii_lowercase())
+        format!("{}/{}", self.https_base(), code.to_ascii_lowercase())
     }
 
-    /// Airline calls that arrived over HTTP/2.
+    /// The HTTPS address as a URL, e.g. `https://127.0.0.1:1234`.
+    pub fn https_base(&self) -> String {
+        let (addr, _) = self.https.as_ref().expect("started with HTTPS");
+        format!("https://{addr}")
+    }
+
+    /// Airline and style supplier calls that arrived over HTTP/2.
     pub async fn http2_calls(&self) -> u64 {
         self.state().await["http2_calls"]
             .as_u64()
@@ -126,6 +131,30 @@ impl MockSuppliers {
         .await
         .expect("PATCH behaviour");
         assert_eq!(response.status, 200, "{patch}: {:?}", response.body);
+    }
+
+    /// Sets the credentials style supplier `name` demands with a JSON patch
+    /// such as `{"bearer":"t0ken"}`; panics if the mock refuses it.
+    pub async fn set_style(&self, name: &str, patch: &str) {
+        let response = http::request(
+            hyper::Method::PATCH,
+            &format!("{}/admin/styles/{name}", self.service.base_url()),
+            &[("content-type", "application/json")],
+            patch.to_owned(),
+        )
+        .await
+        .expect("PATCH style credentials");
+        assert_eq!(response.status, 200, "{patch}: {:?}", response.body);
+    }
+
+    /// Style supplier `name`'s calls and tokens issued since its rule was set.
+    pub async fn style_counts(&self, name: &str) -> (u64, u64) {
+        let state = self.state().await;
+        let supplier = &state["styles"][name];
+        (
+            supplier["calls"].as_u64().expect("calls"),
+            supplier["tokens_issued"].as_u64().expect("tokens_issued"),
+        )
     }
 
     /// The mock's state: `{"connections":N,"suppliers":{"GA":{"calls":N,…},…}}`.

@@ -9,11 +9,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tests::mock_suppliers::{HttpsOptions, MockSuppliers};
-use tests::pki::TestCa;
-use tests::search_body;
-use tests::sse::{Event, assert_exactly_once};
-use tests::stack::Stack;
+use test_support::mock_suppliers::{HttpsOptions, MockSuppliers};
+use test_support::pki::TestCa;
+use test_support::search_body;
+use test_support::sse::{Event, assert_exactly_once};
+use test_support::stack::Stack;
 
 /// A suppliers file in a directory of its own, removed on Drop.
 struct SuppliersFile {
@@ -78,7 +78,10 @@ async fn search(stack: &Stack, day: i64) -> Vec<Event> {
 /// The terminal event's outcome for `supplier`, checked against the OpenAPI document.
 fn outcome(events: &[Event], supplier: &str) -> String {
     let last = events.last().expect("a terminal event");
-    tests::documents::assert_matches(tests::documents::Schema::SearchEvent, &last.data);
+    test_support::documents::assert_matches(
+        test_support::documents::Schema::SearchEvent,
+        &last.data,
+    );
     last.data["suppliers"][supplier]
         .as_str()
         .unwrap_or_else(|| panic!("no outcome for {supplier} in {}", last.raw))
@@ -101,7 +104,7 @@ fn flying_day(index: usize) -> i64 {
             let request = contract::SearchRequest {
                 from: contract::Iata::parse("CGK").unwrap(),
                 to: contract::Iata::parse("DPS").unwrap(),
-                date: contract::request::parse_date(&tests::date_in(*day)).unwrap(),
+                date: contract::request::parse_date(&test_support::date_in(*day)).unwrap(),
                 passengers: 1,
             };
             !timetable::schedule::flights(&timetable::catalogue::CARRIERS[index], &request)
@@ -344,7 +347,7 @@ async fn https_with_a_private_ca_speaks_http2_or_http1_by_alpn_and_gzip() {
     let request = contract::SearchRequest {
         from: contract::Iata::parse("CGK").unwrap(),
         to: contract::Iata::parse("DPS").unwrap(),
-        date: contract::request::parse_date(&tests::date_in(day)).unwrap(),
+        date: contract::request::parse_date(&test_support::date_in(day)).unwrap(),
         passengers: 1,
     };
     let expected = timetable::schedule::flights(&timetable::catalogue::CARRIERS[0], &request);

@@ -7,10 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use tests::mock_suppliers::MockSuppliers;
-use tests::sse::{Event, assert_exactly_once};
-use tests::stack::{Stack, StackBuilder, follow};
-use tests::{eventually, free_port, search_body};
+use test_support::mock_suppliers::MockSuppliers;
+use test_support::sse::{Event, assert_exactly_once};
+use test_support::stack::{Stack, StackBuilder, follow};
+use test_support::{eventually, free_port, search_body};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const ALL: &[&str] = &["GA", "JT", "QZ", "ID", "QG", "SJ"];
@@ -42,7 +42,10 @@ async fn search(stack: &Stack, body: &str) -> (Vec<Event>, Duration) {
 /// OpenAPI document.
 fn outcome<'a>(events: &'a [Event], supplier: &str) -> &'a str {
     let last = events.last().expect("a terminal event");
-    tests::documents::assert_matches(tests::documents::Schema::SearchEvent, &last.data);
+    test_support::documents::assert_matches(
+        test_support::documents::Schema::SearchEvent,
+        &last.data,
+    );
     last.data["suppliers"][supplier]
         .as_str()
         .unwrap_or_else(|| panic!("no outcome for {supplier} in {}", last.raw))
@@ -65,7 +68,7 @@ async fn http_suppliers_answer_with_the_timetables_over_pooled_connections() {
     let request = contract::SearchRequest {
         from: contract::Iata::parse("CGK").unwrap(),
         to: contract::Iata::parse("DPS").unwrap(),
-        date: contract::request::parse_date(&tests::date_in(9)).unwrap(),
+        date: contract::request::parse_date(&test_support::date_in(9)).unwrap(),
         passengers: 2,
     };
     for carrier in timetable::catalogue::CARRIERS {
@@ -328,20 +331,23 @@ async fn the_answer_cache_spares_the_supplier_within_its_ttl_and_not_after() {
     );
     assert_eq!(offers_of(&first, "GA"), offers_of(&second, "GA"));
     assert_eq!(outcome(&second, "GA"), "answered");
-    let metrics = tests::http::get(&format!(
+    let metrics = test_support::http::get(&format!(
         "{}/metrics",
         stack.local().providers[0].base_url()
     ))
     .await
     .unwrap();
     let text = String::from_utf8(metrics.body.to_vec()).unwrap();
-    let hits = tests::http::metric(
+    let hits = test_support::http::metric(
         &text,
         r#"flight_search_provider_supplier_cache_hits_total{supplier="GA"}"#,
     );
     assert_eq!(hits, Some(1.0), "{text}");
 
-    let key = format!("flight.supplier.answer:GA:CGK:DPS:{}:1", tests::date_in(9));
+    let key = format!(
+        "flight.supplier.answer:GA:CGK:DPS:{}:1",
+        test_support::date_in(9)
+    );
     assert!(stack.key_exists(&key).await);
     eventually("the cached answer to expire", LIMIT, || async {
         (!stack.key_exists(&key).await).then_some(())
@@ -378,7 +384,7 @@ async fn eur_and_kwd_fares_arrive_exact_in_both_wire_formats() {
             let request = contract::SearchRequest {
                 from: contract::Iata::parse("CGK").unwrap(),
                 to: contract::Iata::parse("DPS").unwrap(),
-                date: contract::request::parse_date(&tests::date_in(day)).unwrap(),
+                date: contract::request::parse_date(&test_support::date_in(day)).unwrap(),
                 passengers: 3,
             };
             (day, request)

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use test_support::mock_suppliers::MockSuppliers;
 use test_support::sse::{Event, assert_exactly_once};
 use test_support::stack::{Stack, StackBuilder, follow};
+use test_support::supplier_outcomes::{offers_of, outcome};
 use test_support::{eventually, free_port, search_body};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -18,45 +19,19 @@ const ALL: &[&str] = &["GA", "JT", "QZ", "ID", "QG", "SJ"];
 /// A local stack whose provider calls `codes` on `mock`, with the cache off
 /// unless `env` turns it on.
 fn builder(mock: &MockSuppliers, codes: &[&str], env: &[(&str, &str)]) -> StackBuilder {
-    let mut builder = Stack::builder()
+    Stack::builder()
         .local_only()
         .provider_env("SUPPLIER_URLS", &mock.urls(codes))
-        .provider_env("SUPPLIER_CACHE_TTL_SECS", "0");
-    for (name, value) in env {
-        builder = builder.provider_env(name, value);
-    }
-    builder
+        .provider_env("SUPPLIER_CACHE_TTL_SECS", "0")
+        .provider_envs(env)
 }
 
 /// Runs one search to its terminal event; returns the events and how long
 /// that took from the POST.
 async fn search(stack: &Stack, body: &str) -> (Vec<Event>, Duration) {
     let started = Instant::now();
-    let id = stack.submit(body).await;
-    let events = stack.events(id).await;
-    assert_exactly_once(id, &events);
+    let events = stack.search(body).await;
     (events, started.elapsed())
-}
-
-/// The terminal event's outcome for `supplier`; the event must match the
-/// OpenAPI document.
-fn outcome<'a>(events: &'a [Event], supplier: &str) -> &'a str {
-    let last = events.last().expect("a terminal event");
-    test_support::documents::assert_matches(
-        test_support::documents::Schema::SearchEvent,
-        &last.data,
-    );
-    last.data["suppliers"][supplier]
-        .as_str()
-        .unwrap_or_else(|| panic!("no outcome for {supplier} in {}", last.raw))
-}
-
-/// The offers of `supplier`'s result event, if it answered.
-fn offers_of(events: &[Event], supplier: &str) -> Option<serde_json::Value> {
-    events
-        .iter()
-        .find(|e| e.status() == "result" && e.data["supplier"] == supplier)
-        .map(|e| e.data["results"].clone())
 }
 
 #[tokio::test]

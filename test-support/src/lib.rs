@@ -1,10 +1,11 @@
 //! The test support the workspace's suites share (the suites themselves are
 //! this crate's `tests/`, one per subject; provider-service's use it too).
 //!
-//! Everything here is real: [`redis_server::RedisServer`] starts `redis-server`
-//! on a free port (optionally with TLS from a throwaway CA made by [`pki`], and
-//! ACL users), [`redis_cluster::RedisCluster`] six of them as a Redis Cluster
-//! (used when `FLIGHT_SEARCH_REDIS=cluster`); [`services`] starts the real service
+//! Everything here is real: `redis_process` starts `redis-server` processes,
+//! one for [`redis_server::RedisServer`] on a free port (optionally with TLS
+//! from a throwaway CA made by [`pki`], and ACL users), six for
+//! [`redis_cluster::RedisCluster`] as a Redis Cluster (used when
+//! `FLIGHT_SEARCH_REDIS=cluster`); [`services`] starts the real service
 //! binaries as child processes, [`mock_suppliers`] the airline APIs, and
 //! [`http`]/[`sse`] speak HTTP/1.1 to them over TCP. [`stack::Stack`] bundles
 //! them, or, when `FLIGHT_SEARCH_URL` is set, attaches to a stack that is
@@ -28,6 +29,7 @@ pub mod otlp;
 pub mod pki;
 pub mod prometheus;
 pub mod redis_cluster;
+mod redis_process;
 pub mod redis_server;
 pub mod services;
 pub mod sse;

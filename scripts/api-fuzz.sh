@@ -20,14 +20,7 @@ venv=${API_FUZZ_VENV:-target/api-fuzz-venv}
 bin=${CARGO_TARGET_DIR:-target}/debug
 requirements=scripts/api-fuzz/requirements.txt
 
-# (Re)install only when the pinned requirements changed.
-if ! cmp -s "$requirements" "$venv/installed-requirements.txt" 2>/dev/null; then
-  echo "api-fuzz: installing $(grep -v '^#' "$requirements" | tr '\n' ' ')into $venv"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
-  cp "$requirements" "$venv/installed-requirements.txt"
-fi
+scripts/python-venv.sh "$venv" "$requirements"
 python="$venv/bin/python"
 
 "$python" scripts/api-fuzz/validate_documents.py openapi.yaml asyncapi.yaml

@@ -23,13 +23,7 @@ promtool check rules deploy/prometheus/rules.yml
 (cd deploy/prometheus && promtool test rules rules.test.yml)
 promtool check config --syntax-only deploy/prometheus/prometheus.yml
 
-if ! cmp -s "$requirements" "$venv/installed-requirements.txt" 2>/dev/null; then
-  echo "check-deploy: installing $(grep -v '^#' "$requirements" | tr '\n' ' ')into $venv"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
-  cp "$requirements" "$venv/installed-requirements.txt"
-fi
+scripts/python-venv.sh "$venv" "$requirements"
 python="$venv/bin/python"
 
 out=$(mktemp -d)

@@ -18,7 +18,7 @@ step() { # step NAME COMMAND...: runs the command, remembering NAME if it fails
     "$@" || failed+=("$name")
 }
 step "workspace suites" cargo nextest run --workspace --no-fail-fast
-# --workspace with a filter, not -p tests: the same features as the step
+# --workspace with a filter, not -p test-support: the same features as the step
 # above, so nothing is compiled again.
 step "cluster suites" env FLIGHT_SEARCH_REDIS=cluster cargo nextest run --workspace --no-fail-fast \
   -E '(binary(e2e) | binary(faults)) and not test(on_a_cluster) and not test(a_thousand) and not test(500_searches)'

@@ -7,12 +7,13 @@
 use std::collections::HashMap;
 
 use contract::{Airline, EntryId, EventKind, Flight, Price, SearchEvent, keys, scripts};
+use service_runtime::redis_connection::RedisConnection;
 use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::clock::now_us;
 use crate::errors::{ErrorKind, Errors};
-use crate::keyspace::Keyspace;
+use crate::keyspace;
 
 /// TTL given to the streams written, the contract's default `RESULTS_TTL_SECS`.
 const RESULTS_TTL_SECS: u64 = 1800;
@@ -39,7 +40,7 @@ const FLIGHTS_PER_RESULT: usize = 2;
 /// Appends events through `APPEND_EVENT` on a connection of its own.
 pub struct Producer {
     /// Dedicated connection, so sampling `INFO` never queues ahead of an append.
-    conn: Keyspace,
+    conn: RedisConnection,
     /// The script, loaded once up front so no append pays for `SCRIPT LOAD`.
     script: redis::Script,
 }
@@ -101,7 +102,7 @@ fn flight(code: &str, name: &str, i: usize) -> Flight {
 
 impl Producer {
     /// Opens the producer's connection and loads the script.
-    pub async fn connect(mut conn: Keyspace) -> redis::RedisResult<Producer> {
+    pub async fn connect(mut conn: RedisConnection) -> redis::RedisResult<Producer> {
         let script = redis::Script::new(scripts::APPEND_EVENT);
         script.prepare_invoke().load_async(&mut conn).await?;
         Ok(Producer { conn, script })
@@ -113,7 +114,7 @@ impl Producer {
         &mut self,
         event: &SearchEvent,
     ) -> redis::RedisResult<Option<(EntryId, u64)>> {
-        let (channel, publish) = self.conn.nudge(event.search_id);
+        let (channel, publish) = keyspace::nudge(&self.conn, event.search_id);
         let mut invocation = self.script.prepare_invoke();
         invocation
             .key(keys::results_key(event.search_id))

@@ -1,6 +1,7 @@
 //! The `text/event-stream` body, parsed incrementally and strictly against the
 //! event contract: each event is one `id:` and one `data:` line, `retry:` and
-//! `: comment` lines are allowed, anything else is a protocol error.
+//! `: comment` lines are allowed, anything else is a protocol error. The one
+//! SSE parser of the workspace: the test support's SSE client uses it too.
 //!
 //! Bytes may arrive split anywhere (inside a line, inside a UTF-8 sequence), so
 //! the parser keeps the unfinished line and the fields of the unfinished event
@@ -14,8 +15,8 @@ const MAX_LINE: usize = 1 << 20;
 pub enum SseItem {
     /// `retry: <ms>`.
     Retry(u64),
-    /// `: <text>`, the keep-alive.
-    Comment,
+    /// `: <text>`, the keep-alive: its text, trimmed.
+    Comment(String),
     /// An event, dispatched by the blank line that ends it.
     Event {
         /// The `id:` field: the Redis stream entry id.
@@ -106,8 +107,10 @@ impl SseParser {
                 _ => Err(SseError::Incomplete),
             };
         }
-        if line[0] == b':' {
-            out.push(SseItem::Comment);
+        if let Some(text) = line.strip_prefix(b":") {
+            out.push(SseItem::Comment(
+                String::from_utf8_lossy(text).trim().to_owned(),
+            ));
             return Ok(());
         }
         let line = std::str::from_utf8(line).map_err(|_| SseError::NotUtf8)?;
@@ -140,7 +143,7 @@ mod tests {
     fn expected() -> Vec<SseItem> {
         vec![
             SseItem::Retry(2000),
-            SseItem::Comment,
+            SseItem::Comment("keep-alive".into()),
             SseItem::Event {
                 id: "1-0".into(),
                 data: "{\"a\":\"é\"}".into(),

@@ -3,11 +3,12 @@
 //! scenario that cannot reach what it needs stops before sending load.
 
 use redis::aio::MultiplexedConnection;
+use service_runtime::redis_connection::RedisConnection;
 use tokio::time::Duration;
 
 use crate::cli::Common;
 use crate::http::{HttpConnection, Target};
-use crate::keyspace::Keyspace;
+use crate::keyspace;
 use crate::sampler::Probe;
 use crate::{procfs, redis_info};
 
@@ -29,7 +30,7 @@ pub struct Stack {
     /// The load generator's connection for `INFO` (one node on a cluster).
     pub redis: MultiplexedConnection,
     /// Its connection for reading search keys back.
-    pub keys: Keyspace,
+    pub keys: RedisConnection,
     /// Redis' TCP port, to count main-service's connections to it.
     pub redis_port: Option<u16>,
     /// main-service's process, when it runs on this machine.
@@ -96,7 +97,7 @@ impl Stack {
                 "loadgen: no {MAIN_SERVICE} process listening on the --url port found: RSS, CPU and Redis connection counts will be missing (use --main-pid)"
             );
         }
-        let keys = Keyspace::open(common).await?;
+        let keys = keyspace::open(common).await?;
         Ok(Stack {
             target,
             keys,

@@ -12,11 +12,12 @@
 use std::collections::{HashMap, HashSet};
 
 use contract::{EntryId, keys};
+use service_runtime::redis_connection::RedisConnection;
 use uuid::Uuid;
 
 use crate::clock::elapsed_us;
 use crate::errors::{ErrorKind, Errors};
-use crate::keyspace::Keyspace;
+use crate::keyspace;
 use crate::searches::Submitted;
 use crate::subscriber::{Outcome, StreamReport};
 use crate::summary::Recorder;
@@ -41,15 +42,12 @@ pub fn slot_ids(fields: &HashMap<String, String>) -> Vec<EntryId> {
 /// Each search's expected event ids, from its state hash. A search whose hash
 /// is missing is left out and counted as [`ErrorKind::StateMissing`].
 pub async fn expected_ids(
-    conn: &mut Keyspace,
+    conn: &mut RedisConnection,
     searches: &[Uuid],
     errors: &mut Errors,
 ) -> redis::RedisResult<HashMap<Uuid, Vec<EntryId>>> {
     // A cluster refuses a pipeline over several slots: one hash at a time there.
-    let batch_size = match conn {
-        Keyspace::Server(_) => BATCH,
-        Keyspace::Cluster(_) => 1,
-    };
+    let batch_size = if keyspace::is_cluster(conn) { 1 } else { BATCH };
     let mut expected = HashMap::with_capacity(searches.len());
     for batch in searches.chunks(batch_size) {
         let mut pipe = redis::pipe();
@@ -150,7 +148,7 @@ pub struct Plan<'a> {
 /// `errors`. `clients` is the number of clients planned per search,
 /// `sent_at` the send time of each event the load generator produced.
 pub async fn verify_submitted(
-    conn: &mut Keyspace,
+    conn: &mut RedisConnection,
     submitted: &[Submitted],
     clients: &HashMap<Uuid, usize>,
     sent_at: &HashMap<(Uuid, EntryId), u64>,

@@ -313,7 +313,7 @@ impl Drop for InFlight {
 mod tests {
     use std::collections::HashMap;
 
-    use ::tests::redis_server::RedisServer;
+    use ::test_support::redis_server::RedisServer;
     use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM, results_key};
     use contract::{EventKind, Iata, SearchEvent, SearchRequest};
     use service_runtime::latency_range::LatencyRange;

@@ -21,11 +21,11 @@ use provider_service::http_supplier::HttpSupplier;
 use provider_service::metrics::{KnownLabels, Metrics};
 use provider_service::suppliers_file::{Defaults, SupplierSettings};
 use provider_service::tls::TlsFiles;
-use tests::mock_suppliers::{HttpsOptions, MockSuppliers};
-use tests::pki::TestCa;
-use tests::search_body;
-use tests::sse::{Event, assert_exactly_once};
-use tests::stack::Stack;
+use test_support::mock_suppliers::{HttpsOptions, MockSuppliers};
+use test_support::pki::TestCa;
+use test_support::search_body;
+use test_support::sse::{Event, assert_exactly_once};
+use test_support::stack::Stack;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -119,7 +119,7 @@ fn request() -> SearchRequest {
     SearchRequest {
         from: Iata::parse("CGK").unwrap(),
         to: Iata::parse("DPS").unwrap(),
-        date: contract::request::parse_date(&tests::date_in(9)).unwrap(),
+        date: contract::request::parse_date(&test_support::date_in(9)).unwrap(),
         passengers: 2,
     }
 }
@@ -252,7 +252,10 @@ async fn search(stack: &Stack) -> Vec<Event> {
 /// The terminal event's outcome for `supplier`, checked against the OpenAPI document.
 fn outcome(events: &[Event], supplier: &str) -> String {
     let last = events.last().expect("a terminal event");
-    tests::documents::assert_matches(tests::documents::Schema::SearchEvent, &last.data);
+    test_support::documents::assert_matches(
+        test_support::documents::Schema::SearchEvent,
+        &last.data,
+    );
     last.data["suppliers"][supplier]
         .as_str()
         .unwrap_or_else(|| panic!("no outcome for {supplier} in {}", last.raw))
@@ -383,11 +386,11 @@ async fn offer_requests_are_gzipped_when_asked_and_refused_without_credentials()
     };
     let body = format!(
         r#"{{"data":{{"slices":[{{"origin":"CGK","destination":"DPS","departure_date":"{}"}}],"passengers":[{{"type":"adult"}}]}}}}"#,
-        tests::date_in(9)
+        test_support::date_in(9)
     );
     let offer_requests = url("offer_request", "air/offer_requests");
     let ask = |headers: &'static [(&'static str, &'static str)]| {
-        tests::http::request(hyper::Method::POST, &offer_requests, headers, body.clone())
+        test_support::http::request(hyper::Method::POST, &offer_requests, headers, body.clone())
     };
     let gzip = ask(&[("duffel-version", "v2"), ("accept-encoding", "gzip")])
         .await
@@ -408,7 +411,7 @@ async fn offer_requests_are_gzipped_when_asked_and_refused_without_credentials()
         .await
         .unwrap();
     assert_eq!(allowed.status, 200);
-    let token = tests::http::request(
+    let token = test_support::http::request(
         hyper::Method::POST,
         &url("flight_offers", "oauth/token"),
         &[("content-type", "application/x-www-form-urlencoded")],

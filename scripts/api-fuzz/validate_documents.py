@@ -5,7 +5,7 @@ schema. asyncapi.yaml: AsyncAPI's own parser and validator are npm packages
 and its JSON Schema is published outside PyPI, so the document is loaded
 into pydantic-asyncapi's models of AsyncAPI 3.0 instead (required fields,
 actions, references and schema formats from a fixed list). The test suite
-adds the structural rules those models leave out (tests/src/documents.rs).
+adds the structural rules those models leave out (test-support/src/documents.rs).
 """
 
 import sys

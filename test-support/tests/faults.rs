@@ -9,10 +9,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM, results_key, state_key};
-use tests::documents::{self, Schema};
-use tests::sse::{Event, assert_exactly_once};
-use tests::stack::{Stack, follow, submit_to};
-use tests::{eventually, search_body};
+use test_support::documents::{self, Schema};
+use test_support::sse::{Event, assert_exactly_once};
+use test_support::stack::{Stack, follow, submit_to};
+use test_support::{eventually, search_body};
 use uuid::Uuid;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -146,7 +146,8 @@ async fn clients_resume_across_a_main_service_restart_with_no_gap_or_duplicate()
         .collect();
     eventually("streams to be open", LIMIT, || async {
         let text = stack.metrics().await;
-        (tests::http::metric(&text, "flight_search_sse_streams_open") == Some(10.0)).then_some(())
+        (test_support::http::metric(&text, "flight_search_sse_streams_open") == Some(10.0))
+            .then_some(())
     })
     .await;
 
@@ -393,7 +394,7 @@ async fn on_a_cluster_searches_spread_over_all_three_masters_each_within_one_slo
     }
     assert_eq!(
         masters.len(),
-        tests::redis_cluster::MASTERS,
+        test_support::redis_cluster::MASTERS,
         "30 searches on {masters:?}"
     );
 }
@@ -449,9 +450,10 @@ async fn on_a_cluster_a_master_killed_mid_run_is_replaced_and_every_search_compl
         let url = &url;
         async move {
             eventually("POST to be accepted after the failover", LIMIT, || async {
-                let response = tests::http::post_json(&format!("{url}/api/flights/search"), &body)
-                    .await
-                    .ok()?;
+                let response =
+                    test_support::http::post_json(&format!("{url}/api/flights/search"), &body)
+                        .await
+                        .ok()?;
                 (response.status == 202).then(|| {
                     response.json()["data"]["search_id"]
                         .as_str()
@@ -469,14 +471,14 @@ async fn on_a_cluster_a_master_killed_mid_run_is_replaced_and_every_search_compl
 }
 
 /// Debian's nginx in front of every main-service instance of `stack`.
-async fn nginx_in_front(stack: &mut Stack) -> tests::nginx::Nginx {
+async fn nginx_in_front(stack: &mut Stack) -> test_support::nginx::Nginx {
     let upstreams: Vec<String> = stack
         .local()
         .mains
         .iter()
         .map(|m| m.base_url().trim_start_matches("http://").to_owned())
         .collect();
-    tests::nginx::Nginx::start(&upstreams).await
+    test_support::nginx::Nginx::start(&upstreams).await
 }
 
 #[tokio::test]
@@ -505,11 +507,11 @@ async fn behind_nginx_clients_resume_on_another_main_service_when_one_is_killed(
     // least_conn spreads the streams, so the victim holds some of them.
     let victim = stack.local().mains[0].base_url();
     eventually("streams open on the instance to kill", LIMIT, || async {
-        let text = tests::http::get(&format!("{victim}/metrics"))
+        let text = test_support::http::get(&format!("{victim}/metrics"))
             .await
             .ok()?
             .body;
-        let open = tests::http::metric(
+        let open = test_support::http::metric(
             std::str::from_utf8(&text).ok()?,
             "flight_search_sse_streams_open",
         )?;
@@ -531,7 +533,9 @@ async fn behind_nginx_oversized_bodies_are_refused_without_taking_instances_out(
     // closed would break nginx's pipe while it still sent the body.
     let oversized = search_body("CGK", "DPS", 3, 1) + &" ".repeat(1_000_000);
     for _ in 0..instances * 2 {
-        let refused = tests::http::post_json(&url, &oversized).await.unwrap();
+        let refused = test_support::http::post_json(&url, &oversized)
+            .await
+            .unwrap();
         assert_eq!(refused.status, 413, "{:?}", refused.body);
         documents::assert_matches(Schema::ErrorEnvelope, &refused.json());
     }

@@ -14,11 +14,11 @@ use contract::nudge::NUDGE_DATA_LIMIT;
 use contract::{EventKind, SearchEvent, scripts};
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
-use tests::http::metric;
-use tests::redis_server::RedisServer;
-use tests::sse::{Item, SseStream, assert_exactly_once};
-use tests::stack::Stack;
-use tests::{eventually, search_body};
+use test_support::http::metric;
+use test_support::redis_server::RedisServer;
+use test_support::sse::{Item, SseStream, assert_exactly_once};
+use test_support::stack::Stack;
+use test_support::{eventually, search_body};
 use uuid::Uuid;
 
 const LIMIT: Duration = Duration::from_secs(30);

@@ -1,12 +1,13 @@
 //! A throwaway `redis-server` on a free port, stopped on Drop; optionally also
-//! listening with TLS and with ACL users defined.
+//! listening with TLS and with ACL users defined. Started by
+//! `redis_process`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Child;
 
-use crate::free_port;
 use crate::pki::{ServerCertificate, TestCa};
+use crate::{free_port, redis_process};
 
 /// How to configure a [`RedisServer`] beyond the defaults.
 #[derive(Debug, Default, Clone)]
@@ -94,7 +95,17 @@ impl RedisServer {
             acl_file,
             child: None,
         };
-        server.spawn().await;
+        // A free port can be taken by another process before the server binds
+        // it: such a server exits at once, and gets new ports.
+        let mut attempts = 0;
+        while !server.try_spawn().await {
+            attempts += 1;
+            assert!(attempts < 5, "no redis-server could bind its ports");
+            server.port = free_port();
+            if let Some(tls) = &mut server.tls {
+                tls.port = free_port();
+            }
+        }
         server
     }
 
@@ -165,81 +176,45 @@ impl RedisServer {
 
     /// Kills the server (SIGKILL: an outage, not a clean stop).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        redis_process::kill(&mut self.child);
     }
 
     /// Starts the server again on the same port and data directory.
     pub async fn restart(&mut self) {
         self.stop();
-        self.spawn().await;
+        assert!(self.try_spawn().await, "a restarted redis-server exited");
     }
 
-    async fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(self.tls_args())
-            .args(
-                self.acl_file
-                    .iter()
-                    .flat_map(|f| ["--aclfile".into(), f.clone()]),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("redis-server must be installed (apt-get install redis-server)");
-        self.child = Some(child);
-        let url = self.url();
-        crate::eventually(
-            "redis-server to answer PING",
-            Duration::from_secs(10),
-            || {
-                let url = url.clone();
-                async move {
-                    let client = redis::Client::open(url).ok()?;
-                    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-                    let pong: String = redis::cmd("PING").query_async(&mut conn).await.ok()?;
-                    (pong == "PONG").then_some(())
-                }
-            },
+    /// Starts the process; false if and only if it exited instead of
+    /// answering (its port taken, say).
+    async fn try_spawn(&mut self) -> bool {
+        self.child = redis_process::start(
+            self.port,
+            &self.dir,
+            self.acl_file.as_deref(),
+            &self.tls_args(),
         )
         .await;
+        self.child.is_some()
     }
-}
 
-impl RedisServer {
     /// The TLS listener's arguments, none without TLS.
-    fn tls_args(&self) -> Vec<PathBuf> {
+    fn tls_args(&self) -> Vec<OsString> {
         let Some(tls) = &self.tls else {
             return Vec::new();
         };
-        let mut args: Vec<PathBuf> = ["--tls-port", &tls.port.to_string()]
-            .into_iter()
-            .map(PathBuf::from)
-            .collect();
-        args.extend([
+        vec![
+            "--tls-port".into(),
+            tls.port.to_string().into(),
             "--tls-cert-file".into(),
-            tls.files.0.clone(),
+            tls.files.0.clone().into(),
             "--tls-key-file".into(),
-            tls.files.1.clone(),
+            tls.files.1.clone().into(),
             "--tls-ca-cert-file".into(),
-            self.dir.join("ca.pem"),
+            self.dir.join("ca.pem").into(),
             "--tls-auth-clients".into(),
             if tls.client_certificates { "yes" } else { "no" }.into(),
-        ]);
-        args
+        ]
     }
 }
 

@@ -6,7 +6,7 @@
 //! The flood is sized for CI; the full-size run of the scenario that used to
 //! lose searches (105,000 POSTs against a bound of 100,000, no provider running
 //! until the flood is over) is, outside nextest's time limit,
-//! `OVERLOAD_POSTS=105000 OVERLOAD_BACKLOG=100000 cargo test -p tests --test overload flood -- --nocapture`.
+//! `OVERLOAD_POSTS=105000 OVERLOAD_BACKLOG=100000 cargo test -p test-support --test overload flood -- --nocapture`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM, results_key};
 use hyper::Method;
-use tests::http::{self, metric};
-use tests::stack::Stack;
-use tests::{eventually, search_body};
+use test_support::http::{self, metric};
+use test_support::stack::Stack;
+use test_support::{eventually, search_body};
 use uuid::Uuid;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -375,7 +375,7 @@ fn backlog_of(groups: &redis::Value) -> u64 {
 }
 
 /// What a service logged (warnings and errors in tests).
-fn lines_of(service: &tests::services::Service) -> Vec<String> {
+fn lines_of(service: &test_support::services::Service) -> Vec<String> {
     service.output().lines().map(str::to_owned).collect()
 }
 

@@ -11,15 +11,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use tests::prometheus::{Job, Prometheus};
-use tests::stack::Stack;
-use tests::{eventually, search_body};
+use test_support::prometheus::{Job, Prometheus};
+use test_support::stack::Stack;
+use test_support::{eventually, search_body};
 
 /// The repository root.
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("tests/ has a parent")
+        .expect("test-support/ has a parent")
         .to_owned()
 }
 

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use tests::mock_suppliers::MockSuppliers;
-use tests::pki::TestCa;
-use tests::redis_server::{RedisOptions, RedisServer};
-use tests::services::{Kind, Service, binary_path};
-use tests::stack::{Stack, TEST_LATENCY_MS};
-use tests::{eventually, free_port, http, search_body};
+use test_support::mock_suppliers::MockSuppliers;
+use test_support::pki::TestCa;
+use test_support::redis_server::{RedisOptions, RedisServer};
+use test_support::services::{Kind, Service, binary_path};
+use test_support::stack::{Stack, TEST_LATENCY_MS};
+use test_support::{eventually, free_port, http, search_body};
 use uuid::Uuid;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -60,7 +60,7 @@ async fn assert_whole_flow(stack: &mut Stack) {
 }
 
 /// A builder for a stack whose timeout and recovery sweep both run within a test.
-fn quick_stack() -> tests::stack::StackBuilder {
+fn quick_stack() -> test_support::stack::StackBuilder {
     Stack::builder()
         .main_env("SEARCH_TIMEOUT_SECS", "3")
         .provider_env("CLAIM_IDLE_MS", "1000")
@@ -303,8 +303,8 @@ async fn assert_recovers(services: &[Service]) {
         assert!(!output.contains("panicked"), "{output}");
     }
     let base_url = services[0].base_url();
-    let id = tests::stack::submit_to(&base_url, &search_body("CGK", "DPS", 8, 1)).await;
-    let events = tests::stack::follow(&base_url, id, LIMIT).await;
+    let id = test_support::stack::submit_to(&base_url, &search_body("CGK", "DPS", 8, 1)).await;
+    let events = test_support::stack::follow(&base_url, id, LIMIT).await;
     assert_eq!(events.last().map(|e| e.status()), Some("completed"));
 }
 

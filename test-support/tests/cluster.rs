@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use contract::keys::events_channel;
 use contract::{EventKind, SearchEvent};
 use service_runtime::streams::{self, Appended, Nudges};
-use tests::search_body;
-use tests::sse::Item;
-use tests::stack::Stack;
+use test_support::search_body;
+use test_support::sse::Item;
+use test_support::stack::Stack;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -68,11 +68,11 @@ async fn a_search_sharded_channel_is_held_while_it_has_clients_and_carries_each_
         stream.next_item(LIMIT).await.unwrap(),
         Some(Item::Retry(_))
     ));
-    tests::eventually("main-service to subscribe", LIMIT, || async {
+    test_support::eventually("main-service to subscribe", LIMIT, || async {
         (shard_subscribers(owner, &channel).await == 1).then_some(())
     })
     .await;
-    let reads = tests::eventually("the feed's first read", LIMIT, || async {
+    let reads = test_support::eventually("the feed's first read", LIMIT, || async {
         Some(xrange_calls(owner).await).filter(|&calls| calls >= 1)
     })
     .await;
@@ -124,7 +124,7 @@ async fn a_search_sharded_channel_is_held_while_it_has_clients_and_carries_each_
     let reads = xrange_calls(owner).await - reads;
     assert!(reads <= 1, "{reads} reads of the stream for three appends");
     drop(stream);
-    tests::eventually("main-service to unsubscribe", LIMIT, || async {
+    test_support::eventually("main-service to unsubscribe", LIMIT, || async {
         (shard_subscribers(owner, &channel).await == 0).then_some(())
     })
     .await;
@@ -144,7 +144,7 @@ async fn config_set_on(stack: &mut Stack, port: u16, name: &str, value: &str) {
 
 /// Status and body of `GET url`, once it answers.
 async fn readiness(url: &str) -> Option<(u16, String)> {
-    let response = tests::http::get(url).await.ok()?;
+    let response = test_support::http::get(url).await.ok()?;
     Some((
         response.status,
         String::from_utf8_lossy(&response.body).into_owned(),
@@ -164,28 +164,29 @@ async fn on_a_cluster_any_master_refusing_writes_makes_both_services_unready_nam
     let mut stack = Stack::builder().local_only().cluster().start().await;
     let urls = readiness_urls(&mut stack);
     for url in &urls {
-        tests::eventually("ready", LIMIT, || async {
+        test_support::eventually("ready", LIMIT, || async {
             (readiness(url).await?.0 == 200).then_some(())
         })
         .await;
     }
     let masters = stack.local().redis.cluster().masters().await;
-    assert_eq!(masters.len(), tests::redis_cluster::MASTERS);
+    assert_eq!(masters.len(), test_support::redis_cluster::MASTERS);
     // Each master in turn, so a probe that reaches only one (a keyed command
     // goes to its key's master) is caught whichever master that is.
     for port in masters {
         config_set_on(&mut stack, port, "maxmemory", "1").await;
         for url in &urls {
-            let body = tests::eventually("not ready: redis refuses writes", LIMIT, || async {
-                let (status, body) = readiness(url).await?;
-                (status == 503 && body.contains("OOM")).then_some(body)
-            })
-            .await;
+            let body =
+                test_support::eventually("not ready: redis refuses writes", LIMIT, || async {
+                    let (status, body) = readiness(url).await?;
+                    (status == 503 && body.contains("OOM")).then_some(body)
+                })
+                .await;
             assert!(body.contains(&format!("127.0.0.1:{port}")), "{body}");
         }
         config_set_on(&mut stack, port, "maxmemory", "0").await;
         for url in &urls {
-            tests::eventually("ready again", LIMIT, || async {
+            test_support::eventually("ready again", LIMIT, || async {
                 (readiness(url).await?.0 == 200).then_some(())
             })
             .await;
@@ -220,7 +221,7 @@ async fn on_a_cluster_an_evicting_policy_on_any_master_is_reported_naming_it() {
     stack.local().mains[0].restart().await;
     stack.local().add_provider(&[]).await;
     for url in readiness_urls(&mut stack) {
-        let body = tests::eventually("the policy reported", LIMIT, || async {
+        let body = test_support::eventually("the policy reported", LIMIT, || async {
             let (status, body) = readiness(&url).await?;
             (status == 200 && body.contains("warnings")).then_some(body)
         })

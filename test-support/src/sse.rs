@@ -1,18 +1,21 @@
 //! An SSE client that keeps everything the server sent, so tests can check the
-//! framing as well as the events. Every event it receives must match the
-//! `SearchEvent` schema of `openapi.yaml`, so every suite checks the document.
+//! framing as well as the events. The body is parsed by loadgen's strict
+//! parser ([`loadgen::sse`], the workspace's one); every event it receives must
+//! match the `SearchEvent` schema of `openapi.yaml`, so every suite checks the
+//! document.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
 use http_body_util::BodyExt;
 use hyper::Method;
 use hyper::body::Incoming;
+use loadgen::sse::{SseItem, SseParser};
 
 use crate::documents::{self, Schema};
 use crate::http::{Error, send};
 
-/// One thing the server sent, separated by a blank line.
+/// One thing the server sent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
     /// `retry: <ms>`.
@@ -21,6 +24,22 @@ pub enum Item {
     Comment(String),
     /// `id:` plus `data:`.
     Event(Event),
+}
+
+impl Item {
+    /// The parser's item, an event's JSON parsed and checked against the
+    /// `SearchEvent` schema.
+    fn checked(item: SseItem) -> Result<Item, Error> {
+        Ok(match item {
+            SseItem::Retry(ms) => Item::Retry(ms),
+            SseItem::Comment(text) => Item::Comment(text),
+            SseItem::Event { id, data: raw } => {
+                let data = serde_json::from_str(&raw)?;
+                documents::assert_matches(Schema::SearchEvent, &data);
+                Item::Event(Event { id, data, raw })
+            }
+        })
+    }
 }
 
 /// An event with its id and parsed JSON.
@@ -54,8 +73,10 @@ pub struct SseStream {
     pub headers: hyper::HeaderMap,
     /// The body, `None` once it ended.
     body: Option<Incoming>,
-    /// Bytes received but not yet split into items.
-    buffer: BytesMut,
+    /// The parser of the body received so far.
+    parser: SseParser,
+    /// Items received but not yet returned.
+    ready: VecDeque<Item>,
 }
 
 impl SseStream {
@@ -71,7 +92,8 @@ impl SseStream {
             status: parts.status.as_u16(),
             headers: parts.headers,
             body: Some(body),
-            buffer: BytesMut::new(),
+            parser: SseParser::new(),
+            ready: VecDeque::new(),
         })
     }
 
@@ -79,13 +101,7 @@ impl SseStream {
     /// when nothing arrives within `limit`.
     pub async fn next_item(&mut self, limit: Duration) -> Result<Option<Item>, Error> {
         loop {
-            if let Some(end) = find_blank_line(&self.buffer) {
-                let block = self.buffer.split_to(end);
-                self.buffer.advance(2);
-                let item = parse_block(&block)?;
-                if let Item::Event(event) = &item {
-                    documents::assert_matches(Schema::SearchEvent, &event.data);
-                }
+            if let Some(item) = self.ready.pop_front() {
                 return Ok(Some(item));
             }
             let Some(body) = self.body.as_mut() else {
@@ -95,13 +111,17 @@ impl SseStream {
                 Err(_) => return Err(format!("no SSE data within {limit:?}").into()),
                 Ok(None) => {
                     self.body = None;
-                    if !self.buffer.is_empty() {
-                        return Err(format!("stream ended mid-item: {:?}", self.buffer).into());
+                    if !self.parser.at_boundary() {
+                        return Err("stream ended mid-item".into());
                     }
                 }
                 Ok(Some(frame)) => {
                     if let Ok(data) = frame?.into_data() {
-                        self.buffer.extend_from_slice(&data);
+                        let mut items = Vec::new();
+                        self.parser.feed(&data, &mut items)?;
+                        for item in items {
+                            self.ready.push_back(Item::checked(item)?);
+                        }
                     }
                 }
             }
@@ -143,36 +163,6 @@ impl SseStream {
     }
 }
 
-fn find_blank_line(buffer: &[u8]) -> Option<usize> {
-    buffer.windows(2).position(|w| w == b"\n\n")
-}
-
-fn parse_block(block: &[u8]) -> Result<Item, Error> {
-    let text = std::str::from_utf8(block)?;
-    let (mut id, mut data, mut raw) = (None, None, None);
-    for line in text.lines() {
-        if let Some(comment) = line.strip_prefix(':') {
-            return Ok(Item::Comment(comment.trim().to_owned()));
-        } else if let Some(ms) = line.strip_prefix("retry: ") {
-            return Ok(Item::Retry(ms.parse()?));
-        } else if let Some(v) = line.strip_prefix("id: ") {
-            id = Some(v.to_owned());
-        } else if let Some(v) = line.strip_prefix("data: ") {
-            if data.is_some() {
-                return Err("more than one data line".into());
-            }
-            data = Some(serde_json::from_str(v)?);
-            raw = Some(v.to_owned());
-        } else {
-            return Err(format!("unexpected SSE line {line:?}").into());
-        }
-    }
-    match (id, data, raw) {
-        (Some(id), Some(data), Some(raw)) => Ok(Item::Event(Event { id, data, raw })),
-        _ => Err(format!("incomplete SSE event {text:?}").into()),
-    }
-}
-
 /// Asserts what a client must see whatever happened behind the scenes: one
 /// `processing` first, each supplier once, exactly one terminal event last, and
 /// a `completed` total equal to the offers received (so no result went missing).
@@ -210,27 +200,5 @@ pub fn assert_exactly_once(id: uuid::Uuid, events: &[Event]) {
             Some(offers),
             "{id}: offers went missing"
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_the_three_kinds_of_block() {
-        assert_eq!(parse_block(b"retry: 2000").unwrap(), Item::Retry(2000));
-        assert_eq!(
-            parse_block(b": keep-alive").unwrap(),
-            Item::Comment("keep-alive".into())
-        );
-        let Item::Event(e) = parse_block(b"id: 1-0\ndata: {\"status\":\"completed\"}").unwrap()
-        else {
-            panic!("not an event")
-        };
-        assert_eq!(e.id, "1-0");
-        assert!(e.is_terminal());
-        assert!(parse_block(b"event: x\ndata: {}").is_err());
-        assert!(parse_block(b"id: 1-0\ndata: {}\ndata: {}").is_err());
     }
 }

@@ -22,7 +22,7 @@ use crate::http::{self, Response};
 use crate::redis_cluster::RedisCluster;
 use crate::redis_server::{RedisOptions, RedisServer};
 use crate::services::{Kind, Service};
-use crate::sse::{Event, SseStream};
+use crate::sse::{Event, SseStream, assert_exactly_once};
 
 /// Supplier latency for tests: short, but long enough that results arrive one by one.
 pub const TEST_LATENCY_MS: &str = "20-150";
@@ -206,6 +206,13 @@ impl StackBuilder {
     pub fn provider_env(mut self, name: &str, value: &str) -> Self {
         self.provider_env.push((name.into(), value.into()));
         self
+    }
+
+    /// Sets each of `env`'s provider variables.
+    pub fn provider_envs(self, env: &[(&str, &str)]) -> Self {
+        env.iter().fold(self, |builder, (name, value)| {
+            builder.provider_env(name, value)
+        })
     }
 
     /// How many providers to start.
@@ -438,6 +445,15 @@ impl Stack {
             .until_terminal(Duration::from_secs(30))
             .await
             .expect("events to the terminal one")
+    }
+
+    /// Submits a search and reads its stream to the terminal event, which
+    /// must be exactly once what a client may see ([`assert_exactly_once`]).
+    pub async fn search(&self, body: &str) -> Vec<Event> {
+        let id = self.submit(body).await;
+        let events = self.events(id).await;
+        assert_exactly_once(id, &events);
+        events
     }
 
     /// True if and only if `base_url` is a load balancer in front of the

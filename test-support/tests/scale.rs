@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use contract::keys::{EVENTS_CHANNEL, results_key, state_key};
 use contract::{EventKind, SearchEvent, scripts};
-use tests::http::metric;
-use tests::sse::{Item, SseStream};
-use tests::stack::Stack;
-use tests::{eventually, search_body};
+use test_support::http::metric;
+use test_support::sse::{Item, SseStream};
+use test_support::stack::Stack;
+use test_support::{eventually, search_body};
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 

@@ -15,11 +15,11 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tests::documents::{self, Schema};
-use tests::mock_suppliers::MockSuppliers;
-use tests::otlp::{OtlpReceiver, ReceivedSpan};
-use tests::stack::Stack;
-use tests::{eventually, free_port, http, search_body};
+use test_support::documents::{self, Schema};
+use test_support::mock_suppliers::MockSuppliers;
+use test_support::otlp::{OtlpReceiver, ReceivedSpan};
+use test_support::stack::Stack;
+use test_support::{eventually, free_port, http, search_body};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 

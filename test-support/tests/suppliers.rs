@@ -7,10 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use tests::mock_suppliers::MockSuppliers;
-use tests::sse::{Event, assert_exactly_once};
-use tests::stack::{Stack, StackBuilder, follow};
-use tests::{eventually, free_port, search_body};
+use test_support::mock_suppliers::MockSuppliers;
+use test_support::sse::{Event, assert_exactly_once};
+use test_support::stack::{Stack, StackBuilder, follow};
+use test_support::supplier_outcomes::{offers_of, outcome};
+use test_support::{eventually, free_port, search_body};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const ALL: &[&str] = &["GA", "JT", "QZ", "ID", "QG", "SJ"];
@@ -18,42 +19,19 @@ const ALL: &[&str] = &["GA", "JT", "QZ", "ID", "QG", "SJ"];
 /// A local stack whose provider calls `codes` on `mock`, with the cache off
 /// unless `env` turns it on.
 fn builder(mock: &MockSuppliers, codes: &[&str], env: &[(&str, &str)]) -> StackBuilder {
-    let mut builder = Stack::builder()
+    Stack::builder()
         .local_only()
         .provider_env("SUPPLIER_URLS", &mock.urls(codes))
-        .provider_env("SUPPLIER_CACHE_TTL_SECS", "0");
-    for (name, value) in env {
-        builder = builder.provider_env(name, value);
-    }
-    builder
+        .provider_env("SUPPLIER_CACHE_TTL_SECS", "0")
+        .provider_envs(env)
 }
 
 /// Runs one search to its terminal event; returns the events and how long
 /// that took from the POST.
 async fn search(stack: &Stack, body: &str) -> (Vec<Event>, Duration) {
     let started = Instant::now();
-    let id = stack.submit(body).await;
-    let events = stack.events(id).await;
-    assert_exactly_once(id, &events);
+    let events = stack.search(body).await;
     (events, started.elapsed())
-}
-
-/// The terminal event's outcome for `supplier`; the event must match the
-/// OpenAPI document.
-fn outcome<'a>(events: &'a [Event], supplier: &str) -> &'a str {
-    let last = events.last().expect("a terminal event");
-    tests::documents::assert_matches(tests::documents::Schema::SearchEvent, &last.data);
-    last.data["suppliers"][supplier]
-        .as_str()
-        .unwrap_or_else(|| panic!("no outcome for {supplier} in {}", last.raw))
-}
-
-/// The offers of `supplier`'s result event, if it answered.
-fn offers_of(events: &[Event], supplier: &str) -> Option<serde_json::Value> {
-    events
-        .iter()
-        .find(|e| e.status() == "result" && e.data["supplier"] == supplier)
-        .map(|e| e.data["results"].clone())
 }
 
 #[tokio::test]
@@ -65,7 +43,7 @@ async fn http_suppliers_answer_with_the_timetables_over_pooled_connections() {
     let request = contract::SearchRequest {
         from: contract::Iata::parse("CGK").unwrap(),
         to: contract::Iata::parse("DPS").unwrap(),
-        date: contract::request::parse_date(&tests::date_in(9)).unwrap(),
+        date: contract::request::parse_date(&test_support::date_in(9)).unwrap(),
         passengers: 2,
     };
     for carrier in timetable::catalogue::CARRIERS {
@@ -328,20 +306,23 @@ async fn the_answer_cache_spares_the_supplier_within_its_ttl_and_not_after() {
     );
     assert_eq!(offers_of(&first, "GA"), offers_of(&second, "GA"));
     assert_eq!(outcome(&second, "GA"), "answered");
-    let metrics = tests::http::get(&format!(
+    let metrics = test_support::http::get(&format!(
         "{}/metrics",
         stack.local().providers[0].base_url()
     ))
     .await
     .unwrap();
     let text = String::from_utf8(metrics.body.to_vec()).unwrap();
-    let hits = tests::http::metric(
+    let hits = test_support::http::metric(
         &text,
         r#"flight_search_provider_supplier_cache_hits_total{supplier="GA"}"#,
     );
     assert_eq!(hits, Some(1.0), "{text}");
 
-    let key = format!("flight.supplier.answer:GA:CGK:DPS:{}:1", tests::date_in(9));
+    let key = format!(
+        "flight.supplier.answer:GA:CGK:DPS:{}:1",
+        test_support::date_in(9)
+    );
     assert!(stack.key_exists(&key).await);
     eventually("the cached answer to expire", LIMIT, || async {
         (!stack.key_exists(&key).await).then_some(())
@@ -378,7 +359,7 @@ async fn eur_and_kwd_fares_arrive_exact_in_both_wire_formats() {
             let request = contract::SearchRequest {
                 from: contract::Iata::parse("CGK").unwrap(),
                 to: contract::Iata::parse("DPS").unwrap(),
-                date: contract::request::parse_date(&tests::date_in(day)).unwrap(),
+                date: contract::request::parse_date(&test_support::date_in(day)).unwrap(),
                 passengers: 3,
             };
             (day, request)

@@ -1,16 +1,22 @@
-//! Test support for the end-to-end and fault suites.
+//! The test support the workspace's suites share (the suites themselves are
+//! this crate's `tests/`, one per subject; provider-service's use it too).
 //!
-//! Everything here is real: [`redis_server::RedisServer`] starts `redis-server` on a
-//! free port (optionally with TLS from a throwaway CA made by [`pki`], and ACL
-//! users), [`redis_cluster::RedisCluster`] six of them as a Redis Cluster
-//! (used when `FLIGHT_SEARCH_REDIS=cluster`), [`services`] starts the real service binaries as child processes, and
-//! [`http`]/[`sse`] speak HTTP/1.1 to them over TCP. [`stack::Stack`] bundles the
-//! three, or, when `FLIGHT_SEARCH_URL` is set, attaches to a stack that is already
-//! running (with `REDIS_URL` or `REDIS_CLUSTER_NODES` pointing at its Redis) so the same suite can check a
-//! compose deployment. [`documents`] holds `openapi.yaml` and `asyncapi.yaml` as
-//! validators: every SSE event a suite receives is checked against them.
-//! [`prometheus`] runs a real Prometheus that scrapes a stack and loads the
-//! repository's rules.
+//! Everything here is real: `redis_process` starts `redis-server` processes,
+//! one for [`redis_server::RedisServer`] on a free port (optionally with TLS
+//! from a throwaway CA made by [`pki`], and ACL users), six for
+//! [`redis_cluster::RedisCluster`] as a Redis Cluster (used when
+//! `FLIGHT_SEARCH_REDIS=cluster`); [`services`] starts the real service
+//! binaries as child processes, [`mock_suppliers`] the airline APIs, and
+//! [`http`]/[`sse`] speak HTTP/1.1 to them over TCP. [`stack::Stack`] bundles
+//! them, or, when `FLIGHT_SEARCH_URL` is set, attaches to a stack that is
+//! already running (with `REDIS_URL` or `REDIS_CLUSTER_NODES` pointing at its
+//! Redis) so the same suite can check a compose deployment. [`documents`]
+//! holds `openapi.yaml` and `asyncapi.yaml` as validators: every SSE event a
+//! suite receives is checked against them. [`supplier_outcomes`] reads what a
+//! finished search says about each supplier, and [`suppliers_file`] writes a
+//! `SUPPLIERS_FILE` for one test. [`prometheus`] runs a real Prometheus that
+//! scrapes a stack and loads the repository's rules, [`nginx`] the compose
+//! stack's nginx configuration in front of local instances.
 //! [`otlp::OtlpReceiver`] collects the spans the services export.
 //! [`module_graph`] finds import circles between the modules of a crate.
 
@@ -23,10 +29,13 @@ pub mod otlp;
 pub mod pki;
 pub mod prometheus;
 pub mod redis_cluster;
+mod redis_process;
 pub mod redis_server;
 pub mod services;
 pub mod sse;
 pub mod stack;
+pub mod supplier_outcomes;
+pub mod suppliers_file;
 
 use std::time::Duration;
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("tests/ has a parent")
+        .expect("test-support/ has a parent")
         .to_owned()
 }
 
@@ -532,7 +532,7 @@ fn no_crate_has_an_import_circle_between_its_modules() {
     );
     let mut report = String::new();
     for src in &sources {
-        for circle in tests::module_graph::circles(src) {
+        for circle in test_support::module_graph::circles(src) {
             let name = src.strip_prefix(root()).unwrap_or(src);
             report += &format!("{}: a circle of {} files\n", name.display(), circle.len());
             for (file, named) in circle {
@@ -584,7 +584,7 @@ fn the_module_graph_finds_a_circle_and_lets_containment_and_comments_be() {
     ] {
         std::fs::write(src.join(file), text).unwrap();
     }
-    let circles = tests::module_graph::circles(&src);
+    let circles = test_support::module_graph::circles(&src);
     assert_eq!(
         circles,
         vec![vec![

@@ -11,11 +11,11 @@ use contract::keys::{REQUESTS_STREAM, results_key, state_key};
 use hyper::Method;
 use redis::AsyncCommands;
 use redis::streams::{StreamReadOptions, StreamReadReply};
-use tests::documents::{self, Schema};
-use tests::http::{self, Response};
-use tests::sse::{Event, Item};
-use tests::stack::Stack;
-use tests::{eventually, search_body};
+use test_support::documents::{self, Schema};
+use test_support::http::{self, Response};
+use test_support::sse::{Event, Item};
+use test_support::stack::Stack;
+use test_support::{eventually, search_body};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
@@ -105,7 +105,7 @@ async fn a_search_streams_processing_results_and_completed_then_its_key_is_delet
                 flight["departure_time"]
                     .as_str()
                     .unwrap()
-                    .starts_with(&tests::date_in(14))
+                    .starts_with(&test_support::date_in(14))
             );
         }
     }
@@ -218,7 +218,9 @@ async fn last_event_id_resumes_with_no_gap_and_no_duplicate() {
 
     // The query-string form resumes the same way.
     let url = format!("{}?last_event_id={}", stack.stream_url(id), full[1].id);
-    let mut by_query = tests::sse::SseStream::open(&url, None).await.unwrap();
+    let mut by_query = test_support::sse::SseStream::open(&url, None)
+        .await
+        .unwrap();
     assert_eq!(by_query.status, 200);
     assert_eq!(by_query.until_terminal(LIMIT).await.unwrap(), full[2..]);
     assert_eq!(late_reader.until_terminal(LIMIT).await.unwrap(), full);
@@ -546,7 +548,7 @@ async fn destroy_group(redis: &mut impl redis::aio::ConnectionLike, group: &str)
 async fn rejected_requests_get_the_right_status_and_write_nothing() {
     let stack = Stack::start().await;
     let code = unique_code();
-    let date = tests::date_in(10);
+    let date = test_support::date_in(10);
     let valid = format!(r#"{{"from":"{code}","to":"DPS","date":"{date}","passengers":2}}"#);
     let url = stack.url("/api/flights/search");
     let watch = QueueWatch::start(&stack).await;
@@ -587,7 +589,7 @@ async fn rejected_requests_get_the_right_status_and_write_nothing() {
             Some("date"),
         ),
         (
-            (json, valid.replace(&date, &tests::date_in(366))),
+            (json, valid.replace(&date, &test_support::date_in(366))),
             400,
             Some("date"),
         ),
@@ -903,7 +905,7 @@ async fn health_readiness_and_metrics_answer() {
     {
         assert_instance_metrics(instance, &metrics);
         submitted +=
-            tests::http::metric(&metrics, "flight_search_searches_submitted_total").unwrap();
+            test_support::http::metric(&metrics, "flight_search_searches_submitted_total").unwrap();
     }
     assert!(submitted >= 1.0, "{submitted}");
 }
@@ -923,12 +925,12 @@ fn assert_instance_metrics(instance: &str, metrics: &str) {
         "flight_search_redis_up",
     ] {
         assert!(
-            tests::http::metric(metrics, series).is_some(),
+            test_support::http::metric(metrics, series).is_some(),
             "{series} missing at {instance}:\n{metrics}"
         );
     }
     assert_eq!(
-        tests::http::metric(metrics, "flight_search_redis_up"),
+        test_support::http::metric(metrics, "flight_search_redis_up"),
         Some(1.0),
         "{instance}"
     );

@@ -22,8 +22,8 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use tests::stack::{Stack, TEST_LATENCY_MS};
-use tests::{date_in, eventually, free_port, search_body};
+use test_support::stack::{Stack, TEST_LATENCY_MS};
+use test_support::{date_in, eventually, free_port, search_body};
 
 /// How long a search may take in the browser, reconnects included.
 const LIMIT: Duration = Duration::from_secs(45);
@@ -86,7 +86,7 @@ impl ChromeDriver {
         let status = format!("{url}/status");
         eventually("chromedriver /status", Duration::from_secs(20), || {
             let status = status.clone();
-            async move { (tests::http::get(&status).await.ok()?.status == 200).then_some(()) }
+            async move { (test_support::http::get(&status).await.ok()?.status == 200).then_some(()) }
         })
         .await;
         ChromeDriver { child, url }
@@ -792,7 +792,8 @@ async fn a_page_on_an_allowed_origin_searches_cross_origin_and_others_are_blocke
 
 #[tokio::test]
 async fn airlines_that_did_not_answer_are_shown_with_the_reason() {
-    let mock = tests::mock_suppliers::MockSuppliers::start(&[("MOCK_LATENCY_MS", "0-50")]).await;
+    let mock =
+        test_support::mock_suppliers::MockSuppliers::start(&[("MOCK_LATENCY_MS", "0-50")]).await;
     mock.set("GA", r#"{"fault":"hang"}"#).await;
     mock.set("JT", r#"{"fault":"malformed"}"#).await;
     let stack = Stack::builder()
@@ -835,7 +836,8 @@ async fn airlines_that_did_not_answer_are_shown_with_the_reason() {
 
 #[tokio::test]
 async fn a_eur_fare_is_shown_in_euros_and_never_sorted_with_rupiah() {
-    let mock = tests::mock_suppliers::MockSuppliers::start(&[("MOCK_LATENCY_MS", "0-50")]).await;
+    let mock =
+        test_support::mock_suppliers::MockSuppliers::start(&[("MOCK_LATENCY_MS", "0-50")]).await;
     mock.set("GA", r#"{"currency":"EUR"}"#).await;
     let stack = Stack::builder()
         .local_only()

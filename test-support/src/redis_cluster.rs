@@ -1,16 +1,18 @@
 //! A throwaway Redis Cluster: three masters with one replica each, six
-//! `redis-server` processes on free ports joined by `redis-cli --cluster
-//! create`, stopped on Drop.
+//! `redis-server` processes (`redis_process`) on free ports joined by
+//! `redis-cli --cluster create`, stopped on Drop.
 //!
 //! `cluster-node-timeout` is three seconds, so a killed master's replica is
 //! promoted within several seconds, which keeps fault tests short; a shorter
 //! one made a node starved of CPU on a loaded machine look dead and failed it
 //! over in the middle of unrelated tests.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
+use crate::redis_process::{self, connect};
 use crate::{eventually, free_port};
 
 /// Masters in the cluster; each has one replica.
@@ -167,10 +169,7 @@ impl RedisCluster {
             .iter_mut()
             .find(|n| n.port == port)
             .expect("a node of this cluster");
-        if let Some(mut child) = node.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        redis_process::kill(&mut node.child);
     }
 
     /// Starts the node on `port` again with its data; it rejoins as a replica
@@ -262,57 +261,23 @@ impl RedisCluster {
     /// if the process exited instead (its port taken, say).
     async fn spawn(&mut self, i: usize) -> bool {
         let (port, bus_port) = (self.nodes[i].port, self.nodes[i].bus_port);
+        let cluster_args: Vec<OsString> = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-port",
+            &bus_port.to_string(),
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            NODE_TIMEOUT_MS,
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
         let dir = self.dir.join(port.to_string());
-        std::fs::create_dir_all(&dir).expect("create cluster node dir");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--cluster-enabled", "yes"])
-            .args(["--cluster-port", &bus_port.to_string()])
-            .args(["--cluster-config-file", "nodes.conf"])
-            .args(["--cluster-node-timeout", NODE_TIMEOUT_MS])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(&dir)
-            .args(
-                self.acl_file
-                    .iter()
-                    .flat_map(|f| ["--aclfile".into(), f.clone()]),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("redis-server must be installed (apt-get install redis-server)");
-        // Generous: six nodes start at once, and on a loaded machine one may
-        // take more than 10 s to load and listen. A node that exits (its port
-        // taken meanwhile, say) is reported at once.
-        let child = std::sync::Mutex::new(child);
-        let started = eventually(
-            "a cluster node to answer PING",
-            Duration::from_secs(30),
-            || async {
-                let exited = child
-                    .lock()
-                    .unwrap()
-                    .try_wait()
-                    .expect("wait on redis-server");
-                if let Some(status) = exited {
-                    eprintln!("the cluster node on port {port} (bus {bus_port}) exited: {status}");
-                    return Some(false);
-                }
-                connect(port).await.map(|_| true)
-            },
-        )
-        .await;
-        if started {
-            self.nodes[i].child = Some(child.into_inner().unwrap());
-        }
+        let child = redis_process::start(port, &dir, self.acl_file.as_deref(), &cluster_args).await;
+        let started = child.is_some();
+        self.nodes[i].child = child;
         started
     }
 }
@@ -320,21 +285,10 @@ impl RedisCluster {
 impl Drop for RedisCluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
-            if let Some(mut child) = node.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+            redis_process::kill(&mut node.child);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// A connection to one node that answered PING, or `None`.
-async fn connect(port: u16) -> Option<redis::aio::MultiplexedConnection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
-    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-    let _: String = redis::cmd("PING").query_async(&mut conn).await.ok()?;
-    Some(conn)
 }
 
 /// One line of `CLUSTER NODES`.

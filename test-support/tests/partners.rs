@@ -6,92 +6,29 @@
 //! (a private CA, a wrong one, mutual TLS, HTTP/2 and HTTP/1.1 by ALPN, gzip
 //! answers and a gzip bomb).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tests::mock_suppliers::{HttpsOptions, MockSuppliers};
-use tests::pki::TestCa;
-use tests::search_body;
-use tests::sse::{Event, assert_exactly_once};
-use tests::stack::Stack;
-
-/// A suppliers file in a directory of its own, removed on Drop.
-struct SuppliersFile {
-    dir: PathBuf,
-}
-
-impl SuppliersFile {
-    fn new(text: &str) -> SuppliersFile {
-        let dir = std::env::temp_dir().join(format!("partners-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("create the file's directory");
-        std::fs::write(dir.join("suppliers.toml"), text).expect("write the suppliers file");
-        SuppliersFile { dir }
-    }
-
-    fn path(&self) -> String {
-        self.file("suppliers.toml", None)
-    }
-
-    /// The path of `name` in the file's directory, written with `text` if given.
-    fn file(&self, name: &str, text: Option<&str>) -> String {
-        let path = self.dir.join(name);
-        if let Some(text) = text {
-            std::fs::write(&path, text).expect("write a file beside the suppliers file");
-        }
-        path.to_str().expect("UTF-8 path").to_owned()
-    }
-}
-
-impl Drop for SuppliersFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// One `[[supplier]]` table of `style` at `url` selling `airlines`, plus `extra` lines.
-fn supplier(code: &str, style: &str, url: &str, airlines: &str, extra: &str) -> String {
-    format!(
-        "[[supplier]]\ncode = \"{code}\"\nstyle = \"{style}\"\nbase_url = \"{url}\"\n\
-         airlines = {airlines}\ncache_ttl_secs = 0\n{extra}\n"
-    )
-}
+use test_support::mock_suppliers::{HttpsOptions, MockSuppliers};
+use test_support::pki::TestCa;
+use test_support::search_body;
+use test_support::sse::Event;
+use test_support::stack::Stack;
+use test_support::supplier_outcomes::{offers, outcome};
+use test_support::suppliers_file::{SuppliersFile, supplier_table};
 
 /// A local stack whose provider reads `file`, with `env` besides.
 async fn stack(file: &SuppliersFile, env: &[(&str, &str)]) -> Stack {
-    let mut builder = Stack::builder()
+    Stack::builder()
         .local_only()
-        .provider_env("SUPPLIERS_FILE", &file.path());
-    for (name, value) in env {
-        builder = builder.provider_env(name, value);
-    }
-    builder.start().await
+        .provider_env("SUPPLIERS_FILE", &file.path())
+        .provider_envs(env)
+        .start()
+        .await
 }
 
 /// Runs one search on day `day` to its terminal event.
 async fn search(stack: &Stack, day: i64) -> Vec<Event> {
-    let id = stack.submit(&search_body("CGK", "DPS", day, 1)).await;
-    let events = stack.events(id).await;
-    assert_exactly_once(id, &events);
-    events
-}
-
-/// The terminal event's outcome for `supplier`, checked against the OpenAPI document.
-fn outcome(events: &[Event], supplier: &str) -> String {
-    let last = events.last().expect("a terminal event");
-    tests::documents::assert_matches(tests::documents::Schema::SearchEvent, &last.data);
-    last.data["suppliers"][supplier]
-        .as_str()
-        .unwrap_or_else(|| panic!("no outcome for {supplier} in {}", last.raw))
-        .to_owned()
-}
-
-/// The offers of `supplier`'s result event.
-fn offers(events: &[Event], supplier: &str) -> Vec<serde_json::Value> {
-    events
-        .iter()
-        .find(|e| e.status() == "result" && e.data["supplier"] == supplier)
-        .map(|e| e.data["results"].as_array().expect("results").clone())
-        .unwrap_or_else(|| panic!("{supplier} did not answer"))
+    stack.search(&search_body("CGK", "DPS", day, 1)).await
 }
 
 /// A day on which `airline` flies CGK-DPS (for one passenger).
@@ -101,7 +38,7 @@ fn flying_day(index: usize) -> i64 {
             let request = contract::SearchRequest {
                 from: contract::Iata::parse("CGK").unwrap(),
                 to: contract::Iata::parse("DPS").unwrap(),
-                date: contract::request::parse_date(&tests::date_in(*day)).unwrap(),
+                date: contract::request::parse_date(&test_support::date_in(*day)).unwrap(),
                 passengers: 1,
             };
             !timetable::schedule::flights(&timetable::catalogue::CARRIERS[index], &request)
@@ -119,14 +56,14 @@ async fn a_seventh_supplier_is_added_by_configuration_alone_and_sells_only_its_a
     // offers API. "NOJT" has the same API but may sell only GA.
     let file = SuppliersFile::new(&format!(
         "{}{}",
-        supplier(
+        supplier_table(
             "OTA7",
             "offers",
             &mock.api_url("JT"),
             r#"["JT"]"#,
             "name = \"Seventh\""
         ),
-        supplier("NOJT", "offers", &mock.api_url("JT"), r#"["GA"]"#, ""),
+        supplier_table("NOJT", "offers", &mock.api_url("JT"), r#"["GA"]"#, ""),
     ));
     let stack = stack(&file, &[]).await;
     let events = search(&stack, day).await;
@@ -158,14 +95,14 @@ async fn static_credentials_are_sent_and_a_revoked_one_is_unauthorized() {
     mock.set("JT", r#"{"api_key":"jt-k3y"}"#).await;
     let file = SuppliersFile::new(&format!(
         "{}{}",
-        supplier(
+        supplier_table(
             "GA",
             "flights",
             &mock.api_url("GA"),
             r#"["GA"]"#,
             "[supplier.auth]\ntype = \"bearer\"\nsecret_env = \"GA_TOKEN\"",
         ),
-        supplier(
+        supplier_table(
             "JT",
             "offers",
             &mock.api_url("JT"),
@@ -210,7 +147,7 @@ async fn oauth2_tokens_expiring_mid_run_are_fetched_once_per_lifetime() {
         r#"{"oauth":{"client_id":"flight-search","client_secret":"s3 cret&","token_lifetime_ms":2000}}"#,
     )
     .await;
-    let file = SuppliersFile::new(&supplier(
+    let file = SuppliersFile::new(&supplier_table(
         "JT",
         "offers",
         &mock.api_url("JT"),
@@ -269,15 +206,6 @@ async fn oauth2_tokens_expiring_mid_run_are_fetched_once_per_lifetime() {
     assert_eq!(events.last().unwrap().status(), "failed");
 }
 
-/// A suppliers file whose TLS files live beside it: `tables` may name
-/// `{dir}` for that directory.
-fn file_with(tables: &str) -> SuppliersFile {
-    let file = SuppliersFile::new("");
-    let text = tables.replace("{dir}", file.dir.to_str().expect("UTF-8 path"));
-    std::fs::write(file.path(), text).expect("write the suppliers file");
-    file
-}
-
 #[tokio::test]
 async fn https_with_a_private_ca_speaks_http2_or_http1_by_alpn_and_gzip() {
     let ca = TestCa::new("partner CA");
@@ -300,23 +228,23 @@ async fn https_with_a_private_ca_speaks_http2_or_http1_by_alpn_and_gzip() {
         &[("MOCK_LATENCY_MS", "0-10")],
     )
     .await;
-    let file = file_with(&format!(
+    let file = SuppliersFile::new(&format!(
         "{}{}{}",
-        supplier(
+        supplier_table(
             "GA",
             "flights",
             &h2.https_url("GA"),
             r#"["GA"]"#,
             "ca_file = \"{dir}/ca.pem\""
         ),
-        supplier(
+        supplier_table(
             "JT",
             "offers",
             &h1.https_url("JT"),
             r#"["JT"]"#,
             "ca_file = \"{dir}/ca.pem\""
         ),
-        supplier(
+        supplier_table(
             "WRONGCA",
             "offers",
             &h1.https_url("QZ"),
@@ -344,7 +272,7 @@ async fn https_with_a_private_ca_speaks_http2_or_http1_by_alpn_and_gzip() {
     let request = contract::SearchRequest {
         from: contract::Iata::parse("CGK").unwrap(),
         to: contract::Iata::parse("DPS").unwrap(),
-        date: contract::request::parse_date(&tests::date_in(day)).unwrap(),
+        date: contract::request::parse_date(&test_support::date_in(day)).unwrap(),
         passengers: 1,
     };
     let expected = timetable::schedule::flights(&timetable::catalogue::CARRIERS[0], &request);
@@ -376,16 +304,16 @@ async fn mutual_tls_answers_with_the_client_certificate_and_not_without() {
     )
     .await;
     let identity = clients.issue(&["flight-search"]);
-    let file = file_with(&format!(
+    let file = SuppliersFile::new(&format!(
         "{}{}",
-        supplier(
+        supplier_table(
             "GA",
             "flights",
             &mock.https_url("GA"),
             r#"["GA"]"#,
             "ca_file = \"{dir}/ca.pem\"\nclient_cert_file = \"{dir}/client.pem\"\nclient_key_file = \"{dir}/client.key\"",
         ),
-        supplier(
+        supplier_table(
             "ANON",
             "flights",
             &mock.https_url("ID"),
@@ -413,8 +341,8 @@ async fn a_gzip_bomb_is_refused_within_the_answer_limit() {
     mock.set("GA", r#"{"gzip":true,"fault":"gzip_bomb"}"#).await;
     let file = SuppliersFile::new(&format!(
         "{}{}",
-        supplier("GA", "flights", &mock.api_url("GA"), r#"["GA"]"#, ""),
-        supplier("JT", "offers", &mock.api_url("JT"), r#"["JT"]"#, ""),
+        supplier_table("GA", "flights", &mock.api_url("GA"), r#"["GA"]"#, ""),
+        supplier_table("JT", "offers", &mock.api_url("JT"), r#"["JT"]"#, ""),
     ));
     let stack = stack(&file, &[]).await;
     let day = flying_day(1);

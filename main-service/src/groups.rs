@@ -7,7 +7,7 @@ use contract::EntryId;
 use contract::keys::REQUESTS_STREAM;
 use redis::Value;
 use redis::aio::ConnectionLike;
-use service_runtime::reply::{pairs, text};
+use service_runtime::redis_reply::{pairs, text};
 
 /// One group's progress.
 #[derive(Debug, Clone, PartialEq, Eq)]

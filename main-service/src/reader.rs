@@ -34,7 +34,7 @@ use contract::keys::{results_key, state_key};
 use contract::scripts;
 use redis::{Script, Value};
 use service_runtime::redis_link::{Backoff, COMMAND_TIMEOUT};
-use service_runtime::reply::Attached;
+use service_runtime::redis_reply::Attached;
 use service_runtime::search_span;
 use tokio::sync::oneshot;
 use tracing::Instrument;

@@ -8,14 +8,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::api_error::ApiError;
-use crate::backlog::Admission;
+use crate::answer::api_error::ApiError;
+use crate::intake::admission::Admission;
 use crate::config::Config;
-use crate::cors::Cors;
-use crate::hub::{self, Hub};
+use crate::edge::cors::Cors;
+use crate::delivery::hub::{self, Hub};
 use crate::metrics::Metrics;
-use crate::queue::SearchQueue;
-use crate::rate_limit::ClientLimiter;
+use crate::intake::queue::SearchQueue;
+use crate::intake::rate_limit::ClientLimiter;
 use crate::search_traces::SearchTraces;
 
 /// The service's shared state, one per process, behind an `Arc`.

@@ -3,35 +3,32 @@
 //! It validates searches and queues them in Redis (`POST /api/flights/search`),
 //! and streams each search's events to any number of Server-Sent Events clients
 //! (`GET /api/flights/search/{id}/stream`), reading each event from Redis once
-//! per instance however many clients watch it. See [`routes`] for the endpoints
-//! and [`hub`] for how events reach clients.
+//! per instance however many clients watch it.
+//!
+//! Its modules, by what the service does:
+//!
+//! * [`edge`]: the HTTP edge: the server, routing (see [`edge::routes`] for
+//!   the endpoints), the checks and headers around every request.
+//! * [`intake`]: taking searches in: the submission handler, rate limit,
+//!   admission control, and the search queue it writes to and trims.
+//! * [`delivery`]: delivering events: the stream handler, reader registration,
+//!   and the hub that reads each search's events once for all its clients.
+//! * [`answer`]: the response body, builders and error answers all three
+//!   speak.
+//! * Beside them, what the whole process shares: [`app`] (the state every
+//!   handler holds), [`config`], [`metrics`], [`search_traces`].
 //!
 //! The binary is a thin wrapper around [`run`]; tests call `run` directly with a
 //! listener on `127.0.0.1:0`.
 
-mod api_error;
+mod answer;
 mod app;
-mod backlog;
-mod browser_policy;
 mod config;
-mod connection;
-mod cors;
-mod groups;
-mod hub;
+mod delivery;
+mod edge;
+mod intake;
 mod metrics;
-mod queue;
-mod rate_limit;
-mod reader;
-mod request_head;
-mod response;
-mod routes;
 mod search_traces;
-mod server;
-mod sse;
-mod stall;
-mod stream;
-mod submit;
-mod trim;
 
 use std::sync::Arc;
 
@@ -40,9 +37,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-pub use cors::AllowedOrigins;
+pub use edge::cors::AllowedOrigins;
 
 use app::App;
+use edge::{routes, server};
+use intake::trim;
 use metrics::Metrics;
 
 /// Why the service could not run.

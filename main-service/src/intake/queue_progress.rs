@@ -1,7 +1,7 @@
 //! How far each consumer group has got through the search queue, read with
 //! `XINFO GROUPS` (one entry per group, so its cost does not grow with the
-//! queue). Admission control ([`crate::backlog`]) and trimming
-//! ([`crate::trim`]) both start from it.
+//! queue). Admission control ([`crate::intake::admission`]) and trimming
+//! ([`crate::intake::trim`]) both start from it.
 
 use contract::EntryId;
 use contract::keys::REQUESTS_STREAM;

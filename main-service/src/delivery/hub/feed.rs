@@ -15,7 +15,7 @@ use contract::{EntryId, EventError};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::sse;
+use crate::delivery::sse;
 
 /// The events of one search read so far, plus the bookkeeping the hub needs.
 pub(super) struct Feed {

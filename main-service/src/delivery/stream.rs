@@ -14,7 +14,7 @@
 //! shutdown) dropping the body releases all of it. The one exception is the
 //! reader of a stream that delivered its terminal event: it is handed to the
 //! connection and detached once the client has read the response (see
-//! [`crate::connection`]), because only then may its leaving delete the
+//! [`crate::delivery::connection`]), because only then may its leaving delete the
 //! search's stream.
 
 use std::convert::Infallible;
@@ -33,13 +33,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 use uuid::Uuid;
 
-use crate::api_error::ApiError;
+use crate::answer::api_error::ApiError;
+use crate::answer::response::{self, Body, SearchIdLog};
 use crate::app::App;
-use crate::connection::Connection;
-use crate::hub::{EntryKind, Next, Subscription, Wake};
-use crate::reader::{self, Attach, Reader};
-use crate::response::{self, Body, SearchIdLog};
-use crate::sse;
+use crate::delivery::connection::Connection;
+use crate::delivery::hub::{EntryKind, Next, Subscription, Wake};
+use crate::delivery::reader::{self, Attach, Reader};
+use crate::delivery::sse;
 
 /// Answers a stream request; `id` is the path segment as sent.
 pub(crate) async fn open(

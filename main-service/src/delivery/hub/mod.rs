@@ -40,8 +40,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use contract::EntryId;
 use contract::nudge::Nudge;
+use contract::{EntryId, EventStatus};
 use service_runtime::redis_health::RedisHealth;
 use service_runtime::redis_link::{LinkState, RedisLink};
 use tokio::sync::{mpsc, watch};
@@ -51,8 +51,8 @@ use uuid::Uuid;
 
 use crate::metrics::Metrics;
 
+pub(crate) use feed::Entry;
 use feed::Feed;
-pub(crate) use feed::{Entry, EntryKind};
 use sweep::Deadlines;
 
 /// The heartbeat ticks one slot this often at most (fewer slots for short
@@ -157,9 +157,9 @@ pub(crate) enum Next {
     Entry(Entry),
     /// Nothing yet.
     Wait,
-    /// The client already has the terminal event, of this kind (it resumed
+    /// The client already has the terminal event, of this status (it resumed
     /// after it).
-    Ended(EntryKind),
+    Ended(EventStatus),
     /// The search's stream is gone without its terminal event having been
     /// read: nothing more will come. A client that reconnects learns from the
     /// attach that the search is over.
@@ -473,7 +473,7 @@ impl Hub {
                 .time_to_completion
                 .observe(since_post.as_secs_f64());
             match kind {
-                EntryKind::Completed => self.metrics.deliveries_completed.inc(),
+                EventStatus::Completed => self.metrics.deliveries_completed.inc(),
                 _ => self.metrics.deliveries_failed.inc(),
             };
         }
@@ -641,7 +641,7 @@ mod tests {
         )]);
         assert!(matches!(
             subscription.next(),
-            Next::Ended(EntryKind::TimedOut)
+            Next::Ended(EventStatus::TimedOut)
         ));
     }
 

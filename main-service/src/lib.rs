@@ -16,7 +16,8 @@
 //! * [`answer`]: the response body, builders and error answers all three
 //!   speak.
 //! * Beside them, what the whole process shares: [`app`] (the state every
-//!   handler holds), [`config`], [`metrics`], [`search_traces`].
+//!   handler holds, and the tasks it starts), [`tasks`] (every task has an
+//!   owner and an end), [`config`], [`metrics`], [`search_traces`].
 //!
 //! The binary is a thin wrapper around [`run`]; tests call `run` directly with a
 //! listener on `127.0.0.1:0`.
@@ -29,6 +30,7 @@ mod edge;
 mod intake;
 mod metrics;
 mod search_traces;
+mod tasks;
 
 use std::sync::Arc;
 
@@ -41,7 +43,6 @@ pub use edge::cors::AllowedOrigins;
 
 use app::App;
 use edge::{routes, server};
-use intake::trim;
 use metrics::Metrics;
 
 /// Why the service could not run.
@@ -55,7 +56,8 @@ pub enum Error {
 /// Serves the API on `listener` until `shutdown` is cancelled, then drains:
 /// open event streams end cleanly, connections get `SHUTDOWN_GRACE_SECS` to
 /// finish (those still open then are closed), and readers are detached from
-/// Redis within the same period. When it returns, every connection has ended.
+/// Redis and background tasks stopped within the same period. When it
+/// returns, every connection has ended.
 ///
 /// Redis does not need to be up: requests that need it answer 503 until it is.
 pub async fn run(
@@ -64,44 +66,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let redis = RedisLink::new(&config.redis)?;
-    tokio::spawn(redis.clone().watch(shutdown.clone()));
     let metrics = Arc::new(Metrics::new(routes::SUCCESSES));
     let app = App::start(config, redis, metrics, &shutdown);
-    tokio::spawn(
-        app.queue
-            .clone()
-            .keep_group(app.metrics.clone(), shutdown.clone()),
-    );
-    tokio::spawn(
-        app.admission
-            .clone()
-            .refresh(app.metrics.clone(), shutdown.clone()),
-    );
-    tokio::spawn(trim::run(
-        app.redis.clone(),
-        app.metrics.clone(),
-        shutdown.clone(),
-    ));
-    if let Some(limiter) = &app.limiter {
-        tokio::spawn(limiter.clone().forget_idle(shutdown.clone()));
-    }
-    let hub = app.hub.clone();
-    tokio::spawn(app.health.clone().watch(
-        app.redis.clone(),
-        move || format!("searches with local readers: {}", hub.feed_count()),
-        shutdown.clone(),
-    ));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "listening");
     }
     let deadline = server::serve(listener, app.clone(), shutdown).await;
-    app.readers.close();
-    if tokio::time::timeout_at(deadline, app.readers.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period over before every reader was detached");
-    }
+    app.stop(deadline).await;
     Ok(())
 }
 

@@ -97,7 +97,7 @@ pub(crate) async fn attach(
 ) -> redis::RedisResult<Attach> {
     let (reply, answer) = oneshot::channel();
     app.readers
-        .spawn(register(app.clone(), search_id, after, reply));
+        .spawn("attach", register(app.clone(), search_id, after, reply));
     match tokio::time::timeout(ATTACH_WAIT, answer).await {
         Ok(Ok(attached)) => attached,
         // The task was dropped unfinished (the runtime is shutting down).
@@ -294,9 +294,9 @@ impl Drop for Reader {
     /// so shutdown waits for it; without a runtime (the process is already
     /// exiting) the count is left to the key's TTL.
     fn drop(&mut self) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        if tokio::runtime::Handle::try_current().is_err() {
             return;
-        };
+        }
         let app = self.app.clone();
         let (search_id, token, saw_terminal) = (self.search_id, self.token, self.saw_terminal);
         let span = search_span!(
@@ -305,9 +305,9 @@ impl Drop for Reader {
             saw_terminal,
             deleted = tracing::field::Empty,
         );
-        self.app.readers.spawn_on(
+        self.app.readers.spawn(
+            "detach",
             async move { detach(&app, search_id, token, saw_terminal).await }.instrument(span),
-            &runtime,
         );
     }
 }
@@ -376,9 +376,10 @@ mod tests {
         // without leaving a reader behind.
         let app = crate::app::tests::app();
         assert!(attach(&app, Uuid::new_v4(), None).await.is_err());
-        app.readers.close();
-        tokio::time::timeout(Duration::from_secs(30), app.readers.wait())
-            .await
-            .expect("the attach task and any detach it started end");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        assert!(
+            app.readers.wait_until(deadline, "readers").await,
+            "the attach task and any detach it started end"
+        );
     }
 }

@@ -50,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
+use crate::tasks::Tasks;
 
 pub(crate) use feed::Entry;
 use feed::Feed;
@@ -112,6 +113,9 @@ pub(crate) struct Hub {
     settings: Settings,
     /// Stops the hub's tasks.
     shutdown: CancellationToken,
+    /// Where the hub's tasks run, so shutdown waits for them: its loops and
+    /// the one-off timeout writes and subscription retries they start.
+    tasks: Tasks,
     /// Outcome of the hub's latest command (read or timeout write), so an outage
     /// is logged once rather than once per feed.
     link: LinkState,
@@ -175,12 +179,14 @@ pub(crate) enum Wake {
 }
 
 impl Hub {
-    /// Creates the hub and starts its tasks, which run until `shutdown`.
+    /// Creates the hub and starts its tasks in `tasks`; they run until
+    /// `shutdown`.
     pub(crate) fn start(
         redis: RedisLink,
         metrics: Arc<Metrics>,
         health: Arc<RedisHealth>,
         settings: Settings,
+        tasks: &Tasks,
         shutdown: CancellationToken,
     ) -> Arc<Hub> {
         let (fetch_queue, fetches) = mpsc::unbounded_channel();
@@ -200,28 +206,22 @@ impl Hub {
             metrics,
             settings,
             shutdown,
+            tasks: tasks.clone(),
             link: LinkState::new("redis-hub"),
             health,
             subscribed: AtomicBool::new(false),
             shard_subscriptions: sharded.is_some().then(|| changes.clone()),
         });
-        tokio::spawn(fetcher::run(hub.clone(), fetches, rechecks));
+        tasks.spawn("hub fetcher", fetcher::run(hub.clone(), fetches, rechecks));
         match sharded {
-            Some(conn) => {
-                tokio::spawn(shard_nudges::run(
-                    hub.clone(),
-                    conn,
-                    pushed,
-                    changed,
-                    changes,
-                ));
-            }
-            None => {
-                tokio::spawn(nudges::run(hub.clone()));
-            }
+            Some(conn) => tasks.spawn(
+                "hub sharded nudges",
+                shard_nudges::run(hub.clone(), conn, pushed, changed, changes),
+            ),
+            None => tasks.spawn("hub nudges", nudges::run(hub.clone())),
         }
-        tokio::spawn(sweep::run(hub.clone()));
-        tokio::spawn(heartbeat(hub.clone()));
+        tasks.spawn("hub sweep", sweep::run(hub.clone()));
+        tasks.spawn("hub heartbeat", heartbeat(hub.clone()));
         hub
     }
 
@@ -563,6 +563,7 @@ mod tests {
             metrics.clone(),
             RedisHealth::new(),
             Settings::from(&config),
+            &Tasks::default(),
             CancellationToken::new(),
         );
         Fixture { hub, metrics }

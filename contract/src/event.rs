@@ -126,6 +126,83 @@ impl EventKind {
     }
 }
 
+/// What a stored event says about its search, as far as delivering it and
+/// counting outcomes care; read from the event's JSON by [`EventStatus::of`]
+/// without decoding its offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStatus {
+    /// `processing`, or anything not recognised: delivered, ends nothing.
+    Progress,
+    /// A supplier's `result`.
+    Result,
+    /// Terminal `completed`.
+    Completed,
+    /// Terminal `failed` for any reason but a timeout.
+    Failed,
+    /// Terminal `failed` with code [`EventError::TIMEOUT`].
+    TimedOut,
+}
+
+impl EventStatus {
+    /// Reads `status` (and a failure's `error.code`) from an event's JSON. Only
+    /// these fields matter, so an event with offers this version does not know
+    /// still ends the stream when it should.
+    pub fn of(json: &[u8]) -> EventStatus {
+        match status_after_search_id(json) {
+            Some(b"processing") => EventStatus::Progress,
+            Some(b"result") => EventStatus::Result,
+            Some(b"completed") => EventStatus::Completed,
+            _ => EventStatus::parse(json),
+        }
+    }
+
+    /// The full parse, for `failed` events (small; their code matters) and for
+    /// JSON that does not start the way [`SearchEvent::to_json`] writes it.
+    fn parse(json: &[u8]) -> EventStatus {
+        #[derive(Deserialize)]
+        struct Head {
+            status: String,
+            #[serde(default)]
+            error: Option<serde_json::Value>,
+        }
+        let Ok(head) = serde_json::from_slice::<Head>(json) else {
+            return EventStatus::Progress;
+        };
+        match head.status.as_str() {
+            "result" => EventStatus::Result,
+            "completed" => EventStatus::Completed,
+            "failed" => {
+                let code = head.error.as_ref().and_then(|e| e.get("code"));
+                if code.and_then(|c| c.as_str()) == Some(EventError::TIMEOUT) {
+                    EventStatus::TimedOut
+                } else {
+                    EventStatus::Failed
+                }
+            }
+            _ => EventStatus::Progress,
+        }
+    }
+
+    /// True if and only if this event ends the search.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            EventStatus::Completed | EventStatus::Failed | EventStatus::TimedOut
+        )
+    }
+}
+
+/// The `status` of an event serialised as [`SearchEvent::to_json`] writes it,
+/// `{"search_id":"<uuid>","status":"<status>",…` (a layout the tests below
+/// pin down), read without parsing the rest: result events can be large, and
+/// every one is classified.
+fn status_after_search_id(json: &[u8]) -> Option<&[u8]> {
+    let rest = json.strip_prefix(br#"{"search_id":""#)?;
+    let rest = rest.get(36..)?.strip_prefix(br#"","status":""#)?;
+    let end = rest.iter().take(16).position(|&b| b == b'"')?;
+    Some(&rest[..end])
+}
+
 impl SearchEvent {
     /// The JSON stored in the stream and sent as SSE `data:`.
     pub fn to_json(&self) -> String {
@@ -274,6 +351,72 @@ mod tests {
             text.starts_with(&format!(r#"{{"search_id":"{}","status":"completed""#, id())),
             "{text}"
         );
+    }
+
+    #[test]
+    fn written_events_are_classified_from_their_prefix() {
+        let status = |kind| {
+            let json = SearchEvent {
+                search_id: id(),
+                kind,
+            }
+            .to_json();
+            (
+                status_after_search_id(json.as_bytes()).map(<[u8]>::to_vec),
+                EventStatus::of(json.as_bytes()),
+            )
+        };
+        assert_eq!(
+            status(EventKind::Processing { results: vec![] }),
+            (Some(b"processing".to_vec()), EventStatus::Progress)
+        );
+        let result = EventKind::Result {
+            supplier: "GA".into(),
+            results: vec![],
+        };
+        assert_eq!(
+            status(result),
+            (Some(b"result".to_vec()), EventStatus::Result)
+        );
+        assert_eq!(
+            status(EventKind::Completed { total_results: 3 }),
+            (Some(b"completed".to_vec()), EventStatus::Completed)
+        );
+        let timeout = EventKind::Failed {
+            error: EventError::new(EventError::TIMEOUT, "m"),
+        };
+        assert_eq!(status(timeout).1, EventStatus::TimedOut);
+        assert_eq!(status_after_search_id(br#"{"status":"completed"}"#), None);
+    }
+
+    #[test]
+    fn statuses_are_read_from_status_and_error_code() {
+        assert_eq!(
+            EventStatus::of(br#"{"status":"processing"}"#),
+            EventStatus::Progress
+        );
+        assert_eq!(
+            EventStatus::of(br#"{"status":"result","results":[1]}"#),
+            EventStatus::Result
+        );
+        assert_eq!(
+            EventStatus::of(br#"{"status":"completed"}"#),
+            EventStatus::Completed
+        );
+        assert_eq!(
+            EventStatus::of(br#"{"status":"failed","error":{"code":"timeout","message":"m"}}"#),
+            EventStatus::TimedOut
+        );
+        assert_eq!(
+            EventStatus::of(br#"{"status":"failed","error":{"code":"dead_lettered"}}"#),
+            EventStatus::Failed
+        );
+        assert_eq!(
+            EventStatus::of(br#"{"status":"failed","error":7}"#),
+            EventStatus::Failed
+        );
+        assert_eq!(EventStatus::of(b"not json"), EventStatus::Progress);
+        assert!(EventStatus::TimedOut.is_terminal() && !EventStatus::Result.is_terminal());
     }
 
     #[test]

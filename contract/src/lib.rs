@@ -23,7 +23,8 @@ pub mod trace_parent;
 
 pub use entry_id::EntryId;
 pub use event::{
-    EventError, EventKind, SearchEvent, SupplierOutcome, SupplierOutcomes, Tally, supplier_report,
+    EventError, EventKind, EventStatus, SearchEvent, SupplierOutcome, SupplierOutcomes, Tally,
+    supplier_report,
 };
 pub use flight::{Airline, Flight, Price};
 pub use queued::{DecodeError, QueuedSearch};

@@ -15,13 +15,13 @@ use service_runtime::config::{ConfigError, Vars};
 use service_runtime::redis_target::RedisTarget;
 use service_runtime::telemetry::LogFormat;
 
-use crate::rate_limit::{self, RateLimit};
+use crate::intake::rate_limit::{self, RateLimit};
 
 /// Default `QUEUE_MAX_BACKLOG`: four fifths of what one provider with the
 /// default settings finishes within one default `SEARCH_TIMEOUT_SECS`
 /// (docs/operations.md, "Admission control").
 pub const DEFAULT_QUEUE_MAX_BACKLOG: u64 = 2_000;
-use crate::cors::AllowedOrigins;
+use crate::edge::cors::AllowedOrigins;
 
 /// Everything main-service reads from its environment.
 #[derive(Debug, Clone)]

@@ -3,35 +3,34 @@
 //! It validates searches and queues them in Redis (`POST /api/flights/search`),
 //! and streams each search's events to any number of Server-Sent Events clients
 //! (`GET /api/flights/search/{id}/stream`), reading each event from Redis once
-//! per instance however many clients watch it. See [`routes`] for the endpoints
-//! and [`hub`] for how events reach clients.
+//! per instance however many clients watch it.
+//!
+//! Its modules, by what the service does:
+//!
+//! * [`edge`]: the HTTP edge: the server, routing (see [`edge::routes`] for
+//!   the endpoints), the checks and headers around every request.
+//! * [`intake`]: taking searches in: the submission handler, rate limit,
+//!   admission control, and the search queue it writes to and trims.
+//! * [`delivery`]: delivering events: the stream handler, reader registration,
+//!   and the hub that reads each search's events once for all its clients.
+//! * [`answer`]: the response body, builders and error answers all three
+//!   speak.
+//! * Beside them, what the whole process shares: [`app`] (the state every
+//!   handler holds, and the tasks it starts), [`tasks`] (every task has an
+//!   owner and an end), [`config`], [`metrics`], [`search_traces`].
 //!
 //! The binary is a thin wrapper around [`run`]; tests call `run` directly with a
 //! listener on `127.0.0.1:0`.
 
-mod api_error;
+mod answer;
 mod app;
-mod backlog;
-mod browser_policy;
 mod config;
-mod connection;
-mod cors;
-mod groups;
-mod hub;
+mod delivery;
+mod edge;
+mod intake;
 mod metrics;
-mod queue;
-mod rate_limit;
-mod reader;
-mod request_head;
-mod response;
-mod routes;
 mod search_traces;
-mod server;
-mod sse;
-mod stall;
-mod stream;
-mod submit;
-mod trim;
+mod tasks;
 
 use std::sync::Arc;
 
@@ -40,9 +39,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-pub use cors::AllowedOrigins;
+pub use edge::cors::AllowedOrigins;
 
 use app::App;
+use edge::{routes, server};
 use metrics::Metrics;
 
 /// Why the service could not run.
@@ -56,7 +56,8 @@ pub enum Error {
 /// Serves the API on `listener` until `shutdown` is cancelled, then drains:
 /// open event streams end cleanly, connections get `SHUTDOWN_GRACE_SECS` to
 /// finish (those still open then are closed), and readers are detached from
-/// Redis within the same period. When it returns, every connection has ended.
+/// Redis and background tasks stopped within the same period. When it
+/// returns, every connection has ended.
 ///
 /// Redis does not need to be up: requests that need it answer 503 until it is.
 pub async fn run(
@@ -65,44 +66,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let redis = RedisLink::new(&config.redis)?;
-    tokio::spawn(redis.clone().watch(shutdown.clone()));
     let metrics = Arc::new(Metrics::new(routes::SUCCESSES));
     let app = App::start(config, redis, metrics, &shutdown);
-    tokio::spawn(
-        app.queue
-            .clone()
-            .keep_group(app.metrics.clone(), shutdown.clone()),
-    );
-    tokio::spawn(
-        app.admission
-            .clone()
-            .refresh(app.metrics.clone(), shutdown.clone()),
-    );
-    tokio::spawn(trim::run(
-        app.redis.clone(),
-        app.metrics.clone(),
-        shutdown.clone(),
-    ));
-    if let Some(limiter) = &app.limiter {
-        tokio::spawn(limiter.clone().forget_idle(shutdown.clone()));
-    }
-    let hub = app.hub.clone();
-    tokio::spawn(app.health.clone().watch(
-        app.redis.clone(),
-        move || format!("searches with local readers: {}", hub.feed_count()),
-        shutdown.clone(),
-    ));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "listening");
     }
     let deadline = server::serve(listener, app.clone(), shutdown).await;
-    app.readers.close();
-    if tokio::time::timeout_at(deadline, app.readers.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period over before every reader was detached");
-    }
+    app.stop(deadline).await;
     Ok(())
 }
 

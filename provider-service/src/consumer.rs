@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use service_runtime::redis_failure::{ErrorCode, RedisFailure};
 use service_runtime::redis_health::RedisHealth;
-use service_runtime::reply::StreamEntry;
+use service_runtime::redis_reply::StreamEntry;
 
 use crate::metrics::Metrics;
 use crate::queue::Queue;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use contract::{DecodeError, EventError, EventKind, QueuedSearch};
 use service_runtime::redis_failure::RedisFailure;
-use service_runtime::reply::StreamEntry;
+use service_runtime::redis_reply::StreamEntry;
 use service_runtime::write_refusal::Refusal;
 
 use crate::events::ResultStreams;

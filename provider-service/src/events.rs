@@ -18,7 +18,7 @@ use contract::{EventKind, SearchEvent, SupplierOutcomes, Tally};
 use redis::Value;
 use service_runtime::redis_connection::RedisConnection;
 use service_runtime::redis_failure::RedisFailure;
-use service_runtime::reply::entries_of;
+use service_runtime::redis_reply::entries_of;
 use service_runtime::search_span;
 use service_runtime::streams::{Appended, Batched};
 use tracing::Instrument;

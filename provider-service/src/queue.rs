@@ -23,7 +23,7 @@ use redis::Value;
 use redis::aio::ConnectionLike;
 use service_runtime::redis_connection::RedisConnection;
 use service_runtime::redis_failure::RedisFailure;
-use service_runtime::reply::{self, StreamEntry, int, text, unexpected};
+use service_runtime::redis_reply::{self, StreamEntry, int, text, unexpected};
 
 use crate::metrics::Metrics;
 
@@ -167,7 +167,7 @@ impl Queue {
             .arg(">")
             .query_async(conn)
             .await?;
-        reply::read_entries(reply)
+        redis_reply::read_entries(reply)
     }
 
     /// Acknowledges an entry: it is done and leaves the pending list for good.
@@ -244,7 +244,7 @@ impl Queue {
             .query_async(&mut conn)
             .await
             .map_err(|e| self.failed("claim", e))?;
-        let entries = reply::entries_of(reply).map_err(|e| self.failed("claim", e))?;
+        let entries = redis_reply::entries_of(reply).map_err(|e| self.failed("claim", e))?;
         if let Some(entry) = entries.into_iter().next() {
             return Ok(Claim::Taken(entry));
         }

@@ -11,7 +11,7 @@ use contract::{EntryId, QueuedSearch};
 use service_runtime::redis_failure::RedisFailure;
 use service_runtime::redis_health::RedisHealth;
 use service_runtime::redis_link::Backoff;
-use service_runtime::reply::StreamEntry;
+use service_runtime::redis_reply::StreamEntry;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

@@ -27,8 +27,8 @@
 //! * [`probe`]: the `--healthcheck` client used by container health checks.
 //! * [`streams`]: consumer-group creation and event appends, the Redis writes
 //!   both services make to the contract's streams.
-//! * [`reply`]: decoding the replies both services read: stream entries,
-//!   field lists, the attach script's answer.
+//! * [`redis_reply`]: decoding the Redis replies both services read: stream
+//!   entries and field lists.
 //! * [`redis_failure`]: the Redis error codes the services branch on, and a
 //!   failed command labelled with its step.
 
@@ -45,8 +45,8 @@ pub mod redis_endpoint;
 pub mod redis_failure;
 pub mod redis_health;
 pub mod redis_link;
+pub mod redis_reply;
 pub mod redis_target;
-pub mod reply;
 pub mod shutdown;
 pub mod streams;
 pub mod telemetry;

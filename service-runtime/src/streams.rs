@@ -91,7 +91,7 @@ pub async fn append_event(
         Ok(Some(id)) => id
             .parse()
             .map(Appended::Written)
-            .map_err(|_| crate::reply::unexpected("an entry id")),
+            .map_err(|_| crate::redis_reply::unexpected("an entry id")),
         Ok(None) => Ok(Appended::Skipped),
         Err(error) if ErrorCode::of(&error) == Some(ErrorCode::StaleTally) => {
             let now = error.detail().and_then(Tally::parse).unwrap_or_default();
@@ -140,7 +140,9 @@ pub async fn append_events(
     }
     let replies: Vec<redis::Value> = invocation.invoke_async(conn).await?;
     if replies.len() != events.len() {
-        return Err(crate::reply::unexpected("one reply per appended event"));
+        return Err(crate::redis_reply::unexpected(
+            "one reply per appended event",
+        ));
     }
     replies.into_iter().map(appended_from).collect()
 }
@@ -153,17 +155,17 @@ fn appended_from(reply: redis::Value) -> redis::RedisResult<Appended> {
             .ok()
             .and_then(|id| id.parse().ok())
             .map(Appended::Written)
-            .ok_or_else(|| crate::reply::unexpected("an entry id")),
+            .ok_or_else(|| crate::redis_reply::unexpected("an entry id")),
         Value::Int(0) => Ok(Appended::Skipped),
         Value::Array(stale) => match stale.as_slice() {
             [Value::BulkString(now)] => std::str::from_utf8(now)
                 .ok()
                 .and_then(Tally::parse)
                 .map(Appended::Stale)
-                .ok_or_else(|| crate::reply::unexpected("a tally")),
-            _ => Err(crate::reply::unexpected("a tally")),
+                .ok_or_else(|| crate::redis_reply::unexpected("a tally")),
+            _ => Err(crate::redis_reply::unexpected("a tally")),
         },
-        _ => Err(crate::reply::unexpected("an append's outcome")),
+        _ => Err(crate::redis_reply::unexpected("an append's outcome")),
     }
 }
 

@@ -1,13 +1,13 @@
 //! How far each consumer group has got through the search queue, read with
 //! `XINFO GROUPS` (one entry per group, so its cost does not grow with the
-//! queue). Admission control ([`crate::backlog`]) and trimming
-//! ([`crate::trim`]) both start from it.
+//! queue). Admission control ([`crate::intake::admission`]) and trimming
+//! ([`crate::intake::trim`]) both start from it.
 
 use contract::EntryId;
 use contract::keys::REQUESTS_STREAM;
 use redis::Value;
 use redis::aio::ConnectionLike;
-use service_runtime::reply::{pairs, text};
+use service_runtime::redis_reply::{pairs, text};
 
 /// One group's progress.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -31,10 +31,10 @@ use std::time::Duration;
 
 use contract::EntryId;
 use contract::keys::{results_key, state_key};
-use contract::scripts;
+use contract::scripts::{self, attach as status};
 use redis::{Script, Value};
 use service_runtime::redis_link::{Backoff, COMMAND_TIMEOUT};
-use service_runtime::reply::Attached;
+use service_runtime::redis_reply::text;
 use service_runtime::search_span;
 use tokio::sync::oneshot;
 use tracing::Instrument;
@@ -62,7 +62,8 @@ const DETACH_ATTEMPTS: u32 = 4;
 /// the attempts span a few seconds of a Redis hiccup.
 const DETACH_RETRY_DELAY: Duration = Duration::from_millis(250);
 
-/// What attaching found.
+/// What attaching found: the attach (or lookup) script's reply, decoded once
+/// by [`Attach::decode`].
 pub(crate) enum Attach {
     /// No such search (never submitted, or expired). Nothing was registered.
     Unknown,
@@ -96,7 +97,7 @@ pub(crate) async fn attach(
 ) -> redis::RedisResult<Attach> {
     let (reply, answer) = oneshot::channel();
     app.readers
-        .spawn(register(app.clone(), search_id, after, reply));
+        .spawn("attach", register(app.clone(), search_id, after, reply));
     match tokio::time::timeout(ATTACH_WAIT, answer).await {
         Ok(Ok(attached)) => attached,
         // The task was dropped unfinished (the runtime is shutting down).
@@ -129,20 +130,11 @@ async fn register(
         .arg(after.map(|id| id.to_string()).unwrap_or_default())
         .invoke_async(&mut app.redis.commands())
         .await;
-    let found = ran.and_then(|reply| decode(&reply));
+    let found = ran.and_then(|reply| {
+        Attach::decode(&reply, || Some(Reader::new(app.clone(), search_id, token)))
+    });
     let attached = match found {
-        Ok(Attached::Unknown) => Ok(Attach::Unknown),
-        Ok(Attached::Gone) => Ok(Attach::Gone),
-        Ok(Attached::Beyond) => Ok(Attach::Beyond),
-        Ok(Attached::Open {
-            requested_at_ms,
-            terminal,
-            counted,
-        }) => Ok(Attach::Open {
-            requested_at_ms,
-            terminal,
-            reader: counted.then(|| Reader::new(app.clone(), search_id, token)),
-        }),
+        Ok(found) => Ok(found),
         Err(error) => {
             // A refused connection never carried the script; anything else
             // (no reply in time, a dropped connection, an unreadable reply) may
@@ -171,30 +163,48 @@ pub(crate) async fn look_up(
         .arg(after.map(|id| id.to_string()).unwrap_or_default())
         .invoke_async(&mut app.redis.commands())
         .await?;
-    Ok(match decode(&reply)? {
-        Attached::Unknown => Attach::Unknown,
-        Attached::Gone => Attach::Gone,
-        Attached::Beyond => Attach::Beyond,
-        Attached::Open {
-            requested_at_ms,
-            terminal,
-            ..
-        } => Attach::Open {
-            requested_at_ms,
-            terminal,
-            reader: None,
-        },
-    })
+    // A lookup registers nobody, so there is no reader to hand out.
+    Attach::decode(&reply, || None)
 }
 
-/// The attach or lookup script's reply, or a parse error for any other shape.
-fn decode(reply: &[Value]) -> redis::RedisResult<Attached> {
-    Attached::decode(reply).ok_or_else(|| {
-        redis::RedisError::from((
-            redis::ErrorKind::Parse,
-            "unexpected reply from the attach script",
-        ))
-    })
+impl Attach {
+    /// Decodes the attach or lookup script's reply, `{status, ...}` with the
+    /// statuses of [`contract::scripts::attach`]; empty strings mean unset.
+    /// `counted` gives the reader to hold when the reply says one was
+    /// registered. A parse error for any other shape.
+    fn decode(
+        reply: &[Value],
+        counted: impl FnOnce() -> Option<Reader>,
+    ) -> redis::RedisResult<Attach> {
+        fn parsed_at<T: std::str::FromStr>(reply: &[Value], i: usize) -> Option<T> {
+            reply.get(i).and_then(text)?.parse().ok()
+        }
+        let unexpected = || {
+            redis::RedisError::from((
+                redis::ErrorKind::Parse,
+                "unexpected reply from the attach script",
+            ))
+        };
+        let Some(Value::Int(found)) = reply.first() else {
+            return Err(unexpected());
+        };
+        match *found {
+            status::UNKNOWN => Ok(Attach::Unknown),
+            status::GONE => Ok(Attach::Gone),
+            status::BEYOND => Ok(Attach::Beyond),
+            status::OPEN => {
+                let Some(Value::Int(registered)) = reply.get(3) else {
+                    return Err(unexpected());
+                };
+                Ok(Attach::Open {
+                    requested_at_ms: parsed_at(reply, 1),
+                    terminal: parsed_at(reply, 2),
+                    reader: if *registered == 1 { counted() } else { None },
+                })
+            }
+            _ => Err(unexpected()),
+        }
+    }
 }
 
 /// The token as the scripts receive it: 32 hex digits.
@@ -284,9 +294,9 @@ impl Drop for Reader {
     /// so shutdown waits for it; without a runtime (the process is already
     /// exiting) the count is left to the key's TTL.
     fn drop(&mut self) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        if tokio::runtime::Handle::try_current().is_err() {
             return;
-        };
+        }
         let app = self.app.clone();
         let (search_id, token, saw_terminal) = (self.search_id, self.token, self.saw_terminal);
         let span = search_span!(
@@ -295,9 +305,9 @@ impl Drop for Reader {
             saw_terminal,
             deleted = tracing::field::Empty,
         );
-        self.app.readers.spawn_on(
+        self.app.readers.spawn(
+            "detach",
             async move { detach(&app, search_id, token, saw_terminal).await }.instrument(span),
-            &runtime,
         );
     }
 }
@@ -306,15 +316,70 @@ impl Drop for Reader {
 mod tests {
     use super::*;
 
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn attach_replies_are_interpreted() {
+        let int = |n: i64| Value::Int(n);
+        // Whether the decoder asked for the reader of a counted attach.
+        let asked = std::cell::Cell::new(false);
+        let decode = |reply: &[Value]| {
+            asked.set(false);
+            Attach::decode(reply, || {
+                asked.set(true);
+                None
+            })
+        };
+        assert!(matches!(
+            decode(&[int(status::UNKNOWN)]),
+            Ok(Attach::Unknown)
+        ));
+        assert!(matches!(
+            decode(&[int(status::GONE), bulk("5-0")]),
+            Ok(Attach::Gone)
+        ));
+        assert!(matches!(decode(&[int(status::BEYOND)]), Ok(Attach::Beyond)));
+        assert!(!asked.get());
+        let reply = [int(status::OPEN), bulk("1700000000000"), bulk(""), int(1)];
+        assert!(matches!(
+            decode(&reply),
+            Ok(Attach::Open {
+                requested_at_ms: Some(1_700_000_000_000),
+                terminal: None,
+                ..
+            })
+        ));
+        assert!(asked.get(), "a counted reader is handed out");
+        let reply = [int(status::OPEN), bulk(""), bulk("17-2"), int(0)];
+        assert!(matches!(
+            decode(&reply),
+            Ok(Attach::Open {
+                requested_at_ms: None,
+                terminal: Some(EntryId { ms: 17, seq: 2 }),
+                ..
+            })
+        ));
+        assert!(!asked.get(), "no reader without a count");
+        assert!(decode(&[]).is_err());
+        assert!(decode(&[int(7)]).is_err());
+        assert!(
+            decode(&[int(status::OPEN), bulk(""), bulk("")]).is_err(),
+            "whether the reader counted must be known"
+        );
+    }
+
     #[tokio::test]
     async fn an_attach_that_fails_leaves_no_task_behind() {
         // Nothing listens on Redis' port: the attach fails, and its task ends
         // without leaving a reader behind.
         let app = crate::app::tests::app();
         assert!(attach(&app, Uuid::new_v4(), None).await.is_err());
-        app.readers.close();
-        tokio::time::timeout(Duration::from_secs(30), app.readers.wait())
-            .await
-            .expect("the attach task and any detach it started end");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        assert!(
+            app.readers.wait_until(deadline, "readers").await,
+            "the attach task and any detach it started end"
+        );
     }
 }

@@ -33,6 +33,11 @@ const FORGET_INTERVAL: Duration = Duration::from_secs(60);
 /// a client cannot make each request cost more by sending a long header.
 const MAX_HOPS: usize = 16;
 
+/// The TCP peer of the connection a request came on, put in its extensions
+/// by the server so the limit can tell clients apart.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub SocketAddr);
+
 /// `RATE_LIMIT_PER_CLIENT`: `count` requests per `period`, bursts of `count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {

@@ -40,8 +40,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use contract::EntryId;
 use contract::nudge::Nudge;
+use contract::{EntryId, EventStatus};
 use service_runtime::redis_health::RedisHealth;
 use service_runtime::redis_link::{LinkState, RedisLink};
 use tokio::sync::{mpsc, watch};
@@ -50,9 +50,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
+use crate::tasks::Tasks;
 
+pub(crate) use feed::Entry;
 use feed::Feed;
-pub(crate) use feed::{Entry, EntryKind};
 use sweep::Deadlines;
 
 /// The heartbeat ticks one slot this often at most (fewer slots for short
@@ -112,6 +113,9 @@ pub(crate) struct Hub {
     settings: Settings,
     /// Stops the hub's tasks.
     shutdown: CancellationToken,
+    /// Where the hub's tasks run, so shutdown waits for them: its loops and
+    /// the one-off timeout writes and subscription retries they start.
+    tasks: Tasks,
     /// Outcome of the hub's latest command (read or timeout write), so an outage
     /// is logged once rather than once per feed.
     link: LinkState,
@@ -157,9 +161,9 @@ pub(crate) enum Next {
     Entry(Entry),
     /// Nothing yet.
     Wait,
-    /// The client already has the terminal event, of this kind (it resumed
+    /// The client already has the terminal event, of this status (it resumed
     /// after it).
-    Ended(EntryKind),
+    Ended(EventStatus),
     /// The search's stream is gone without its terminal event having been
     /// read: nothing more will come. A client that reconnects learns from the
     /// attach that the search is over.
@@ -175,12 +179,14 @@ pub(crate) enum Wake {
 }
 
 impl Hub {
-    /// Creates the hub and starts its tasks, which run until `shutdown`.
+    /// Creates the hub and starts its tasks in `tasks`; they run until
+    /// `shutdown`.
     pub(crate) fn start(
         redis: RedisLink,
         metrics: Arc<Metrics>,
         health: Arc<RedisHealth>,
         settings: Settings,
+        tasks: &Tasks,
         shutdown: CancellationToken,
     ) -> Arc<Hub> {
         let (fetch_queue, fetches) = mpsc::unbounded_channel();
@@ -200,28 +206,22 @@ impl Hub {
             metrics,
             settings,
             shutdown,
+            tasks: tasks.clone(),
             link: LinkState::new("redis-hub"),
             health,
             subscribed: AtomicBool::new(false),
             shard_subscriptions: sharded.is_some().then(|| changes.clone()),
         });
-        tokio::spawn(fetcher::run(hub.clone(), fetches, rechecks));
+        tasks.spawn("hub fetcher", fetcher::run(hub.clone(), fetches, rechecks));
         match sharded {
-            Some(conn) => {
-                tokio::spawn(shard_nudges::run(
-                    hub.clone(),
-                    conn,
-                    pushed,
-                    changed,
-                    changes,
-                ));
-            }
-            None => {
-                tokio::spawn(nudges::run(hub.clone()));
-            }
+            Some(conn) => tasks.spawn(
+                "hub sharded nudges",
+                shard_nudges::run(hub.clone(), conn, pushed, changed, changes),
+            ),
+            None => tasks.spawn("hub nudges", nudges::run(hub.clone())),
         }
-        tokio::spawn(sweep::run(hub.clone()));
-        tokio::spawn(heartbeat(hub.clone()));
+        tasks.spawn("hub sweep", sweep::run(hub.clone()));
+        tasks.spawn("hub heartbeat", heartbeat(hub.clone()));
         hub
     }
 
@@ -473,7 +473,7 @@ impl Hub {
                 .time_to_completion
                 .observe(since_post.as_secs_f64());
             match kind {
-                EntryKind::Completed => self.metrics.deliveries_completed.inc(),
+                EventStatus::Completed => self.metrics.deliveries_completed.inc(),
                 _ => self.metrics.deliveries_failed.inc(),
             };
         }
@@ -563,6 +563,7 @@ mod tests {
             metrics.clone(),
             RedisHealth::new(),
             Settings::from(&config),
+            &Tasks::default(),
             CancellationToken::new(),
         );
         Fixture { hub, metrics }
@@ -641,7 +642,7 @@ mod tests {
         )]);
         assert!(matches!(
             subscription.next(),
-            Next::Ended(EntryKind::TimedOut)
+            Next::Ended(EventStatus::TimedOut)
         ));
     }
 

@@ -7,8 +7,8 @@
 //! second write fails the POST answers 503 and what is left is a state hash
 //! that no client knows of and that expires after `RESULTS_TTL_SECS`.
 //! The XADD sets no MAXLEN: the queue is bounded by admission control
-//! ([`crate::backlog`]) and trimmed only below what every group has finished
-//! ([`crate::trim`]).
+//! ([`crate::intake::admission`]) and trimmed only below what every group has finished
+//! ([`crate::intake::trim`]).
 //!
 //! The consumer group is created here too (from id `0`, with MKSTREAM), so a
 //! search posted before any provider ever ran, or after Redis lost its data, is

@@ -1,5 +1,6 @@
-//! What one client connection's socket and its requests share: the peer's
-//! address ([`Peer`]) and the connection's state ([`Connection`]).
+//! What one client connection's socket and its requests share
+//! ([`Connection`]): whether it was cut off as stalled, and the reader of a
+//! finished stream.
 //!
 //! A stream that delivered the terminal event ends its response at once, but
 //! the client may not have read those bytes yet: they can sit in socket buffers
@@ -12,12 +13,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use crate::reader::Reader;
-
-/// The TCP peer of the connection a request came on, put in its extensions
-/// by the server so handlers (the rate limit) can tell clients apart.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Peer(pub std::net::SocketAddr);
+use crate::delivery::reader::Reader;
 
 /// Per-connection state, shared behind an `Arc` by the socket wrapper, the
 /// service and the responses on the connection.

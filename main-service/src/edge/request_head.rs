@@ -11,7 +11,7 @@
 use hyper::Version;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderMap, HeaderValue};
 
-use crate::api_error::ApiError;
+use crate::answer::api_error::ApiError;
 
 /// The 400 for a request whose head breaks a rule of the module docs.
 pub(crate) fn problem(version: Version, headers: &HeaderMap) -> Option<ApiError> {

@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 use bytes::Bytes;
-use contract::{EntryId, EventError};
+use contract::{EntryId, EventStatus};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::sse;
+use crate::delivery::sse;
 
 /// The events of one search read so far, plus the bookkeeping the hub needs.
 pub(super) struct Feed {
@@ -53,9 +53,9 @@ struct Log {
     /// The last stream entry read (also entries without `data`), where the next
     /// fetch starts.
     last_id: Option<EntryId>,
-    /// The terminal entry and its kind, once read; nothing after it is ever
+    /// The terminal entry and its status, once read; nothing after it is ever
     /// delivered.
-    terminal: Option<(EntryId, EntryKind)>,
+    terminal: Option<(EntryId, EventStatus)>,
     /// Set when the search's stream turned out to be gone before its terminal
     /// event was read: nothing more will ever come, so clients must end.
     vanished: bool,
@@ -70,23 +70,8 @@ pub(crate) struct Entry {
     pub id: EntryId,
     /// The complete SSE frame.
     pub frame: Bytes,
-    /// What the event says, parsed once here rather than once per client.
-    pub kind: EntryKind,
-}
-
-/// The kind of an event, as far as delivery and metrics care.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EntryKind {
-    /// `processing`, or anything not recognised: delivered, ends nothing.
-    Progress,
-    /// A supplier's `result`.
-    Result,
-    /// Terminal `completed`.
-    Completed,
-    /// Terminal `failed` for any reason but a timeout.
-    Failed,
-    /// Terminal `failed` with code `timeout`.
-    TimedOut,
+    /// What the event says, read once here rather than once per client.
+    pub status: EventStatus,
 }
 
 /// What one append added.
@@ -96,8 +81,8 @@ pub(super) struct Appended {
     pub count: usize,
     /// True if the first `result` event was among them.
     pub first_result: bool,
-    /// The terminal event's kind, if it was among them.
-    pub terminal: Option<EntryKind>,
+    /// The terminal event's status, if it was among them.
+    pub terminal: Option<EventStatus>,
 }
 
 impl Log {
@@ -117,83 +102,24 @@ impl Log {
                 continue;
             };
             let data = data.as_ref();
-            let kind = EntryKind::of(data);
-            if kind == EntryKind::Result && !self.seen_result {
+            let status = EventStatus::of(data);
+            if status == EventStatus::Result && !self.seen_result {
                 self.seen_result = true;
                 appended.first_result = true;
             }
-            if kind.is_terminal() {
-                self.terminal = Some((id, kind));
-                appended.terminal = Some(kind);
+            if status.is_terminal() {
+                self.terminal = Some((id, status));
+                appended.terminal = Some(status);
             }
             self.entries.push(Entry {
                 id,
                 frame: sse::event(id, data),
-                kind,
+                status,
             });
             appended.count += 1;
         }
         appended
     }
-}
-
-impl EntryKind {
-    /// Reads `status` (and a failure's `error.code`) from an event's JSON. Only
-    /// these fields matter, so an event with offers this version does not know
-    /// still ends the stream when it should.
-    pub fn of(data: &[u8]) -> EntryKind {
-        match status_after_search_id(data) {
-            Some(b"processing") => EntryKind::Progress,
-            Some(b"result") => EntryKind::Result,
-            Some(b"completed") => EntryKind::Completed,
-            _ => EntryKind::parse(data),
-        }
-    }
-
-    /// The full parse, for `failed` events (small; their code matters) and for
-    /// JSON that does not start the way the contract writes it.
-    fn parse(data: &[u8]) -> EntryKind {
-        #[derive(serde::Deserialize)]
-        struct Head {
-            status: String,
-            #[serde(default)]
-            error: Option<serde_json::Value>,
-        }
-        let Ok(head) = serde_json::from_slice::<Head>(data) else {
-            return EntryKind::Progress;
-        };
-        match head.status.as_str() {
-            "result" => EntryKind::Result,
-            "completed" => EntryKind::Completed,
-            "failed" => {
-                let code = head.error.as_ref().and_then(|e| e.get("code"));
-                if code.and_then(|c| c.as_str()) == Some(EventError::TIMEOUT) {
-                    EntryKind::TimedOut
-                } else {
-                    EntryKind::Failed
-                }
-            }
-            _ => EntryKind::Progress,
-        }
-    }
-
-    /// True if and only if this event ends the search.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            EntryKind::Completed | EntryKind::Failed | EntryKind::TimedOut
-        )
-    }
-}
-
-/// The `status` of an event serialised as the contract writes it,
-/// `{"search_id":"<uuid>","status":"<status>",…`, read without parsing the
-/// rest: result events can be large, and every one is classified.
-fn status_after_search_id(data: &[u8]) -> Option<&[u8]> {
-    let rest = data.strip_prefix(br#"{"search_id":""#)?;
-    let rest = rest.get(36..)?.strip_prefix(br#"","status":""#)?;
-    let end = rest.iter().take(16).position(|&b| b == b'"')?;
-    Some(&rest[..end])
 }
 
 impl Feed {
@@ -283,8 +209,8 @@ impl Feed {
             .last_id
     }
 
-    /// The terminal entry's id and kind, once read.
-    pub(super) fn terminal(&self) -> Option<(EntryId, EntryKind)> {
+    /// The terminal entry's id and status, once read.
+    pub(super) fn terminal(&self) -> Option<(EntryId, EventStatus)> {
         self.log
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -392,59 +318,6 @@ mod tests {
     }
 
     #[test]
-    fn contract_shaped_events_are_classified_from_their_prefix() {
-        let id = "6f1c2a9e-8a5b-4c2d-9e7f-0a1b2c3d4e5f";
-        let event = |rest: &str| format!(r#"{{"search_id":"{id}","status":{rest}}}"#);
-        assert_eq!(
-            EntryKind::of(event(r#""result","supplier":"GA","results":[]"#).as_bytes()),
-            EntryKind::Result
-        );
-        assert_eq!(
-            EntryKind::of(event(r#""completed","total_results":3"#).as_bytes()),
-            EntryKind::Completed
-        );
-        assert_eq!(
-            EntryKind::of(event(r#""failed","error":{"code":"timeout","message":"m"}"#).as_bytes()),
-            EntryKind::TimedOut
-        );
-        assert_eq!(
-            status_after_search_id(event(r#""processing","results":[]"#).as_bytes()),
-            Some(&b"processing"[..])
-        );
-        assert_eq!(status_after_search_id(br#"{"status":"completed"}"#), None);
-    }
-
-    #[test]
-    fn kinds_are_read_from_status_and_error_code() {
-        assert_eq!(
-            EntryKind::of(br#"{"status":"processing"}"#),
-            EntryKind::Progress
-        );
-        assert_eq!(
-            EntryKind::of(br#"{"status":"result","results":[1]}"#),
-            EntryKind::Result
-        );
-        assert_eq!(
-            EntryKind::of(br#"{"status":"completed"}"#),
-            EntryKind::Completed
-        );
-        assert_eq!(
-            EntryKind::of(br#"{"status":"failed","error":{"code":"timeout","message":"m"}}"#),
-            EntryKind::TimedOut
-        );
-        assert_eq!(
-            EntryKind::of(br#"{"status":"failed","error":{"code":"dead_lettered"}}"#),
-            EntryKind::Failed
-        );
-        assert_eq!(
-            EntryKind::of(br#"{"status":"failed","error":7}"#),
-            EntryKind::Failed
-        );
-        assert_eq!(EntryKind::of(b"not json"), EntryKind::Progress);
-        assert!(EntryKind::TimedOut.is_terminal() && !EntryKind::Result.is_terminal());
-    }
-
-    #[test]
     fn appends_skip_what_was_read_and_stop_at_the_terminal_event() {
         let feed = Feed::new(Uuid::nil(), 0, true);
         let first = feed.append([(id(1), data("processing")), (id(2), data("result"))]);
@@ -468,10 +341,10 @@ mod tests {
             Appended {
                 count: 2,
                 first_result: false,
-                terminal: Some(EntryKind::Completed)
+                terminal: Some(EventStatus::Completed)
             }
         );
-        assert_eq!(feed.terminal(), Some((id(5), EntryKind::Completed)));
+        assert_eq!(feed.terminal(), Some((id(5), EventStatus::Completed)));
         assert!(feed.is_over());
         assert_eq!(feed.last_id(), Some(id(5)));
     }
@@ -520,7 +393,7 @@ mod tests {
         let expected = Appended {
             count: 1,
             first_result: false,
-            terminal: Some(EntryKind::Completed),
+            terminal: Some(EventStatus::Completed),
         };
         assert_eq!(end, Some(expected));
         // A fetch overlapping them afterwards adds nothing either.

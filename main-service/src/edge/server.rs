@@ -18,9 +18,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::connection::{Connection, Peer};
-use crate::routes;
-use crate::stall::StallWatch;
+use crate::delivery::connection::Connection;
+use crate::edge::routes;
+use crate::edge::stall::StallWatch;
+use crate::intake::rate_limit::Peer;
 
 /// Serves connections until `shutdown`, then stops accepting, lets open streams
 /// end (they watch `app.closing`, a child of `shutdown`) and waits for

@@ -14,7 +14,7 @@
 //! shutdown) dropping the body releases all of it. The one exception is the
 //! reader of a stream that delivered its terminal event: it is handed to the
 //! connection and detached once the client has read the response (see
-//! [`crate::connection`]), because only then may its leaving delete the
+//! [`crate::delivery::connection`]), because only then may its leaving delete the
 //! search's stream.
 
 use std::convert::Infallible;
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use contract::EntryId;
+use contract::{EntryId, EventStatus};
 use futures_util::Stream;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -33,13 +33,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 use uuid::Uuid;
 
-use crate::api_error::ApiError;
+use crate::answer::api_error::ApiError;
+use crate::answer::response::{self, Body, SearchIdLog};
 use crate::app::App;
-use crate::connection::Connection;
-use crate::hub::{EntryKind, Next, Subscription, Wake};
-use crate::reader::{self, Attach, Reader};
-use crate::response::{self, Body, SearchIdLog};
-use crate::sse;
+use crate::delivery::connection::Connection;
+use crate::delivery::hub::{Next, Subscription, Wake};
+use crate::delivery::reader::{self, Attach, Reader};
+use crate::delivery::sse;
 
 /// Answers a stream request; `id` is the path segment as sent.
 pub(crate) async fn open(
@@ -273,7 +273,7 @@ fn events(
                 Next::Entry(entry) => {
                     end.delivered();
                     quiet = false;
-                    let kind = entry.kind;
+                    let kind = entry.status;
                     yield Ok(Frame::data(entry.frame));
                     if kind.is_terminal() {
                         end.finish(kind);
@@ -391,12 +391,12 @@ impl StreamEnd {
     }
 
     /// The client has the terminal event (of `kind`).
-    fn finish(&mut self, kind: EntryKind) {
+    fn finish(&mut self, kind: EventStatus) {
         drop(search_span!(parent: &self.span, "sse.terminal", kind = ?kind));
         if let Some(reader) = &mut self.reader {
             reader.saw_terminal();
         }
-        self.reason = Some(if kind == EntryKind::TimedOut {
+        self.reason = Some(if kind == EventStatus::TimedOut {
             EndReason::Timeout
         } else {
             EndReason::Terminal

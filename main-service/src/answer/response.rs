@@ -16,7 +16,7 @@ use uuid::Uuid;
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Response extension naming the search a request was about, for the log line
-/// [`crate::routes`] writes.
+/// [`crate::edge::routes`] writes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SearchIdLog(pub Uuid);
 

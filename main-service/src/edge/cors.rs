@@ -28,7 +28,7 @@ use hyper::header::{
 };
 use hyper::{Response, StatusCode};
 
-use crate::response::{self, Body};
+use crate::answer::response::{self, Body};
 
 /// Request headers a cross-origin page may send: the submission's type, and
 /// the resume point of an EventSource reconnecting or of a page resuming by hand.

@@ -1,5 +1,5 @@
 //! Decoding Redis replies both services read: stream entries (XRANGE,
-//! XREADGROUP, XCLAIM), field/value lists, and the attach script's answer.
+//! XREADGROUP, XCLAIM) and field/value lists.
 //!
 //! Stream replies are decoded entry by entry, never as a whole into typed
 //! maps: one entry that no service wrote (say, a field name that is not UTF-8)
@@ -9,7 +9,6 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use contract::EntryId;
-use contract::scripts::attach;
 use redis::Value;
 
 /// One stream entry: its id and raw fields.
@@ -200,59 +199,6 @@ pub fn unexpected(what: &'static str) -> redis::RedisError {
     ))
 }
 
-/// What the attach script (`contract::scripts::ATTACH_READER`) found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Attached {
-    /// No such search. Nothing was registered.
-    Unknown,
-    /// The search finished and its stream is gone. Nothing was registered.
-    Gone,
-    /// The resume point lies beyond the stream's last entry. Nothing was
-    /// registered.
-    Beyond,
-    /// The search's events can be read.
-    Open {
-        /// POST time in Unix ms, if recorded.
-        requested_at_ms: Option<u64>,
-        /// The terminal event's entry id, if written.
-        terminal: Option<EntryId>,
-        /// Whether the reader was counted.
-        counted: bool,
-    },
-}
-
-impl Attached {
-    /// Decodes the script's reply, `{status, ...}` with the statuses of
-    /// [`contract::scripts::attach`]; empty strings mean unset. `None` for any
-    /// other shape.
-    pub fn decode(reply: &[Value]) -> Option<Attached> {
-        let text_at = |i: usize| -> Option<String> {
-            match reply.get(i)? {
-                Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
-                Value::SimpleString(text) => Some(text.clone()),
-                _ => None,
-            }
-        };
-        let Value::Int(status) = reply.first()? else {
-            return None;
-        };
-        match *status {
-            attach::UNKNOWN => Some(Attached::Unknown),
-            attach::GONE => Some(Attached::Gone),
-            attach::BEYOND => Some(Attached::Beyond),
-            attach::OPEN => Some(Attached::Open {
-                requested_at_ms: text_at(1).and_then(|t| t.parse().ok()),
-                terminal: text_at(2).and_then(|t| t.parse().ok()),
-                counted: match reply.get(3)? {
-                    Value::Int(counted) => *counted == 1,
-                    _ => return None,
-                },
-            }),
-            _ => None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,45 +324,5 @@ mod tests {
         assert_eq!(entries[0].id, id("7-0"));
         assert!(read_entries(Value::Nil).unwrap().is_empty());
         assert!(read_entries(Value::Int(1)).is_err());
-    }
-
-    #[test]
-    fn attach_replies_are_interpreted() {
-        let int = |n: i64| Value::Int(n);
-        assert_eq!(
-            Attached::decode(&[int(attach::UNKNOWN)]),
-            Some(Attached::Unknown)
-        );
-        assert_eq!(
-            Attached::decode(&[int(attach::GONE), bulk("5-0")]),
-            Some(Attached::Gone)
-        );
-        assert_eq!(
-            Attached::decode(&[int(attach::OPEN), bulk("1700000000000"), bulk(""), int(1)]),
-            Some(Attached::Open {
-                requested_at_ms: Some(1_700_000_000_000),
-                terminal: None,
-                counted: true,
-            })
-        );
-        assert_eq!(
-            Attached::decode(&[int(attach::OPEN), bulk(""), bulk("17-2"), int(0)]),
-            Some(Attached::Open {
-                requested_at_ms: None,
-                terminal: Some(EntryId { ms: 17, seq: 2 }),
-                counted: false,
-            })
-        );
-        assert_eq!(
-            Attached::decode(&[int(attach::BEYOND)]),
-            Some(Attached::Beyond)
-        );
-        assert_eq!(Attached::decode(&[]), None);
-        assert_eq!(Attached::decode(&[int(7)]), None);
-        assert_eq!(
-            Attached::decode(&[int(attach::OPEN), bulk(""), bulk("")]),
-            None,
-            "whether the reader counted must be known"
-        );
     }
 }

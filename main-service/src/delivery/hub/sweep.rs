@@ -106,7 +106,7 @@ pub(super) async fn run(hub: Arc<Hub>) {
         hub.metrics.hub_sweeps.inc();
         for feed in hub.due_feeds(crate::unix_ms()) {
             if !feed.is_over() {
-                tokio::spawn(expire(hub.clone(), feed));
+                hub.tasks.spawn("hub timeout", expire(hub.clone(), feed));
             }
         }
         if last_retry.elapsed() >= RETRY_INTERVAL {

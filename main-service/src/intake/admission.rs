@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use service_runtime::redis_link::RedisLink;
 use tokio_util::sync::CancellationToken;
 
-use crate::groups;
+use crate::intake::queue_progress;
 use crate::metrics::Metrics;
 
 /// How often the cached figure is read while POSTs arrive.
@@ -201,7 +201,7 @@ impl Admission {
 pub(crate) async fn read_backlog(
     conn: &mut service_runtime::redis_connection::RedisConnection,
 ) -> redis::RedisResult<u64> {
-    let groups = groups::read(conn).await?;
+    let groups = queue_progress::read(conn).await?;
     let mut backlog = 0;
     let mut length = None;
     for group in groups {
@@ -210,7 +210,7 @@ pub(crate) async fn read_backlog(
             // The queue's length counts the pending entries too.
             None => match length {
                 Some(length) => length,
-                None => *length.insert(groups::queue_length(conn).await?),
+                None => *length.insert(queue_progress::queue_length(conn).await?),
             },
         };
         backlog = backlog.max(unfinished);

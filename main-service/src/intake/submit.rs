@@ -21,12 +21,11 @@ use time::OffsetDateTime;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::api_error::ApiError;
+use crate::answer::api_error::ApiError;
+use crate::answer::response::{self, Body, SearchIdLog};
 use crate::app::App;
-use crate::backlog::Verdict;
-use crate::connection::Peer;
-use crate::rate_limit;
-use crate::response::{self, Body, SearchIdLog};
+use crate::intake::admission::Verdict;
+use crate::intake::rate_limit::{self, Peer};
 
 /// Largest accepted request body.
 const MAX_BODY: usize = 16 * 1024;

@@ -15,7 +15,7 @@
 //! hold. A peer that vanished without a reset while its stream is idle is never
 //! blocked on: keep-alive comments are too small to fill the buffers. Such peers
 //! are found by the kernel, through the TCP keepalive and `TCP_USER_TIMEOUT` set
-//! on every accepted socket (see [`crate::server`]).
+//! on every accepted socket (see [`crate::edge::server`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use crate::connection::Connection;
+use crate::delivery::connection::Connection;
 use crate::metrics::Metrics;
 
 /// A socket whose writes fail once they have been blocked for too long.

@@ -24,7 +24,7 @@ use contract::keys::DATA_FIELD;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use redis::Value;
-use service_runtime::reply::{StreamItem, stream_items};
+use service_runtime::redis_reply::{StreamItem, stream_items};
 use tokio::sync::mpsc;
 
 use super::{Feed, Hub};

@@ -69,7 +69,7 @@ pub(super) async fn run(
                         link.down(&error);
                         hub.metrics.redis_error("subscribe");
                         let retry = retry.clone();
-                        tokio::spawn(async move {
+                        hub.tasks.spawn("hub subscription retry", async move {
                             tokio::time::sleep(RETRY_DELAY).await;
                             // Fails only after shutdown, when it no longer matters.
                             let _ = retry.send(search_id);

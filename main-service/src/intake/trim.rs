@@ -20,7 +20,7 @@ use redis::aio::ConnectionLike;
 use service_runtime::redis_link::RedisLink;
 use tokio_util::sync::CancellationToken;
 
-use crate::groups::{self, GroupProgress};
+use crate::intake::queue_progress::{self, GroupProgress};
 use crate::metrics::Metrics;
 
 /// How often the queue is trimmed; the queue holds at most about this much
@@ -56,7 +56,7 @@ pub(crate) async fn run(
 
 /// One trim; returns how many entries were removed.
 pub(crate) async fn trim(conn: &mut impl ConnectionLike) -> redis::RedisResult<u64> {
-    let groups = groups::read(conn).await?;
+    let groups = queue_progress::read(conn).await?;
     let mut oldest = Vec::with_capacity(groups.len());
     for group in &groups {
         oldest.push(if group.pending > 0 {

@@ -2,8 +2,8 @@
 //!
 //! | method | path | answer |
 //! |---|---|---|
-//! | `POST` | `/api/flights/search` | 202, the search is queued ([`crate::submit`]) |
-//! | `GET` | `/api/flights/search/{search_id}/stream` | 200 event stream ([`crate::stream`]) |
+//! | `POST` | `/api/flights/search` | 202, the search is queued ([`crate::intake::submit`]) |
+//! | `GET` | `/api/flights/search/{search_id}/stream` | 200 event stream ([`crate::delivery::stream`]) |
 //! | `GET` | `/` | the demo page |
 //! | `GET` | `/demo.js`, `/demo.css` | the demo page's script and style |
 //! | `GET` | `/healthz` | 200 while the process runs |
@@ -13,14 +13,14 @@
 //!
 //! `HEAD` works wherever `GET` does and answers the same status and headers
 //! without a body; on a stream it only looks the search up
-//! ([`crate::stream::head`]), so a probe never attaches a reader. Any other
+//! ([`crate::delivery::stream::head`]), so a probe never attaches a reader. Any other
 //! method on these paths is 405 with `Allow`. Any other path is 404. The
 //! exception is a CORS preflight (`OPTIONS`) on the two API routes from an
-//! allowed origin: 204 ([`crate::cors`]). Every response leaves through
-//! [`crate::cors::Cors::apply`] and [`crate::browser_policy::apply`].
+//! allowed origin: 204 ([`crate::edge::cors`]). Every response leaves through
+//! [`crate::edge::cors::Cors::apply`] and [`crate::edge::browser_policy::apply`].
 //!
 //! A request whose head is ambiguous (no, several or a malformed `Host`,
-//! several `Content-Type`) is 400 whatever its path ([`crate::request_head`]).
+//! several `Content-Type`) is 400 whatever its path ([`crate::edge::request_head`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,26 +31,28 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 use service_runtime::http_server::OPENMETRICS_CONTENT_TYPE;
 
-use crate::api_error::ApiError;
+use crate::answer::api_error::ApiError;
+use crate::answer::response::{self, Body, SearchIdLog};
 use crate::app::App;
-use crate::connection::Connection;
+use crate::delivery::connection::Connection;
+use crate::delivery::stream;
+use crate::edge::{browser_policy, request_head};
+use crate::intake::submit;
 use crate::metrics::RequestLabels;
-use crate::response::{self, Body, SearchIdLog};
-use crate::{browser_policy, request_head, stream, submit};
 
 /// The demo page.
-const INDEX_HTML: &str = include_str!("../static/index.html");
+const INDEX_HTML: &str = include_str!("../../static/index.html");
 
 /// The demo page's script: a file of its own, because the page's
-/// Content-Security-Policy runs no inline script ([`crate::browser_policy`]).
-const DEMO_JS: &str = include_str!("../static/demo.js");
+/// Content-Security-Policy runs no inline script ([`crate::edge::browser_policy`]).
+const DEMO_JS: &str = include_str!("../../static/demo.js");
 
 /// The demo page's style, a file of its own for the same reason.
-const DEMO_CSS: &str = include_str!("../static/demo.css");
+const DEMO_CSS: &str = include_str!("../../static/demo.css");
 
 /// The OpenAPI document, embedded at build time so the served bytes are the
 /// repository's file and cannot drift from the binary that serves them.
-const OPENAPI_YAML: &[u8] = include_bytes!("../../openapi.yaml");
+const OPENAPI_YAML: &[u8] = include_bytes!("../../../openapi.yaml");
 
 /// Route pattern of the search submission.
 const SEARCH: &str = "/api/flights/search";
@@ -62,7 +64,7 @@ const UNMATCHED: &str = "unmatched";
 /// The icon browsers ask for at `/favicon.ico`: an SVG, which every current
 /// browser shows whatever the file name says; answering it saves a 404 in the
 /// logs and the console on every page load.
-const FAVICON_SVG: &str = include_str!("../static/favicon.svg");
+const FAVICON_SVG: &str = include_str!("../../static/favicon.svg");
 
 /// Route, method and status of each route's normal answer: the request
 /// counters that exist from start.

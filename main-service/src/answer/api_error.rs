@@ -9,7 +9,7 @@ use hyper::header::{ALLOW, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
-use crate::response::{self, Body};
+use crate::answer::response::{self, Body};
 
 /// Seconds a client should wait before retrying while Redis is unavailable.
 const RETRY_AFTER_SECS: &str = "2";

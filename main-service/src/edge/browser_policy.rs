@@ -21,7 +21,7 @@ use hyper::header::{
     CONTENT_SECURITY_POLICY, HeaderValue, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
 };
 
-use crate::response::Body;
+use crate::answer::response::Body;
 
 /// The demo page's policy: its script, style and icon from this origin, its
 /// requests (search, event streams) to this origin.
@@ -55,7 +55,7 @@ pub(crate) fn demo_page(mut response: Response<Body>) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::response;
+    use crate::answer::response;
     use hyper::StatusCode;
 
     #[test]

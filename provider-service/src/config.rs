@@ -11,7 +11,7 @@ use std::time::Duration;
 use service_runtime::config::{ConfigError, Vars};
 
 use crate::answer_bounds::AnswerBounds;
-use service_runtime::latency_range::LatencyRange;
+use timetable::latency_range::LatencyRange;
 use service_runtime::redis_target::RedisTarget;
 use service_runtime::telemetry::LogFormat;
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use contract::{Flight, SearchRequest};
 
 use crate::failure::Failure;
-use service_runtime::latency_range::LatencyRange;
+use timetable::latency_range::LatencyRange;
 use timetable::catalogue::{CARRIERS, Carrier};
 use timetable::rng::Rng;
 use timetable::schedule;

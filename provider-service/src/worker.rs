@@ -316,7 +316,7 @@ mod tests {
     use ::tests::redis_server::RedisServer;
     use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM, results_key};
     use contract::{EventKind, Iata, SearchEvent, SearchRequest};
-    use service_runtime::latency_range::LatencyRange;
+    use timetable::latency_range::LatencyRange;
     use service_runtime::redis_connection::RedisConnection;
     use uuid::Uuid;
 

@@ -6,52 +6,20 @@
 //! Redis is the only state: replicas share work through the group, and a
 //! replica that dies mid-search has its entries claimed and finished by another.
 //!
+//! The crate is two folders and the pieces that tie them together:
+//!
+//! * [`work`]: the work path: the read loop, search tasks, one attempt at a
+//!   search, the result streams, the recovery sweep and dead letters.
+//! * [`supplier`]: asking the airlines: the simulation, partner APIs over
+//!   HTTP with their adapters and credentials, the answer cache.
 //! * [`config`]: the environment variables, validated at start.
-//! * [`consumer`]: the read loop on its own connection, bounded by a semaphore.
-//! * [`worker`]: search tasks: the entries held, retries, the drain at shutdown.
-//! * [`search`]: one attempt at a search, resumable after a crash.
-//! * [`dead_letter`]: setting aside entries that cannot be processed.
-//! * [`recovery`]: claiming idle entries, retiring those out of deliveries.
-//! * [`events`]: appending events through the idempotent script.
-//! * [`queue`]: the request stream's group commands and the dead-letter stream.
-//! * [`supplier`]: the supplier call boundary, with two implementations:
-//!   [`simulation`] (in-process, over the `timetable` crate; the default) and
-//!   [`http_supplier`] (partner APIs over HTTP through per-style
-//!   [`adapters`], whose offers all pass the [`offer_check`], with [`auth`]
-//!   credentials, retries and a [`breaker`] per supplier), behind the Redis
-//!   answer [`cache`]. Both report a [`failure`] the same way. HTTP suppliers
-//!   are configured in [`suppliers_file`] (or `SUPPLIER_URLS`); their
-//!   credentials are [`secret`]s, calls and token fetches share an
-//!   [`http_client`], and HTTPS goes through [`tls`].
-//! * [`answer_bounds`]: how much of an answer a search keeps.
-//! * [`containment`]: panics end one supplier's part, or one search, only.
 //! * [`admin`], [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 
-pub mod adapters;
 pub mod admin;
-pub mod answer_bounds;
-pub mod auth;
-pub mod breaker;
-pub mod cache;
 pub mod config;
-pub mod consumer;
-pub mod containment;
-pub mod dead_letter;
-pub mod events;
-pub mod failure;
-pub mod http_client;
-pub mod http_supplier;
 pub mod metrics;
-pub mod offer_check;
-pub mod queue;
-pub mod recovery;
-pub mod search;
-pub mod secret;
-pub mod simulation;
 pub mod supplier;
-pub mod suppliers_file;
-pub mod tls;
-pub mod worker;
+pub mod work;
 
 use std::sync::Arc;
 
@@ -65,18 +33,18 @@ use tokio_util::task::TaskTracker;
 pub use config::Config;
 
 use crate::admin::Admin;
-use crate::answer_bounds::Limit;
-use crate::cache::AnswerCache;
-use crate::consumer::Consumer;
-use crate::dead_letter::{DeadLetter, DeadLetters};
-use crate::events::ResultStreams;
 use crate::metrics::{KnownLabels, Metrics};
-use crate::offer_check::Rejection;
-use crate::queue::Queue;
-use crate::recovery::Recovery;
-use crate::search::Searcher;
 use crate::supplier::Supplier;
-use crate::worker::Worker;
+use crate::supplier::cache::AnswerCache;
+use crate::supplier::offer_check::Rejection;
+use crate::work::answer_bounds::Limit;
+use crate::work::consumer::Consumer;
+use crate::work::dead_letter::{DeadLetter, DeadLetters};
+use crate::work::queue::Queue;
+use crate::work::recovery::Recovery;
+use crate::work::result_streams::ResultStreams;
+use crate::work::search::Searcher;
+use crate::work::worker::Worker;
 
 /// Why the provider could not run.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +70,7 @@ pub async fn run(
 
 /// [`run`] with the suppliers made by `suppliers` (given the metrics they
 /// count in) instead of from the configuration: a way to run the provider
-/// over suppliers with another [`adapters::Adapter`].
+/// over suppliers with another [`supplier::adapters::Adapter`].
 pub async fn serve(
     admin: TcpListener,
     config: Config,
@@ -185,7 +153,7 @@ pub async fn serve(
             health,
             permits,
             link,
-            interval: recovery::sweep_interval(config.claim_idle),
+            interval: work::recovery::sweep_interval(config.claim_idle),
             max_deliveries: config.max_deliveries,
         }
         .run(shutdown.clone()),

@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use contract::{Airline, Flight, Iata, SearchRequest};
 use mock_suppliers::journeys::{self, Journey};
-use provider_service::adapters::Style;
-use provider_service::http_client;
-use provider_service::http_supplier::HttpSupplier;
 use provider_service::metrics::{KnownLabels, Metrics};
-use provider_service::suppliers_file::{Defaults, SupplierSettings};
-use provider_service::tls::TlsFiles;
+use provider_service::supplier::adapters::Style;
+use provider_service::supplier::http_client;
+use provider_service::supplier::http_supplier::HttpSupplier;
+use provider_service::supplier::suppliers_file::{Defaults, SupplierSettings};
+use provider_service::supplier::tls::TlsFiles;
 use tests::mock_suppliers::{HttpsOptions, MockSuppliers};
 use tests::pki::TestCa;
 use tests::search_body;

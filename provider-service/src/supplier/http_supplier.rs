@@ -1,5 +1,5 @@
 //! Calling an airline's API over HTTP through the shared connection pool
-//! ([`crate::http_client`]): the timeout
+//! ([`crate::supplier::http_client`]): the timeout
 //! of each call inside the search's deadline, retries only for failures worth
 //! retrying, the per-supplier concurrency limit and circuit breaker.
 //!
@@ -15,7 +15,7 @@
 //! The breaker counts timeouts, errors and refused credentials; a 429 does not
 //! count (the supplier is up and says when to come back).
 //!
-//! Credentials ([`crate::auth`]) are added here, not by adapters. A 401 with
+//! Credentials ([`crate::supplier::auth`]) are added here, not by adapters. A 401 with
 //! an OAuth2 token is answered by fetching a new token and calling once more;
 //! a 401 or 403 after that (or with a static credential) ends the call as
 //! `unauthorized`, never retried. Offers for an airline the supplier may not
@@ -34,15 +34,15 @@ use timetable::rng::Rng;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::adapters::Adapter;
-use crate::answer_bounds::Limit;
-use crate::auth::{AuthError, Credentials};
-use crate::breaker::{Breaker, Permission};
-use crate::failure::Failure;
-use crate::http_client::HttpClient;
 use crate::metrics::{AIRLINE_NOT_SOLD, DroppedLabel, LimitLabel, Metrics, SupplierLabel};
-use crate::offer_check;
-use crate::suppliers_file::SupplierSettings;
+use crate::supplier::adapters::Adapter;
+use crate::supplier::auth::{AuthError, Credentials};
+use crate::supplier::breaker::{Breaker, Permission};
+use crate::supplier::failure::Failure;
+use crate::supplier::http_client::HttpClient;
+use crate::supplier::offer_check;
+use crate::supplier::suppliers_file::SupplierSettings;
+use crate::work::answer_bounds::Limit;
 
 /// Largest answer body read; anything longer is an error, not a reason to
 /// buffer without bound.

@@ -38,14 +38,14 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::answer_bounds::{AnswerBounds, Cut};
-use crate::cache::AnswerCache;
-use crate::containment;
-use crate::events::{History, ResultStreams};
-use crate::failure::Failure as SupplierFailure;
 use crate::metrics::{CodeLabel, LimitLabel, Metrics, SupplierLabel};
-use crate::queue::Queue;
 use crate::supplier::Supplier;
+use crate::supplier::cache::AnswerCache;
+use crate::supplier::failure::Failure as SupplierFailure;
+use crate::work::answer_bounds::{AnswerBounds, Cut};
+use crate::work::containment;
+use crate::work::queue::Queue;
+use crate::work::result_streams::{History, ResultStreams};
 
 /// Tries at writing the terminal event. One suffices unless another attempt
 /// keeps adding results meanwhile; the bound guards against a stream that

@@ -2,9 +2,37 @@
 //! call ended.
 //!
 //! A [`Supplier`] is either the in-process simulation (the default) or an
-//! airline API over HTTP (`SUPPLIER_URLS`); searches see one interface and one
-//! set of outcomes either way. Every call is bounded by the search's deadline,
-//! and its duration and outcome are counted per supplier.
+//! airline API over HTTP (`SUPPLIERS_FILE` or `SUPPLIER_URLS`); searches see
+//! one interface and one set of outcomes either way. Every call is bounded by
+//! the search's deadline, and its duration and outcome are counted per
+//! supplier.
+//!
+//! Everything about asking airlines lives here; nothing here knows the queue
+//! or the result streams. The modules:
+//!
+//! * [`failure`]: how a call ended without an answer, the same for every kind.
+//! * [`simulation`]: the in-process airlines over the `timetable` crate.
+//! * [`http_supplier`]: one partner API over HTTP: timeouts, retries, the
+//!   [`breaker`], [`auth`] credentials; it speaks through the per-style
+//!   [`adapters`], and every offer passes the [`offer_check`].
+//! * [`http_client`]: the connection pool calls and token fetches share, over
+//!   [`tls`].
+//! * [`suppliers_file`]: the HTTP suppliers as configuration, their
+//!   credentials held as [`secret`]s.
+//! * [`cache`]: the Redis answer cache in front of every supplier.
+
+pub mod adapters;
+pub mod auth;
+pub mod breaker;
+pub mod cache;
+pub mod failure;
+pub mod http_client;
+pub mod http_supplier;
+pub mod offer_check;
+pub mod secret;
+pub mod simulation;
+pub mod suppliers_file;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -12,11 +40,10 @@ use contract::{Flight, SearchRequest, SupplierOutcome};
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::failure::Failure;
-use crate::http_client;
-use crate::http_supplier::HttpSupplier;
 use crate::metrics::{Metrics, OutcomeLabel, SupplierLabel};
-use crate::simulation::{self, Simulated};
+use failure::Failure;
+use http_supplier::HttpSupplier;
+use simulation::Simulated;
 
 /// One airline's API.
 pub enum Supplier {
@@ -36,7 +63,7 @@ pub fn from_config(config: &Config, metrics: &Arc<Metrics>) -> Vec<Supplier> {
             .map(Supplier::Simulated)
             .collect();
     }
-    let default_tls = crate::tls::TlsFiles::default();
+    let default_tls = tls::TlsFiles::default();
     let shared: Vec<_> = suppliers
         .iter()
         .filter(|s| s.tls.is_default())

@@ -42,10 +42,10 @@ use service_runtime::redis_link::RedisLink;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::metrics::Metrics;
-use crate::queue::{Claim, Idle, Queue};
-use crate::worker::Worker;
+use crate::work::dead_letter::{DeadLetter, DeadLetters};
+use crate::work::queue::{Claim, Idle, Queue};
+use crate::work::worker::Worker;
 
 /// Most entries looked at per sweep; the rest wait for the next one.
 const SWEEP_BATCH: usize = 100;

@@ -14,12 +14,15 @@
 //!   HTTP with their adapters and credentials, the answer cache.
 //! * [`config`]: the environment variables, validated at start.
 //! * [`admin`], [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
+//!
+//! The binary calls [`run`]; [`serve`] runs the same provider over suppliers
+//! of the caller's making, from the few pieces [`supplier`] makes public.
 
-pub mod admin;
-pub mod config;
-pub mod metrics;
+mod admin;
+mod config;
+mod metrics;
 pub mod supplier;
-pub mod work;
+mod work;
 
 use std::sync::Arc;
 
@@ -30,10 +33,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::Config;
+pub use config::{Config, metrics_addr};
+pub use metrics::{KnownLabels, Metrics};
 
 use crate::admin::Admin;
-use crate::metrics::{KnownLabels, Metrics};
 use crate::supplier::Supplier;
 use crate::supplier::cache::AnswerCache;
 use crate::supplier::offer_check::Rejection;
@@ -70,7 +73,7 @@ pub async fn run(
 
 /// [`run`] with the suppliers made by `suppliers` (given the metrics they
 /// count in) instead of from the configuration: a way to run the provider
-/// over suppliers with another [`supplier::adapters::Adapter`].
+/// over suppliers with another [`supplier::Adapter`].
 pub async fn serve(
     admin: TcpListener,
     config: Config,
@@ -93,7 +96,7 @@ pub async fn serve(
         Arc::clone(&metrics),
     );
     let health = RedisHealth::new();
-    let (worker, dead_letters) = worker(&config, suppliers, &link, &queue, &metrics, &health);
+    let worker = worker(&config, suppliers, &link, &queue, &metrics, &health);
     let permits = Arc::new(Semaphore::new(config.concurrency));
     let reader = Arc::new(LinkState::new("redis-reader"));
 
@@ -121,13 +124,13 @@ pub async fn serve(
         admin_stop.clone(),
     ));
     background.spawn(
-        Arc::new(Admin {
-            link: link.clone(),
-            reader: Arc::clone(&reader),
-            health: Arc::clone(&health),
-            shutdown: shutdown.clone(),
-            metrics: Arc::clone(&metrics),
-        })
+        Arc::new(Admin::new(
+            link.clone(),
+            Arc::clone(&reader),
+            Arc::clone(&health),
+            shutdown.clone(),
+            Arc::clone(&metrics),
+        ))
         .serve(admin, admin_stop.clone()),
     );
 
@@ -145,17 +148,15 @@ pub async fn serve(
         .run(shutdown.clone()),
     );
     work.spawn(
-        Recovery {
-            queue: queue.clone(),
-            worker: Arc::clone(&worker),
-            dead_letters,
+        Recovery::new(
+            queue.clone(),
+            Arc::clone(&worker),
             metrics,
             health,
             permits,
             link,
-            interval: work::recovery::sweep_interval(config.claim_idle),
-            max_deliveries: config.max_deliveries,
-        }
+            &config,
+        )
         .run(shutdown.clone()),
     );
 
@@ -180,8 +181,7 @@ pub async fn serve(
 }
 
 /// The worker that runs searches: asks `suppliers` through the answer cache,
-/// and dead-letters what cannot be searched through the [`DeadLetters`] it
-/// returns too.
+/// and dead-letters what cannot be searched.
 fn worker(
     config: &Config,
     suppliers: Vec<Supplier>,
@@ -189,7 +189,7 @@ fn worker(
     queue: &Queue,
     metrics: &Arc<Metrics>,
     health: &Arc<RedisHealth>,
-) -> (Arc<Worker>, DeadLetters) {
+) -> Arc<Worker> {
     let results = ResultStreams::new(link.commands(), config.results_ttl, Arc::clone(metrics));
     let dead_letters = DeadLetters::new(queue.clone(), results.clone(), Arc::clone(metrics));
     let searcher = Searcher::new(
@@ -201,13 +201,12 @@ fn worker(
         Arc::clone(metrics),
         config.suppliers.answer_bounds,
     );
-    let worker = Arc::new(Worker::new(
+    Arc::new(Worker::new(
         searcher,
-        dead_letters.clone(),
+        dead_letters,
         Arc::clone(metrics),
         Arc::clone(health),
-    ));
-    (worker, dead_letters)
+    ))
 }
 
 /// Removes this replica's consumer from the group unless entries are still

@@ -15,12 +15,8 @@ use std::time::Duration;
 
 use contract::{Airline, Flight, Iata, SearchRequest};
 use mock_suppliers::journeys::{self, Journey};
-use provider_service::metrics::{KnownLabels, Metrics};
-use provider_service::supplier::adapters::Style;
-use provider_service::supplier::http_client;
-use provider_service::supplier::http_supplier::HttpSupplier;
-use provider_service::supplier::suppliers_file::{Defaults, SupplierSettings};
-use provider_service::supplier::tls::TlsFiles;
+use provider_service::supplier::{Defaults, HttpSupplier, Style, SupplierSettings};
+use provider_service::{KnownLabels, Metrics};
 use tests::mock_suppliers::{HttpsOptions, MockSuppliers};
 use tests::pki::TestCa;
 use tests::search_body;
@@ -100,7 +96,6 @@ async fn ask(
     );
     let supplier = HttpSupplier::new(
         &settings,
-        http_client::client(std::slice::from_ref(&settings), &TlsFiles::default()),
         Arc::new(Metrics::new(&KnownLabels {
             suppliers: &["SKYHUB"],
             ..KnownLabels::default()

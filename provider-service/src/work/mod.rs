@@ -13,12 +13,12 @@
 //! * [`dead_letter`]: setting aside entries that cannot be processed.
 //! * [`containment`]: a panic ends one supplier's part, or one search, only.
 
-pub mod answer_bounds;
-pub mod consumer;
-pub mod containment;
-pub mod dead_letter;
-pub mod queue;
-pub mod recovery;
-pub mod result_streams;
-pub mod search;
-pub mod worker;
+pub(crate) mod answer_bounds;
+pub(crate) mod consumer;
+mod containment;
+pub(crate) mod dead_letter;
+pub(crate) mod queue;
+pub(crate) mod recovery;
+pub(crate) mod result_streams;
+pub(crate) mod search;
+pub(crate) mod worker;

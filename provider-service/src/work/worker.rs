@@ -74,6 +74,12 @@ impl Worker {
         }
     }
 
+    /// Where this worker sets aside the searches it cannot process; the
+    /// recovery sweep retires entries out of deliveries there too.
+    pub fn dead_letters(&self) -> &DeadLetters {
+        &self.dead_letters
+    }
+
     /// Marks `entry` as taken by this replica, from the moment it was delivered
     /// until its task ends: the sweep heartbeats it and never claims it, even
     /// while it still waits for a permit.

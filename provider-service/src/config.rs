@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use service_runtime::config::{ConfigError, Vars};
 
-use crate::work::answer_bounds::AnswerBounds;
+use crate::searches::answer_bounds::AnswerBounds;
 use service_runtime::redis_target::RedisTarget;
 use service_runtime::telemetry::LogFormat;
 use timetable::latency_range::LatencyRange;

@@ -8,8 +8,8 @@
 //!
 //! The crate is two folders and the pieces that tie them together:
 //!
-//! * [`work`]: the work path: the read loop, search tasks, one attempt at a
-//!   search, the result streams, the recovery sweep and dead letters.
+//! * [`searches`]: the work path: the read loop, search tasks, one attempt at
+//!   a search, the result streams, the recovery sweep and dead letters.
 //! * [`supplier`]: asking the airlines: the simulation, partner APIs over
 //!   HTTP with their adapters and credentials, the answer cache.
 //! * [`config`]: the environment variables, validated at start.
@@ -21,8 +21,8 @@
 mod admin;
 mod config;
 mod metrics;
+mod searches;
 pub mod supplier;
-mod work;
 
 use std::sync::Arc;
 
@@ -37,17 +37,17 @@ pub use config::{Config, metrics_addr};
 pub use metrics::{KnownLabels, Metrics};
 
 use crate::admin::Admin;
+use crate::searches::answer_bounds::Limit;
+use crate::searches::consumer::Consumer;
+use crate::searches::dead_letter::{DeadLetter, DeadLetters};
+use crate::searches::queue::Queue;
+use crate::searches::recovery::Recovery;
+use crate::searches::result_streams::ResultStreams;
+use crate::searches::search::Searcher;
+use crate::searches::worker::Worker;
 use crate::supplier::Supplier;
 use crate::supplier::cache::AnswerCache;
 use crate::supplier::offer_check::Rejection;
-use crate::work::answer_bounds::Limit;
-use crate::work::consumer::Consumer;
-use crate::work::dead_letter::{DeadLetter, DeadLetters};
-use crate::work::queue::Queue;
-use crate::work::recovery::Recovery;
-use crate::work::result_streams::ResultStreams;
-use crate::work::search::Searcher;
-use crate::work::worker::Worker;
 
 /// Why the provider could not run.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@
 //! same `run` the binary calls, or `serve` with one supplier swapped; the
 //! append script's answers are checked on `service_runtime::streams` itself.
 //! The queue's and the result streams' own commands are unit tests of
-//! `work::queue` and `work::result_streams`.
+//! `searches::queue` and `searches::result_streams`.
 
 use std::collections::HashMap;
 use std::sync::Arc;

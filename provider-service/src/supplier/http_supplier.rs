@@ -35,6 +35,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::metrics::{AIRLINE_NOT_SOLD, DroppedLabel, LimitLabel, Metrics, SupplierLabel};
+use crate::searches::answer_bounds::Limit;
 use crate::supplier::adapters::Adapter;
 use crate::supplier::auth::{AuthError, Credentials};
 use crate::supplier::breaker::{Breaker, Permission};
@@ -42,7 +43,6 @@ use crate::supplier::failure::Failure;
 use crate::supplier::http_client::{self, HttpClient};
 use crate::supplier::offer_check;
 use crate::supplier::suppliers_file::SupplierSettings;
-use crate::work::answer_bounds::Limit;
 
 /// Largest answer body read; anything longer is an error, not a reason to
 /// buffer without bound.

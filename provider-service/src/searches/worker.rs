@@ -18,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
-use crate::work::containment;
-use crate::work::dead_letter::{DeadLetter, DeadLetters};
-use crate::work::search::Searcher;
+use crate::searches::containment;
+use crate::searches::dead_letter::{DeadLetter, DeadLetters};
+use crate::searches::search::Searcher;
 
 /// Attempts per delivery when Redis fails transiently.
 const MAX_ATTEMPTS: u32 = 8;
@@ -328,11 +328,11 @@ mod tests {
 
     use super::*;
     use crate::metrics::KnownLabels;
+    use crate::searches::queue::Queue;
+    use crate::searches::result_streams::ResultStreams;
     use crate::supplier::Supplier;
     use crate::supplier::cache::AnswerCache;
     use crate::supplier::simulation;
-    use crate::work::queue::Queue;
-    use crate::work::result_streams::ResultStreams;
 
     /// A worker over `redis` with the six simulated airlines.
     async fn worker(redis: &RedisServer, metrics: &Arc<Metrics>) -> (Arc<Worker>, Queue) {
@@ -371,7 +371,7 @@ mod tests {
             Duration::from_secs(5),
             AnswerCache::new(conn, Duration::ZERO),
             Arc::clone(metrics),
-            crate::work::answer_bounds::AnswerBounds {
+            crate::searches::answer_bounds::AnswerBounds {
                 max_offers: 500,
                 max_event_bytes: 1 << 18,
                 max_search_bytes: 1 << 20,

@@ -44,9 +44,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::work::dead_letter::{DeadLetter, DeadLetters};
-use crate::work::queue::{Claim, Idle, Queue};
-use crate::work::worker::Worker;
+use crate::searches::dead_letter::{DeadLetter, DeadLetters};
+use crate::searches::queue::{Claim, Idle, Queue};
+use crate::searches::worker::Worker;
 
 /// Most entries looked at per sweep; the rest wait for the next one.
 const SWEEP_BATCH: usize = 100;

@@ -39,13 +39,13 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::metrics::{CodeLabel, LimitLabel, Metrics, SupplierLabel};
+use crate::searches::answer_bounds::{AnswerBounds, Cut};
+use crate::searches::containment;
+use crate::searches::queue::Queue;
+use crate::searches::result_streams::{History, ResultStreams};
 use crate::supplier::Supplier;
 use crate::supplier::cache::AnswerCache;
 use crate::supplier::failure::Failure as SupplierFailure;
-use crate::work::answer_bounds::{AnswerBounds, Cut};
-use crate::work::containment;
-use crate::work::queue::Queue;
-use crate::work::result_streams::{History, ResultStreams};
 
 /// Tries at writing the terminal event. One suffices unless another attempt
 /// keeps adding results meanwhile; the bound guards against a stream that

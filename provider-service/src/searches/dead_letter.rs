@@ -14,8 +14,8 @@ use service_runtime::reply::StreamEntry;
 use service_runtime::write_refusal::Refusal;
 
 use crate::metrics::{CodeLabel, Metrics, ReasonLabel};
-use crate::work::queue::Queue;
-use crate::work::result_streams::ResultStreams;
+use crate::searches::queue::Queue;
+use crate::searches::result_streams::ResultStreams;
 
 /// Why an entry is set aside.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use service_runtime::latency_range::LatencyRange;
+use timetable::latency_range::LatencyRange;
 use timetable::rng::Rng;
 
 use crate::credentials::{OAuthRule, Tokens};

@@ -13,7 +13,7 @@ use service_runtime::config::{ConfigError, Vars};
 use service_runtime::telemetry::LogFormat;
 use timetable::catalogue::CARRIERS;
 
-use service_runtime::latency_range::LatencyRange;
+use timetable::latency_range::LatencyRange;
 
 use crate::behaviour::{Behaviour, BehaviourPatch};
 use crate::https::TlsFiles;

@@ -36,18 +36,36 @@ const DRAIN: Duration = Duration::from_secs(1);
 /// What the admin endpoints report on.
 pub struct Admin {
     /// The command connection; its readiness is half of ours.
-    pub link: RedisLink,
+    link: RedisLink,
     /// The read loop's connection; the other half.
-    pub reader: Arc<LinkState>,
+    reader: Arc<LinkState>,
     /// Whether Redis accepts writes, and its eviction policy.
-    pub health: Arc<RedisHealth>,
+    health: Arc<RedisHealth>,
     /// The process-wide shutdown signal: a draining replica is not ready.
-    pub shutdown: CancellationToken,
+    shutdown: CancellationToken,
     /// The metrics to serve.
-    pub metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
 }
 
 impl Admin {
+    /// Endpoints reporting on the command connection `link`, the read loop's
+    /// `reader`, Redis' `health` and `shutdown`, serving `metrics`.
+    pub fn new(
+        link: RedisLink,
+        reader: Arc<LinkState>,
+        health: Arc<RedisHealth>,
+        shutdown: CancellationToken,
+        metrics: Arc<Metrics>,
+    ) -> Admin {
+        Admin {
+            link,
+            reader,
+            health,
+            shutdown,
+            metrics,
+        }
+    }
+
     /// Why this replica cannot take work now, or `None` if it can.
     fn not_ready(&self) -> Option<String> {
         if self.shutdown.is_cancelled() {

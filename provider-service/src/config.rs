@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use service_runtime::config::{ConfigError, Vars};
 
-use crate::answer_bounds::AnswerBounds;
-use service_runtime::latency_range::LatencyRange;
+use crate::searches::answer_bounds::AnswerBounds;
 use service_runtime::redis_target::RedisTarget;
 use service_runtime::telemetry::LogFormat;
+use timetable::latency_range::LatencyRange;
 
-use crate::adapters::Style;
-use crate::suppliers_file::{self, Defaults, SupplierSettings};
+use crate::supplier::adapters::Style;
+use crate::supplier::suppliers_file::{self, Defaults, SupplierSettings};
 
 /// Everything the provider can be told from outside.
 #[derive(Debug, Clone)]

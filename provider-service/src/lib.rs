@@ -6,52 +6,23 @@
 //! Redis is the only state: replicas share work through the group, and a
 //! replica that dies mid-search has its entries claimed and finished by another.
 //!
+//! The crate is two folders and the pieces that tie them together:
+//!
+//! * [`searches`]: the work path: the read loop, search tasks, one attempt at
+//!   a search, the result streams, the recovery sweep and dead letters.
+//! * [`supplier`]: asking the airlines: the simulation, partner APIs over
+//!   HTTP with their adapters and credentials, the answer cache.
 //! * [`config`]: the environment variables, validated at start.
-//! * [`consumer`]: the read loop on its own connection, bounded by a semaphore.
-//! * [`worker`]: search tasks: the entries held, retries, the drain at shutdown.
-//! * [`search`]: one attempt at a search, resumable after a crash.
-//! * [`dead_letter`]: setting aside entries that cannot be processed.
-//! * [`recovery`]: claiming idle entries, retiring those out of deliveries.
-//! * [`events`]: appending events through the idempotent script.
-//! * [`queue`]: the request stream's group commands and the dead-letter stream.
-//! * [`supplier`]: the supplier call boundary, with two implementations:
-//!   [`simulation`] (in-process, over the `timetable` crate; the default) and
-//!   [`http_supplier`] (partner APIs over HTTP through per-style
-//!   [`adapters`], whose offers all pass the [`offer_check`], with [`auth`]
-//!   credentials, retries and a [`breaker`] per supplier), behind the Redis
-//!   answer [`cache`]. Both report a [`failure`] the same way. HTTP suppliers
-//!   are configured in [`suppliers_file`] (or `SUPPLIER_URLS`); their
-//!   credentials are [`secret`]s, calls and token fetches share an
-//!   [`http_client`], and HTTPS goes through [`tls`].
-//! * [`answer_bounds`]: how much of an answer a search keeps.
-//! * [`containment`]: panics end one supplier's part, or one search, only.
 //! * [`admin`], [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
+//!
+//! The binary calls [`run`]; [`serve`] runs the same provider over suppliers
+//! of the caller's making, from the few pieces [`supplier`] makes public.
 
-pub mod adapters;
-pub mod admin;
-pub mod answer_bounds;
-pub mod auth;
-pub mod breaker;
-pub mod cache;
-pub mod config;
-pub mod consumer;
-pub mod containment;
-pub mod dead_letter;
-pub mod events;
-pub mod failure;
-pub mod http_client;
-pub mod http_supplier;
-pub mod metrics;
-pub mod offer_check;
-pub mod queue;
-pub mod recovery;
-pub mod search;
-pub mod secret;
-pub mod simulation;
+mod admin;
+mod config;
+mod metrics;
+mod searches;
 pub mod supplier;
-pub mod suppliers_file;
-pub mod tls;
-pub mod worker;
 
 use std::sync::Arc;
 
@@ -62,21 +33,21 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::Config;
+pub use config::{Config, metrics_addr};
+pub use metrics::{KnownLabels, Metrics};
 
 use crate::admin::Admin;
-use crate::answer_bounds::Limit;
-use crate::cache::AnswerCache;
-use crate::consumer::Consumer;
-use crate::dead_letter::{DeadLetter, DeadLetters};
-use crate::events::ResultStreams;
-use crate::metrics::{KnownLabels, Metrics};
-use crate::offer_check::Rejection;
-use crate::queue::Queue;
-use crate::recovery::Recovery;
-use crate::search::Searcher;
+use crate::searches::answer_bounds::Limit;
+use crate::searches::consumer::Consumer;
+use crate::searches::dead_letter::{DeadLetter, DeadLetters};
+use crate::searches::queue::Queue;
+use crate::searches::recovery::Recovery;
+use crate::searches::result_streams::ResultStreams;
+use crate::searches::search::Searcher;
+use crate::searches::worker::Worker;
 use crate::supplier::Supplier;
-use crate::worker::Worker;
+use crate::supplier::cache::AnswerCache;
+use crate::supplier::offer_check::Rejection;
 
 /// Why the provider could not run.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +73,7 @@ pub async fn run(
 
 /// [`run`] with the suppliers made by `suppliers` (given the metrics they
 /// count in) instead of from the configuration: a way to run the provider
-/// over suppliers with another [`adapters::Adapter`].
+/// over suppliers with another [`supplier::Adapter`].
 pub async fn serve(
     admin: TcpListener,
     config: Config,
@@ -125,7 +96,7 @@ pub async fn serve(
         Arc::clone(&metrics),
     );
     let health = RedisHealth::new();
-    let (worker, dead_letters) = worker(&config, suppliers, &link, &queue, &metrics, &health);
+    let worker = worker(&config, suppliers, &link, &queue, &metrics, &health);
     let permits = Arc::new(Semaphore::new(config.concurrency));
     let reader = Arc::new(LinkState::new("redis-reader"));
 
@@ -153,13 +124,13 @@ pub async fn serve(
         admin_stop.clone(),
     ));
     background.spawn(
-        Arc::new(Admin {
-            link: link.clone(),
-            reader: Arc::clone(&reader),
-            health: Arc::clone(&health),
-            shutdown: shutdown.clone(),
-            metrics: Arc::clone(&metrics),
-        })
+        Arc::new(Admin::new(
+            link.clone(),
+            Arc::clone(&reader),
+            Arc::clone(&health),
+            shutdown.clone(),
+            Arc::clone(&metrics),
+        ))
         .serve(admin, admin_stop.clone()),
     );
 
@@ -177,17 +148,15 @@ pub async fn serve(
         .run(shutdown.clone()),
     );
     work.spawn(
-        Recovery {
-            queue: queue.clone(),
-            worker: Arc::clone(&worker),
-            dead_letters,
+        Recovery::new(
+            queue.clone(),
+            Arc::clone(&worker),
             metrics,
             health,
             permits,
             link,
-            interval: recovery::sweep_interval(config.claim_idle),
-            max_deliveries: config.max_deliveries,
-        }
+            &config,
+        )
         .run(shutdown.clone()),
     );
 
@@ -212,8 +181,7 @@ pub async fn serve(
 }
 
 /// The worker that runs searches: asks `suppliers` through the answer cache,
-/// and dead-letters what cannot be searched through the [`DeadLetters`] it
-/// returns too.
+/// and dead-letters what cannot be searched.
 fn worker(
     config: &Config,
     suppliers: Vec<Supplier>,
@@ -221,7 +189,7 @@ fn worker(
     queue: &Queue,
     metrics: &Arc<Metrics>,
     health: &Arc<RedisHealth>,
-) -> (Arc<Worker>, DeadLetters) {
+) -> Arc<Worker> {
     let results = ResultStreams::new(link.commands(), config.results_ttl, Arc::clone(metrics));
     let dead_letters = DeadLetters::new(queue.clone(), results.clone(), Arc::clone(metrics));
     let searcher = Searcher::new(
@@ -233,13 +201,12 @@ fn worker(
         Arc::clone(metrics),
         config.suppliers.answer_bounds,
     );
-    let worker = Arc::new(Worker::new(
+    Arc::new(Worker::new(
         searcher,
-        dead_letters.clone(),
+        dead_letters,
         Arc::clone(metrics),
         Arc::clone(health),
-    ));
-    (worker, dead_letters)
+    ))
 }
 
 /// Removes this replica's consumer from the group unless entries are still

@@ -18,7 +18,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("--healthcheck") {
-        return match provider_service::config::metrics_addr(&Vars::from_env()) {
+        return match provider_service::metrics_addr(&Vars::from_env()) {
             Ok(addr) if probe::healthz(addr).await => ExitCode::SUCCESS,
             _ => ExitCode::FAILURE,
         };

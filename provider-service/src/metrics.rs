@@ -89,63 +89,63 @@ pub struct Metrics {
     process: Registry,
     /// Searches taken by this replica and not yet finished; saturation shows as
     /// this sitting at `PROVIDER_CONCURRENCY`.
-    pub searches_in_flight: Gauge,
+    pub(crate) searches_in_flight: Gauge,
     /// Searches this process finished with a `completed` event.
-    pub searches_completed: Counter,
+    pub(crate) searches_completed: Counter,
     /// Searches this process finished with a `failed` event, by code.
-    pub searches_failed: Family<CodeLabel, Counter>,
+    pub(crate) searches_failed: Family<CodeLabel, Counter>,
     /// Time each supplier query took for one search attempt, retries and
     /// waits included, answered or failed.
-    pub supplier_call_duration: Family<SupplierLabel, Histogram>,
+    pub(crate) supplier_call_duration: Family<SupplierLabel, Histogram>,
     /// Supplier queries that ended without an answer, by supplier.
-    pub supplier_failures: Family<SupplierLabel, Counter>,
+    pub(crate) supplier_failures: Family<SupplierLabel, Counter>,
     /// Supplier queries by how they ended (what the terminal event reports),
     /// one per supplier per search attempt; a cache hit, or an answer shared
     /// with an identical query in flight, is not a query.
-    pub supplier_outcomes: Family<OutcomeLabel, Counter>,
+    pub(crate) supplier_outcomes: Family<OutcomeLabel, Counter>,
     /// HTTP supplier calls repeated after a retryable failure.
-    pub supplier_retries: Family<SupplierLabel, Counter>,
+    pub(crate) supplier_retries: Family<SupplierLabel, Counter>,
     /// Offers of readable answers left out, by supplier and reason.
-    pub supplier_offers_dropped: Family<DroppedLabel, Counter>,
+    pub(crate) supplier_offers_dropped: Family<DroppedLabel, Counter>,
     /// 1 while an HTTP supplier's circuit is open or half-open, as of its last call.
-    pub supplier_circuit_open: Family<SupplierLabel, Gauge>,
+    pub(crate) supplier_circuit_open: Family<SupplierLabel, Gauge>,
     /// Supplier answers served from the Redis answer cache.
-    pub supplier_cache_hits: Family<SupplierLabel, Counter>,
+    pub(crate) supplier_cache_hits: Family<SupplierLabel, Counter>,
     /// Supplier answers looked up in the cache and not found.
-    pub supplier_cache_misses: Family<SupplierLabel, Counter>,
+    pub(crate) supplier_cache_misses: Family<SupplierLabel, Counter>,
     /// OAuth2 tokens fetched, by supplier.
-    pub supplier_token_fetches: Family<SupplierLabel, Counter>,
+    pub(crate) supplier_token_fetches: Family<SupplierLabel, Counter>,
     /// Idle searches taken over from another (or a previous) consumer.
-    pub claims: Counter,
+    pub(crate) claims: Counter,
     /// Recovery sweeps started over the pending list (whether or not Redis
     /// let them claim anything): a stalled count means idle searches are no
     /// longer taken over.
-    pub recovery_sweeps: Counter,
+    pub(crate) recovery_sweeps: Counter,
     /// Entries moved to the dead-letter stream, by reason.
-    pub dead_letters: Family<ReasonLabel, Counter>,
+    pub(crate) dead_letters: Family<ReasonLabel, Counter>,
     /// Entries delivered to the group and not yet acknowledged, as of the last sweep.
-    pub pending_entries: Gauge,
+    pub(crate) pending_entries: Gauge,
     /// Failed Redis operations, by operation.
-    pub redis_errors: Family<OpLabel, Counter>,
+    pub(crate) redis_errors: Family<OpLabel, Counter>,
     /// 1 while both the command connection and the reader are up; set on scrape.
-    pub redis_up: Gauge,
+    pub(crate) redis_up: Gauge,
     /// Searches held by this replica that wait for Redis to accept writes again.
-    pub searches_waiting_for_writes: Gauge,
+    pub(crate) searches_waiting_for_writes: Gauge,
     /// 1 while Redis refuses writes (OOM, READONLY, MISCONF); set on scrape.
-    pub redis_writes_refused: Gauge,
+    pub(crate) redis_writes_refused: Gauge,
     /// Supplier calls that panicked (and ended as `error`), by supplier.
-    pub supplier_panics: Family<SupplierLabel, Counter>,
+    pub(crate) supplier_panics: Family<SupplierLabel, Counter>,
     /// Search attempts that panicked outside a supplier call (and ended the
     /// search with `internal_error`).
-    pub search_panics: Counter,
+    pub(crate) search_panics: Counter,
     /// Supplier offers dropped by the offer checks, by supplier and reason.
-    pub supplier_offers_rejected: Family<RejectionLabel, Counter>,
+    pub(crate) supplier_offers_rejected: Family<RejectionLabel, Counter>,
     /// Offers cut from supplier answers by a bound, by supplier and limit.
-    pub supplier_offers_truncated: Family<LimitLabel, Counter>,
+    pub(crate) supplier_offers_truncated: Family<LimitLabel, Counter>,
     /// Size of each `result` event as written, after any cut.
-    pub result_event_bytes: Histogram,
+    pub(crate) result_event_bytes: Histogram,
     /// Size of all events of a search, as of each attempt's last answer.
-    pub search_event_bytes: Histogram,
+    pub(crate) search_event_bytes: Histogram,
 }
 
 /// Event sizes, from a few offers to the largest bounds allowed.
@@ -445,18 +445,22 @@ impl Metrics {
     }
 
     /// Counts one failed Redis operation.
-    pub fn redis_error(&self, op: &'static str) {
+    pub(crate) fn redis_error(&self, op: &'static str) {
         self.redis_errors.get_or_create(&OpLabel { op }).inc();
     }
 
     /// Counts `source` as a failure of `op` and labels it so.
-    pub fn redis_failure(&self, op: &'static str, source: redis::RedisError) -> RedisFailure {
+    pub(crate) fn redis_failure(
+        &self,
+        op: &'static str,
+        source: redis::RedisError,
+    ) -> RedisFailure {
         self.redis_error(op);
         RedisFailure { op, source }
     }
 
     /// The registry in the OpenMetrics text format.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         service_runtime::process_metrics::encode_with(&self.registry, &self.process)
     }
 }

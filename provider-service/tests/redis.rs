@@ -1,10 +1,13 @@
 //! The provider against a real `redis-server` (started per test on a free port):
 //! a fresh search, a search resumed after a crash, poison input (including field
 //! names that are not UTF-8), a search handed out too often, readiness, a
-//! shutdown that runs out of grace and one in the middle of a sweep, the
-//! consumer group's roster, and hostile suppliers (one whose handling panics,
-//! one asking for a `Retry-After` of `u64::MAX`, answers over the bounds). Most tests drive the same `run` the binary calls;
-//! the catch-up, heartbeat and roster tests use the handles directly.
+//! shutdown that runs out of grace and one in the middle of a sweep, and
+//! hostile suppliers (one whose handling panics, one asking for a
+//! `Retry-After` of `u64::MAX`, answers over the bounds). The tests drive the
+//! same `run` the binary calls, or `serve` with one supplier swapped; the
+//! append script's answers are checked on `service_runtime::streams` itself.
+//! The queue's and the result streams' own commands are unit tests of
+//! `searches::queue` and `searches::result_streams`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,20 +19,12 @@ use contract::{
     Tally,
 };
 use futures_util::StreamExt;
-use provider_service::Config;
-use provider_service::adapters::{Adapter, BadAnswer, Style};
-use provider_service::events::ResultStreams;
-use provider_service::http_client;
-use provider_service::http_supplier::HttpSupplier;
-use provider_service::metrics::{KnownLabels, Metrics};
-use provider_service::queue::Queue;
-use provider_service::simulation;
-use provider_service::supplier::Supplier;
-use provider_service::suppliers_file::{Defaults, SupplierSettings};
-use provider_service::tls::TlsFiles;
+use provider_service::supplier::{
+    self, Adapter, BadAnswer, Defaults, HttpSupplier, Style, Supplier, SupplierSettings,
+};
+use provider_service::{Config, Metrics};
 use redis::aio::MultiplexedConnection;
 use service_runtime::config::Vars;
-use service_runtime::redis_connection::RedisConnection;
 use service_runtime::streams::{self, Appended, Nudges};
 use test_support::redis_server::RedisServer;
 use test_support::{eventually, free_port};
@@ -220,36 +215,6 @@ async fn consumer_field<T: redis::FromRedisValue>(
 /// Names of the group's consumers.
 async fn consumers(conn: &mut MultiplexedConnection) -> Vec<String> {
     consumer_field(conn, "name").await
-}
-
-/// The consumer an entry is pending on, if it is pending.
-async fn owner(conn: &mut MultiplexedConnection, entry: &str) -> Option<String> {
-    let reply: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-        .arg(REQUESTS_STREAM)
-        .arg("provider-service")
-        .arg(entry)
-        .arg(entry)
-        .arg(1)
-        .query_async(conn)
-        .await
-        .unwrap();
-    reply.into_iter().next().map(|(_, consumer, _, _)| consumer)
-}
-
-/// A queue handle as consumer `consumer`, on its own connection.
-async fn queue(redis: &RedisServer, consumer: &str) -> Queue {
-    let conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_connection_manager()
-        .await
-        .unwrap();
-    Queue::new(
-        RedisConnection::Managed(conn),
-        "provider-service".to_owned(),
-        consumer.to_owned(),
-        Duration::from_secs(15),
-        Arc::new(Metrics::new(&KnownLabels::default())),
-    )
 }
 
 /// Queues a search with every field of `q` plus one whose name is not UTF-8.
@@ -951,152 +916,6 @@ async fn client_count(conn: &mut MultiplexedConnection) -> usize {
     list.lines().count()
 }
 
-#[tokio::test]
-async fn catching_up_reads_only_what_was_written_since_and_sees_the_end() {
-    let redis = RedisServer::start().await;
-    let mut conn = redis.connection().await;
-    let commands = redis::Client::open(redis.url())
-        .unwrap()
-        .get_connection_manager()
-        .await
-        .unwrap();
-    let results = ResultStreams::new(
-        RedisConnection::Managed(commands),
-        Duration::from_secs(60),
-        Arc::new(Metrics::new(&KnownLabels::default())),
-    );
-    let id = Uuid::new_v4();
-    append(&mut conn, id, EventKind::Processing { results: vec![] }).await;
-    let mut history = results.history(id).await.unwrap();
-    assert!(history.processing && history.answered.is_empty());
-    assert!(!results.catch_up(id, &mut history).await.unwrap());
-
-    // Another attempt's answer lands after the read.
-    append(
-        &mut conn,
-        id,
-        EventKind::Result {
-            supplier: "GA".into(),
-            results: vec![],
-        },
-    )
-    .await;
-    assert!(results.catch_up(id, &mut history).await.unwrap());
-    assert_eq!(history.answered.keys().collect::<Vec<_>>(), ["GA"]);
-    assert!(!results.catch_up(id, &mut history).await.unwrap());
-
-    append(&mut conn, id, EventKind::Completed { total_results: 0 }).await;
-    assert!(results.catch_up(id, &mut history).await.unwrap());
-    assert!(history.terminal);
-    assert_eq!(history.answered.len(), 1);
-}
-
-#[tokio::test]
-async fn a_heartbeat_refreshes_its_own_entries_and_never_takes_one_back() {
-    let redis = RedisServer::start().await;
-    let mut conn = redis.connection().await;
-    let kept = enqueue_search(&mut conn, &search("CGK", "DPS")).await;
-    let taken = enqueue_search(&mut conn, &search("SUB", "UPG")).await;
-    take_and_die(&mut conn, "stalled", 2).await;
-    // While "stalled" was not looking, another consumer claimed one of them.
-    let _: redis::Value = redis::cmd("XCLAIM")
-        .arg(REQUESTS_STREAM)
-        .arg("provider-service")
-        .arg("claimer")
-        .arg(0)
-        .arg(&taken)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    eventually("both entries to sit idle for 300 ms", LIMIT, || async {
-        let idle = pending_entries(&mut conn.clone()).await;
-        idle.iter()
-            .all(|(_, _, idle_ms, _)| *idle_ms >= 300)
-            .then_some(())
-    })
-    .await;
-
-    queue(&redis, "stalled")
-        .await
-        .heartbeat(&[kept.parse().unwrap(), taken.parse().unwrap()])
-        .await
-        .unwrap();
-
-    assert_eq!(owner(&mut conn, &taken).await.as_deref(), Some("claimer"));
-    assert_eq!(owner(&mut conn, &kept).await.as_deref(), Some("stalled"));
-    for (id, _, idle_ms, deliveries) in pending_entries(&mut conn).await {
-        if id == kept {
-            assert!(idle_ms < 300, "its own entry was refreshed: {idle_ms} ms");
-            assert_eq!(deliveries, 1, "a heartbeat is not a delivery");
-        } else {
-            assert!(
-                idle_ms >= 300,
-                "the other's entry was touched: {idle_ms} ms"
-            );
-            assert_eq!(deliveries, 2, "read, then claimed");
-        }
-    }
-}
-
-/// Every pending entry: id, consumer, idle ms, deliveries.
-async fn pending_entries(conn: &mut MultiplexedConnection) -> Vec<(String, String, u64, u64)> {
-    redis::cmd("XPENDING")
-        .arg(REQUESTS_STREAM)
-        .arg("provider-service")
-        .arg("-")
-        .arg("+")
-        .arg(10)
-        .query_async(conn)
-        .await
-        .unwrap()
-}
-
-/// The idle time of each of the group's consumers, in ms.
-async fn consumer_idle_ms(conn: &mut MultiplexedConnection) -> Vec<u64> {
-    consumer_field(conn, "idle").await
-}
-
-#[tokio::test]
-async fn only_consumers_without_pending_entries_are_forgotten() {
-    let redis = RedisServer::start().await;
-    let mut conn = redis.connection().await;
-    enqueue_search(&mut conn, &search("CGK", "DPS")).await;
-    take_and_die(&mut conn, "busy", 1).await;
-    for idle in ["gone-1", "gone-2"] {
-        let _: u64 = redis::cmd("XGROUP")
-            .arg("CREATECONSUMER")
-            .arg(REQUESTS_STREAM)
-            .arg("provider-service")
-            .arg(idle)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-    eventually("every consumer to sit idle for 200 ms", LIMIT, || async {
-        let idle = consumer_idle_ms(&mut conn.clone()).await;
-        idle.iter().all(|&ms| ms >= 200).then_some(())
-    })
-    .await;
-
-    let busy = queue(&redis, "busy").await;
-    assert!(!busy.forget_self().await.unwrap(), "it has a pending entry");
-    assert!(
-        busy.forget_idle_consumers(Duration::from_secs(3600))
-            .await
-            .unwrap()
-            .is_empty(),
-        "none has been idle for an hour"
-    );
-    let mut forgotten = busy
-        .forget_idle_consumers(Duration::from_millis(100))
-        .await
-        .unwrap();
-    forgotten.sort();
-    assert_eq!(forgotten, ["gone-1", "gone-2"]);
-    assert_eq!(consumers(&mut conn).await, ["busy"]);
-    assert_eq!(pending(&mut conn).await, 1);
-}
-
 /// An adapter with a bug: building its request panics, as a parser might on
 /// an answer it did not expect.
 struct Panicking;
@@ -1130,18 +949,21 @@ fn ga_settings(config: &Config, base_url: String) -> SupplierSettings {
     defaults.settings("GA", Style::Flights, base_url)
 }
 
-/// GA over HTTP through [`Panicking`], every other airline simulated.
-fn panicking_ga(config: &Config, metrics: &Arc<Metrics>) -> Vec<Supplier> {
-    let mut suppliers: Vec<Supplier> = simulation::all(config.mock_latency, 0.0)
+/// The simulated airlines `config` gives, without GA.
+fn simulated_but_ga(config: &Config, metrics: &Arc<Metrics>) -> Vec<Supplier> {
+    supplier::from_config(config, metrics)
         .into_iter()
         .filter(|s| s.code() != "GA")
-        .map(Supplier::Simulated)
-        .collect();
+        .collect()
+}
+
+/// GA over HTTP through [`Panicking`], every other airline simulated.
+fn panicking_ga(config: &Config, metrics: &Arc<Metrics>) -> Vec<Supplier> {
+    let mut suppliers = simulated_but_ga(config, metrics);
     let settings = ga_settings(config, "http://127.0.0.1:1/ga".to_owned());
     suppliers.push(Supplier::Http(Box::new(HttpSupplier::with_adapter(
         &settings,
         Box::new(Panicking),
-        http_client::client(std::slice::from_ref(&settings), &TlsFiles::default()),
         Arc::clone(metrics),
         config.suppliers.answer_bounds.max_offers,
     ))));
@@ -1314,15 +1136,10 @@ async fn a_retry_after_of_u64_max_is_rate_limited_at_once() {
     let mut conn = redis.connection().await;
     let limiter = hostile_rate_limiter().await;
     let provider = Provider::serving(&redis, &[], move |config, metrics| {
-        let mut suppliers: Vec<Supplier> = simulation::all(config.mock_latency, 0.0)
-            .into_iter()
-            .filter(|s| s.code() != "GA")
-            .map(Supplier::Simulated)
-            .collect();
+        let mut suppliers = simulated_but_ga(config, metrics);
         let settings = ga_settings(config, format!("http://{limiter}/ga"));
         suppliers.push(Supplier::Http(Box::new(HttpSupplier::new(
             &settings,
-            http_client::client(std::slice::from_ref(&settings), &TlsFiles::default()),
             Arc::clone(metrics),
             config.suppliers.answer_bounds.max_offers,
         ))));

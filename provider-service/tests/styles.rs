@@ -15,12 +15,8 @@ use std::time::Duration;
 
 use contract::{Airline, Flight, Iata, SearchRequest};
 use mock_suppliers::journeys::{self, Journey};
-use provider_service::adapters::Style;
-use provider_service::http_client;
-use provider_service::http_supplier::HttpSupplier;
-use provider_service::metrics::{KnownLabels, Metrics};
-use provider_service::suppliers_file::{Defaults, SupplierSettings};
-use provider_service::tls::TlsFiles;
+use provider_service::supplier::{Defaults, HttpSupplier, Style, SupplierSettings};
+use provider_service::{KnownLabels, Metrics};
 use test_support::mock_suppliers::{HttpsOptions, MockSuppliers};
 use test_support::pki::TestCa;
 use test_support::search_body;
@@ -100,7 +96,6 @@ async fn ask(
     );
     let supplier = HttpSupplier::new(
         &settings,
-        http_client::client(std::slice::from_ref(&settings), &TlsFiles::default()),
         Arc::new(Metrics::new(&KnownLabels {
             suppliers: &["SKYHUB"],
             ..KnownLabels::default()

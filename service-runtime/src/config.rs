@@ -343,7 +343,6 @@ mod properties {
     use proptest::test_runner::{Config, RngSeed};
 
     use super::*;
-    use crate::latency_range::LatencyRange;
 
     /// A fixed seed so CI runs the same cases every time; nothing on disk.
     fn config(cases: u32) -> Config {
@@ -355,8 +354,8 @@ mod properties {
         }
     }
 
-    /// Setting values: any text, or text made of what numbers, ranges and
-    /// URLs are made of.
+    /// Setting values: any text, or text made of what numbers and URLs are
+    /// made of.
     fn value() -> impl Strategy<Value = String> {
         prop_oneof![
             any::<String>(),
@@ -388,9 +387,6 @@ mod properties {
             let _ = vars.redis_target();
             let cluster = Vars::from_pairs(&[("REDIS_CLUSTER_NODES", text.as_str())]);
             let _ = cluster.redis_target();
-            if let Ok(range) = LatencyRange::parse(&text) {
-                prop_assert!(range.min_ms <= range.max_ms);
-            }
         }
     }
 }

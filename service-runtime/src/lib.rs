@@ -5,8 +5,6 @@
 //!   lookup function, failing fast with `NAME=value is not valid: why`.
 //! * [`files`]: the one gate for files a setting names (CA, client
 //!   certificate and key): a regular file of at most 1 MiB, or a clear error.
-//! * [`latency_range`]: a `min-max` span of response times, as the simulated
-//!   and mock suppliers take it.
 //! * [`telemetry`]: tracing setup, text or JSON (`LOG_FORMAT`), and traces:
 //!   [`traces`] reads the OpenTelemetry settings, [`trace_export`] sends
 //!   spans through a bounded queue, [`trace_context`] carries a search's trace
@@ -35,7 +33,6 @@
 pub mod config;
 pub mod files;
 pub mod http_server;
-pub mod latency_range;
 pub mod memory_policy;
 pub mod probe;
 pub mod process_metrics;

@@ -6,7 +6,10 @@
 //! * [`catalogue`]: airports, airlines and which airline flies which route.
 //! * [`schedule`]: the flights one airline offers on one route and day.
 //! * [`rng`]: the stable pseudo-random generator both are drawn from.
+//! * [`latency_range`]: the `min-max` span the simulated answers' latencies
+//!   are drawn from (`MOCK_LATENCY_MS`, the mock's `latency_ms`).
 
 pub mod catalogue;
+pub mod latency_range;
 pub mod rng;
 pub mod schedule;

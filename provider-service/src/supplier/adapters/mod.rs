@@ -24,7 +24,7 @@
 //! not exact in a known currency (`contract::money`) are dropped, and the
 //! total price is always computed here, never trusted. An offer without a seat
 //! count keeps `seats_available` empty rather than inventing one. Every offer
-//! then passes the [`crate::offer_check`] (airline, flight number, times,
+//! then passes the [`super::offer_check`] (airline, flight number, times,
 //! price, …), one check for every style.
 
 pub mod flight_offers;
@@ -264,7 +264,7 @@ fn valid_time(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::offer_check::{Rejection, check};
+    use crate::supplier::offer_check::{Rejection, check};
     use contract::Iata;
 
     fn search(passengers: u8) -> SearchRequest {
@@ -423,7 +423,7 @@ mod properties {
     use proptest::test_runner::{Config, RngSeed};
 
     use super::*;
-    use crate::offer_check::check;
+    use crate::supplier::offer_check::check;
     use contract::Iata;
 
     const OFFERS: &str = r#"{"offers":[{"flightNo":"JT 199","carrier":{"iata":"JT","name":"Lion Air"},

@@ -2,9 +2,46 @@
 //! call ended.
 //!
 //! A [`Supplier`] is either the in-process simulation (the default) or an
-//! airline API over HTTP (`SUPPLIER_URLS`); searches see one interface and one
-//! set of outcomes either way. Every call is bounded by the search's deadline,
-//! and its duration and outcome are counted per supplier.
+//! airline API over HTTP (`SUPPLIERS_FILE` or `SUPPLIER_URLS`); searches see
+//! one interface and one set of outcomes either way. Every call is bounded by
+//! the search's deadline, and its duration and outcome are counted per
+//! supplier.
+//!
+//! Everything about asking airlines lives here; nothing here knows the queue
+//! or the result streams. The modules:
+//!
+//! * [`failure`]: how a call ended without an answer, the same for every kind.
+//! * [`simulation`]: the in-process airlines over the `timetable` crate.
+//! * [`http_supplier`]: one partner API over HTTP: timeouts, retries, the
+//!   [`breaker`], [`auth`] credentials; it speaks through the per-style
+//!   [`adapters`], and every offer passes the [`offer_check`].
+//! * [`http_client`]: the connection pool calls and token fetches share, over
+//!   [`tls`].
+//! * [`suppliers_file`]: the HTTP suppliers as configuration, their
+//!   credentials held as [`secret`]s.
+//! * [`cache`]: the Redis answer cache in front of every supplier.
+//!
+//! Outside the crate only what [`crate::serve`] needs is public: the
+//! suppliers [`from_config`] makes, and the pieces to make an HTTP supplier
+//! of one's own ([`HttpSupplier`] from [`SupplierSettings`], speaking a
+//! [`Style`] or one's own [`Adapter`]).
+
+pub(crate) mod adapters;
+mod auth;
+mod breaker;
+pub(crate) mod cache;
+pub(crate) mod failure;
+mod http_client;
+mod http_supplier;
+pub(crate) mod offer_check;
+mod secret;
+pub(crate) mod simulation;
+pub(crate) mod suppliers_file;
+mod tls;
+
+pub use adapters::{Adapter, BadAnswer, Style};
+pub use http_supplier::HttpSupplier;
+pub use suppliers_file::{Defaults, SupplierSettings};
 
 use std::sync::Arc;
 
@@ -12,11 +49,9 @@ use contract::{Flight, SearchRequest, SupplierOutcome};
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::failure::Failure;
-use crate::http_client;
-use crate::http_supplier::HttpSupplier;
 use crate::metrics::{Metrics, OutcomeLabel, SupplierLabel};
-use crate::simulation::{self, Simulated};
+use failure::Failure;
+use simulation::Simulated;
 
 /// One airline's API.
 pub enum Supplier {
@@ -36,35 +71,31 @@ pub fn from_config(config: &Config, metrics: &Arc<Metrics>) -> Vec<Supplier> {
             .map(Supplier::Simulated)
             .collect();
     }
-    let default_tls = crate::tls::TlsFiles::default();
+    let default_tls = tls::TlsFiles::default();
     let shared: Vec<_> = suppliers
         .iter()
         .filter(|s| s.tls.is_default())
         .cloned()
         .collect();
     let shared = http_client::client(&shared, &default_tls);
+    let max_offers = config.suppliers.answer_bounds.max_offers;
     suppliers
         .iter()
         .map(|settings| {
             // A supplier with its own CA or client certificate gets its own
             // client (and pool): TLS settings belong to the connector.
-            let client = if settings.tls.is_default() {
-                shared.clone()
+            let supplier = if settings.tls.is_default() {
+                HttpSupplier::sharing(settings, shared.clone(), Arc::clone(metrics), max_offers)
             } else {
-                http_client::client(std::slice::from_ref(settings), &settings.tls)
+                HttpSupplier::new(settings, Arc::clone(metrics), max_offers)
             };
-            Supplier::Http(Box::new(HttpSupplier::new(
-                settings,
-                client,
-                Arc::clone(metrics),
-                config.suppliers.answer_bounds.max_offers,
-            )))
+            Supplier::Http(Box::new(supplier))
         })
         .collect()
 }
 
 /// Supplier codes `config` will call, for labelling metrics before any call.
-pub fn codes(config: &Config) -> Vec<&'static str> {
+pub(crate) fn codes(config: &Config) -> Vec<&'static str> {
     if config.suppliers.http.is_empty() {
         simulation::codes()
     } else {
@@ -82,7 +113,7 @@ impl Supplier {
     }
 
     /// Its own answer cache TTL, if it has one (HTTP suppliers).
-    pub fn cache_ttl(&self) -> Option<std::time::Duration> {
+    pub(crate) fn cache_ttl(&self) -> Option<std::time::Duration> {
         match self {
             Supplier::Simulated(_) => None,
             Supplier::Http(s) => Some(s.cache_ttl()),
@@ -90,7 +121,7 @@ impl Supplier {
     }
 
     /// How the supplier is asked, for its spans: `simulated` or `http`.
-    pub fn style(&self) -> &'static str {
+    pub(crate) fn style(&self) -> &'static str {
         match self {
             Supplier::Simulated(_) => "simulated",
             Supplier::Http(_) => "http",
@@ -100,7 +131,7 @@ impl Supplier {
     /// Asks for `request`'s flights, giving up at `deadline`; counts the
     /// call's duration and outcome in `metrics`; records its outcome in the
     /// current (`supplier.call`) span.
-    pub async fn search(
+    pub(crate) async fn search(
         &self,
         request: &SearchRequest,
         deadline: Instant,

@@ -1,5 +1,5 @@
 //! Calling an airline's API over HTTP through the shared connection pool
-//! ([`crate::http_client`]): the timeout
+//! ([`super::http_client`]): the timeout
 //! of each call inside the search's deadline, retries only for failures worth
 //! retrying, the per-supplier concurrency limit and circuit breaker.
 //!
@@ -15,7 +15,7 @@
 //! The breaker counts timeouts, errors and refused credentials; a 429 does not
 //! count (the supplier is up and says when to come back).
 //!
-//! Credentials ([`crate::auth`]) are added here, not by adapters. A 401 with
+//! Credentials ([`super::auth`]) are added here, not by adapters. A 401 with
 //! an OAuth2 token is answered by fetching a new token and calling once more;
 //! a 401 or 403 after that (or with a static credential) ends the call as
 //! `unauthorized`, never retried. Offers for an airline the supplier may not
@@ -34,15 +34,15 @@ use timetable::rng::Rng;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::adapters::Adapter;
-use crate::answer_bounds::Limit;
-use crate::auth::{AuthError, Credentials};
-use crate::breaker::{Breaker, Permission};
-use crate::failure::Failure;
-use crate::http_client::HttpClient;
 use crate::metrics::{AIRLINE_NOT_SOLD, DroppedLabel, LimitLabel, Metrics, SupplierLabel};
-use crate::offer_check;
-use crate::suppliers_file::SupplierSettings;
+use crate::searches::answer_bounds::Limit;
+use crate::supplier::adapters::Adapter;
+use crate::supplier::auth::{AuthError, Credentials};
+use crate::supplier::breaker::{Breaker, Permission};
+use crate::supplier::failure::Failure;
+use crate::supplier::http_client::{self, HttpClient};
+use crate::supplier::offer_check;
+use crate::supplier::suppliers_file::SupplierSettings;
 
 /// Largest answer body read; anything longer is an error, not a reason to
 /// buffer without bound.
@@ -98,26 +98,42 @@ pub struct HttpSupplier {
 }
 
 impl HttpSupplier {
-    /// The supplier `settings` describe, calling through `client`, keeping at
-    /// most `max_offers` offers of an answer (one more, to tell it was cut).
+    /// The supplier `settings` describe, on a connection pool of its own,
+    /// keeping at most `max_offers` offers of an answer (one more, to tell it
+    /// was cut).
     pub fn new(
         settings: &SupplierSettings,
-        client: HttpClient,
         metrics: Arc<Metrics>,
         max_offers: usize,
     ) -> HttpSupplier {
-        HttpSupplier::with_adapter(
-            settings,
-            settings.style.adapter(),
-            client,
-            metrics,
-            max_offers,
-        )
+        HttpSupplier::with_adapter(settings, settings.style.adapter(), metrics, max_offers)
     }
 
     /// As [`HttpSupplier::new`], speaking through `adapter` instead of the
     /// one of the settings' style: an API style of the caller's own.
     pub fn with_adapter(
+        settings: &SupplierSettings,
+        adapter: Box<dyn Adapter>,
+        metrics: Arc<Metrics>,
+        max_offers: usize,
+    ) -> HttpSupplier {
+        let client = http_client::client(std::slice::from_ref(settings), &settings.tls);
+        HttpSupplier::build(settings, adapter, client, metrics, max_offers)
+    }
+
+    /// As [`HttpSupplier::new`], calling through `client`, the pool it
+    /// shares with other suppliers.
+    pub(crate) fn sharing(
+        settings: &SupplierSettings,
+        client: HttpClient,
+        metrics: Arc<Metrics>,
+        max_offers: usize,
+    ) -> HttpSupplier {
+        let adapter = settings.style.adapter();
+        HttpSupplier::build(settings, adapter, client, metrics, max_offers)
+    }
+
+    fn build(
         settings: &SupplierSettings,
         adapter: Box<dyn Adapter>,
         client: HttpClient,
@@ -143,7 +159,7 @@ impl HttpSupplier {
     }
 
     /// How long its answers are cached.
-    pub fn cache_ttl(&self) -> Duration {
+    pub(crate) fn cache_ttl(&self) -> Duration {
         self.cache_ttl
     }
 
@@ -154,7 +170,7 @@ impl HttpSupplier {
     }
 
     /// The airline code.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         self.code
     }
 

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use contract::{Flight, SearchRequest};
 
-use crate::failure::Failure;
-use service_runtime::latency_range::LatencyRange;
+use crate::supplier::failure::Failure;
 use timetable::catalogue::{CARRIERS, Carrier};
+use timetable::latency_range::LatencyRange;
 use timetable::rng::Rng;
 use timetable::schedule;
 

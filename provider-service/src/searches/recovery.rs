@@ -42,10 +42,11 @@ use service_runtime::redis_link::RedisLink;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::dead_letter::{DeadLetter, DeadLetters};
+use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::queue::{Claim, Idle, Queue};
-use crate::worker::Worker;
+use crate::searches::dead_letter::{DeadLetter, DeadLetters};
+use crate::searches::queue::{Claim, Idle, Queue};
+use crate::searches::worker::Worker;
 
 /// Most entries looked at per sweep; the rest wait for the next one.
 const SWEEP_BATCH: usize = 100;
@@ -65,34 +66,59 @@ const FORGET_AFTER: Duration = Duration::from_secs(60 * 60);
 /// The periodic sweep over the group's pending entries.
 pub struct Recovery {
     /// The pending list, claims and heartbeats.
-    pub queue: Queue,
+    queue: Queue,
     /// Processes what is claimed, and knows what this replica holds.
-    pub worker: Arc<Worker>,
+    worker: Arc<Worker>,
     /// Where entries that used up their deliveries go.
-    pub dead_letters: DeadLetters,
+    dead_letters: DeadLetters,
     /// The pending count and claims are recorded here.
-    pub metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
     /// Whether Redis accepts writes; nothing is claimed while it does not.
-    pub health: Arc<RedisHealth>,
+    health: Arc<RedisHealth>,
     /// The concurrency bound shared with the read loop: claimed searches count too.
-    pub permits: Arc<Semaphore>,
+    permits: Arc<Semaphore>,
     /// Readiness of the command connection; sweeping while it is down would
     /// only log failures.
-    pub link: RedisLink,
+    link: RedisLink,
     /// Time between sweeps.
-    pub interval: Duration,
+    interval: Duration,
     /// Deliveries after which an entry is dead-lettered.
-    pub max_deliveries: u64,
+    max_deliveries: u64,
 }
 
 /// Time between sweeps for a claim threshold of `claim_idle`:
 /// `min(claim_idle / 2, 5 s)`, so a live replica refreshes its entries twice
 /// before they count as idle.
-pub fn sweep_interval(claim_idle: Duration) -> Duration {
+fn sweep_interval(claim_idle: Duration) -> Duration {
     (claim_idle / 2).min(MAX_SWEEP_INTERVAL)
 }
 
 impl Recovery {
+    /// The sweep over `queue` for this replica's `worker`, retiring entries
+    /// through the worker's dead letters, on the timing of `config`
+    /// (`CLAIM_IDLE_MS`, `MAX_DELIVERIES`).
+    pub fn new(
+        queue: Queue,
+        worker: Arc<Worker>,
+        metrics: Arc<Metrics>,
+        health: Arc<RedisHealth>,
+        permits: Arc<Semaphore>,
+        link: RedisLink,
+        config: &Config,
+    ) -> Recovery {
+        Recovery {
+            queue,
+            dead_letters: worker.dead_letters().clone(),
+            worker,
+            metrics,
+            health,
+            permits,
+            link,
+            interval: sweep_interval(config.claim_idle),
+            max_deliveries: config.max_deliveries,
+        }
+    }
+
     /// Sweeps until `stop`.
     pub async fn run(self, stop: CancellationToken) {
         let mut sweeps = tokio::time::interval(self.interval);

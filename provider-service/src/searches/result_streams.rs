@@ -214,7 +214,12 @@ impl ResultStreams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ::test_support::redis_server::RedisServer;
     use contract::EventError;
+    use redis::aio::MultiplexedConnection;
+    use service_runtime::streams::{self, Nudges};
+
+    use crate::metrics::KnownLabels;
 
     #[test]
     fn history_counts_offers_per_supplier_and_sees_the_end() {
@@ -241,5 +246,62 @@ mod tests {
         h.answered.insert("JT".into(), 5);
         assert_eq!(h.total_results(), u32::MAX);
         assert_eq!(h.tally().answers, 2);
+    }
+
+    /// Appends `kind` to `id`'s stream as another attempt would.
+    async fn append(conn: &mut MultiplexedConnection, id: Uuid, kind: EventKind) {
+        let event = SearchEvent {
+            search_id: id,
+            kind,
+        };
+        streams::append_event(
+            conn,
+            &event,
+            Duration::from_secs(60),
+            None,
+            Nudges::Broadcast,
+        )
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn catching_up_reads_only_what_was_written_since_and_sees_the_end() {
+        let redis = RedisServer::start().await;
+        let mut conn = redis.connection().await;
+        let commands = redis::Client::open(redis.url())
+            .unwrap()
+            .get_connection_manager()
+            .await
+            .unwrap();
+        let results = ResultStreams::new(
+            RedisConnection::Managed(commands),
+            Duration::from_secs(60),
+            Arc::new(Metrics::new(&KnownLabels::default())),
+        );
+        let id = Uuid::new_v4();
+        append(&mut conn, id, EventKind::Processing { results: vec![] }).await;
+        let mut history = results.history(id).await.unwrap();
+        assert!(history.processing && history.answered.is_empty());
+        assert!(!results.catch_up(id, &mut history).await.unwrap());
+
+        // Another attempt's answer lands after the read.
+        append(
+            &mut conn,
+            id,
+            EventKind::Result {
+                supplier: "GA".into(),
+                results: vec![],
+            },
+        )
+        .await;
+        assert!(results.catch_up(id, &mut history).await.unwrap());
+        assert_eq!(history.answered.keys().collect::<Vec<_>>(), ["GA"]);
+        assert!(!results.catch_up(id, &mut history).await.unwrap());
+
+        append(&mut conn, id, EventKind::Completed { total_results: 0 }).await;
+        assert!(results.catch_up(id, &mut history).await.unwrap());
+        assert!(history.terminal);
+        assert_eq!(history.answered.len(), 1);
     }
 }

@@ -21,8 +21,8 @@ use service_runtime::redis_health::RedisHealth;
 use service_runtime::redis_reply::StreamEntry;
 
 use crate::metrics::Metrics;
-use crate::queue::Queue;
-use crate::worker::{Held, Worker};
+use crate::searches::queue::Queue;
+use crate::searches::worker::{Held, Worker};
 
 /// How long one XREADGROUP waits for new entries.
 const BLOCK: Duration = Duration::from_secs(2);

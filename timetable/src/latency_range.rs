@@ -73,3 +73,32 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::{any, prop_assert, prop_oneof, proptest};
+    use proptest::test_runner::{Config, RngSeed};
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(Config {
+            cases: 1000,
+            rng_seed: RngSeed::Fixed(0x5EED_F00D),
+            failure_persistence: None,
+            ..Config::default()
+        })]
+
+        /// No text panics the parser, and what it accepts is an ordered span
+        /// within the limit.
+        #[test]
+        fn no_text_panics_the_parser(
+            text in prop_oneof![any::<String>(), "[0-9 .+-]{0,24}"]
+        ) {
+            if let Ok(range) = LatencyRange::parse(&text) {
+                prop_assert!(range.min_ms <= range.max_ms);
+                prop_assert!(range.max_ms <= MAX_LATENCY_MS);
+            }
+        }
+    }
+}

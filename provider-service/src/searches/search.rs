@@ -38,14 +38,14 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::answer_bounds::{AnswerBounds, Cut};
-use crate::cache::AnswerCache;
-use crate::containment;
-use crate::events::{History, ResultStreams};
-use crate::failure::Failure as SupplierFailure;
 use crate::metrics::{CodeLabel, LimitLabel, Metrics, SupplierLabel};
-use crate::queue::Queue;
+use crate::searches::answer_bounds::{AnswerBounds, Cut};
+use crate::searches::containment;
+use crate::searches::queue::Queue;
+use crate::searches::result_streams::{History, ResultStreams};
 use crate::supplier::Supplier;
+use crate::supplier::cache::AnswerCache;
+use crate::supplier::failure::Failure as SupplierFailure;
 
 /// Tries at writing the terminal event. One suffices unless another attempt
 /// keeps adding results meanwhile; the bound guards against a stream that

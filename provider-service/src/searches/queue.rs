@@ -380,3 +380,209 @@ impl Queue {
         self.metrics.redis_failure(op, source)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use ::test_support::eventually;
+    use ::test_support::redis_server::RedisServer;
+    use contract::{Iata, QueuedSearch, SearchRequest};
+    use redis::aio::MultiplexedConnection;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::metrics::KnownLabels;
+
+    const LIMIT: Duration = Duration::from_secs(20);
+
+    /// A queue handle as consumer `consumer`, on its own connection.
+    async fn queue(redis: &RedisServer, consumer: &str) -> Queue {
+        let conn = redis::Client::open(redis.url())
+            .unwrap()
+            .get_connection_manager()
+            .await
+            .unwrap();
+        Queue::new(
+            RedisConnection::Managed(conn),
+            "provider-service".to_owned(),
+            consumer.to_owned(),
+            Duration::from_secs(15),
+            Arc::new(Metrics::new(&KnownLabels::default())),
+        )
+    }
+
+    /// Queues a search from `from` to `to`; returns its entry's id.
+    async fn enqueue_search(conn: &mut MultiplexedConnection, from: &str, to: &str) -> String {
+        let queued = QueuedSearch {
+            search_id: Uuid::new_v4(),
+            request: SearchRequest {
+                from: Iata::parse(from).unwrap(),
+                to: Iata::parse(to).unwrap(),
+                date: time::macros::date!(2026 - 12 - 10),
+                passengers: 2,
+            },
+            requested_at_ms: Some(1_790_000_000_000),
+            traceparent: None,
+        };
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(REQUESTS_STREAM).arg("*");
+        for (name, value) in queued.to_fields() {
+            cmd.arg(name).arg(value);
+        }
+        cmd.query_async(conn).await.unwrap()
+    }
+
+    /// A consumer that takes `count` entries and dies: they stay pending on it.
+    async fn take_and_die(conn: &mut MultiplexedConnection, consumer: &str, count: usize) {
+        service_runtime::streams::create_group(conn, "provider-service")
+            .await
+            .unwrap();
+        let _: Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("provider-service")
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(REQUESTS_STREAM)
+            .arg(">")
+            .query_async(conn)
+            .await
+            .unwrap();
+    }
+
+    /// Every pending entry: id, consumer, idle ms, deliveries.
+    async fn pending_entries(conn: &mut MultiplexedConnection) -> Vec<(String, String, u64, u64)> {
+        redis::cmd("XPENDING")
+            .arg(REQUESTS_STREAM)
+            .arg("provider-service")
+            .arg("-")
+            .arg("+")
+            .arg(10)
+            .query_async(conn)
+            .await
+            .unwrap()
+    }
+
+    /// The consumer an entry is pending on, if it is pending.
+    async fn owner(conn: &mut MultiplexedConnection, entry: &str) -> Option<String> {
+        let reply: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+            .arg(REQUESTS_STREAM)
+            .arg("provider-service")
+            .arg(entry)
+            .arg(entry)
+            .arg(1)
+            .query_async(conn)
+            .await
+            .unwrap();
+        reply.into_iter().next().map(|(_, consumer, _, _)| consumer)
+    }
+
+    /// One field of each of the group's consumers in `XINFO CONSUMERS`.
+    async fn consumer_field<T: redis::FromRedisValue>(
+        conn: &mut MultiplexedConnection,
+        field: &str,
+    ) -> Vec<T> {
+        let reply: Vec<HashMap<String, Value>> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(REQUESTS_STREAM)
+            .arg("provider-service")
+            .query_async(conn)
+            .await
+            .unwrap();
+        reply
+            .into_iter()
+            .map(|c| redis::from_redis_value(c[field].clone()).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_refreshes_its_own_entries_and_never_takes_one_back() {
+        let redis = RedisServer::start().await;
+        let mut conn = redis.connection().await;
+        let kept = enqueue_search(&mut conn, "CGK", "DPS").await;
+        let taken = enqueue_search(&mut conn, "SUB", "UPG").await;
+        take_and_die(&mut conn, "stalled", 2).await;
+        // While "stalled" was not looking, another consumer claimed one of them.
+        let _: Value = redis::cmd("XCLAIM")
+            .arg(REQUESTS_STREAM)
+            .arg("provider-service")
+            .arg("claimer")
+            .arg(0)
+            .arg(&taken)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        eventually("both entries to sit idle for 300 ms", LIMIT, || async {
+            let idle = pending_entries(&mut conn.clone()).await;
+            idle.iter()
+                .all(|(_, _, idle_ms, _)| *idle_ms >= 300)
+                .then_some(())
+        })
+        .await;
+
+        queue(&redis, "stalled")
+            .await
+            .heartbeat(&[kept.parse().unwrap(), taken.parse().unwrap()])
+            .await
+            .unwrap();
+
+        assert_eq!(owner(&mut conn, &taken).await.as_deref(), Some("claimer"));
+        assert_eq!(owner(&mut conn, &kept).await.as_deref(), Some("stalled"));
+        for (id, _, idle_ms, deliveries) in pending_entries(&mut conn).await {
+            if id == kept {
+                assert!(idle_ms < 300, "its own entry was refreshed: {idle_ms} ms");
+                assert_eq!(deliveries, 1, "a heartbeat is not a delivery");
+            } else {
+                assert!(
+                    idle_ms >= 300,
+                    "the other's entry was touched: {idle_ms} ms"
+                );
+                assert_eq!(deliveries, 2, "read, then claimed");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn only_consumers_without_pending_entries_are_forgotten() {
+        let redis = RedisServer::start().await;
+        let mut conn = redis.connection().await;
+        enqueue_search(&mut conn, "CGK", "DPS").await;
+        take_and_die(&mut conn, "busy", 1).await;
+        for idle in ["gone-1", "gone-2"] {
+            let _: u64 = redis::cmd("XGROUP")
+                .arg("CREATECONSUMER")
+                .arg(REQUESTS_STREAM)
+                .arg("provider-service")
+                .arg(idle)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        eventually("every consumer to sit idle for 200 ms", LIMIT, || async {
+            let idle: Vec<u64> = consumer_field(&mut conn.clone(), "idle").await;
+            idle.iter().all(|&ms| ms >= 200).then_some(())
+        })
+        .await;
+
+        let busy = queue(&redis, "busy").await;
+        assert!(!busy.forget_self().await.unwrap(), "it has a pending entry");
+        assert!(
+            busy.forget_idle_consumers(Duration::from_secs(3600))
+                .await
+                .unwrap()
+                .is_empty(),
+            "none has been idle for an hour"
+        );
+        let mut forgotten = busy
+            .forget_idle_consumers(Duration::from_millis(100))
+            .await
+            .unwrap();
+        forgotten.sort();
+        assert_eq!(forgotten, ["gone-1", "gone-2"]);
+        let names: Vec<String> = consumer_field(&mut conn, "name").await;
+        assert_eq!(names, ["busy"]);
+        assert_eq!(pending_entries(&mut conn).await.len(), 1);
+    }
+}

@@ -25,9 +25,9 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::http_client::HttpClient;
-use crate::secret::Secret;
-use crate::suppliers_file::AuthSettings;
+use crate::supplier::http_client::HttpClient;
+use crate::supplier::secret::Secret;
+use crate::supplier::suppliers_file::AuthSettings;
 
 /// Largest token answer read.
 const MAX_TOKEN_ANSWER: usize = 64 * 1024;

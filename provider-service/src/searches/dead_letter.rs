@@ -13,9 +13,9 @@ use service_runtime::redis_failure::RedisFailure;
 use service_runtime::redis_reply::StreamEntry;
 use service_runtime::write_refusal::Refusal;
 
-use crate::events::ResultStreams;
 use crate::metrics::{CodeLabel, Metrics, ReasonLabel};
-use crate::queue::Queue;
+use crate::searches::queue::Queue;
+use crate::searches::result_streams::ResultStreams;
 
 /// Why an entry is set aside.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,16 +6,16 @@
 //!
 //! Everything is checked at start; the first mistake stops the service with
 //! one line naming the file, the supplier and the field. Secrets are named by
-//! where they live (`*_env`, `*_file`) and resolved here ([`crate::secret`]).
+//! where they live (`*_env`, `*_file`) and resolved here ([`super::secret`]).
 
 use std::time::Duration;
 
 use serde::Deserialize;
 use service_runtime::config::ConfigError;
 
-use crate::adapters::Style;
-use crate::secret::{Secret, Source, resolve};
-use crate::tls::TlsFiles;
+use crate::supplier::adapters::Style;
+use crate::supplier::secret::{Secret, Source, resolve};
+use crate::supplier::tls::TlsFiles;
 
 /// One partner API, fully resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -396,7 +396,7 @@ fn tls_files(
             (None, None) => "ca_file",
             _ => "client_cert_file",
         };
-        crate::tls::client_config(&files).map_err(|why| (field, why))?;
+        crate::supplier::tls::client_config(&files).map_err(|why| (field, why))?;
     }
     Ok(files)
 }

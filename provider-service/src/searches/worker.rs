@@ -17,10 +17,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::containment;
-use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::metrics::Metrics;
-use crate::search::Searcher;
+use crate::searches::containment;
+use crate::searches::dead_letter::{DeadLetter, DeadLetters};
+use crate::searches::search::Searcher;
 
 /// Attempts per delivery when Redis fails transiently.
 const MAX_ATTEMPTS: u32 = 8;
@@ -72,6 +72,12 @@ impl Worker {
             in_flight: Mutex::new(HashSet::new()),
             abandon: CancellationToken::new(),
         }
+    }
+
+    /// Where this worker sets aside the searches it cannot process; the
+    /// recovery sweep retires entries out of deliveries there too.
+    pub fn dead_letters(&self) -> &DeadLetters {
+        &self.dead_letters
     }
 
     /// Marks `entry` as taken by this replica, from the moment it was delivered
@@ -316,17 +322,17 @@ mod tests {
     use ::test_support::redis_server::RedisServer;
     use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM, results_key};
     use contract::{EventKind, Iata, SearchEvent, SearchRequest};
-    use service_runtime::latency_range::LatencyRange;
     use service_runtime::redis_connection::RedisConnection;
+    use timetable::latency_range::LatencyRange;
     use uuid::Uuid;
 
     use super::*;
-    use crate::cache::AnswerCache;
-    use crate::events::ResultStreams;
     use crate::metrics::KnownLabels;
-    use crate::queue::Queue;
-    use crate::simulation;
+    use crate::searches::queue::Queue;
+    use crate::searches::result_streams::ResultStreams;
     use crate::supplier::Supplier;
+    use crate::supplier::cache::AnswerCache;
+    use crate::supplier::simulation;
 
     /// A worker over `redis` with the six simulated airlines.
     async fn worker(redis: &RedisServer, metrics: &Arc<Metrics>) -> (Arc<Worker>, Queue) {
@@ -365,7 +371,7 @@ mod tests {
             Duration::from_secs(5),
             AnswerCache::new(conn, Duration::ZERO),
             Arc::clone(metrics),
-            crate::answer_bounds::AnswerBounds {
+            crate::searches::answer_bounds::AnswerBounds {
                 max_offers: 500,
                 max_event_bytes: 1 << 18,
                 max_search_bytes: 1 << 20,

@@ -23,9 +23,9 @@ use service_runtime::redis_connection::RedisConnection;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use crate::failure::Failure;
 use crate::metrics::{Metrics, SupplierLabel};
 use crate::supplier::Supplier;
+use crate::supplier::failure::Failure;
 
 /// One call in flight that identical calls wait for.
 type Flight1 = Arc<OnceCell<Result<Vec<Flight>, Failure>>>;

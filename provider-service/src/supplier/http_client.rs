@@ -1,6 +1,6 @@
 //! The HTTP(S) client that supplier calls and credential fetches share: one
 //! keep-alive pool per set of TLS files. Both the supplier calls
-//! ([`crate::http_supplier`]) and the token fetches ([`crate::auth`]) go
+//! ([`super::http_supplier`]) and the token fetches ([`super::auth`]) go
 //! through it, so it belongs to neither.
 
 use std::time::Duration;
@@ -10,8 +10,8 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::suppliers_file::SupplierSettings;
-use crate::tls::{Connector, TlsFiles};
+use crate::supplier::suppliers_file::SupplierSettings;
+use crate::supplier::tls::{Connector, TlsFiles};
 
 /// Idle pooled connections are closed after this long.
 const POOL_IDLE: Duration = Duration::from_secs(30);
@@ -28,7 +28,7 @@ pub type HttpClient = Client<Connector, Full<Bytes>>;
 /// is bounded by the longest supplier timeout; each call's own timeout bounds
 /// it further. The TLS files were checked when configured.
 pub fn client(suppliers: &[SupplierSettings], tls: &TlsFiles) -> HttpClient {
-    let connector = crate::tls::connector(tls, suppliers.iter().map(|s| s.timeout).max())
+    let connector = crate::supplier::tls::connector(tls, suppliers.iter().map(|s| s.timeout).max())
         .expect("TLS files are checked when configured");
     let idle = suppliers
         .iter()

@@ -143,7 +143,7 @@ impl Consumer {
                     self.metrics.redis_error("read");
                     // XREADGROUP is a write: a replica refuses it. That is no
                     // reason to reconnect, and is logged by the refusal state.
-                    if self.health.writes.note(&error).is_none() {
+                    if self.health.note_write_failure(&error).is_none() {
                         self.state.down(&error);
                         reader = None;
                     }

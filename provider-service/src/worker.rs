@@ -193,7 +193,7 @@ impl Worker {
             let Err(failure) = outcome else {
                 return;
             };
-            if self.health.writes.note(&failure.source).is_some() {
+            if self.health.note_write_failure(&failure.source).is_some() {
                 let _waiting = WaitingForWrites::enter(&self.metrics);
                 tokio::time::sleep(refused.next_delay()).await;
                 continue;

@@ -11,8 +11,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use service_runtime::backoff::Backoff;
 use service_runtime::redis_connection::RedisConnection;
-use service_runtime::redis_link::{Backoff, LinkState, RedisLink};
+use service_runtime::redis_link::{LinkState, RedisLink};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 

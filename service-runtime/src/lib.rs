@@ -17,7 +17,9 @@
 //! * [`redis_endpoint`]: a `redis://`/`rediss://` URL and the CAs to trust,
 //!   turned into client settings; [`redact`] keeps its password out of output.
 //! * [`redis_link`]: the shared Redis connection, usable while Redis is down,
-//!   with readiness and capped backoff.
+//!   with readiness, and the up/down state of dedicated connections.
+//! * [`backoff`]: the capped exponential backoff with full jitter of every
+//!   reconnect and retry loop in both services.
 //! * [`redis_health`]: whether Redis accepts writes ([`write_refusal`]) and
 //!   whether its eviction policy can lose data ([`memory_policy`]).
 //! * [`redis_target`], [`redis_connection`]: one server or a Redis Cluster,
@@ -32,6 +34,7 @@
 //! * [`redis_failure`]: the Redis error codes the services branch on, and a
 //!   failed command labelled with its step.
 
+pub mod backoff;
 pub mod config;
 pub mod files;
 pub mod http_server;

@@ -14,6 +14,8 @@
 //! * [`shutdown`]: one cancellation token per process, fired by SIGINT or SIGTERM.
 //! * [`http_server`]: the HTTP/1.1 accept loop of every server in the workspace,
 //!   with its timeouts, TCP keepalive and drain bounded by a grace period.
+//! * [`http_answer`]: the answers those servers build alike: text, JSON, and
+//!   `/healthz` and `/readyz` in the one shape both services share.
 //! * [`redis_endpoint`]: a `redis://`/`rediss://` URL and the CAs to trust,
 //!   turned into client settings; [`redact`] keeps its password out of output.
 //! * [`redis_link`]: the shared Redis connection, usable while Redis is down,
@@ -37,6 +39,7 @@
 pub mod backoff;
 pub mod config;
 pub mod files;
+pub mod http_answer;
 pub mod http_server;
 pub mod latency_range;
 pub mod memory_policy;

@@ -10,7 +10,7 @@
 //! * [`telemetry`]: tracing setup, text or JSON (`LOG_FORMAT`), and traces:
 //!   [`traces`] reads the OpenTelemetry settings, [`trace_export`] sends
 //!   spans through a bounded queue, [`trace_context`] carries a search's trace
-//!   across processes (`traceparent`).
+//!   across processes (`traceparent`) and exports [`search_span!`] at the root.
 //! * [`shutdown`]: one cancellation token per process, fired by SIGINT or SIGTERM.
 //! * [`http_server`]: the HTTP/1.1 accept loop of every server in the workspace,
 //!   with its timeouts, TCP keepalive and drain bounded by a grace period.

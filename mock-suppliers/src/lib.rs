@@ -51,9 +51,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::RETRY_AFTER;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
+use service_runtime::http_answer::{JSON, json, text, with_body};
 use service_runtime::http_server;
 use timetable::catalogue::CARRIERS;
 use timetable::rng::Rng;
@@ -165,10 +166,7 @@ impl Mock {
             Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
         };
         match self.board.change(code, patch) {
-            Ok(Some(behaviour)) => json(
-                StatusCode::OK,
-                serde_json::to_string(&behaviour).expect("behaviour serialises"),
-            ),
+            Ok(Some(behaviour)) => json(StatusCode::OK, &behaviour),
             Ok(None) => error(StatusCode::NOT_FOUND, "no such airline"),
             Err(reason) => error(StatusCode::BAD_REQUEST, &reason),
         }
@@ -200,10 +198,7 @@ impl Mock {
             Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
         };
         match self.styles.change(name, patch) {
-            Ok(rule) => json(
-                StatusCode::OK,
-                serde_json::to_string(&rule).expect("a rule serialises"),
-            ),
+            Ok(rule) => json(StatusCode::OK, &rule),
             Err(reason) => error(StatusCode::BAD_REQUEST, &reason),
         }
     }
@@ -227,7 +222,7 @@ impl Mock {
                 "suppliers": self.board.snapshot(),
                 "styles": self.styles.snapshot(),
             });
-            return Ok(json(StatusCode::OK, body.to_string()));
+            return Ok(json(StatusCode::OK, &body));
         }
         if let Some(code) = path.strip_prefix("/admin/suppliers/") {
             if method != Method::PATCH {
@@ -330,9 +325,9 @@ fn answer(
                 Format::Offers => formats::offers_body(&flights),
             };
             if gzip {
-                gzipped(json(StatusCode::OK, String::new()), &[body.as_bytes()], 1)
+                gzipped(&[body.as_bytes()], 1)
             } else {
-                json(StatusCode::OK, body)
+                with_body(StatusCode::OK, JSON, body)
             }
         }
         Plan::InternalError => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
@@ -352,17 +347,15 @@ fn answer(
             response
         }
         // A valid JSON start, then spaces: only a size limit stops a reader.
-        Plan::Fault(Fault::GzipBomb) => gzipped(
-            json(StatusCode::OK, String::new()),
-            &[br#"{"flights":["#, &[b' '; 1024 * 1024]],
-            BOMB_MIB,
-        ),
+        Plan::Fault(Fault::GzipBomb) => {
+            gzipped(&[br#"{"flights":["#, &[b' '; 1024 * 1024]], BOMB_MIB)
+        }
         Plan::Fault(Fault::Malformed) => {
-            json(StatusCode::OK, r#"{"flights":[{"flight_"#.to_owned())
+            with_body(StatusCode::OK, JSON, r#"{"flights":[{"flight_"#)
         }
         Plan::Fault(Fault::Oversized) => {
             let flights = timetable::schedule::flights(carrier, request);
-            json(StatusCode::OK, oversized_body(format, &flights))
+            with_body(StatusCode::OK, JSON, oversized_body(format, &flights))
         }
         Plan::Fault(Fault::None | Fault::Hang) => unreachable!("handled above"),
     }
@@ -380,19 +373,14 @@ fn accepts_gzip(headers: &hyper::HeaderMap) -> bool {
 fn token_answer(token: &str, lifetime: Duration) -> Response<Full<Bytes>> {
     json(
         StatusCode::OK,
-        serde_json::json!({"access_token": token, "token_type": "Bearer",
-                           "expires_in": lifetime.as_secs()})
-        .to_string(),
+        &serde_json::json!({"access_token": token, "token_type": "Bearer",
+                            "expires_in": lifetime.as_secs()}),
     )
 }
 
-/// `response` with a gzip body of `parts[0]` followed by `repeat` times
-/// `parts[1..]`.
-fn gzipped(
-    mut response: Response<Full<Bytes>>,
-    parts: &[&[u8]],
-    repeat: usize,
-) -> Response<Full<Bytes>> {
+/// A 200 JSON answer with a gzip body of `parts[0]` followed by `repeat`
+/// times `parts[1..]`.
+fn gzipped(parts: &[&[u8]], repeat: usize) -> Response<Full<Bytes>> {
     use std::io::Write;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(parts[0]).expect("writing to memory");
@@ -402,7 +390,7 @@ fn gzipped(
         }
     }
     let compressed = encoder.finish().expect("writing to memory");
-    *response.body_mut() = Full::new(Bytes::from(compressed));
+    let mut response = with_body(StatusCode::OK, JSON, compressed);
     response.headers_mut().insert(
         hyper::header::CONTENT_ENCODING,
         hyper::header::HeaderValue::from_static("gzip"),
@@ -437,26 +425,6 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, ()> {
         .map_err(|_| ())
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        "text/plain; charset=utf-8".parse().expect("valid header"),
-    );
-    response
-}
-
-fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        "application/json".parse().expect("valid header"),
-    );
-    response
-}
-
 fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    json(status, serde_json::json!({ "error": message }).to_string())
+    json(status, &serde_json::json!({ "error": message }))
 }

@@ -134,13 +134,9 @@ pub async fn answer(
     };
     if gzip {
         let body = body.to_string();
-        crate::gzipped(
-            crate::json(StatusCode::OK, String::new()),
-            &[body.as_bytes()],
-            1,
-        )
+        crate::gzipped(&[body.as_bytes()], 1)
     } else {
-        crate::json(StatusCode::OK, body.to_string())
+        crate::json(StatusCode::OK, &body)
     }
 }
 

@@ -4,8 +4,9 @@
 //! * `GET /readyz`: 200 `{"status":"ready"}` if and only if Redis answers on
 //!   the command connection and accepts writes, the read loop is connected,
 //!   and the process is not shutting down; otherwise 503
-//!   `{"status":"not ready","reason":…}`. Either way `warnings` lists a Redis
-//!   eviction policy other than `noeviction`. The same shape as main-service's.
+//!   `{"status":"not ready","reason":…}` with `Retry-After`. Either way
+//!   `warnings` lists a Redis eviction policy other than `noeviction`. Built by
+//!   [`service_runtime::http_answer`], like main-service's.
 //! * `GET /metrics`: the Prometheus metrics, OpenMetrics text format.
 //!
 //! Any other path is 404; another method on these paths is 405 with `Allow`.
@@ -17,10 +18,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, CONTENT_TYPE};
+use hyper::header::ALLOW;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::json;
+use service_runtime::http_answer::{self, text};
 use service_runtime::http_server::{self, OPENMETRICS_CONTENT_TYPE};
 use service_runtime::redis_health::RedisHealth;
 use service_runtime::redis_link::{LinkState, RedisLink};
@@ -81,21 +82,7 @@ impl Admin {
 
     /// The `/readyz` answer: status line, reason, warnings.
     fn readiness(&self) -> Response<Full<Bytes>> {
-        let reason = self.not_ready();
-        // The shape main-service's /readyz answers, so one probe fits both.
-        let mut body = match &reason {
-            None => json!({"status": "ready"}),
-            Some(reason) => json!({"status": "not ready", "reason": reason}),
-        };
-        let warnings = self.health.warnings();
-        if !warnings.is_empty() {
-            body["warnings"] = json!(warnings);
-        }
-        let status = match reason {
-            None => StatusCode::OK,
-            Some(_) => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        json(status, &body)
+        http_answer::readiness(self.not_ready().as_deref(), &self.health.warnings())
     }
 
     /// Serves `listener` until `stop`, then gives open connections [`DRAIN`].
@@ -113,7 +100,7 @@ impl Admin {
 
     fn route(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         match (req.method(), req.uri().path()) {
-            (&Method::GET, "/healthz") => json(StatusCode::OK, &json!({"status": "ok"})),
+            (&Method::GET, "/healthz") => http_answer::alive(),
             (&Method::GET, "/readyz") => self.readiness(),
             (&Method::GET, "/metrics") => {
                 self.metrics
@@ -122,12 +109,11 @@ impl Admin {
                 self.metrics
                     .redis_writes_refused
                     .set(i64::from(self.health.refusal().is_some()));
-                let mut response = Response::new(Full::new(Bytes::from(self.metrics.encode())));
-                response.headers_mut().insert(
-                    CONTENT_TYPE,
-                    OPENMETRICS_CONTENT_TYPE.parse().expect("valid header"),
-                );
-                response
+                http_answer::with_body(
+                    StatusCode::OK,
+                    OPENMETRICS_CONTENT_TYPE,
+                    self.metrics.encode(),
+                )
             }
             (_, "/healthz" | "/readyz" | "/metrics") => {
                 let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
@@ -139,26 +125,4 @@ impl Admin {
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
-}
-
-/// A JSON response.
-fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        "application/json".parse().expect("valid header"),
-    );
-    response
-}
-
-/// A plain-text response.
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        "text/plain; charset=utf-8".parse().expect("valid header"),
-    );
-    response
 }

@@ -8,14 +8,18 @@
 //! * [`telemetry`]: tracing setup, text or JSON (`LOG_FORMAT`), and traces:
 //!   [`traces`] reads the OpenTelemetry settings, [`trace_export`] sends
 //!   spans through a bounded queue, [`trace_context`] carries a search's trace
-//!   across processes (`traceparent`).
+//!   across processes (`traceparent`) and exports [`search_span!`] at the root.
 //! * [`shutdown`]: one cancellation token per process, fired by SIGINT or SIGTERM.
 //! * [`http_server`]: the HTTP/1.1 accept loop of every server in the workspace,
 //!   with its timeouts, TCP keepalive and drain bounded by a grace period.
+//! * [`http_answer`]: the answers those servers build alike: text, JSON, and
+//!   `/healthz` and `/readyz` in the one shape both services share.
 //! * [`redis_endpoint`]: a `redis://`/`rediss://` URL and the CAs to trust,
 //!   turned into client settings; [`redact`] keeps its password out of output.
 //! * [`redis_link`]: the shared Redis connection, usable while Redis is down,
-//!   with readiness and capped backoff.
+//!   with readiness, and the up/down state of dedicated connections.
+//! * [`backoff`]: the capped exponential backoff with equal jitter of every
+//!   reconnect and retry loop in both services.
 //! * [`redis_health`]: whether Redis accepts writes ([`write_refusal`]) and
 //!   whether its eviction policy can lose data ([`memory_policy`]).
 //! * [`redis_target`], [`redis_connection`]: one server or a Redis Cluster,
@@ -30,8 +34,10 @@
 //! * [`redis_failure`]: the Redis error codes the services branch on, and a
 //!   failed command labelled with its step.
 
+pub mod backoff;
 pub mod config;
 pub mod files;
+pub mod http_answer;
 pub mod http_server;
 pub mod memory_policy;
 pub mod probe;

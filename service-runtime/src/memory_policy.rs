@@ -23,20 +23,15 @@ pub fn policy_in(info: &str) -> Option<&str> {
 
 /// The policy last read, shared by whoever reports on it.
 #[derive(Debug, Default)]
-pub struct MemoryPolicy {
+pub(crate) struct MemoryPolicy {
     /// `None` until first read.
     seen: Mutex<Option<String>>,
 }
 
 impl MemoryPolicy {
-    /// Nothing read yet.
-    pub fn new() -> MemoryPolicy {
-        MemoryPolicy::default()
-    }
-
     /// Records the policy just read; logs when it differs from the last one
     /// (a warning when it is not [`SAFE_POLICY`]).
-    pub fn record(&self, policy: &str) {
+    pub(crate) fn record(&self, policy: &str) {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.as_deref() == Some(policy) {
             return;
@@ -59,7 +54,7 @@ impl MemoryPolicy {
     }
 
     /// The warning `/readyz` shows, if the policy last read is not [`SAFE_POLICY`].
-    pub fn warning(&self) -> Option<String> {
+    pub(crate) fn warning(&self) -> Option<String> {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.as_deref()
             .filter(|policy| *policy != SAFE_POLICY)
@@ -85,7 +80,7 @@ mod tests {
 
     #[test]
     fn only_noeviction_is_free_of_warnings() {
-        let policy = MemoryPolicy::new();
+        let policy = MemoryPolicy::default();
         assert_eq!(policy.warning(), None);
         policy.record("allkeys-lru");
         let warning = policy.warning().unwrap();

@@ -15,10 +15,8 @@
 //! as accepted only when every master accepts the probe; the policy reported
 //! is the unsafe one of any master, named with its address.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use std::sync::Mutex;
 
 use redis::Value;
 use tokio::time::Instant;
@@ -45,9 +43,9 @@ const POLICY_INTERVAL: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 pub struct RedisHealth {
     /// Whether writes are refused, noted by every writer and by the probe.
-    pub writes: WriteRefusals,
+    writes: WriteRefusals,
     /// The eviction policy last read.
-    pub policy: MemoryPolicy,
+    policy: MemoryPolicy,
     /// The cluster masters that refused the latest probe, by address (empty on
     /// a single server, where the refusal says it all).
     refusing: Mutex<Vec<String>>,
@@ -62,6 +60,20 @@ impl RedisHealth {
     /// Why the service is not ready because of Redis' write state, if it is not.
     pub fn refusal(&self) -> Option<Refusal> {
         self.writes.current()
+    }
+
+    /// Notes a failed write: returns the refusal if and only if `error` is
+    /// Redis refusing writes (logged here, once per change of state); any
+    /// other error is the caller's to handle.
+    pub fn note_write_failure(&self, error: &redis::RedisError) -> Option<Refusal> {
+        self.writes.note(error)
+    }
+
+    /// True if and only if Redis has accepted writes for at least `period`
+    /// (always, until a refusal is seen): long enough for writes refused
+    /// meanwhile, such as heartbeats, to have been made again.
+    pub fn writes_accepted_for(&self, period: Duration) -> bool {
+        self.writes.accepted_for(period)
     }
 
     /// [`RedisHealth::refusal`] as `/readyz` explains it, naming the refusing

@@ -1,6 +1,7 @@
 //! The Redis link: one multiplexed, self-reconnecting connection for ordinary
-//! commands, plus what long-lived dedicated connections (blocking reads, pub/sub)
-//! need to reconnect politely. It works the same on one server and on a Redis
+//! commands, plus the up/down state of long-lived dedicated connections
+//! (blocking reads, pub/sub), which reconnect after a
+//! [`crate::backoff::Backoff`] wait. It works the same on one server and on a Redis
 //! Cluster (see [`RedisTarget`]).
 //!
 //! A service starts whether or not Redis is up. [`RedisLink::new`] connects
@@ -277,59 +278,9 @@ impl LinkState {
     }
 }
 
-/// Capped exponential backoff for reconnect loops on dedicated connections.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    /// First delay, and the delay after a [`Backoff::reset`].
-    min: Duration,
-    /// Delays never exceed this.
-    max: Duration,
-    /// The delay [`Backoff::next_delay`] returns next.
-    next: Duration,
-}
-
-impl Backoff {
-    /// Starts at `min`, doubles per failure, never exceeds `max`.
-    pub fn new(min: Duration, max: Duration) -> Backoff {
-        Backoff {
-            min,
-            max,
-            next: min,
-        }
-    }
-
-    /// The delay to wait now; the following one is twice as long, up to the cap.
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.max);
-        delay
-    }
-
-    /// Back to the first delay, after a success.
-    pub fn reset(&mut self) {
-        self.next = self.min;
-    }
-}
-
-impl Default for Backoff {
-    /// 100 ms doubling up to 5 s.
-    fn default() -> Self {
-        Backoff::new(Duration::from_millis(100), Duration::from_secs(5))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        let delays: Vec<u128> = (0..4).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(delays, [100, 200, 350, 350]);
-        b.reset();
-        assert_eq!(b.next_delay(), Duration::from_millis(100));
-    }
 
     #[test]
     fn link_state_tracks_the_latest_report() {

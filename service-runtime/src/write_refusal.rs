@@ -80,9 +80,10 @@ impl Refusal {
     }
 }
 
-/// Whether writes are currently refused, shared by everything that writes.
+/// Whether writes are currently refused, shared by everything that writes
+/// through [`crate::redis_health::RedisHealth`].
 #[derive(Debug, Default)]
-pub struct WriteRefusals {
+pub(crate) struct WriteRefusals {
     /// The state and its counters.
     state: Mutex<State>,
 }
@@ -103,15 +104,10 @@ struct State {
 }
 
 impl WriteRefusals {
-    /// Writes assumed accepted until a refusal is seen.
-    pub fn new() -> WriteRefusals {
-        WriteRefusals::default()
-    }
-
     /// Records a failed command. Returns the refusal if and only if the error
     /// is Redis refusing a write; any other error is left to the caller.
     /// Logs only when the state changes.
-    pub fn note(&self, error: &redis::RedisError) -> Option<Refusal> {
+    pub(crate) fn note(&self, error: &redis::RedisError) -> Option<Refusal> {
         let refusal = Refusal::of(error)?;
         let mut state = self.lock();
         state.refused_commands += 1;
@@ -135,7 +131,7 @@ impl WriteRefusals {
     }
 
     /// Records that a write was accepted. Logs once when this ends a refusal.
-    pub fn accepted(&self) {
+    pub(crate) fn accepted(&self) {
         let mut state = self.lock();
         if let Some((refusal, since)) = state.refused.take() {
             let now = Instant::now();
@@ -153,13 +149,13 @@ impl WriteRefusals {
     }
 
     /// The current refusal, if writes are refused.
-    pub fn current(&self) -> Option<Refusal> {
+    pub(crate) fn current(&self) -> Option<Refusal> {
         self.lock().refused.map(|(refusal, _)| refusal)
     }
 
     /// True if and only if writes have been accepted for at least `period`
     /// (always true when no refusal was ever seen).
-    pub fn accepted_for(&self, period: Duration) -> bool {
+    pub(crate) fn accepted_for(&self, period: Duration) -> bool {
         let state = self.lock();
         state.refused.is_none() && state.accepted_since.is_none_or(|t| t.elapsed() >= period)
     }
@@ -167,7 +163,7 @@ impl WriteRefusals {
     /// Logs the periodic summary if writes are refused and the last line is
     /// older than [`SUMMARY_INTERVAL`]; `waiting` says what is held up (for
     /// example "searches waiting: 12").
-    pub fn summarise(&self, waiting: &dyn Fn() -> String) {
+    pub(crate) fn summarise(&self, waiting: &dyn Fn() -> String) {
         let mut state = self.lock();
         let Some((refusal, since)) = state.refused else {
             return;
@@ -220,7 +216,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_state_follows_refusals_and_acceptance() {
-        let writes = WriteRefusals::new();
+        let writes = WriteRefusals::default();
         assert!(writes.accepted_for(Duration::from_secs(60)));
         let oom = server_error("OOM", "command not allowed when used memory > 'maxmemory'.");
         assert_eq!(writes.note(&oom), Some(Refusal::OutOfMemory));

@@ -31,6 +31,23 @@ async fn redis_down_means_503_with_retry_after_and_recovery_when_it_returns() {
         body["reason"].as_str().is_some_and(|r| !r.is_empty()),
         "{body}"
     );
+    assert_eq!(not_ready.header("retry-after"), Some("2"));
+    // The provider's readiness answer is built by the same code: same shape.
+    let provider_url = format!("{}/readyz", stack.local().providers[0].base_url());
+    let provider = eventually("the provider's readiness to drop", LIMIT, || async {
+        let answer = http::get(&provider_url).await.ok()?;
+        (answer.status == 503).then_some(answer)
+    })
+    .await;
+    assert_eq!(provider.header("retry-after"), Some("2"));
+    let provider_body = provider.json();
+    assert_eq!(provider_body["status"], "not ready", "{provider_body}");
+    assert!(
+        provider_body["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{provider_body}"
+    );
     let refused = stack.post(&search_body("CGK", "DPS", 6, 2)).await;
     assert_eq!(refused.status, 503);
     assert!(refused.header("retry-after").is_some());

@@ -33,7 +33,8 @@ use contract::EntryId;
 use contract::keys::{results_key, state_key};
 use contract::scripts::{self, attach as status};
 use redis::{Script, Value};
-use service_runtime::redis_link::{Backoff, COMMAND_TIMEOUT};
+use service_runtime::backoff::Backoff;
+use service_runtime::redis_link::COMMAND_TIMEOUT;
 use service_runtime::redis_reply::text;
 use service_runtime::search_span;
 use tokio::sync::oneshot;
@@ -58,8 +59,8 @@ const ATTACH_WAIT: Duration = COMMAND_TIMEOUT;
 /// Attempts at a detach before the count is left to the key's TTL.
 const DETACH_ATTEMPTS: u32 = 4;
 
-/// Pause before the first retry of a detach; doubled for each further one, so
-/// the attempts span a few seconds of a Redis hiccup.
+/// Ceiling of the jittered pause before the first retry of a detach; doubled
+/// for each further one, so the attempts can span a Redis hiccup of a second or two.
 const DETACH_RETRY_DELAY: Duration = Duration::from_millis(250);
 
 /// What attaching found: the attach (or lookup) script's reply, decoded once

@@ -28,7 +28,7 @@ use std::time::Instant;
 use hyper::body::Incoming;
 use hyper::header::{CACHE_CONTROL, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::json;
+use service_runtime::http_answer;
 use service_runtime::http_server::OPENMETRICS_CONTENT_TYPE;
 
 use crate::answer::api_error::ApiError;
@@ -218,7 +218,7 @@ pub(crate) async fn handle(
             );
             icon
         }
-        Endpoint::Health => response::json(StatusCode::OK, &json!({"status": "ok"})),
+        Endpoint::Health => response::boxed(http_answer::alive()),
         Endpoint::Ready => readiness(&app),
         Endpoint::Metrics => {
             app.metrics.redis_up.set(i64::from(app.redis.is_ready()));
@@ -274,31 +274,17 @@ pub(crate) async fn handle(
 /// writes, else 503 with `Retry-After` and the reason, which names the cause's
 /// class (unreachable, authentication, TLS, database index, refused writes). Either way `warnings`
 /// lists what does not stop the service but puts searches at risk (an eviction
-/// policy other than `noeviction`).
+/// policy other than `noeviction`). The shape is provider-service's too
+/// ([`service_runtime::http_answer::readiness`]).
 fn readiness(app: &App) -> Response<Body> {
     let reason = match app.redis.down_reason() {
         Some(down) => Some(down.to_owned()),
         None => app.health.refusal_reason(),
     };
-    let warnings = app.health.warnings();
-    let mut body = match &reason {
-        None => json!({"status": "ready"}),
-        Some(reason) => json!({"status": "not ready", "reason": reason}),
-    };
-    if !warnings.is_empty() {
-        body["warnings"] = json!(warnings);
-    }
-    match reason {
-        None => response::json(StatusCode::OK, &body),
-        Some(_) => {
-            let mut response = response::json(StatusCode::SERVICE_UNAVAILABLE, &body);
-            response.headers_mut().insert(
-                hyper::header::RETRY_AFTER,
-                hyper::header::HeaderValue::from_static("2"),
-            );
-            response
-        }
-    }
+    response::boxed(http_answer::readiness(
+        reason.as_deref(),
+        &app.health.warnings(),
+    ))
 }
 
 #[cfg(test)]

@@ -158,7 +158,7 @@ async fn try_submit(app: &App, req: Request<Incoming>) -> Result<Uuid, ApiError>
     };
     post.record("search_id", tracing::field::display(queued.search_id));
     app.queue.enqueue(&queued).await.map_err(|error| {
-        app.health.writes.note(&error);
+        app.health.note_write_failure(&error);
         app.redis_failed("submit", Some(queued.search_id), &error)
     })?;
     reservation.accepted();

@@ -11,8 +11,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use service_runtime::backoff::Backoff;
 use service_runtime::redis_connection::RedisConnection;
-use service_runtime::redis_link::{Backoff, LinkState, RedisLink};
+use service_runtime::redis_link::{LinkState, RedisLink};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -143,7 +144,7 @@ impl Consumer {
                     self.metrics.redis_error("read");
                     // XREADGROUP is a write: a replica refuses it. That is no
                     // reason to reconnect, and is logged by the refusal state.
-                    if self.health.writes.note(&error).is_none() {
+                    if self.health.note_write_failure(&error).is_none() {
                         self.state.down(&error);
                         reader = None;
                     }

@@ -153,7 +153,7 @@ impl Recovery {
                     }
                 }
                 Err(failure) => {
-                    if self.health.writes.note(&failure.source).is_none() {
+                    if self.health.note_write_failure(&failure.source).is_none() {
                         tracing::warn!(%failure, "recovery sweep failed");
                     }
                 }
@@ -180,7 +180,7 @@ impl Recovery {
         // because their heartbeats were refused too; claiming them would cost
         // a delivery for Redis' fault. Wait until every replica has had a
         // sweep with writes accepted to refresh its own.
-        if !self.health.writes.accepted_for(self.interval * 2) {
+        if !self.health.writes_accepted_for(self.interval * 2) {
             return Ok(());
         }
         for idle in queue.idle_entries(SWEEP_BATCH).await? {

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use contract::{EntryId, QueuedSearch};
+use service_runtime::backoff::Backoff;
 use service_runtime::redis_failure::RedisFailure;
 use service_runtime::redis_health::RedisHealth;
-use service_runtime::redis_link::Backoff;
 use service_runtime::redis_reply::StreamEntry;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
@@ -24,12 +24,14 @@ use crate::searches::search::Searcher;
 
 /// Attempts per delivery when Redis fails transiently.
 const MAX_ATTEMPTS: u32 = 8;
-/// First pause between attempts.
+/// Ceiling of the first (jittered) pause between attempts.
 const RETRY_MIN: Duration = Duration::from_millis(250);
-/// Longest pause between attempts; with [`MAX_ATTEMPTS`] about 20 s in all,
-/// enough to ride out a Redis restart.
+/// Highest ceiling of a pause between attempts; with [`MAX_ATTEMPTS`] the
+/// pauses add up to between 8 s and 16 s, enough to ride out a Redis
+/// restart.
 const RETRY_MAX: Duration = Duration::from_secs(4);
-/// First pause after Redis refused a write (OOM, READONLY, MISCONF).
+/// Ceiling of the first pause after Redis refused a write (OOM, READONLY,
+/// MISCONF).
 const REFUSED_RETRY_MIN: Duration = Duration::from_millis(100);
 /// Longest pause between attempts while Redis refuses writes, so work resumes
 /// within this of Redis accepting writes again.
@@ -199,7 +201,7 @@ impl Worker {
             let Err(failure) = outcome else {
                 return;
             };
-            if self.health.writes.note(&failure.source).is_some() {
+            if self.health.note_write_failure(&failure.source).is_some() {
                 let _waiting = WaitingForWrites::enter(&self.metrics);
                 tokio::time::sleep(refused.next_delay()).await;
                 continue;

@@ -4,7 +4,7 @@
 //! retrying, the per-supplier concurrency limit and circuit breaker.
 //!
 //! Retry policy: a 5xx other than 501, or a connection that failed before any
-//! answer (refused, reset), is retried with full-jitter exponential backoff; a
+//! answer (refused, reset), is retried with equal-jitter exponential backoff; a
 //! 429 is retried after its `Retry-After` (seconds). Nothing is retried once
 //! the wait would leave the call less than half its timeout before the
 //! search's deadline (a retry then gets only what is left), and a
@@ -30,7 +30,7 @@ use contract::{Flight, SearchRequest};
 use http_body_util::{BodyExt, Limited};
 use hyper::StatusCode;
 use hyper::header::{ACCEPT_ENCODING, CONTENT_ENCODING, HeaderValue, RETRY_AFTER};
-use timetable::rng::Rng;
+use service_runtime::backoff::Backoff;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -47,9 +47,9 @@ use crate::supplier::suppliers_file::SupplierSettings;
 /// Largest answer body read; anything longer is an error, not a reason to
 /// buffer without bound.
 const MAX_ANSWER: usize = 4 * 1024 * 1024;
-/// First backoff step before a retry.
+/// Ceiling of the first backoff before a retry.
 const BACKOFF_BASE: Duration = Duration::from_millis(50);
-/// Longest backoff step.
+/// Highest ceiling of a backoff.
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Longest `Retry-After` taken at its word: longer than any search's deadline
 /// (`SUPPLIER_DEADLINE_MS` is at most 600 s), so such a wait is always
@@ -196,7 +196,7 @@ impl HttpSupplier {
         request: &SearchRequest,
         deadline: Instant,
     ) -> Result<Vec<Flight>, Failure> {
-        let mut rng = Rng::from_entropy();
+        let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX);
         let mut retry = 0;
         loop {
             if self.breaker.permit() == Permission::Refused {
@@ -224,8 +224,9 @@ impl HttpSupplier {
                 }
                 Attempt::Final(failure) => (failure, None),
                 Attempt::Retry(failure, after) => {
-                    let backoff = after.unwrap_or_else(|| jittered(retry, &mut rng));
-                    (failure, Some(backoff))
+                    // Drawn for a 429 too, so the ceiling follows the retries.
+                    let drawn = backoff.next_delay();
+                    (failure, Some(after.unwrap_or(drawn)))
                 }
             };
             if failure != Failure::RateLimited {
@@ -447,15 +448,6 @@ fn retry_after(value: Option<&HeaderValue>) -> Duration {
         })
 }
 
-/// Full jitter: uniform in `[0, min(max, base·2^retry)]`, so retries of many
-/// searches do not arrive together.
-fn jittered(retry: u32, rng: &mut Rng) -> Duration {
-    let ceiling = BACKOFF_BASE
-        .saturating_mul(1 << retry.min(16))
-        .min(BACKOFF_MAX);
-    ceiling.mul_f64(rng.unit())
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::{Strategy, any, prop_assert, prop_oneof, proptest};
@@ -513,17 +505,6 @@ mod tests {
                 prop_assert!(wait <= LONGEST_WAIT);
                 prop_assert!(Instant::now().checked_add(wait).is_some());
             }
-        }
-    }
-
-    #[test]
-    fn backoff_is_jittered_below_a_growing_ceiling() {
-        let mut rng = Rng::for_key("backoff");
-        for retry in 0..8 {
-            let ceiling = (BACKOFF_BASE * (1 << retry)).min(BACKOFF_MAX);
-            let draws: Vec<Duration> = (0..100).map(|_| jittered(retry, &mut rng)).collect();
-            assert!(draws.iter().all(|d| *d <= ceiling));
-            assert!(draws.iter().any(|d| *d != draws[0]));
         }
     }
 }

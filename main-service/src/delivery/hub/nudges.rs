@@ -16,7 +16,8 @@ use contract::keys::EVENTS_CHANNEL;
 use contract::nudge::Nudge;
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
-use service_runtime::redis_link::{Backoff, LinkState};
+use service_runtime::backoff::Backoff;
+use service_runtime::redis_link::LinkState;
 
 use super::Hub;
 

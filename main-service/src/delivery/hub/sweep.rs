@@ -169,7 +169,7 @@ async fn expire(hub: Arc<Hub>, feed: Arc<Feed>) {
             hub.metrics.redis_error("timeout");
             // A refused write says nothing about the connection; it is logged
             // once by the refusal state, not as the link going down.
-            if hub.health.writes.note(&error).is_none() {
+            if hub.health.note_write_failure(&error).is_none() {
                 hub.link.down(&error);
             }
             hub.due_again(&feed, retry_at_ms());

@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 
 use contract::keys::{DEAD_LETTER_STREAM, REQUESTS_STREAM, results_key};
 use contract::{
-    EventKind, Iata, QueuedSearch, SearchEvent, SearchRequest, SupplierOutcome, SupplierOutcomes,
-    Tally,
+    EventKind, QueuedSearch, SearchEvent, SearchRequest, SupplierOutcome, SupplierOutcomes, Tally,
 };
 use futures_util::StreamExt;
 use provider_service::supplier::{
@@ -26,6 +25,7 @@ use provider_service::{Config, Metrics};
 use redis::aio::MultiplexedConnection;
 use service_runtime::config::Vars;
 use service_runtime::streams::{self, Appended, Nudges};
+use test_support::left_behind::{append, enqueue, enqueue_search, queued_search, take_and_die};
 use test_support::redis_server::RedisServer;
 use test_support::{eventually, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -117,35 +117,6 @@ fn config(redis: &RedisServer, extra: &[(&str, &str)]) -> Config {
     .collect();
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Config::from_vars(&Vars::new(move |k: &str| vars.get(k).cloned())).unwrap()
-}
-
-fn search(from: &str, to: &str) -> QueuedSearch {
-    QueuedSearch {
-        search_id: Uuid::new_v4(),
-        request: SearchRequest {
-            from: Iata::parse(from).unwrap(),
-            to: Iata::parse(to).unwrap(),
-            date: time::macros::date!(2026 - 12 - 10),
-            passengers: 2,
-        },
-        requested_at_ms: Some(1_790_000_000_000),
-        traceparent: None,
-    }
-}
-
-async fn enqueue(conn: &mut MultiplexedConnection, fields: &[(&str, &str)]) -> String {
-    let mut cmd = redis::cmd("XADD");
-    cmd.arg(REQUESTS_STREAM).arg("*");
-    for (k, v) in fields {
-        cmd.arg(*k).arg(*v);
-    }
-    cmd.query_async(conn).await.unwrap()
-}
-
-async fn enqueue_search(conn: &mut MultiplexedConnection, q: &QueuedSearch) -> String {
-    let fields = q.to_fields();
-    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    enqueue(conn, &pairs).await
 }
 
 async fn events(conn: &mut MultiplexedConnection, id: Uuid) -> Vec<SearchEvent> {
@@ -242,48 +213,13 @@ fn answers(events: &[SearchEvent]) -> (Vec<String>, u32) {
     (suppliers, offers)
 }
 
-async fn append(conn: &mut MultiplexedConnection, id: Uuid, kind: EventKind) {
-    let event = SearchEvent {
-        search_id: id,
-        kind,
-    };
-    streams::append_event(
-        conn,
-        &event,
-        Duration::from_secs(60),
-        None,
-        Nudges::Broadcast,
-    )
-    .await
-    .unwrap();
-}
-
-/// A consumer that takes `count` entries and dies: they stay pending on it.
-async fn take_and_die(conn: &mut MultiplexedConnection, consumer: &str, count: usize) {
-    streams::create_group(conn, "provider-service")
-        .await
-        .unwrap();
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("provider-service")
-        .arg(consumer)
-        .arg("COUNT")
-        .arg(count)
-        .arg("STREAMS")
-        .arg(REQUESTS_STREAM)
-        .arg(">")
-        .query_async(conn)
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn a_terminal_event_based_on_a_stale_tally_is_refused() {
     let redis = RedisServer::start().await;
     let mut conn = redis.connection().await;
     let id = Uuid::new_v4();
     let ttl = Duration::from_secs(60);
-    let request = search("CGK", "DPS").request;
+    let request = queued_search("CGK", "DPS").request;
     let flights: Vec<_> =
         timetable::schedule::flights(&timetable::catalogue::CARRIERS[0], &request)
             .into_iter()
@@ -408,7 +344,7 @@ async fn a_batch_is_written_in_order_once_and_its_terminal_event_checks_the_tall
         .unwrap();
     let id = Uuid::new_v4();
     let ttl = Duration::from_secs(60);
-    let request = search("CGK", "DPS").request;
+    let request = queued_search("CGK", "DPS").request;
     let flights = timetable::schedule::flights(&timetable::catalogue::CARRIERS[0], &request);
     let offers = flights.len() as u64;
     let event = |kind| SearchEvent {
@@ -511,14 +447,14 @@ async fn a_first_delivery_finds_what_the_stream_already_holds() {
     let mut conn = redis.connection().await;
 
     // Timed out before any provider took it: acknowledged, nothing added.
-    let timed_out = search("CGK", "DPS");
+    let timed_out = queued_search("CGK", "DPS");
     let failed = EventKind::Failed {
         error: contract::EventError::new(contract::EventError::TIMEOUT, "late"),
     };
     append(&mut conn, timed_out.search_id, failed.clone()).await;
     // Answered in part by an attempt whose queue entry was lost (the group
     // recreated): its answer stays the only one from that airline.
-    let replayed = search("CGK", "DPS");
+    let replayed = queued_search("CGK", "DPS");
     let request = &replayed.request;
     let flights = timetable::schedule::flights(&timetable::catalogue::CARRIERS[0], request);
     append(
@@ -583,7 +519,7 @@ async fn a_first_delivery_finds_what_the_stream_already_holds() {
 async fn a_search_gets_processing_one_result_per_supplier_and_a_matching_total() {
     let redis = RedisServer::start().await;
     let mut conn = redis.connection().await;
-    let q = search("CGK", "DPS");
+    let q = queued_search("CGK", "DPS");
     enqueue_search(&mut conn, &q).await;
     let provider = Provider::start(&redis, &[]).await;
 
@@ -627,7 +563,7 @@ async fn a_search_gets_processing_one_result_per_supplier_and_a_matching_total()
 async fn a_crashed_search_is_claimed_and_finished_without_asking_answered_suppliers_again() {
     let redis = RedisServer::start().await;
     let mut conn = redis.connection().await;
-    let q = search("CGK", "DPS");
+    let q = queued_search("CGK", "DPS");
     enqueue_search(&mut conn, &q).await;
     take_and_die(&mut conn, "crashed", 1).await;
     // What the crashed consumer got written: processing and GA's offers,
@@ -687,7 +623,7 @@ async fn a_crashed_search_is_claimed_and_finished_without_asking_answered_suppli
 async fn poison_and_exhausted_entries_are_dead_lettered_with_a_failed_event() {
     let redis = RedisServer::start().await;
     let mut conn = redis.connection().await;
-    let exhausted = search("SUB", "UPG");
+    let exhausted = queued_search("SUB", "UPG");
     let exhausted_entry = enqueue_search(&mut conn, &exhausted).await;
     take_and_die(&mut conn, "crashed-1", 1).await;
     let _: redis::Value = redis::cmd("XCLAIM")
@@ -768,7 +704,7 @@ async fn becomes_ready_and_leaves_unfinished_work_pending_after_the_grace_period
         (provider.get("/readyz").await.0 == 200).then_some(())
     })
     .await;
-    let q = search("CGK", "DPS");
+    let q = queued_search("CGK", "DPS");
     enqueue_search(&mut conn, &q).await;
     eventually("the search to start", LIMIT, || async {
         (!events(&mut conn.clone(), q.search_id).await.is_empty()).then_some(())
@@ -790,15 +726,15 @@ async fn an_entry_with_a_binary_field_name_is_dead_lettered_and_the_rest_is_proc
     let redis = RedisServer::start().await;
     let mut conn = redis.connection().await;
     // Claim path: a bad entry pending on a dead consumer, ahead of a good one.
-    let claimed_bad = search("CGK", "DPS");
+    let claimed_bad = queued_search("CGK", "DPS");
     let claimed_bad_entry = enqueue_with_binary_field(&mut conn, &claimed_bad).await;
-    let claimed_good = search("SUB", "UPG");
+    let claimed_good = queued_search("SUB", "UPG");
     enqueue_search(&mut conn, &claimed_good).await;
     take_and_die(&mut conn, "crashed", 2).await;
     // Read path: a bad entry and a good one delivered in one batch.
-    let read_bad = search("CGK", "DPS");
+    let read_bad = queued_search("CGK", "DPS");
     let read_bad_entry = enqueue_with_binary_field(&mut conn, &read_bad).await;
-    let read_good = search("CGK", "DPS");
+    let read_good = queued_search("CGK", "DPS");
     enqueue_search(&mut conn, &read_good).await;
 
     let provider = Provider::start(&redis, &[("CLAIM_IDLE_MS", "200")]).await;
@@ -991,7 +927,7 @@ async fn a_panicking_supplier_ends_as_error_and_the_rest_still_answer() {
     // One slot: were a panic to keep it, the second search would never start.
     let provider = Provider::serving(&redis, &[("PROVIDER_CONCURRENCY", "1")], panicking_ga).await;
     for route in [("CGK", "DPS"), ("SUB", "UPG"), ("CGK", "KNO")] {
-        let q = search(route.0, route.1);
+        let q = queued_search(route.0, route.1);
         enqueue_search(&mut conn, &q).await;
         let seen = finished(&conn, q.search_id).await;
         let (suppliers, offers) = answers(&seen);
@@ -1034,7 +970,7 @@ async fn answers_are_cut_to_the_bounds_and_reported_truncated() {
         ],
     )
     .await;
-    let q = search("CGK", "DPS");
+    let q = queued_search("CGK", "DPS");
     enqueue_search(&mut conn, &q).await;
     let seen = finished(&conn, q.search_id).await;
     let (suppliers, offers) = answers(&seen);
@@ -1146,7 +1082,7 @@ async fn a_retry_after_of_u64_max_is_rate_limited_at_once() {
         suppliers
     })
     .await;
-    let q = search("CGK", "DPS");
+    let q = queued_search("CGK", "DPS");
     let started = Instant::now();
     enqueue_search(&mut conn, &q).await;
     let seen = finished(&conn, q.search_id).await;

@@ -14,7 +14,8 @@
 //! holds `openapi.yaml` and `asyncapi.yaml` as validators: every SSE event a
 //! suite receives is checked against them. [`supplier_outcomes`] reads what a
 //! finished search says about each supplier, and [`suppliers_file`] writes a
-//! `SUPPLIERS_FILE` for one test. [`prometheus`] runs a real Prometheus that
+//! `SUPPLIERS_FILE` for one test; [`left_behind`] writes the queue entries and
+//! events another provider replica would have left in Redis. [`prometheus`] runs a real Prometheus that
 //! scrapes a stack and loads the repository's rules, [`nginx`] the compose
 //! stack's nginx configuration in front of local instances.
 //! [`otlp::OtlpReceiver`] collects the spans the services export.
@@ -22,6 +23,7 @@
 
 pub mod documents;
 pub mod http;
+pub mod left_behind;
 pub mod mock_suppliers;
 pub mod module_graph;
 pub mod nginx;

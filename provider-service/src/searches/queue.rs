@@ -386,10 +386,9 @@ mod tests {
     use std::collections::HashMap;
 
     use ::test_support::eventually;
+    use ::test_support::left_behind::{enqueue_search, queued_search, take_and_die};
     use ::test_support::redis_server::RedisServer;
-    use contract::{Iata, QueuedSearch, SearchRequest};
     use redis::aio::MultiplexedConnection;
-    use uuid::Uuid;
 
     use super::*;
     use crate::metrics::KnownLabels;
@@ -410,46 +409,6 @@ mod tests {
             Duration::from_secs(15),
             Arc::new(Metrics::new(&KnownLabels::default())),
         )
-    }
-
-    /// Queues a search from `from` to `to`; returns its entry's id.
-    async fn enqueue_search(conn: &mut MultiplexedConnection, from: &str, to: &str) -> String {
-        let queued = QueuedSearch {
-            search_id: Uuid::new_v4(),
-            request: SearchRequest {
-                from: Iata::parse(from).unwrap(),
-                to: Iata::parse(to).unwrap(),
-                date: time::macros::date!(2026 - 12 - 10),
-                passengers: 2,
-            },
-            requested_at_ms: Some(1_790_000_000_000),
-            traceparent: None,
-        };
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(REQUESTS_STREAM).arg("*");
-        for (name, value) in queued.to_fields() {
-            cmd.arg(name).arg(value);
-        }
-        cmd.query_async(conn).await.unwrap()
-    }
-
-    /// A consumer that takes `count` entries and dies: they stay pending on it.
-    async fn take_and_die(conn: &mut MultiplexedConnection, consumer: &str, count: usize) {
-        service_runtime::streams::create_group(conn, "provider-service")
-            .await
-            .unwrap();
-        let _: Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg("provider-service")
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(count)
-            .arg("STREAMS")
-            .arg(REQUESTS_STREAM)
-            .arg(">")
-            .query_async(conn)
-            .await
-            .unwrap();
     }
 
     /// Every pending entry: id, consumer, idle ms, deliveries.
@@ -501,8 +460,8 @@ mod tests {
     async fn a_heartbeat_refreshes_its_own_entries_and_never_takes_one_back() {
         let redis = RedisServer::start().await;
         let mut conn = redis.connection().await;
-        let kept = enqueue_search(&mut conn, "CGK", "DPS").await;
-        let taken = enqueue_search(&mut conn, "SUB", "UPG").await;
+        let kept = enqueue_search(&mut conn, &queued_search("CGK", "DPS")).await;
+        let taken = enqueue_search(&mut conn, &queued_search("SUB", "UPG")).await;
         take_and_die(&mut conn, "stalled", 2).await;
         // While "stalled" was not looking, another consumer claimed one of them.
         let _: Value = redis::cmd("XCLAIM")
@@ -548,7 +507,7 @@ mod tests {
     async fn only_consumers_without_pending_entries_are_forgotten() {
         let redis = RedisServer::start().await;
         let mut conn = redis.connection().await;
-        enqueue_search(&mut conn, "CGK", "DPS").await;
+        enqueue_search(&mut conn, &queued_search("CGK", "DPS")).await;
         take_and_die(&mut conn, "busy", 1).await;
         for idle in ["gone-1", "gone-2"] {
             let _: u64 = redis::cmd("XGROUP")

@@ -214,12 +214,10 @@ impl ResultStreams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::KnownLabels;
+    use ::test_support::left_behind::append;
     use ::test_support::redis_server::RedisServer;
     use contract::EventError;
-    use redis::aio::MultiplexedConnection;
-    use service_runtime::streams::{self, Nudges};
-
-    use crate::metrics::KnownLabels;
 
     #[test]
     fn history_counts_offers_per_supplier_and_sees_the_end() {
@@ -246,23 +244,6 @@ mod tests {
         h.answered.insert("JT".into(), 5);
         assert_eq!(h.total_results(), u32::MAX);
         assert_eq!(h.tally().answers, 2);
-    }
-
-    /// Appends `kind` to `id`'s stream as another attempt would.
-    async fn append(conn: &mut MultiplexedConnection, id: Uuid, kind: EventKind) {
-        let event = SearchEvent {
-            search_id: id,
-            kind,
-        };
-        streams::append_event(
-            conn,
-            &event,
-            Duration::from_secs(60),
-            None,
-            Nudges::Broadcast,
-        )
-        .await
-        .unwrap();
     }
 
     #[tokio::test]

@@ -20,8 +20,10 @@ use provider_service::{KnownLabels, Metrics};
 use test_support::mock_suppliers::{HttpsOptions, MockSuppliers};
 use test_support::pki::TestCa;
 use test_support::search_body;
-use test_support::sse::{Event, assert_exactly_once};
+use test_support::sse::Event;
 use test_support::stack::Stack;
+use test_support::supplier_outcomes::{self, outcome};
+use test_support::suppliers_file::{SuppliersFile, supplier_table};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -179,42 +181,12 @@ async fn both_styles_deliver_what_the_mock_sells_exactly() {
     assert!(kwd.iter().all(|f| f.seats_available >= Some(2)));
 }
 
-/// A suppliers file in a directory of its own, removed on Drop.
-struct SuppliersFile {
-    dir: std::path::PathBuf,
-}
-
-impl SuppliersFile {
-    fn new(text: &str) -> SuppliersFile {
-        let dir = std::env::temp_dir().join(format!("styles-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("create the file's directory");
-        std::fs::write(dir.join("suppliers.toml"), text).expect("write the suppliers file");
-        SuppliersFile { dir }
-    }
-
-    fn path(&self) -> String {
-        self.file("suppliers.toml")
-    }
-
-    /// The path of `name` in the file's directory.
-    fn file(&self, name: &str) -> String {
-        self.dir.join(name).to_str().expect("UTF-8 path").to_owned()
-    }
-}
-
-impl Drop for SuppliersFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// The offers of `supplier`'s result event, as flights.
 fn offers(events: &[Event], supplier: &str) -> Vec<Flight> {
-    let event = events
-        .iter()
-        .find(|e| e.status() == "result" && e.data["supplier"] == supplier)
-        .unwrap_or_else(|| panic!("{supplier} did not answer"));
-    serde_json::from_value(event.data["results"].clone()).expect("results are flights")
+    serde_json::from_value(serde_json::Value::Array(supplier_outcomes::offers(
+        events, supplier,
+    )))
+    .expect("results are flights")
 }
 
 /// A `[[supplier]]` table: `code` speaking `style` at `<base>/<style>/<name>/<currency>`,
@@ -229,32 +201,18 @@ fn table(
         .iter()
         .map(|c| format!("\"{}\"", c.code))
         .collect();
-    format!(
-        "[[supplier]]\ncode = \"{code}\"\nstyle = \"{style}\"\n\
-         base_url = \"{base}/{style}/{name}/{currency}\"\nairlines = [{}]\ncache_ttl_secs = 0\n{extra}\n",
-        airlines.join(", ")
+    supplier_table(
+        code,
+        style,
+        &format!("{base}/{style}/{name}/{currency}"),
+        &format!("[{}]", airlines.join(", ")),
+        extra,
     )
 }
 
 /// Runs the search of [`request`] through `stack` to its terminal event.
 async fn search(stack: &Stack) -> Vec<Event> {
-    let id = stack.submit(&search_body("CGK", "DPS", 9, 2)).await;
-    let events = stack.events(id).await;
-    assert_exactly_once(id, &events);
-    events
-}
-
-/// The terminal event's outcome for `supplier`, checked against the OpenAPI document.
-fn outcome(events: &[Event], supplier: &str) -> String {
-    let last = events.last().expect("a terminal event");
-    test_support::documents::assert_matches(
-        test_support::documents::Schema::SearchEvent,
-        &last.data,
-    );
-    last.data["suppliers"][supplier]
-        .as_str()
-        .unwrap_or_else(|| panic!("no outcome for {supplier} in {}", last.raw))
-        .to_owned()
+    stack.search(&search_body("CGK", "DPS", 9, 2)).await
 }
 
 #[tokio::test]
@@ -313,8 +271,7 @@ async fn https_partners_of_both_styles_take_a_bearer_token_and_oauth2_by_file_al
     let (_, want_kwd) = wanted(AMAD_NAME, &request);
     let base = mock.https_base();
     let file = SuppliersFile::new("");
-    std::fs::write(file.file("ca.pem"), ca.pem()).expect("write the CA file");
-    let ca_file = format!("ca_file = \"{}\"", file.file("ca.pem"));
+    let ca_file = format!("ca_file = \"{}\"", file.file("ca.pem", Some(ca.pem())));
     std::fs::write(
         file.path(),
         format!(

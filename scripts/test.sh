@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Every suite, as docs/testing.md describes: the binaries the
-# suites start, the whole workspace against a single redis-server, the
-# end-to-end and fault suites again against a local Redis Cluster (the cases
+# Every suite, as docs/testing.md describes: one build of everything the
+# suites run (the service binaries they start and the suites themselves), the
+# whole workspace against a single redis-server, the end-to-end and fault suites again against a local Redis Cluster (the cases
 # that need only one node or a long flood left out), the API fuzzing, then the
 # deployment files (Prometheus rules and their tests, Kubernetes manifests).
 # Every step runs even when an earlier one failed, so one run shows every
@@ -10,7 +10,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --workspace --bins || exit 1
+# --all-targets, not --bins: the suites' dev-dependencies turn on features of
+# shared crates (tokio's test-util, hyper-util's client), and a --bins build
+# without them would compile those crates, and all above them, a second time
+# when nextest builds the suites.
+cargo build --workspace --all-targets || exit 1
 
 failed=()
 step() { # step NAME COMMAND...: runs the command, remembering NAME if it fails
